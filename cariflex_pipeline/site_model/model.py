@@ -1,0 +1,248 @@
+"""Pydantic models of a site and the loader that validates a site file once, at start-up.
+
+A bad file (negative power, duplicate sensor id, unknown unit, a device pointing at a missing sensor) raises
+`SiteModelError` naming the entry and the field, so the pipeline never starts on it.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SITE_FILE_ENV = "CARIFLEX_SITE_FILE"
+
+# Units the pipeline knows how to handle; anything else is a typo or a conversion we do not do.
+ALLOWED_UNITS = frozenset({"kW", "kWh", "MW", "EUR/MWh", "EUR/kWh", "%", "dimensionless", "W/m²", "°C"})
+
+PositiveKw = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class SiteModelError(ValueError):
+    """A site file that cannot be used; the message names the file, the entry and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sensor(_Strict):
+    id: int = Field(gt=0)
+    name: str = Field(min_length=1)
+    unit: str
+    resolution: timedelta = timedelta(minutes=15)
+    description: str = ""
+
+    @field_validator("unit")
+    @classmethod
+    def _known_unit(cls, unit: str) -> str:
+        if unit not in ALLOWED_UNITS:
+            raise ValueError(f"unknown unit {unit!r}; expected one of {sorted(ALLOWED_UNITS)}")
+        return unit
+
+    @field_validator("resolution")
+    @classmethod
+    def _positive_resolution(cls, resolution: timedelta) -> timedelta:
+        if resolution <= timedelta(0):
+            raise ValueError("resolution must be positive")
+        return resolution
+
+
+class Location(_Strict):
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    address: str = ""
+
+
+class ChargePoint(_Strict):
+    id: str = Field(min_length=1)
+    evse_id: int = Field(default=1, gt=0)
+    connector_id: int = Field(default=1, gt=0)
+    max_power_kw: PositiveKw
+    sensor_id: int
+    location: Location
+
+
+class PvInstallation(_Strict):
+    name: str
+    sensor_id: int
+    peak_power_kw: PositiveKw
+
+
+class Battery(_Strict):
+    name: str
+    sensor_id: int
+    capacity_kwh: PositiveKw
+    max_charge_kw: PositiveKw
+    max_discharge_kw: PositiveKw
+    soc_min_kwh: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    soc_max_kwh: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    initial_soc_kwh: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    round_trip_efficiency: float = Field(default=0.9, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _soc_bounds(self) -> Battery:
+        soc_max = self.capacity_kwh if self.soc_max_kwh is None else self.soc_max_kwh
+        if not self.soc_min_kwh <= soc_max <= self.capacity_kwh:
+            raise ValueError("need soc_min_kwh <= soc_max_kwh <= capacity_kwh")
+        if not self.soc_min_kwh <= self.initial_soc_kwh <= soc_max:
+            raise ValueError("initial_soc_kwh must lie between soc_min_kwh and soc_max_kwh")
+        return self
+
+
+class V2gCharger(_Strict):
+    name: str
+    sensor_id: int
+    max_charge_kw: PositiveKw
+    max_discharge_kw: PositiveKw
+    round_trip_efficiency: float = Field(default=0.85, gt=0, le=1)
+
+
+class SignalSensors(_Strict):
+    """Which sensor holds each site-wide signal."""
+
+    consumption_price: int
+    dso_price: int
+    load_control: int
+    demand_response: int
+    irradiance: int
+    temperature: int
+
+
+class GridConnection(_Strict):
+    import_capacity_kw: PositiveKw
+    export_capacity_kw: PositiveKw
+
+
+class Site(_Strict):
+    name: str
+    timezone: str
+    resolution: timedelta = timedelta(minutes=15)
+    grid_connection: GridConnection
+    sensors: list[Sensor]
+    signals: SignalSensors
+    charge_points: list[ChargePoint]
+    pv_installations: list[PvInstallation] = []
+    batteries: list[Battery] = []
+    v2g_chargers: list[V2gCharger] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, timezone: str) -> str:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown timezone {timezone!r}") from error
+        return timezone
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Site:
+        seen: dict[int, str] = {}
+        for sensor in self.sensors:
+            if sensor.id in seen:
+                raise ValueError(f"duplicate sensor id {sensor.id} ({seen[sensor.id]!r} and {sensor.name!r})")
+            seen[sensor.id] = sensor.name
+        _unique("charge point id", [cp.id for cp in self.charge_points])
+        claimed: dict[int, str] = {}
+        for kind, name, sensor_id, unit in self._device_sensor_refs():
+            sensor = self.sensor_by_id.get(sensor_id)
+            if sensor is None:
+                raise ValueError(f"{kind} {name!r}: field sensor_id: sensor {sensor_id} is not in sensors")
+            if unit is not None and sensor.unit != unit:
+                raise ValueError(
+                    f"{kind} {name!r}: field sensor_id: sensor {sensor_id} has unit {sensor.unit!r}, "
+                    f"expected {unit!r}"
+                )
+            if sensor_id in claimed and claimed[sensor_id] != f"{kind} {name!r}":
+                raise ValueError(f"{kind} {name!r}: field sensor_id: sensor {sensor_id} already used by "
+                                 f"{claimed[sensor_id]}")
+            claimed[sensor_id] = f"{kind} {name!r}"
+        return self
+
+    def _device_sensor_refs(self) -> list[tuple[str, str, int, str | None]]:
+        refs: list[tuple[str, str, int, str | None]] = []
+        refs += [("charge point", cp.id, cp.sensor_id, "kW") for cp in self.charge_points]
+        refs += [("pv installation", pv.name, pv.sensor_id, "kW") for pv in self.pv_installations]
+        refs += [("battery", b.name, b.sensor_id, "kW") for b in self.batteries]
+        refs += [("v2g charger", v.name, v.sensor_id, "kW") for v in self.v2g_chargers]
+        refs += [("signal", field, sensor_id, None) for field, sensor_id in self.signals.model_dump().items()]
+        return refs
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def sensor_by_id(self) -> dict[int, Sensor]:
+        return {sensor.id: sensor for sensor in self.sensors}
+
+    @property
+    def charge_point_by_id(self) -> dict[str, ChargePoint]:
+        return {cp.id: cp for cp in self.charge_points}
+
+    def sensor(self, sensor_id: int) -> Sensor:
+        try:
+            return self.sensor_by_id[sensor_id]
+        except KeyError:
+            raise KeyError(f"site {self.name!r} has no sensor {sensor_id}") from None
+
+    def charge_point(self, charge_point_id: str) -> ChargePoint:
+        try:
+            return self.charge_point_by_id[charge_point_id]
+        except KeyError:
+            raise KeyError(f"site {self.name!r} has no charge point {charge_point_id!r}") from None
+
+
+def _unique(what: str, values: list[Any]) -> None:
+    seen: set[Any] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"duplicate {what} {value!r}")
+        seen.add(value)
+
+
+def default_site_file() -> Path:
+    """The site file named by CARIFLEX_SITE_FILE, else the bundled Martinique site."""
+    configured = os.environ.get(SITE_FILE_ENV)
+    if configured:
+        return Path(configured)
+    return Path(__file__).with_name("martinique.yaml")
+
+
+def load_site(path: str | Path | None = None) -> Site:
+    """Read and validate a site file; raise SiteModelError naming the entry and field on any problem."""
+    site_path = Path(path) if path is not None else default_site_file()
+    try:
+        raw = yaml.safe_load(site_path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise SiteModelError(f"site file {site_path}: cannot be read ({error.strerror})") from error
+    except yaml.YAMLError as error:
+        raise SiteModelError(f"site file {site_path}: not valid YAML ({error})") from error
+    if not isinstance(raw, dict):
+        raise SiteModelError(f"site file {site_path}: expected a mapping at the top level")
+    try:
+        return Site.model_validate(raw)
+    except ValidationError as error:
+        raise SiteModelError(f"site file {site_path}: {_describe(error, raw)}") from None
+
+
+def _describe(error: ValidationError, raw: dict[str, Any]) -> str:
+    """Turn pydantic's locations (charge_points.3.max_power_kw) into entry names (charge point 'CP004')."""
+    problems = []
+    for item in error.errors():
+        location = list(item["loc"])
+        where = ".".join(str(part) for part in location) or "site"
+        if len(location) >= 2 and isinstance(location[1], int):
+            entries = raw.get(str(location[0])) or []
+            entry = entries[location[1]] if location[1] < len(entries) else {}
+            label = entry.get("id", entry.get("name", f"#{location[1]}")) if isinstance(entry, dict) else ""
+            field = ".".join(str(part) for part in location[2:]) or "entry"
+            where = f"{location[0]} entry {label!r}, field {field}"
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)
