@@ -1,0 +1,198 @@
+"""The time-series store: sensors, data sources and beliefs behind one small API, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from functools import cached_property
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, and_, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from cariflex_pipeline.site_model import Sensor
+from cariflex_pipeline.store import bulk
+from cariflex_pipeline.store.engine import check_connection, create_store_engine, describe_url
+from cariflex_pipeline.store.migrate import upgrade_to_head
+from cariflex_pipeline.store.schema import beliefs, data_sources, sensors
+from cariflex_pipeline.store.validation import normalize_beliefs
+
+log = logging.getLogger(__name__)
+
+BELIEF_COLUMNS = ["sensor_id", "event_start", "event_resolution", "belief_time", "source", "value"]
+
+
+class TimeSeriesStore:
+    """Beliefs about sensor events. Writes are idempotent upserts; reads give the latest belief per event."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    @cached_property
+    def engine(self) -> Engine:
+        return create_store_engine(self.database_url)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def describe(self) -> str:
+        """Where the store lives, safe for logs and metadata (no credentials)."""
+        return describe_url(self.engine.url)
+
+    def check(self) -> None:
+        """Raise StoreUnavailableError (naming the host) when the database cannot be reached."""
+        check_connection(self.engine)
+
+    def migrate(self) -> None:
+        """Bring the schema to the latest Alembic revision."""
+        self.check()
+        upgrade_to_head(self.engine)
+
+    def register_sensors(self, site_sensors: Iterable[Sensor]) -> int:
+        rows = [
+            {
+                "id": sensor.id,
+                "name": sensor.name,
+                "unit": sensor.unit,
+                "resolution_seconds": int(sensor.resolution.total_seconds()),
+                "description": sensor.description,
+            }
+            for sensor in site_sensors
+        ]
+        if not rows:
+            return 0
+        with self.engine.begin() as connection:
+            statement = self._insert(connection, sensors)
+            statement = statement.on_conflict_do_update(
+                index_elements=["id"],
+                set_={column: statement.excluded[column] for column in rows[0] if column != "id"},
+            )
+            connection.execute(statement, rows)
+        return len(rows)
+
+    def sensor_table(self) -> pd.DataFrame:
+        with self.engine.connect() as connection:
+            result = connection.execute(select(sensors).order_by(sensors.c.id))
+            return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
+
+    def write_beliefs(self, frame: pd.DataFrame, source: str, source_type: str = "other") -> int:
+        """Upsert beliefs of one source; all rows or none. Returns the number of distinct beliefs written.
+
+        `frame` has columns sensor_id, event_start, value, belief_time (times with a time zone) and optionally
+        event_resolution (default: the sensor's). Raises BeliefValidationError before touching the database.
+        """
+        rows = normalize_beliefs(frame, self._sensor_resolutions())
+        if rows.empty:
+            return 0
+        with self.engine.begin() as connection:
+            source_id = self._source_id(connection, source, source_type)
+            if self.is_postgres:
+                bulk.upsert_postgres(connection, rows, source_id)
+            else:
+                bulk.upsert_sqlite(connection, rows, source_id)
+        log.debug("wrote %d beliefs from %s into %s", len(rows), source, self.describe())
+        return len(rows)
+
+    def read_latest(
+        self,
+        sensor_ids: Sequence[int],
+        start: datetime | None = None,
+        end: datetime | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """The latest belief per (sensor, event start) in [start, end), as a frame with UTC times."""
+        ranked = (
+            select(
+                beliefs.c.sensor_id,
+                beliefs.c.event_start,
+                beliefs.c.event_resolution_seconds,
+                beliefs.c.belief_time,
+                data_sources.c.name.label("source"),
+                beliefs.c.value,
+                func.row_number()
+                .over(
+                    partition_by=(beliefs.c.sensor_id, beliefs.c.event_start),
+                    order_by=(beliefs.c.belief_time.desc(), beliefs.c.source_id.desc()),
+                )
+                .label("rank"),
+            )
+            .join(data_sources, data_sources.c.id == beliefs.c.source_id)
+            .where(*self._event_filter(sensor_ids, start, end, sources))
+            .subquery()
+        )
+        query = (
+            select(*(column for column in ranked.c if column.name != "rank"))
+            .where(ranked.c.rank == 1)
+            .order_by(ranked.c.sensor_id, ranked.c.event_start)
+        )
+        with self.engine.connect() as connection:
+            records = connection.execute(query).all()
+        return _belief_frame(records)
+
+    def delete_beliefs(self, sensor_ids: Sequence[int], start: datetime, end: datetime, source: str) -> int:
+        """Withdraw what `source` said about events in [start, end) of these sensors."""
+        with self.engine.begin() as connection:
+            source_id = connection.scalar(select(data_sources.c.id).where(data_sources.c.name == source))
+            if source_id is None:
+                return 0
+            result = connection.execute(
+                delete(beliefs).where(
+                    beliefs.c.source_id == source_id, *self._event_filter(sensor_ids, start, end, None)
+                )
+            )
+        return result.rowcount
+
+    def _event_filter(
+        self,
+        sensor_ids: Sequence[int],
+        start: datetime | None,
+        end: datetime | None,
+        sources: Sequence[str] | None,
+    ) -> list:
+        conditions = [beliefs.c.sensor_id.in_([int(sensor_id) for sensor_id in sensor_ids])]
+        if start is not None:
+            conditions.append(beliefs.c.event_start >= self._bind_time(start))
+        if end is not None:
+            conditions.append(beliefs.c.event_start < self._bind_time(end))
+        if sources is not None:
+            source_ids = select(data_sources.c.id).where(data_sources.c.name.in_(list(sources)))
+            conditions.append(beliefs.c.source_id.in_(source_ids))
+        return [and_(*conditions)]
+
+    def _bind_time(self, moment: datetime) -> datetime:
+        if moment.tzinfo is None:
+            raise ValueError(f"time {moment.isoformat()} has no time zone")
+        utc = pd.Timestamp(moment).tz_convert("UTC").to_pydatetime()
+        # SQLite keeps naive UTC text; PostgreSQL compares timestamptz.
+        return utc if self.is_postgres else utc.replace(tzinfo=None)
+
+    def _sensor_resolutions(self) -> dict[int, timedelta]:
+        with self.engine.connect() as connection:
+            result = connection.execute(select(sensors.c.id, sensors.c.resolution_seconds))
+            return {sensor_id: timedelta(seconds=seconds) for sensor_id, seconds in result}
+
+    def _source_id(self, connection: Connection, name: str, source_type: str) -> int:
+        statement = self._insert(connection, data_sources).values(name=name, type=source_type)
+        connection.execute(statement.on_conflict_do_nothing(index_elements=["name"]))
+        return connection.scalar(select(data_sources.c.id).where(data_sources.c.name == name))
+
+    @staticmethod
+    def _insert(connection: Connection, table):
+        return postgres_insert(table) if connection.dialect.name == "postgresql" else sqlite_insert(table)
+
+
+def _belief_frame(records: Sequence) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        records,
+        columns=["sensor_id", "event_start", "event_resolution_seconds", "belief_time", "source", "value"],
+    )
+    frame["sensor_id"] = frame["sensor_id"].astype("int64")
+    for column in ("event_start", "belief_time"):
+        frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
+    frame["event_resolution"] = pd.to_timedelta(frame.pop("event_resolution_seconds"), unit="s")
+    frame["value"] = frame["value"].astype("float64")
+    frame["source"] = frame["source"].astype(object)
+    return frame[BELIEF_COLUMNS]

@@ -1,0 +1,91 @@
+"""Shared fixtures: the real PostgreSQL and RabbitMQ of this machine, a migrated store, the bundled site.
+
+Under CI=true a test whose service is missing fails instead of skipping, so a green CI means it really ran.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from cariflex_pipeline.site_model import Site, load_site
+from cariflex_pipeline.store import TimeSeriesStore
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CARIFLEX_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
+AMQP_URL = os.environ.get("CARIFLEX_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, url: str, default_port: int) -> None:
+    """Skip locally, fail under CI, when a service a test needs is not there."""
+    if _reachable(url, default_port):
+        return
+    host = urlsplit(url).hostname
+    message = f"{name} is not reachable at {host}:{urlsplit(url).port or default_port}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (CI=true: services are required)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database on the real PostgreSQL for this test session, dropped at the end."""
+    require_service("PostgreSQL", POSTGRES_ADMIN_URL, 5432)
+    name = f"cariflex_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    require_service("RabbitMQ", AMQP_URL, 5672)
+    return AMQP_URL
+
+
+@pytest.fixture(scope="session")
+def site() -> Site:
+    return load_site()
+
+
+def _fresh_postgres_schema(url: str) -> None:
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path, site: Site) -> Iterator[TimeSeriesStore]:
+    """A migrated store with the site's sensors, empty of beliefs, on SQLite and on the real PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        _fresh_postgres_schema(url)
+    timeseries_store = TimeSeriesStore(url)
+    timeseries_store.migrate()
+    timeseries_store.register_sensors(site.sensors)
+    yield timeseries_store
+    timeseries_store.engine.dispose()

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import func, inspect, select
+
+from cariflex_pipeline.store import BeliefValidationError, StoreUnavailableError, TimeSeriesStore
+from cariflex_pipeline.store.migrate import alembic_config, current_revisions
+from cariflex_pipeline.store.schema import beliefs
+
+UTC = ZoneInfo("UTC")
+MARTINIQUE = ZoneInfo("America/Martinique")
+T0 = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
+PRICE = 84
+
+
+def price_frame(values: list[float], belief_time: datetime, start: datetime = T0) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "sensor_id": PRICE,
+            "event_start": [start + timedelta(minutes=15 * i) for i in range(len(values))],
+            "value": values,
+            "belief_time": belief_time,
+        }
+    )
+
+
+def row_count(store: TimeSeriesStore) -> int:
+    with store.engine.connect() as connection:
+        return connection.scalar(select(func.count()).select_from(beliefs))
+
+
+def test_migrations_create_the_schema_from_empty(store: TimeSeriesStore) -> None:
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"sensors", "data_sources", "beliefs", "alembic_version"} <= tables
+    assert current_revisions(store.engine) == set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    store.migrate()  # a second run is a no-op, not an error
+    assert len(store.sensor_table()) == 46
+
+
+def test_rewriting_the_same_beliefs_changes_nothing(store: TimeSeriesStore) -> None:
+    frame = price_frame([100.0, 110.0, 120.0, 130.0], belief_time=T0 - timedelta(hours=12))
+    assert store.write_beliefs(frame, source="vtn") == 4
+    assert store.write_beliefs(frame, source="vtn") == 4
+    overlapping = price_frame([120.0, 130.0, 140.0], T0 - timedelta(hours=12), start=T0 + timedelta(minutes=30))
+    store.write_beliefs(overlapping, source="vtn")
+    assert row_count(store) == 5
+    latest = store.read_latest([PRICE])
+    assert latest["value"].tolist() == [100.0, 110.0, 120.0, 130.0, 140.0]
+
+
+def test_read_returns_the_latest_belief_per_event(store: TimeSeriesStore) -> None:
+    store.write_beliefs(price_frame([100.0, 110.0], belief_time=T0 - timedelta(hours=12)), source="vtn")
+    store.write_beliefs(price_frame([105.0], belief_time=T0 - timedelta(hours=1)), source="vtn")
+    store.write_beliefs(price_frame([90.0, 95.0], belief_time=T0 - timedelta(hours=24)), source="forecast")
+
+    latest = store.read_latest([PRICE])
+    assert latest["value"].tolist() == [105.0, 110.0]
+    assert latest["source"].tolist() == ["vtn", "vtn"]
+    assert latest["belief_time"].iloc[0] == pd.Timestamp(T0 - timedelta(hours=1))
+    assert latest["event_resolution"].iloc[0] == pd.Timedelta(minutes=15)
+    assert row_count(store) == 5
+
+    only_forecast = store.read_latest([PRICE], sources=["forecast"])
+    assert only_forecast["value"].tolist() == [90.0, 95.0]
+    window = store.read_latest([PRICE], start=T0 + timedelta(minutes=15), end=T0 + timedelta(hours=1))
+    assert window["value"].tolist() == [110.0]
+
+
+def test_martinique_local_times_are_stored_and_read_as_utc(store: TimeSeriesStore) -> None:
+    local_midnight = datetime(2026, 7, 1, 0, 0, tzinfo=MARTINIQUE)  # UTC-4 all year, no DST
+    frame = price_frame([80.0], belief_time=local_midnight - timedelta(days=1), start=local_midnight)
+    store.write_beliefs(frame, source="vtn")
+
+    latest = store.read_latest([PRICE])
+    assert str(latest["event_start"].dt.tz) == "UTC"
+    assert latest["event_start"].iloc[0] == pd.Timestamp("2026-07-01 04:00", tz="UTC")
+    in_local_window = store.read_latest(
+        [PRICE], start=local_midnight, end=local_midnight + timedelta(minutes=15)
+    )
+    assert in_local_window["value"].tolist() == [80.0]
+
+
+def test_bulk_write_of_100k_rows(store: TimeSeriesStore) -> None:
+    sensor_ids = np.repeat(np.arange(61, 71), 10_000)
+    starts = pd.Timestamp(T0) + pd.to_timedelta(np.tile(np.arange(10_000) * 15, 10), unit="min")
+    values = np.random.default_rng(7).uniform(0, 22, size=100_000).round(3)
+    frame = pd.DataFrame(
+        {"sensor_id": sensor_ids, "event_start": starts, "value": values, "belief_time": pd.Timestamp(T0)}
+    )
+    assert store.write_beliefs(frame, source="meter") == 100_000
+    assert store.write_beliefs(frame, source="meter") == 100_000
+    assert row_count(store) == 100_000
+
+    latest = store.read_latest(list(range(61, 71)))
+    assert len(latest) == 100_000
+    expected = frame.sort_values(["sensor_id", "event_start"])["value"].to_numpy()
+    np.testing.assert_array_equal(latest["value"].to_numpy(), expected)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"value": [1.0, float("nan")]}, "sensor 84, event 2026-11-28T00:15:00+00:00: value nan"),
+        ({"value": [1.0, float("inf")]}, "is not a finite number"),
+        ({"value": [1.0, "cheap"]}, "value 'cheap' is not a finite number"),
+        ({"sensor_id": [84, 999]}, "sensor(s) [999] are not registered"),
+        ({"event_start": [datetime(2026, 11, 28, 0, 0), datetime(2026, 11, 28, 0, 15)]}, "has no time zone"),
+    ],
+)
+def test_bad_input_is_refused_and_nothing_is_written(
+    store: TimeSeriesStore, change: dict, message: str
+) -> None:
+    store.write_beliefs(price_frame([50.0], belief_time=T0 - timedelta(days=1)), source="vtn")
+    frame = price_frame([1.0, 2.0], belief_time=T0).assign(**change)
+    with pytest.raises(BeliefValidationError) as raised:
+        store.write_beliefs(frame, source="vtn")
+    assert message in str(raised.value)
+    assert row_count(store) == 1
+    assert store.read_latest([PRICE])["value"].tolist() == [50.0]
+
+
+def test_withdrawn_beliefs_are_deleted_for_that_source_only(store: TimeSeriesStore) -> None:
+    store.write_beliefs(price_frame([1.0, 2.0, 3.0], belief_time=T0), source="vtn")
+    store.write_beliefs(price_frame([9.0], belief_time=T0), source="forecast")
+    deleted = store.delete_beliefs([PRICE], T0, T0 + timedelta(minutes=30), source="vtn")
+    assert deleted == 2
+    latest = store.read_latest([PRICE])
+    assert list(zip(latest["source"], latest["value"], strict=True)) == [("forecast", 9.0), ("vtn", 3.0)]
+
+
+def test_unreachable_database_names_the_host_not_the_password() -> None:
+    store = TimeSeriesStore("postgresql://cariflex:s3cret-pass@127.0.0.1:1/ems")
+    with pytest.raises(StoreUnavailableError) as raised:
+        store.migrate()
+    assert "127.0.0.1:1/ems" in str(raised.value)
+    assert "s3cret-pass" not in str(raised.value)
