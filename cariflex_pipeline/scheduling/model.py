@@ -1,0 +1,250 @@
+"""The EV-charging LP in PuLP, built with the fast idioms, solved by HiGHS (highspy) or CBC.
+
+    min  Σ_t price_t·dt·(Σ flexible power_t)  +  penalty·Σ_k unserved_k  +  ε·Σ_{k,t} t·dt·p[k,t]
+    s.t. Σ_t dt·η_k·p[k,t] + unserved_k = E_k             (V2G: SoC at departure + unserved_k ≥ target)
+         Σ flexible power_t ≤ site_limit_t                 (EVs, V2G and batteries; discharge negative)
+         0 ≤ p[k,t] ≤ min(charge point, EV)                 (a variable only inside the plug-in window)
+         soc_t = soc_{t-1} + dt·(η·charge_t − discharge_t/η), soc_min ≤ soc_t ≤ soc_max  (batteries, V2G)
+
+The objective is kept in milli-euros (EUR/MWh × kWh) so that the tie-break ε stays far above the solver's
+tolerances; ``objective_eur`` in the result is converted back.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pulp
+
+from cariflex_pipeline.scheduling.problem import ResolvedProblem
+from cariflex_pipeline.scheduling.result import (
+    ScheduleResult,
+    SessionOutcome,
+    SolverError,
+    SolverTimeLimitError,
+)
+
+SolverName = Literal["auto", "highs", "cbc"]
+
+TIE_BREAK = 1e-4  # milli-EUR per kWh and slot index: < 0.01 EUR/MWh over 96 slots
+THROUGHPUT = 1e-4  # milli-EUR per kWh through a battery: no simultaneous charge and discharge
+
+
+@dataclass
+class _Device:
+    """Variables of one storage device (battery or V2G session): per slot charge, discharge, SoC."""
+
+    name: str
+    slots: list[int]
+    charge: list[pulp.LpVariable]
+    discharge: list[pulp.LpVariable]
+    soc: list[pulp.LpVariable]
+
+    @property
+    def soc_last(self) -> pulp.LpVariable | None:
+        return self.soc[-1] if self.soc else None
+
+
+@dataclass
+class BuiltModel:
+    prob: pulp.LpProblem
+    ev_power: list[dict[int, pulp.LpVariable]]  # per session (plain EVs): slot -> power variable
+    unserved: list[pulp.LpVariable | None]  # per session
+    v2g: dict[int, _Device]  # session index -> device
+    batteries: list[_Device]
+    penalty_per_kwh: float  # milli-EUR
+    notes: list[str] = field(default_factory=list)
+
+
+def build_model(problem: ResolvedProblem) -> BuiltModel:
+    """Build the LP: each constraint once as an LpAffineExpression, all added with prob.extend."""
+    n, dt = problem.n_slots, problem.dt_h
+    prices = problem.price_eur_per_mwh.tolist()
+    notes: list[str] = []
+    min_eff = min([s.efficiency for s in problem.sessions] or [1.0])
+    penalty = problem.unserved_penalty_eur_per_kwh * 1000.0
+    floor = 10.0 * max(max(prices), 0.0) / min_eff + 1.0
+    if penalty < floor:
+        notes.append(f"unserved penalty raised to {floor / 1000:.4f} EUR/kWh (10x the dearest kWh)")
+        penalty = floor
+
+    prob = pulp.LpProblem("ev_charging", pulp.LpMinimize)
+    objective: list[tuple[pulp.LpVariable, float]] = []
+    site_terms: list[list[tuple[pulp.LpVariable, float]]] = [[] for _ in range(n)]
+    constraints: dict[str, pulp.LpConstraint] = {}
+    ev_power: list[dict[int, pulp.LpVariable]] = []
+    unserved: list[pulp.LpVariable | None] = []
+    v2g: dict[int, _Device] = {}
+
+    for k, session in enumerate(problem.sessions):
+        slots = list(session.slots)
+        # a V2G session always gets its target row (it may not leave emptier than it came)
+        wants_row = session.energy_kwh > 0 or session.v2g
+        u = pulp.LpVariable(f"u{k:06d}", 0, session.energy_kwh) if wants_row else None
+        unserved.append(u)
+        if session.v2g:
+            device = _storage(f"v{k:06d}", slots, session.max_charge_kw, session.max_discharge_kw,
+                              session.efficiency, session.efficiency, session.soc_initial_kwh,
+                              session.soc_min_kwh, session.soc_max_kwh, dt, prices, objective, site_terms,
+                              constraints)
+            v2g[k] = device
+            ev_power.append({})
+            if u is not None:
+                soc_end = device.soc_last
+                target = session.soc_initial_kwh + session.energy_kwh
+                if soc_end is None:
+                    constraints[f"target_{k}"] = pulp.LpConstraint(
+                        pulp.LpAffineExpression([(u, 1.0)]), pulp.LpConstraintGE, rhs=session.energy_kwh)
+                else:
+                    constraints[f"target_{k}"] = pulp.LpConstraint(
+                        pulp.LpAffineExpression([(soc_end, 1.0), (u, 1.0)]), pulp.LpConstraintGE, rhs=target)
+                objective.append((u, penalty))
+            continue
+        powers = {t: pulp.LpVariable(f"p{k:06d}_{t:04d}", 0, session.max_charge_kw) for t in slots}
+        ev_power.append(powers)
+        if u is None:  # nothing needed: the power variables are fixed at 0 by the energy row below
+            terms = [(p, dt * session.efficiency) for p in powers.values()]
+            if terms:
+                constraints[f"energy_{k}"] = pulp.LpConstraint(
+                    pulp.LpAffineExpression(terms), pulp.LpConstraintEQ, rhs=0.0)
+        else:
+            terms = [(p, dt * session.efficiency) for p in powers.values()]
+            terms.append((u, 1.0))
+            constraints[f"energy_{k}"] = pulp.LpConstraint(
+                pulp.LpAffineExpression(terms), pulp.LpConstraintEQ, rhs=session.energy_kwh)
+            objective.append((u, penalty))
+        for t, p in powers.items():
+            objective.append((p, dt * (prices[t] + TIE_BREAK * t)))
+            site_terms[t].append((p, 1.0))
+
+    batteries = [
+        _storage(f"b{i:03d}", list(range(n)), b.max_charge_kw, b.max_discharge_kw,
+                 math.sqrt(b.round_trip_efficiency), math.sqrt(b.round_trip_efficiency), b.initial_soc_kwh,
+                 b.soc_min_kwh, b.capacity_kwh if b.soc_max_kwh is None else b.soc_max_kwh, dt, prices,
+                 objective, site_terms, constraints,
+                 final_min=b.initial_soc_kwh if b.final_soc_min_kwh is None else b.final_soc_min_kwh)
+        for i, b in enumerate(problem.batteries)
+    ]
+
+    limits = problem.site_limit_kw.tolist()
+    for t, terms in enumerate(site_terms):
+        if terms:
+            constraints[f"site_{t:04d}"] = pulp.LpConstraint(
+                pulp.LpAffineExpression(terms), pulp.LpConstraintLE, rhs=limits[t])
+    prob.setObjective(pulp.LpAffineExpression(objective))
+    prob.extend(constraints)
+    return BuiltModel(prob, ev_power, unserved, v2g, batteries, penalty, notes)
+
+
+def _storage(prefix: str, slots: list[int], charge_kw: float, discharge_kw: float, eta_c: float,
+             eta_d: float, soc0: float, soc_min: float, soc_max: float, dt: float, prices: list[float],
+             objective: list, site_terms: list, constraints: dict, final_min: float | None = None) -> _Device:
+    """Charge/discharge/SoC columns and the SoC balance rows of one storage device over `slots`."""
+    charge = [pulp.LpVariable(f"{prefix}c{t:04d}", 0, charge_kw) for t in slots]
+    discharge = [pulp.LpVariable(f"{prefix}d{t:04d}", 0, discharge_kw) for t in slots]
+    upper = None if math.isinf(soc_max) else soc_max
+    soc = [pulp.LpVariable(f"{prefix}s{t:04d}", soc_min, upper) for t in slots]
+    for i, t in enumerate(slots):
+        terms = [(soc[i], 1.0), (charge[i], -dt * eta_c), (discharge[i], dt / eta_d)]
+        if i > 0:
+            terms.append((soc[i - 1], -1.0))
+        constraints[f"{prefix}soc{t:04d}"] = pulp.LpConstraint(
+            pulp.LpAffineExpression(terms), pulp.LpConstraintEQ, rhs=soc0 if i == 0 else 0.0)
+        objective.append((charge[i], dt * (prices[t] + THROUGHPUT)))
+        objective.append((discharge[i], dt * (-prices[t] + THROUGHPUT)))
+        site_terms[t].append((charge[i], 1.0))
+        site_terms[t].append((discharge[i], -1.0))
+    if final_min is not None and soc:
+        constraints[f"{prefix}final"] = pulp.LpConstraint(
+            pulp.LpAffineExpression([(soc[-1], 1.0)]), pulp.LpConstraintGE, rhs=final_min)
+    return _Device(prefix, slots, charge, discharge, soc)
+
+
+def _solver(name: SolverName, time_limit_s: float | None, msg: bool) -> tuple[str, pulp.LpSolver]:
+    if name in ("auto", "highs"):
+        highs = pulp.HiGHS(msg=msg, timeLimit=time_limit_s, threads=1)
+        if highs.available():
+            return "highs", highs
+        if name == "highs":
+            raise SolverError("HiGHS (highspy) is not available")
+    return "cbc", pulp.PULP_CBC_CMD(msg=msg, timeLimit=time_limit_s)
+
+
+def _check_status(prob: pulp.LpProblem, solver: str, time_limit_s: float | None) -> str:
+    if solver == "highs":
+        import highspy
+
+        status = prob.solverModel.getModelStatus()
+        if status == highspy.HighsModelStatus.kTimeLimit:
+            raise SolverTimeLimitError(f"HiGHS hit the time limit of {time_limit_s} s; no schedule")
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise SolverError(f"HiGHS ended with {prob.solverModel.modelStatusToString(status)}; no schedule")
+        return "optimal"
+    if prob.status != pulp.LpStatusOptimal or prob.sol_status != pulp.LpSolutionOptimal:
+        detail = f"{pulp.LpStatus.get(prob.status)} / solution status {prob.sol_status}"
+        if prob.sol_status in (pulp.LpSolutionIntegerFeasible, pulp.LpSolutionNoSolutionFound) and time_limit_s:
+            raise SolverTimeLimitError(f"CBC stopped ({detail}) within the time limit of {time_limit_s} s; "
+                                       "no schedule")
+        raise SolverError(f"CBC ended with {detail}; no schedule")
+    return "optimal"
+
+
+def solve(problem: ResolvedProblem, solver: SolverName = "auto", time_limit_s: float | None = 60.0,
+          msg: bool = False) -> ScheduleResult:
+    """Build and solve the LP; raise SolverError / SolverTimeLimitError rather than return a non-optimal plan."""
+    started = time.perf_counter()
+    built = build_model(problem)
+    built_at = time.perf_counter()
+    name, backend = _solver(solver, time_limit_s, msg)
+    try:
+        built.prob.solve(backend)
+    except pulp.PulpSolverError as error:
+        raise SolverError(f"{name} failed: {error}; no schedule") from error
+    solved_at = time.perf_counter()
+    status = _check_status(built.prob, name, time_limit_s)
+    return _extract(problem, built, name, status, built_at - started, solved_at - built_at)
+
+
+def _value(var: pulp.LpVariable | None) -> float:
+    if var is None:
+        return 0.0
+    value = var.varValue or 0.0
+    return 0.0 if abs(value) < 1e-9 else float(value)
+
+
+def _extract(problem: ResolvedProblem, built: BuiltModel, solver: str, status: str, build_s: float,
+             solve_s: float) -> ScheduleResult:
+    n, dt = problem.n_slots, problem.dt_h
+    power = {point: [0.0] * n for point in problem.charge_points}
+    outcomes = []
+    for k, session in enumerate(problem.sessions):
+        series = power.setdefault(session.charge_point, [0.0] * n)
+        if session.v2g:
+            device = built.v2g[k]
+            net = 0.0
+            for i, t in enumerate(device.slots):
+                c, d = _value(device.charge[i]), _value(device.discharge[i])
+                series[t] = c - d
+                net += dt * (session.efficiency * c - d / session.efficiency)
+            delivered = net
+        else:
+            delivered = 0.0
+            for t, var in built.ev_power[k].items():
+                series[t] = _value(var)
+                delivered += dt * session.efficiency * series[t]
+        outcomes.append(SessionOutcome(session.id, session.charge_point, session.energy_kwh, delivered,
+                                       _value(built.unserved[k])))
+    battery_power = {}
+    for spec, device in zip(problem.batteries, built.batteries, strict=True):
+        battery_power[spec.name] = [_value(c) - _value(d) for c, d in zip(device.charge, device.discharge,
+                                                                            strict=True)]
+    objective = pulp.value(built.prob.objective) or 0.0
+    return ScheduleResult(
+        start=problem.start, resolution=problem.resolution, power_kw=power, battery_power_kw=battery_power,
+        sessions=outcomes, site_limit_kw=problem.site_limit_kw.tolist(), objective_eur=objective / 1000.0,
+        status=status, solver=solver, build_seconds=build_s, solve_seconds=solve_s,
+        notes=problem.notes + built.notes,
+    )

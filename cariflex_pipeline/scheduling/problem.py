@@ -1,0 +1,388 @@
+"""The scheduling problem: what the LP is asked, as JSON-serializable pydantic models, and its resolved form.
+
+JSON schema (``SchedulingProblem.model_json_schema()`` prints it in full)::
+
+    {
+      "start": "2026-11-28T08:00:00-04:00",      # start of the first slot, tz-aware, on the slot grid
+      "resolution_minutes": 15,                    # slot length
+      "prices_eur_per_mwh": [95.0, 92.5, null],    # one per slot; the horizon is its length; null = missing
+      "connection_capacity_kw": 120,               # optional; default: the site's grid import capacity
+      "load_control_pct": [100, 100, 50],          # optional, per slot; default 100 %
+      "inflexible_load_kw": [3.0, 3.0, 3.0],       # optional, per slot; default 0
+      "pv_forecast_kw": [0.0, 1.5, 4.0],           # optional, per slot; default 0 (unknown)
+      "demand_response_level": [0, 0, 2],          # optional, per slot (OpenADR simple level); default 0
+      "derating": {"0": 1.0, "1": 0.75, "2": 0.5, "3": 0.25},   # site-limit factor per level
+      "unserved_penalty_eur_per_kwh": 10.0,        # cost of each kWh an EV does not get by departure
+      "sessions": [
+        {"id": "ev-1", "charge_point": "CP001",
+         "arrival": "2026-11-28T08:00:00-04:00", "departure": "2026-11-28T12:00:00-04:00",
+         "energy_needed_kwh": 30,                  # or soc_now + soc_target (0..1) + battery_capacity_kwh
+         "max_power_kw": 11, "efficiency": 0.92},
+        {"id": "ev-2", "charge_point": "v2g_01",   # a V2G charger of the site: charge and discharge
+         "arrival": "...", "departure": "...", "battery_capacity_kwh": 60, "soc_now": 0.5,
+         "soc_target": 0.8, "soc_min": 0.2}
+      ],
+      "batteries": [ {"name": "battery_01", "capacity_kwh": 13.5, ...} ]   # optional stationary batteries
+    }
+
+Slot ``t`` covers ``[start + t·dt, start + (t+1)·dt)``. The site import limit of slot ``t`` is
+``max(0, capacity × load_control_t/100 × derating[level_t] − inflexible_t + pv_t)``; the flexible devices
+(EVs, V2G, batteries; discharge counts negative) share it. An EV may draw power in the slots that lie entirely
+inside ``[arrival, departure)``, except that a session already plugged in when the horizon starts may use the
+first slot. Its energy target is soft: what cannot be delivered within the horizon is reported as unserved.
+The cost of a schedule is the price of the flexible devices' energy: ``Σ_t price_t · dt · Σ_devices p_t``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import pairwise
+from typing import Literal
+
+import numpy as np
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cariflex_pipeline.site_model import Battery, Site
+
+DEFAULT_DERATING: dict[int, float] = {0: 1.0, 1: 0.75, 2: 0.5, 3: 0.25}
+DEFAULT_EFFICIENCY = 0.9
+
+
+class ProblemError(ValueError):
+    """A problem that cannot be scheduled; the message names every offending session, slot or field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EvSession(_Model):
+    """One EV plugged in (or expected) at a charge point or V2G charger."""
+
+    id: str = Field(min_length=1)
+    charge_point: str = Field(min_length=1)
+    arrival: AwareDatetime
+    departure: AwareDatetime
+    energy_needed_kwh: float | None = Field(default=None, allow_inf_nan=False)
+    soc_now: float | None = Field(default=None, ge=0, le=1)
+    soc_target: float | None = Field(default=None, ge=0, le=1)
+    soc_min: float = Field(default=0.0, ge=0, le=1)
+    battery_capacity_kwh: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_power_kw: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    max_discharge_kw: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    efficiency: float | None = Field(default=None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EvSession:
+        if self.departure <= self.arrival:
+            raise ValueError(
+                f"session {self.id!r}: departure {self.departure.isoformat()} is not after "
+                f"arrival {self.arrival.isoformat()}"
+            )
+        if self.energy_needed_kwh is not None and self.energy_needed_kwh < 0:
+            raise ValueError(f"session {self.id!r}: energy_needed_kwh is negative ({self.energy_needed_kwh})")
+        if self.energy_needed_kwh is None and (
+            self.soc_target is None or self.soc_now is None or self.battery_capacity_kwh is None
+        ):
+            raise ValueError(
+                f"session {self.id!r}: give energy_needed_kwh, or soc_now, soc_target and battery_capacity_kwh"
+            )
+        return self
+
+    def energy_kwh(self) -> float:
+        """Energy still needed at the battery by departure (never negative)."""
+        if self.energy_needed_kwh is not None:
+            return self.energy_needed_kwh
+        assert self.soc_target is not None and self.soc_now is not None and self.battery_capacity_kwh
+        return max(0.0, (self.soc_target - self.soc_now) * self.battery_capacity_kwh)
+
+
+class BatterySpec(_Model):
+    """A stationary battery in the same LP (power > 0 charges)."""
+
+    name: str
+    sensor_id: int | None = None
+    capacity_kwh: float = Field(gt=0, allow_inf_nan=False)
+    max_charge_kw: float = Field(gt=0, allow_inf_nan=False)
+    max_discharge_kw: float = Field(gt=0, allow_inf_nan=False)
+    soc_min_kwh: float = Field(default=0.0, ge=0)
+    soc_max_kwh: float | None = Field(default=None, ge=0)
+    initial_soc_kwh: float = Field(default=0.0, ge=0)
+    final_soc_min_kwh: float | None = Field(default=None, ge=0)  # default: the initial SoC (no free energy)
+    round_trip_efficiency: float = Field(default=0.9, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> BatterySpec:
+        soc_max = self.capacity_kwh if self.soc_max_kwh is None else self.soc_max_kwh
+        final = self.initial_soc_kwh if self.final_soc_min_kwh is None else self.final_soc_min_kwh
+        if not self.soc_min_kwh <= self.initial_soc_kwh <= soc_max <= self.capacity_kwh:
+            raise ValueError(f"battery {self.name!r}: need soc_min <= initial_soc <= soc_max <= capacity")
+        if not self.soc_min_kwh <= final <= soc_max:
+            raise ValueError(f"battery {self.name!r}: final_soc_min_kwh outside [soc_min, soc_max]")
+        return self
+
+    @classmethod
+    def from_site(cls, battery: Battery) -> BatterySpec:
+        return cls(
+            name=battery.name,
+            sensor_id=battery.sensor_id,
+            capacity_kwh=battery.capacity_kwh,
+            max_charge_kw=battery.max_charge_kw,
+            max_discharge_kw=battery.max_discharge_kw,
+            soc_min_kwh=battery.soc_min_kwh,
+            soc_max_kwh=battery.soc_max_kwh,
+            initial_soc_kwh=battery.initial_soc_kwh,
+            round_trip_efficiency=battery.round_trip_efficiency,
+        )
+
+
+class SchedulingProblem(_Model):
+    """The documented JSON problem (see the module docstring)."""
+
+    start: AwareDatetime
+    resolution_minutes: int = Field(default=15, gt=0)
+    prices_eur_per_mwh: list[float | None] = Field(min_length=1)
+    connection_capacity_kw: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    load_control_pct: list[float] | None = None
+    inflexible_load_kw: list[float] | None = None
+    pv_forecast_kw: list[float] | None = None
+    demand_response_level: list[int] | None = None
+    derating: dict[int, float] = Field(default_factory=lambda: dict(DEFAULT_DERATING))
+    unserved_penalty_eur_per_kwh: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    sessions: list[EvSession] = []
+    batteries: list[BatterySpec] = []
+
+    @property
+    def resolution(self) -> timedelta:
+        return timedelta(minutes=self.resolution_minutes)
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.prices_eur_per_mwh)
+
+    def slot_start(self, slot: int) -> datetime:
+        return self.start + slot * self.resolution
+
+    def missing_price_slots(self) -> list[int]:
+        return [t for t, p in enumerate(self.prices_eur_per_mwh) if p is None or not math.isfinite(p)]
+
+
+@dataclass
+class ResolvedSession:
+    """A session checked against the site, in slot indices: it may draw power in slots [first, end)."""
+
+    id: str
+    charge_point: str
+    first: int
+    end: int
+    energy_kwh: float  # needed at the battery by departure (for V2G: the SoC gain wanted)
+    max_charge_kw: float
+    max_discharge_kw: float  # 0 unless V2G
+    efficiency: float  # charge efficiency; for V2G also the discharge efficiency
+    v2g: bool = False
+    soc_initial_kwh: float = 0.0
+    soc_min_kwh: float = 0.0
+    soc_max_kwh: float = math.inf
+
+    @property
+    def slots(self) -> range:
+        return range(self.first, self.end)
+
+
+@dataclass
+class ResolvedProblem:
+    """The problem as arrays, validated against the site; the LP and the verifier both read only this."""
+
+    start: datetime
+    resolution: timedelta
+    price_eur_per_mwh: np.ndarray
+    site_limit_kw: np.ndarray
+    sessions: list[ResolvedSession]
+    batteries: list[BatterySpec]
+    unserved_penalty_eur_per_kwh: float
+    charge_points: list[str]  # every device that gets a power series, in output order
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.price_eur_per_mwh)
+
+    @property
+    def dt_h(self) -> float:
+        return self.resolution.total_seconds() / 3600.0
+
+    def slot_starts(self) -> list[datetime]:
+        return [self.start + t * self.resolution for t in range(self.n_slots)]
+
+
+def describe_slots(problem: SchedulingProblem, slots: list[int]) -> str:
+    """'slots 4-7 (2026-11-28T09:00:00-04:00 to 10:00), 12 (...)': contiguous runs with their times."""
+    runs: list[tuple[int, int]] = []
+    for slot in slots:
+        if runs and runs[-1][1] == slot - 1:
+            runs[-1] = (runs[-1][0], slot)
+        else:
+            runs.append((slot, slot))
+    parts = []
+    for first, last in runs:
+        begin = problem.slot_start(first).isoformat()
+        end = problem.slot_start(last + 1).isoformat()
+        label = f"{first}" if first == last else f"{first}-{last}"
+        parts.append(f"{label} [{begin} .. {end})")
+    return "slots " + ", ".join(parts)
+
+
+def parse_problem(text: str | bytes) -> SchedulingProblem:
+    """Read a JSON problem; any schema error becomes a ProblemError naming the field."""
+    try:
+        return SchedulingProblem.model_validate_json(text)
+    except ValidationError as error:
+        raise ProblemError(_describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "problem"
+        problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)
+
+
+def _series(name: str, values: list[float] | list[int] | None, n: int, default: float) -> np.ndarray:
+    if values is None:
+        return np.full(n, float(default))
+    if len(values) != n:
+        raise ProblemError(f"{name} has {len(values)} values, expected one per slot ({n})")
+    array = np.asarray(values, dtype=float)
+    bad = [t for t, v in enumerate(array) if not math.isfinite(v)]
+    if bad:
+        raise ProblemError(f"{name} is not finite in slots {bad}")
+    return array
+
+
+def site_limit_kw(problem: SchedulingProblem, capacity_kw: float) -> np.ndarray:
+    """Per slot: capacity × load-control % × derating(level) − inflexible load + PV, never below 0."""
+    n = problem.n_slots
+    load_control = _series("load_control_pct", problem.load_control_pct, n, 100.0)
+    inflexible = _series("inflexible_load_kw", problem.inflexible_load_kw, n, 0.0)
+    pv = _series("pv_forecast_kw", problem.pv_forecast_kw, n, 0.0)
+    levels = _series("demand_response_level", problem.demand_response_level, n, 0.0)
+    if (load_control < 0).any():
+        raise ProblemError(f"load_control_pct is negative in slots {np.flatnonzero(load_control < 0).tolist()}")
+    factors = np.empty(n)
+    unknown = []
+    for t, level in enumerate(levels):
+        factor = problem.derating.get(int(level))
+        if factor is None:
+            unknown.append(t)
+        else:
+            factors[t] = factor
+    if unknown:
+        raise ProblemError(
+            f"demand-response level without a derating factor in {describe_slots(problem, unknown)}; "
+            f"known levels: {sorted(problem.derating)}"
+        )
+    return np.maximum(0.0, capacity_kw * load_control / 100.0 * factors - inflexible + pv)
+
+
+def _window(problem: SchedulingProblem, session: EvSession) -> tuple[int, int]:
+    dt = problem.resolution.total_seconds()
+    offset_arrival = (session.arrival - problem.start).total_seconds() / dt
+    offset_departure = (session.departure - problem.start).total_seconds() / dt
+    first = max(0, math.ceil(offset_arrival - 1e-9))
+    end = min(problem.n_slots, math.floor(offset_departure + 1e-9))
+    return first, max(first, end)
+
+
+def resolve(problem: SchedulingProblem, site: Site) -> ResolvedProblem:
+    """Check the problem against the site and turn it into arrays; raise ProblemError naming what is wrong."""
+    errors: list[str] = []
+    missing = problem.missing_price_slots()
+    if missing:
+        errors.append(f"prices missing for {describe_slots(problem, missing)}")
+    if problem.start.timestamp() % problem.resolution.total_seconds() != 0:
+        errors.append(f"start {problem.start.isoformat()} is not on the {problem.resolution_minutes}-minute grid")
+    charge_points = site.charge_point_by_id
+    v2g_chargers = {charger.name: charger for charger in site.v2g_chargers}
+    sessions: list[ResolvedSession] = []
+    by_point: dict[str, list[EvSession]] = {}
+    for session in problem.sessions:
+        first, end = _window(problem, session)
+        if session.charge_point in charge_points:
+            limit = charge_points[session.charge_point].max_power_kw
+            if session.max_power_kw is not None:
+                limit = min(limit, session.max_power_kw)
+            sessions.append(ResolvedSession(
+                id=session.id, charge_point=session.charge_point, first=first, end=end,
+                energy_kwh=session.energy_kwh(), max_charge_kw=limit, max_discharge_kw=0.0,
+                efficiency=session.efficiency or DEFAULT_EFFICIENCY,
+            ))
+        elif session.charge_point in v2g_chargers:
+            charger = v2g_chargers[session.charge_point]
+            if session.battery_capacity_kwh is None or session.soc_now is None:
+                errors.append(f"session {session.id!r} at V2G charger {session.charge_point!r}: "
+                              "battery_capacity_kwh and soc_now are required")
+                continue
+            capacity = session.battery_capacity_kwh
+            charge = min(charger.max_charge_kw, session.max_power_kw or math.inf)
+            discharge = min(charger.max_discharge_kw, session.max_discharge_kw or session.max_power_kw or math.inf)
+            sessions.append(ResolvedSession(
+                id=session.id, charge_point=session.charge_point, first=first, end=end,
+                energy_kwh=session.energy_kwh(), max_charge_kw=charge, max_discharge_kw=discharge,
+                efficiency=session.efficiency or math.sqrt(charger.round_trip_efficiency), v2g=True,
+                soc_initial_kwh=session.soc_now * capacity, soc_min_kwh=session.soc_min * capacity,
+                soc_max_kwh=capacity,
+            ))
+        else:
+            errors.append(f"session {session.id!r}: charge point {session.charge_point!r} is not in site "
+                          f"{site.name!r}")
+            continue
+        by_point.setdefault(session.charge_point, []).append(session)
+    for point, point_sessions in by_point.items():
+        ordered = sorted(point_sessions, key=lambda s: s.arrival)
+        for before, after in pairwise(ordered):
+            if after.arrival < before.departure:
+                errors.append(f"charge point {point!r}: sessions {before.id!r} and {after.id!r} overlap")
+    ids = [s.id for s in problem.sessions]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        errors.append(f"duplicate session ids {duplicates}")
+    limit = np.zeros(problem.n_slots)
+    try:
+        limit = site_limit_kw(problem, problem.connection_capacity_kw or site.grid_connection.import_capacity_kw)
+    except ProblemError as error:
+        errors.append(str(error))
+    if errors:
+        raise ProblemError("; ".join(errors))
+    prices = np.asarray(problem.prices_eur_per_mwh, dtype=float)
+    points = [cp.id for cp in site.charge_points]
+    points += [name for name in v2g_chargers if name in by_point]
+    return ResolvedProblem(
+        start=problem.start, resolution=problem.resolution, price_eur_per_mwh=prices, site_limit_kw=limit,
+        sessions=sessions, batteries=list(problem.batteries),
+        unserved_penalty_eur_per_kwh=problem.unserved_penalty_eur_per_kwh, charge_points=points,
+    )
+
+
+MissingPricePolicy = Literal["error", "max_known"]
+
+
+def fill_missing_prices(
+    prices: list[float | None], policy: MissingPricePolicy
+) -> tuple[list[float | None], list[int]]:
+    """Apply the missing-price policy; return the prices and the slots that were filled.
+
+    ``error`` leaves the gaps (``resolve`` then names them); ``max_known`` fills each gap with the highest
+    known price of the horizon, so the schedule avoids unknown slots unless an EV needs them.
+    """
+    missing = [t for t, p in enumerate(prices) if p is None or not math.isfinite(p)]
+    if policy == "error" or not missing:
+        return list(prices), []
+    known = [p for p in prices if p is not None and math.isfinite(p)]
+    if not known:
+        raise ProblemError("no price is known for any slot of the horizon")
+    fill = max(known)
+    gaps = set(missing)
+    return [fill if t in gaps else p for t, p in enumerate(prices)], missing
