@@ -119,6 +119,53 @@ class GridConnection(_Strict):
     export_capacity_kw: PositiveKw
 
 
+# --- OpenADR: which VTN signal feeds which sensor (issue 3) ---------------------------------------------------
+
+OPENADR_UNITS = frozenset({"EUR/MWh", "EUR/kWh", "%", "dimensionless", "kW", "MW"})
+
+
+class OpenAdrSignal(_Strict):
+    """One VTN signal feeding one sensor.
+
+    2.0b signals are matched on `signal_name` + `signal_type` (and `program`, the event's market context, when
+    set); 3.0.1 payloads on `payload_type` (and `program`, the programID, when set). `unit` and `currency` are the
+    program's convention, used when the event itself does not say (2.0b itemBase, 3.0.1 payloadDescriptors).
+    """
+
+    sensor_id: int
+    program: str | None = None
+    signal_name: str | None = None
+    signal_type: str | None = None
+    payload_type: str | None = None
+    unit: str
+    currency: str | None = None
+    min_value: float | None = Field(default=None, allow_inf_nan=False)
+    max_value: float | None = Field(default=None, allow_inf_nan=False)
+
+    @field_validator("unit")
+    @classmethod
+    def _known_openadr_unit(cls, unit: str) -> str:
+        if unit not in OPENADR_UNITS:
+            raise ValueError(f"unknown unit {unit!r}; expected one of {sorted(OPENADR_UNITS)}")
+        return unit
+
+    @model_validator(mode="after")
+    def _matches_something(self) -> OpenAdrSignal:
+        has_20b = self.signal_name is not None and self.signal_type is not None
+        if not has_20b and self.payload_type is None:
+            raise ValueError("needs signal_name and signal_type (2.0b) or payload_type (3.0.1)")
+        if (self.signal_name is None) != (self.signal_type is None):
+            raise ValueError("signal_name and signal_type go together")
+        return self
+
+
+class OpenAdr(_Strict):
+    """The site's OpenADR VEN: its name towards the VTN and the signal -> sensor mapping."""
+
+    ven_name: str = Field(default="cariflex", min_length=1)
+    signals: list[OpenAdrSignal]
+
+
 class Site(_Strict):
     name: str
     timezone: str
@@ -130,6 +177,7 @@ class Site(_Strict):
     pv_installations: list[PvInstallation] = []
     batteries: list[Battery] = []
     v2g_chargers: list[V2gCharger] = []
+    openadr: OpenAdr | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -162,6 +210,17 @@ class Site(_Strict):
                 raise ValueError(f"{kind} {name!r}: field sensor_id: sensor {sensor_id} already used by "
                                  f"{claimed[sensor_id]}")
             claimed[sensor_id] = f"{kind} {name!r}"
+        return self
+
+
+    @model_validator(mode="after")
+    def _openadr_sensors(self) -> Site:
+        if self.openadr is None:
+            return self
+        for index, mapping in enumerate(self.openadr.signals):
+            if mapping.sensor_id not in self.sensor_by_id:
+                raise ValueError(f"openadr signal #{index}: field sensor_id: sensor {mapping.sensor_id} "
+                                 "is not in sensors")
         return self
 
     def _device_sensor_refs(self) -> list[tuple[str, str, int, str | None]]:

@@ -1,0 +1,184 @@
+"""Reading and writing the OpenADR tables (audit log of events, VEN state) on the store's engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, and_, func, insert, select, update
+
+from cariflex_pipeline.openadr.model import OpenAdrEvent
+from cariflex_pipeline.openadr.tables import openadr_events, openadr_ven_state
+
+
+def _to_db(engine: Engine, moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ValueError(f"time {moment.isoformat()} has no time zone")
+    utc = moment.astimezone(UTC)
+    return utc if engine.dialect.name == "postgresql" else utc.replace(tzinfo=None)
+
+
+def _from_db(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    vtn_id: str
+    event_id: str
+    modification_number: int
+    status: str
+    program: str | None
+    received_at: datetime
+    covered_start: datetime | None
+    covered_end: datetime | None
+    sensor_ids: tuple[int, ...]
+    values_written: int
+    raw_payload: str
+
+
+class EventLog:
+    """Every event version received, for audit and to know what is already applied."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def record(
+        self,
+        event: OpenAdrEvent,
+        received_at: datetime,
+        covered: tuple[datetime, datetime] | None,
+        sensor_ids: list[int],
+        values_written: int,
+        status: str | None = None,
+    ) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                insert(openadr_events).values(
+                    vtn_id=event.vtn_id,
+                    event_id=event.event_id,
+                    modification_number=event.modification_number,
+                    protocol=event.protocol,
+                    program=event.program,
+                    status=status or event.status,
+                    raw_payload=event.raw_payload,
+                    received_at=_to_db(self.engine, received_at),
+                    covered_start=_to_db(self.engine, covered[0]) if covered else None,
+                    covered_end=_to_db(self.engine, covered[1]) if covered else None,
+                    sensor_ids=",".join(str(sensor_id) for sensor_id in sensor_ids),
+                    values_written=values_written,
+                )
+            )
+
+    def latest(self, vtn_id: str, event_id: str) -> EventRecord | None:
+        query = (
+            select(openadr_events)
+            .where(openadr_events.c.vtn_id == vtn_id, openadr_events.c.event_id == event_id)
+            .order_by(openadr_events.c.modification_number.desc(), openadr_events.c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(query).mappings().first()
+        return _record(row) if row else None
+
+    def latest_versions(self, vtn_id: str | None = None) -> dict[tuple[str, str], EventRecord]:
+        """The latest stored version of every event (of one VTN, or all), keyed by (vtn_id, event_id)."""
+        newest = (
+            select(
+                openadr_events.c.vtn_id,
+                openadr_events.c.event_id,
+                func.max(openadr_events.c.modification_number).label("modification_number"),
+            )
+            .group_by(openadr_events.c.vtn_id, openadr_events.c.event_id)
+            .subquery()
+        )
+        query = select(openadr_events).join(
+            newest,
+            and_(
+                openadr_events.c.vtn_id == newest.c.vtn_id,
+                openadr_events.c.event_id == newest.c.event_id,
+                openadr_events.c.modification_number == newest.c.modification_number,
+            ),
+        )
+        if vtn_id is not None:
+            query = query.where(openadr_events.c.vtn_id == vtn_id)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        return {(row["vtn_id"], row["event_id"]): _record(row) for row in rows}
+
+    def all(self) -> list[EventRecord]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(openadr_events).order_by(openadr_events.c.id)).mappings().all()
+        return [_record(row) for row in rows]
+
+
+def _record(row) -> EventRecord:
+    return EventRecord(
+        vtn_id=row["vtn_id"],
+        event_id=row["event_id"],
+        modification_number=int(row["modification_number"]),
+        status=row["status"],
+        program=row["program"],
+        received_at=_from_db(row["received_at"]),
+        covered_start=_from_db(row["covered_start"]),
+        covered_end=_from_db(row["covered_end"]),
+        sensor_ids=tuple(int(part) for part in row["sensor_ids"].split(",") if part),
+        values_written=int(row["values_written"]),
+        raw_payload=row["raw_payload"],
+    )
+
+
+@dataclass(frozen=True)
+class VenState:
+    vtn_url: str
+    protocol: str
+    vtn_id: str | None = None
+    ven_id: str | None = None
+    registration_id: str | None = None
+    poll_freq_seconds: float | None = None
+    last_poll_at: datetime | None = None
+
+
+class VenStateStore:
+    """The VEN's registration and poll bookkeeping per VTN URL, stored so that it survives restarts."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def load(self, vtn_url: str) -> VenState | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(openadr_ven_state).where(openadr_ven_state.c.vtn_url == vtn_url)
+            ).mappings().first()
+        if row is None:
+            return None
+        return VenState(
+            vtn_url=row["vtn_url"],
+            protocol=row["protocol"],
+            vtn_id=row["vtn_id"],
+            ven_id=row["ven_id"],
+            registration_id=row["registration_id"],
+            poll_freq_seconds=row["poll_freq_seconds"],
+            last_poll_at=_from_db(row["last_poll_at"]),
+        )
+
+    def save(self, state: VenState) -> None:
+        values = {
+            "protocol": state.protocol,
+            "vtn_id": state.vtn_id,
+            "ven_id": state.ven_id,
+            "registration_id": state.registration_id,
+            "poll_freq_seconds": state.poll_freq_seconds,
+            "last_poll_at": _to_db(self.engine, state.last_poll_at),
+            "updated_at": _to_db(self.engine, datetime.now(UTC)),
+        }
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                update(openadr_ven_state).where(openadr_ven_state.c.vtn_url == state.vtn_url).values(**values)
+            ).rowcount
+            if not changed:
+                connection.execute(insert(openadr_ven_state).values(vtn_url=state.vtn_url, **values))

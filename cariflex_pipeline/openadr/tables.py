@@ -1,0 +1,45 @@
+"""OpenADR tables, declared on the store's metadata and created by the `0002_openadr` Alembic revision.
+
+- `openadr_events`: every event version as received (VTN, event id, modification number, raw payload, received
+  at) for audit, with what it did: the time range and sensors it covered, the number of values written.
+- `openadr_ven_state`: per VTN URL, the VEN's registration (venID, registrationID), the poll frequency the VTN
+  asked for, and the time of the last poll, so a restarted process carries on without re-registering.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, DateTime, Float, Integer, String, Table, Text, UniqueConstraint
+
+from cariflex_pipeline.store.schema import metadata
+
+openadr_events = Table(
+    "openadr_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("vtn_id", String(200), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("modification_number", BigInteger, nullable=False),
+    Column("protocol", String(10), nullable=False),
+    Column("program", String(400), nullable=True),
+    Column("status", String(40), nullable=False),
+    Column("raw_payload", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("covered_start", DateTime(timezone=True), nullable=True),
+    Column("covered_end", DateTime(timezone=True), nullable=True),
+    Column("sensor_ids", String(200), nullable=False, server_default=""),
+    Column("values_written", Integer, nullable=False, server_default="0"),
+    UniqueConstraint("vtn_id", "event_id", "modification_number", name="uq_openadr_events_version"),
+)
+
+openadr_ven_state = Table(
+    "openadr_ven_state",
+    metadata,
+    Column("vtn_url", String(500), primary_key=True),
+    Column("protocol", String(10), nullable=False),
+    Column("vtn_id", String(200), nullable=True),
+    Column("ven_id", String(200), nullable=True),
+    Column("registration_id", String(200), nullable=True),
+    Column("poll_freq_seconds", Float, nullable=True),
+    Column("last_poll_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,209 @@
+"""An OpenADR 2.0b VEN in pull mode over httpx (simpleHttp, no XML signature).
+
+- `register()`: oadrQueryRegistration, then oadrCreatePartyRegistration; venID, registrationID and the poll
+  frequency the VTN requests are stored in `openadr_ven_state`, so a restarted process does not register again;
+- `poll()`: oadrPoll -> an oadrDistributeEvent (events), an empty oadrResponse (nothing new), or an
+  oadrRequestReregistration (registers again, then resyncs);
+- `request_events()`: oadrRequestEvent, the VTN's full list of events (resync after a restart);
+- `respond()`: oadrCreatedEvent with optIn/optOut per event where the VTN requires a response and the event
+  is not completed.
+`sync()` and `poll_and_ingest()` glue these to `ingest_events`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import Engine
+
+from cariflex_pipeline.openadr.errors import VtnError
+from cariflex_pipeline.openadr.http import RetryPolicy, describe_failure, send
+from cariflex_pipeline.openadr.ingest import IngestReport, ingest_events
+from cariflex_pipeline.openadr.model import OpenAdrEvent
+from cariflex_pipeline.openadr.oadr20b import create_message, events_from_distribute, new_request_id, parse_vtn_message
+from cariflex_pipeline.openadr.repository import VenState, VenStateStore
+from cariflex_pipeline.site_model import Site
+from cariflex_pipeline.store import TimeSeriesStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POLL_FREQ = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """The events of one oadrDistributeEvent (empty when the VTN had nothing)."""
+
+    request_id: str | None
+    vtn_id: str | None
+    events: tuple[OpenAdrEvent, ...]
+
+
+class Ven20b:
+    def __init__(
+        self,
+        vtn_url: str,
+        ven_name: str,
+        engine: Engine,
+        *,
+        client: httpx.Client | None = None,
+        timeout_seconds: float = 10.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.vtn_url = vtn_url.rstrip("/")
+        self.ven_name = ven_name
+        self.states = VenStateStore(engine)
+        self.client = client or httpx.Client(timeout=timeout_seconds)
+        self.retry = retry or RetryPolicy()
+
+    # --- state -------------------------------------------------------------------------------------------
+    @property
+    def state(self) -> VenState:
+        return self.states.load(self.vtn_url) or VenState(vtn_url=self.vtn_url, protocol="2.0b")
+
+    @property
+    def poll_frequency(self) -> timedelta:
+        seconds = self.state.poll_freq_seconds
+        return timedelta(seconds=seconds) if seconds else DEFAULT_POLL_FREQ
+
+    def poll_due(self, now: datetime) -> bool:
+        """True when the VTN's requested poll frequency has passed since the last poll."""
+        last = self.state.last_poll_at
+        return last is None or now - last >= self.poll_frequency
+
+    # --- messages ----------------------------------------------------------------------------------------
+    def _post(self, service: str, message: str) -> tuple[str | None, dict, object]:
+        url = f"{self.vtn_url}/{service}"
+        response = send(self.client, "POST", url, policy=self.retry, what=f"OpenADR 2.0b {service}",
+                        content=message.encode("utf-8"), headers={"Content-Type": "application/xml"})
+        if response.status_code != 200:
+            raise VtnError(f"OpenADR 2.0b {service} at {url}: {describe_failure(response)}",
+                           status=response.status_code)
+        if not response.content.strip():
+            return None, {}, None
+        message_type, payload, tree = parse_vtn_message(response.content, f"answer of {url}")
+        code = (payload.get("response") or {}).get("response_code")
+        if code is not None and int(code) != 200 and message_type != "oadrDistributeEvent":
+            description = (payload.get("response") or {}).get("response_description")
+            raise VtnError(f"OpenADR 2.0b {service} at {url}: VTN answered {code} {description}")
+        return message_type, payload, tree
+
+    def register(self, force: bool = False) -> VenState:
+        """Registered state, from the database or by registering now."""
+        state = self.state
+        if state.registration_id and state.ven_id and not force:
+            return state
+        _, query, _ = self._post("EiRegisterParty", create_message("oadrQueryRegistration",
+                                                                    request_id=new_request_id()))
+        message_type, payload, _ = self._post(
+            "EiRegisterParty",
+            create_message(
+                "oadrCreatePartyRegistration",
+                request_id=new_request_id(),
+                ven_name=self.ven_name,
+                ven_id=state.ven_id,
+                http_pull_model=True,
+                xml_signature=False,
+                report_only=False,
+                profile_name="2.0b",
+                transport_name="simpleHttp",
+                transport_address=None,
+                registration_id=None,
+            ),
+        )
+        if message_type != "oadrCreatedPartyRegistration" or not payload.get("registration_id"):
+            raise VtnError(f"OpenADR 2.0b registration at {self.vtn_url} refused: no registrationID "
+                           f"(answer {message_type})")
+        poll_freq = payload.get("requested_oadr_poll_freq") or query.get("requested_oadr_poll_freq")
+        state = replace(
+            state,
+            vtn_id=payload.get("vtn_id"),
+            ven_id=str(payload.get("ven_id") or state.ven_id),
+            registration_id=str(payload["registration_id"]),
+            poll_freq_seconds=poll_freq.total_seconds() if isinstance(poll_freq, timedelta) else None,
+        )
+        self.states.save(state)
+        log.info("registered at %s as venID %s (poll every %s)", self.vtn_url, state.ven_id, self.poll_frequency)
+        return state
+
+    def poll(self, now: datetime | None = None) -> Distribution:
+        state = self.register()
+        message_type, payload, tree = self._post("OadrPoll", create_message("oadrPoll", ven_id=state.ven_id))
+        self.states.save(replace(self.state, last_poll_at=now or datetime.now(UTC)))
+        if message_type == "oadrDistributeEvent":
+            return self._distribution(payload, tree)
+        if message_type == "oadrRequestReregistration":
+            log.warning("VTN %s asks venID %s to register again", self.vtn_url, state.ven_id)
+            self.states.save(replace(self.state, registration_id=None))
+            self.register()
+            return self.request_events()
+        if message_type not in (None, "oadrResponse"):
+            log.warning("OpenADR 2.0b poll at %s: %s not handled by this VEN", self.vtn_url, message_type)
+        return Distribution(request_id=None, vtn_id=state.vtn_id, events=())
+
+    def request_events(self) -> Distribution:
+        state = self.register()
+        message_type, payload, tree = self._post(
+            "EiEvent", create_message("oadrRequestEvent", request_id=new_request_id(), ven_id=state.ven_id,
+                                      reply_limit=None)
+        )
+        if message_type == "oadrDistributeEvent":
+            return self._distribution(payload, tree)
+        return Distribution(request_id=None, vtn_id=state.vtn_id, events=())
+
+    def _distribution(self, payload: dict, tree: object) -> Distribution:
+        events = tuple(events_from_distribute(payload, tree))
+        if events and self.state.vtn_id is None:
+            self.states.save(replace(self.state, vtn_id=events[0].vtn_id))
+        return Distribution(request_id=payload.get("request_id"), vtn_id=payload.get("vtn_id"), events=events)
+
+    def respond(self, distribution: Distribution, report: IngestReport, now: datetime | None = None) -> int:
+        """oadrCreatedEvent for every event that needs an answer; returns how many were answered."""
+        now = now or datetime.now(UTC)
+        responses = []
+        for event in distribution.events:
+            if not event.response_required or event.status == "completed" or _is_over(event, now):
+                continue
+            opt_type = report.opt.get(event.key, "optOut")
+            responses.append({
+                "response_code": 200, "response_description": "OK", "request_id": distribution.request_id,
+                "event_id": event.event_id, "modification_number": event.modification_number, "opt_type": opt_type,
+            })
+        if not responses:
+            return 0
+        state = self.register()
+        self._post("EiEvent", create_message(
+            "oadrCreatedEvent",
+            response={"response_code": 200, "response_description": "OK", "request_id": distribution.request_id},
+            event_responses=responses,
+            ven_id=state.ven_id,
+        ))
+        return len(responses)
+
+
+def _is_over(event: OpenAdrEvent, now: datetime) -> bool:
+    ends = [
+        interval.start + interval.duration
+        for signal in event.signals
+        for interval in signal.intervals
+        if isinstance(interval.start, datetime) and interval.start.tzinfo is not None
+    ]
+    return bool(ends) and max(ends) <= now
+
+
+def sync(ven: Ven20b, site: Site, store: TimeSeriesStore) -> IngestReport:
+    """Resync every event the VTN holds (oadrRequestEvent), ingest, answer."""
+    distribution = ven.request_events()
+    report = ingest_events(distribution.events, site, store)
+    ven.respond(distribution, report)
+    return report
+
+
+def poll_and_ingest(ven: Ven20b, site: Site, store: TimeSeriesStore) -> IngestReport:
+    distribution = ven.poll()
+    report = ingest_events(distribution.events, site, store)
+    ven.respond(distribution, report)
+    return report
