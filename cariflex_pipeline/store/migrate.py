@@ -10,6 +10,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, text
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# Not Alembic's default name: Dagster's own PostgreSQL storage keeps an `alembic_version` table too, and the
+# two may share one database.
+VERSION_TABLE = "cariflex_alembic_version"
 # Any fixed number: serializes concurrent migrations (parallel Dagster steps) on PostgreSQL.
 _MIGRATION_LOCK_ID = 7_146_023
 
@@ -31,4 +34,4 @@ def upgrade_to_head(engine: Engine) -> None:
 
 def current_revisions(engine: Engine) -> set[str]:
     with engine.connect() as connection:
-        return set(MigrationContext.configure(connection).get_current_heads())
+        return set(MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_heads())

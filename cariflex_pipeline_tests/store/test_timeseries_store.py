@@ -37,7 +37,7 @@ def row_count(store: TimeSeriesStore) -> int:
 
 def test_migrations_create_the_schema_from_empty(store: TimeSeriesStore) -> None:
     tables = set(inspect(store.engine).get_table_names())
-    assert {"sensors", "data_sources", "beliefs", "alembic_version"} <= tables
+    assert {"sensors", "data_sources", "beliefs", "cariflex_alembic_version"} <= tables
     assert current_revisions(store.engine) == set(ScriptDirectory.from_config(alembic_config()).get_heads())
     store.migrate()  # a second run is a no-op, not an error
     assert len(store.sensor_table()) == 46

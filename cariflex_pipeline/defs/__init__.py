@@ -1,0 +1,1 @@
+"""The Dagster shell: one folder per stage of the flow, each exposing `defs`; assembled in definitions.py."""

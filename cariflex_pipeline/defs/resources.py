@@ -1,0 +1,50 @@
+"""Resources shared by every stage: the site model and the time-series store.
+
+Connection details are read from the environment at run time (see cariflex_pipeline.store.engine and
+cariflex_pipeline.site_model), so the UI's resource config never shows a URL or a password.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import dagster as dg
+from pydantic import Field
+
+from cariflex_pipeline.site_model import Sensor, Site, load_site
+from cariflex_pipeline.store import TimeSeriesStore, default_database_url
+
+
+class SiteResource(dg.ConfigurableResource):
+    """The validated site model (charge points, sensors, grid connection)."""
+
+    site_file: str | None = Field(
+        default=None, description="Path of a site YAML file; default: $CARIFLEX_SITE_FILE or the bundled site."
+    )
+
+    def load(self) -> Site:
+        return load_site(self.site_file)
+
+
+class TimeSeriesStoreResource(dg.ConfigurableResource):
+    """The time-series store, migrated and holding the site's sensors before any asset writes to it."""
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default: $CARIFLEX_DATABASE_URL, else SQLite under $DAGSTER_HOME.",
+    )
+
+    def open(self, site: Site) -> TimeSeriesStore:
+        return _ready_store(self.database_url or default_database_url(), tuple(site.sensors))
+
+
+@lru_cache(maxsize=8)
+def _ready_store(database_url: str, sensors: tuple[Sensor, ...]) -> TimeSeriesStore:
+    # Migrating and registering once per process keeps every later asset in a run cheap.
+    store = TimeSeriesStore(database_url)
+    store.migrate()
+    store.register_sensors(sensors)
+    return store
+
+
+SHARED_RESOURCES = {"site": SiteResource(), "store": TimeSeriesStoreResource()}

@@ -1,0 +1,67 @@
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from cariflex_pipeline.definitions import MAIN_JOB_NAME, defs
+from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
+from cariflex_pipeline.defs.site.assets import sensor_registry
+from cariflex_pipeline.store import StoreUnavailableError, TimeSeriesStore
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_definitions_load_with_the_main_job() -> None:
+    job = defs.resolve_job_def(MAIN_JOB_NAME)
+    assert dg.AssetKey("sensor_registry") in job.asset_layer.executable_asset_keys
+    assert {"site", "store"} <= set(defs.resources)
+
+
+def test_sensor_registry_registers_the_site_in_the_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    result = dg.materialize(
+        [sensor_registry], resources={"site": SiteResource(), "store": TimeSeriesStoreResource(database_url=url)}
+    )
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("sensor_registry")
+    assert materialization.metadata["sensors_registered"].value == 46
+    assert "| 61 | cp001_power | kW | 15 min |" in materialization.metadata["sensors"].value
+    registered = TimeSeriesStore(url).sensor_table()
+    assert registered.set_index("id").loc[86, "unit"] == "%"
+
+
+def test_an_unreachable_store_fails_the_run_naming_the_host_not_the_password() -> None:
+    url = "postgresql://ems:hunter2-secret@127.0.0.1:1/cariflex"
+    with pytest.raises(StoreUnavailableError) as raised:
+        dg.materialize(
+            [sensor_registry], resources={"site": SiteResource(), "store": TimeSeriesStoreResource(database_url=url)}
+        )
+    assert "127.0.0.1:1/cariflex" in str(raised.value)
+    assert "hunter2-secret" not in str(raised.value)
+
+
+@pytest.mark.postgres
+def test_production_instance_runs_on_postgres(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy/production/dagster.yaml works as shipped, with every detail from the environment."""
+    home = tmp_path / "production_home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "deploy" / "production" / "dagster.yaml", home / "dagster.yaml")
+    config = yaml.safe_load((home / "dagster.yaml").read_text())
+    assert config["storage"]["postgres"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}
+    database = postgres_url.rsplit("/", 1)[1]
+    for name, value in {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USER": "postgres",
+                        "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": database}.items():
+        monkeypatch.setenv(name, value)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        result = dg.materialize(
+            [sensor_registry],
+            instance=instance,
+            resources={"site": SiteResource(), "store": TimeSeriesStoreResource(database_url=postgres_url)},
+        )
+        assert result.success
+        assert instance.get_latest_materialization_event(dg.AssetKey("sensor_registry")) is not None
