@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -83,10 +84,10 @@ def build_model(problem: ResolvedProblem) -> BuiltModel:
         slots = list(session.slots)
         # a V2G session always gets its target row (it may not leave emptier than it came)
         wants_row = session.energy_kwh > 0 or session.v2g
-        u = pulp.LpVariable(f"u{k:06d}", 0, session.energy_kwh) if wants_row else None
+        u = prob.add_variable(f"u{k:06d}", 0, session.energy_kwh) if wants_row else None
         unserved.append(u)
         if session.v2g:
-            device = _storage(f"v{k:06d}", slots, session.max_charge_kw, session.max_discharge_kw,
+            device = _storage(prob, f"v{k:06d}", slots, session.max_charge_kw, session.max_discharge_kw,
                               session.efficiency, session.efficiency, session.soc_initial_kwh,
                               session.soc_min_kwh, session.soc_max_kwh, dt, prices, objective, site_terms,
                               constraints)
@@ -103,7 +104,7 @@ def build_model(problem: ResolvedProblem) -> BuiltModel:
                         pulp.LpAffineExpression([(soc_end, 1.0), (u, 1.0)]), pulp.LpConstraintGE, rhs=target)
                 objective.append((u, penalty))
             continue
-        powers = {t: pulp.LpVariable(f"p{k:06d}_{t:04d}", 0, session.max_charge_kw) for t in slots}
+        powers = {t: prob.add_variable(f"p{k:06d}_{t:04d}", 0, session.max_charge_kw) for t in slots}
         ev_power.append(powers)
         if u is None:  # nothing needed: the power variables are fixed at 0 by the energy row below
             terms = [(p, dt * session.efficiency) for p in powers.values()]
@@ -121,7 +122,7 @@ def build_model(problem: ResolvedProblem) -> BuiltModel:
             site_terms[t].append((p, 1.0))
 
     batteries = [
-        _storage(f"b{i:03d}", list(range(n)), b.max_charge_kw, b.max_discharge_kw,
+        _storage(prob, f"b{i:03d}", list(range(n)), b.max_charge_kw, b.max_discharge_kw,
                  math.sqrt(b.round_trip_efficiency), math.sqrt(b.round_trip_efficiency), b.initial_soc_kwh,
                  b.soc_min_kwh, b.capacity_kwh if b.soc_max_kwh is None else b.soc_max_kwh, dt, prices,
                  objective, site_terms, constraints,
@@ -139,14 +140,14 @@ def build_model(problem: ResolvedProblem) -> BuiltModel:
     return BuiltModel(prob, ev_power, unserved, v2g, batteries, penalty, notes)
 
 
-def _storage(prefix: str, slots: list[int], charge_kw: float, discharge_kw: float, eta_c: float,
+def _storage(prob: pulp.LpProblem, prefix: str, slots: list[int], charge_kw: float, discharge_kw: float, eta_c: float,
              eta_d: float, soc0: float, soc_min: float, soc_max: float, dt: float, prices: list[float],
              objective: list, site_terms: list, constraints: dict, final_min: float | None = None) -> _Device:
     """Charge/discharge/SoC columns and the SoC balance rows of one storage device over `slots`."""
-    charge = [pulp.LpVariable(f"{prefix}c{t:04d}", 0, charge_kw) for t in slots]
-    discharge = [pulp.LpVariable(f"{prefix}d{t:04d}", 0, discharge_kw) for t in slots]
+    charge = [prob.add_variable(f"{prefix}c{t:04d}", 0, charge_kw) for t in slots]
+    discharge = [prob.add_variable(f"{prefix}d{t:04d}", 0, discharge_kw) for t in slots]
     upper = None if math.isinf(soc_max) else soc_max
-    soc = [pulp.LpVariable(f"{prefix}s{t:04d}", soc_min, upper) for t in slots]
+    soc = [prob.add_variable(f"{prefix}s{t:04d}", soc_min, upper) for t in slots]
     for i, t in enumerate(slots):
         terms = [(soc[i], 1.0), (charge[i], -dt * eta_c), (discharge[i], dt / eta_d)]
         if i > 0:
@@ -170,7 +171,9 @@ def _solver(name: SolverName, time_limit_s: float | None, msg: bool) -> tuple[st
             return "highs", highs
         if name == "highs":
             raise SolverError("HiGHS (highspy) is not available")
-    return "cbc", pulp.PULP_CBC_CMD(msg=msg, timeLimit=time_limit_s)
+    with warnings.catch_warnings():  # PuLP 3.3 deprecates the bundled CBC for 4.0; it is the one we have
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return "cbc", pulp.PULP_CBC_CMD(msg=msg, timeLimit=time_limit_s)
 
 
 def _check_status(prob: pulp.LpProblem, solver: str, time_limit_s: float | None) -> str:

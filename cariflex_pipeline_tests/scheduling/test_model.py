@@ -1,0 +1,152 @@
+"""The LP on problems whose optimum can be worked out by hand (15-minute slots: 1 kW for a slot = 0.25 kWh)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cariflex_pipeline.scheduling import (
+    BatterySpec,
+    SolverTimeLimitError,
+    parse_problem,
+    resolve,
+    solve,
+    verify,
+)
+from cariflex_pipeline_tests.scheduling.helpers import ev, problem
+
+SAMPLE = Path(__file__).parents[2] / "cariflex_pipeline" / "scheduling" / "data" / "sample_problem.json"
+
+
+def _solve(site, p, solver="highs"):
+    resolved = resolve(p, site)
+    result = solve(resolved, solver=solver)
+    assert verify(resolved, result) == []
+    return resolved, result
+
+
+@pytest.mark.parametrize("solver", ["highs", "cbc"])
+def test_cheapest_slots_are_chosen(site, solver):
+    # 5 kWh at 10 kW = two slots; the two cheapest are slots 3 (10) and 1 (20)
+    p = problem([100, 20, 50, 10], [ev("a", "CP001", 0, 4, energy_needed_kwh=5, max_power_kw=10)])
+    resolved, result = _solve(site, p, solver)
+    assert result.power_kw["CP001"] == pytest.approx([0, 10, 0, 10], abs=1e-6)
+    assert result.cost_eur(resolved) == pytest.approx((20 + 10) * 2.5 / 1000)
+    assert result.sessions[0].unserved_kwh == pytest.approx(0, abs=1e-9)
+    assert result.status == "optimal" and result.solver == solver
+
+
+def test_site_limit_binds_and_is_shared(site):
+    # two EVs of 5 kWh each behind a 20 kW connection: 20 kW in the two cheapest slots, each EV gets its 5 kWh
+    sessions = [ev("a", "CP001", 0, 4, energy_needed_kwh=5), ev("b", "CP002", 0, 4, energy_needed_kwh=5)]
+    resolved, result = _solve(site, problem([10, 50, 100, 100], sessions, connection_capacity_kw=20))
+    assert result.site_power_kw().tolist() == pytest.approx([20, 20, 0, 0], abs=1e-6)
+    assert [s.energy_delivered_kwh for s in result.sessions] == pytest.approx([5, 5])
+    assert result.cost_eur(resolved) == pytest.approx((10 + 50) * 5 / 1000)
+
+
+def test_impossible_target_is_reported_as_unserved(site):
+    # 1 h at 11 kW gives 11 kWh at most; 30 kWh asked: 19 kWh unserved, full power throughout
+    p = problem([50] * 8, [ev("a", "CP006", 0, 4, energy_needed_kwh=30)])
+    _, result = _solve(site, p)
+    assert result.power_kw["CP006"][:4] == pytest.approx([11] * 4)
+    assert result.sessions[0].energy_delivered_kwh == pytest.approx(11)
+    assert result.sessions[0].unserved_kwh == pytest.approx(19)
+
+
+def test_efficiency_counts_against_the_energy(site):
+    p = problem([50, 60], [ev("a", "CP001", 0, 2, energy_needed_kwh=4.5, max_power_kw=20, efficiency=0.9)])
+    _, result = _solve(site, p)
+    assert result.power_kw["CP001"] == pytest.approx([20, 0])  # 20 kW · 0.25 h · 0.9 = 4.5 kWh
+
+
+def test_demand_response_level_derates_the_site_limit(site):
+    # four 22 kW EVs that want more than they can get; 40 kW derated by level 0..3 -> 40, 30, 20, 10 kW
+    sessions = [ev(f"e{i}", f"CP00{i}", 0, 4, energy_needed_kwh=100) for i in range(1, 5)]
+    p = problem([50] * 4, sessions, connection_capacity_kw=40, demand_response_level=[0, 1, 2, 3])
+    _, result = _solve(site, p)
+    assert result.site_limit_kw == pytest.approx([40, 30, 20, 10])
+    assert result.site_power_kw().tolist() == pytest.approx([40, 30, 20, 10])
+
+
+def test_load_control_inflexible_load_and_pv_shape_the_limit(site):
+    p = problem([50] * 3, [ev("a", "CP001", 0, 3, energy_needed_kwh=100)], connection_capacity_kw=40,
+                load_control_pct=[100, 50, 50], inflexible_load_kw=[10, 10, 30], pv_forecast_kw=[5, 0, 0])
+    _, result = _solve(site, p)
+    # 40 - 10 + 5 = 35 (capped at the 22 kW point), 20 - 10 = 10, 20 - 30 < 0 -> 0
+    assert result.site_limit_kw == pytest.approx([35, 10, 0])
+    assert result.power_kw["CP001"] == pytest.approx([22, 10, 0])
+
+
+def test_custom_derating_factors(site):
+    p = problem([50] * 2, [ev("a", "CP001", 0, 2, energy_needed_kwh=100)], connection_capacity_kw=40,
+                demand_response_level=[1, 2], derating={0: 1.0, 1: 0.5, 2: 0.1})
+    _, result = _solve(site, p)
+    assert result.power_kw["CP001"] == pytest.approx([20, 4])
+
+
+def test_ties_charge_earlier(site):
+    p = problem([70] * 6, [ev("a", "CP001", 0, 6, energy_needed_kwh=11)])
+    _, result = _solve(site, p)
+    assert result.power_kw["CP001"] == pytest.approx([22, 22, 0, 0, 0, 0])
+
+
+BATTERY = {"name": "b1", "capacity_kwh": 10, "max_charge_kw": 4, "max_discharge_kw": 4, "initial_soc_kwh": 5,
+           "round_trip_efficiency": 0.81}  # 0.9 each way
+
+
+@pytest.mark.parametrize("solver", ["highs", "cbc"])
+def test_battery_arbitrage_when_the_spread_pays_for_the_losses(site, solver):
+    # 100 · 0.81 = 81 > 50: charge 4 kW (+0.9 kWh), discharge 0.9 · 0.9 / 0.25 = 3.24 kW, end where it started
+    p = problem([50, 100], [], batteries=[BatterySpec(**BATTERY)])
+    resolved, result = _solve(site, p, solver)
+    assert result.battery_power_kw["b1"] == pytest.approx([4, -3.24], abs=1e-6)
+    assert result.cost_eur(resolved) == pytest.approx((50 * 4 - 100 * 3.24) * 0.25 / 1000)
+
+
+def test_no_battery_arbitrage_when_the_losses_eat_the_spread(site):
+    # 100 · 0.81 = 81 < 90: cycling would lose money
+    _, result = _solve(site, problem([90, 100], [], batteries=[BatterySpec(**BATTERY)]))
+    assert result.battery_power_kw["b1"] == pytest.approx([0, 0], abs=1e-6)
+
+
+def _v2g(prices):
+    session = ev("car", "v2g_01", 0, 2, battery_capacity_kwh=40, soc_now=0.5, soc_target=0.5, efficiency=0.9)
+    return problem(prices, [session])
+
+
+def test_v2g_arbitrage_when_the_spread_pays_for_the_losses(site):
+    # charger 11 kW: +11 · 0.25 · 0.9 = 2.475 kWh, then 2.475 · 0.9 / 0.25 = 8.91 kW back, SoC target kept
+    _, result = _solve(site, _v2g([50, 100]))
+    assert result.power_kw["v2g_01"] == pytest.approx([11, -8.91], abs=1e-6)
+    assert result.sessions[0].unserved_kwh == pytest.approx(0, abs=1e-9)
+
+
+def test_no_v2g_arbitrage_when_the_losses_eat_the_spread(site):
+    _, result = _solve(site, _v2g([90, 100]))
+    assert result.power_kw["v2g_01"] == pytest.approx([0, 0], abs=1e-6)
+
+
+def test_v2g_reaches_its_soc_target(site):
+    session = ev("car", "v2g_01", 0, 4, battery_capacity_kwh=40, soc_now=0.5, soc_target=0.6, efficiency=0.9)
+    # prices too flat for arbitrage (22 · 0.81 < 20): 4 kWh at the battery = 4 / 0.9 / 0.25 = 17.8 kW·slot,
+    # 11 kW in the cheapest slot and the rest in the next cheapest
+    _, result = _solve(site, problem([22, 10, 20, 22], [session]))
+    assert result.power_kw["v2g_01"] == pytest.approx([0, 11, 4 / 0.9 / 0.25 - 11, 0], abs=1e-6)
+
+
+def test_highs_and_cbc_agree_on_the_sample_objective(site):
+    resolved = resolve(parse_problem(SAMPLE.read_text()), site)
+    highs = solve(resolved, solver="highs")
+    cbc = solve(resolved, solver="cbc")
+    assert verify(resolved, highs) == [] and verify(resolved, cbc) == []
+    assert highs.objective_eur == pytest.approx(cbc.objective_eur, rel=1e-6)
+    assert json.loads(highs.to_json(resolved))["status"] == "optimal"
+
+
+def test_time_limit_is_an_error_not_a_schedule(site):
+    resolved = resolve(parse_problem(SAMPLE.read_text()), site)
+    with pytest.raises(SolverTimeLimitError, match="time limit"):
+        solve(resolved, solver="highs", time_limit_s=0.0)
