@@ -1,0 +1,132 @@
+"""LP scaling: the scheduler's PuLP model + HiGHS against the same LP built directly with highspy arrays.
+
+K EVs (11/22 kW, random plug-in windows, seeded) x 96 slots of 15 minutes, with a site limit that binds.
+Per K it prints the PuLP path's build, solve and total time and objective, then in the same run the total for the
+same LP passed to highspy as numpy arrays (the floor), the ratio, and whether both objectives agree.
+
+    .venv/bin/python benchmarks/lp_scaling.py [K ...]      # default: 10 100 1000 5000
+
+Timings on shared 2-core machines move by tens of percent between runs: read the ratio, not the seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+import highspy
+import numpy as np
+
+from cariflex_pipeline.scheduling.model import TIE_BREAK, solve
+from cariflex_pipeline.scheduling.problem import ResolvedProblem, ResolvedSession
+
+SLOTS = 96
+DT_H = 0.25
+PENALTY_EUR_PER_KWH = 10.0
+
+
+def make_problem(k: int, seed: int = 42) -> ResolvedProblem:
+    rng = np.random.default_rng(seed)
+    hours = np.arange(SLOTS) * DT_H
+    prices = np.round(95 + 55 * np.exp(-((hours - 19) / 2.2) ** 2) + 30 * np.exp(-((hours - 8) / 1.8) ** 2)
+                      - 35 * np.exp(-((hours - 13) / 2.5) ** 2) - 25 * (hours < 5), 2)
+    sessions = []
+    for i in range(k):
+        first = int(rng.integers(0, 80))
+        end = min(SLOTS, first + int(rng.integers(8, 41)))
+        sessions.append(ResolvedSession(
+            id=f"ev{i}", charge_point=f"cp{i}", first=first, end=end,
+            energy_kwh=float(np.round(rng.uniform(5, 40), 3)), max_charge_kw=float(rng.choice([11.0, 22.0])),
+            max_discharge_kw=0.0, efficiency=0.9,
+        ))
+    # 3 kW of connection per EV: plenty on average, short of the cheap hours' demand -> binds in ~10 slots
+    limit = np.full(SLOTS, 3.0 * k)
+    return ResolvedProblem(
+        start=datetime(2026, 11, 28, 4, tzinfo=timezone.utc), resolution=timedelta(minutes=15),
+        price_eur_per_mwh=prices, site_limit_kw=limit, sessions=sessions, batteries=[],
+        unserved_penalty_eur_per_kwh=PENALTY_EUR_PER_KWH, charge_points=[s.charge_point for s in sessions],
+    )
+
+
+def solve_direct(problem: ResolvedProblem) -> tuple[float, float, int]:
+    """The same LP as cariflex_pipeline.scheduling.model, as CSC arrays passed to highspy in one call.
+
+    Columns: p[k,t] inside each window, then one unserved column per EV. Rows: one energy row per EV, then one
+    site row per slot that has a variable. Objective in milli-EUR, tie-break included, exactly as the model.
+    Returns (seconds, objective in EUR, binding site rows).
+    """
+    started = time.perf_counter()
+    k = len(problem.sessions)
+    first = np.array([s.first for s in problem.sessions])
+    end = np.array([s.end for s in problem.sessions])
+    lengths = end - first
+    n_p = int(lengths.sum())
+    owner = np.repeat(np.arange(k), lengths)
+    offsets = np.arange(n_p) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    slot = first[owner] + offsets
+    eta = np.array([s.efficiency for s in problem.sessions])
+    pmax = np.array([s.max_charge_kw for s in problem.sessions])
+    energy = np.array([s.energy_kwh for s in problem.sessions])
+    used_slots = np.unique(slot)
+    site_row = np.full(SLOTS, -1)
+    site_row[used_slots] = k + np.arange(len(used_slots))
+
+    lp = highspy.HighsLp()
+    lp.num_col_ = n_p + k
+    lp.num_row_ = k + len(used_slots)
+    prices = problem.price_eur_per_mwh
+    lp.col_cost_ = np.concatenate([DT_H * (prices[slot] + TIE_BREAK * slot), np.full(k, PENALTY_EUR_PER_KWH * 1000)])
+    lp.col_lower_ = np.zeros(n_p + k)
+    lp.col_upper_ = np.concatenate([pmax[owner], energy])
+    lp.row_lower_ = np.concatenate([energy, np.full(len(used_slots), -highspy.kHighsInf)])
+    lp.row_upper_ = np.concatenate([energy, problem.site_limit_kw[used_slots]])
+    # column-wise: each p has (energy row, dt*eta) and (site row, 1); each u has (energy row, 1)
+    index = np.empty(2 * n_p + k, dtype=np.int32)
+    value = np.empty(2 * n_p + k)
+    index[0:2 * n_p:2] = owner
+    index[1:2 * n_p:2] = site_row[slot]
+    value[0:2 * n_p:2] = DT_H * eta[owner]
+    value[1:2 * n_p:2] = 1.0
+    index[2 * n_p:] = np.arange(k)
+    value[2 * n_p:] = 1.0
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.concatenate([np.arange(0, 2 * n_p + 1, 2), 2 * n_p + 1 + np.arange(k)]).astype(np.int32)
+    lp.a_matrix_.index_ = index
+    lp.a_matrix_.value_ = value
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    h.passModel(lp)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        raise RuntimeError(f"direct HiGHS: {h.modelStatusToString(h.getModelStatus())}")
+    solution = h.getSolution()
+    row_value = np.asarray(solution.row_value)
+    elapsed = time.perf_counter() - started
+    binding = int(np.sum(row_value[k:] > problem.site_limit_kw[used_slots] - 1e-6))
+    return elapsed, h.getInfo().objective_function_value / 1000.0, binding
+
+
+def main(sizes: list[int]) -> int:
+    print(f"{'K':>6} {'vars':>8} {'build s':>8} {'solve s':>8} {'total s':>8} {'objective EUR':>14} "
+          f"{'direct s':>9} {'ratio':>6} {'binding':>7} agree")
+    ok = True
+    for k in sizes:
+        problem = make_problem(k)
+        started = time.perf_counter()
+        result = solve(problem, solver="highs", time_limit_s=600)
+        total = time.perf_counter() - started
+        direct, direct_objective, binding = solve_direct(problem)
+        agree = math.isclose(result.objective_eur, direct_objective, rel_tol=1e-6, abs_tol=1e-6)
+        ok &= agree
+        n_vars = sum(len(s.slots) for s in problem.sessions) + k
+        print(f"{k:>6} {n_vars:>8} {result.build_seconds:>8.3f} {result.solve_seconds:>8.3f} {total:>8.3f} "
+              f"{result.objective_eur:>14.4f} {direct:>9.3f} {total / direct:>6.2f} {binding:>7} "
+              f"{'yes' if agree else f'NO ({direct_objective:.6f})'}", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main([int(a) for a in sys.argv[1:]] or [10, 100, 1000, 5000]))
