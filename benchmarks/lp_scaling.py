@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import highspy
 import numpy as np
@@ -44,7 +44,7 @@ def make_problem(k: int, seed: int = 42) -> ResolvedProblem:
     # 3 kW of connection per EV: plenty on average, short of the cheap hours' demand -> binds in ~10 slots
     limit = np.full(SLOTS, 3.0 * k)
     return ResolvedProblem(
-        start=datetime(2026, 11, 28, 4, tzinfo=timezone.utc), resolution=timedelta(minutes=15),
+        start=datetime(2026, 11, 28, 4, tzinfo=UTC), resolution=timedelta(minutes=15),
         price_eur_per_mwh=prices, site_limit_kw=limit, sessions=sessions, batteries=[],
         unserved_penalty_eur_per_kwh=PENALTY_EUR_PER_KWH, charge_points=[s.charge_point for s in sessions],
     )
