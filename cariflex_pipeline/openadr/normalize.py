@@ -95,9 +95,11 @@ def normalize_event(event: OpenAdrEvent, site: Site, belief_time: datetime | Non
 def _signal_frame(event: OpenAdrEvent, signal: EventSignal, mapping: OpenAdrSignal, site: Site) -> pd.DataFrame:
     sensor = site.sensor(mapping.sensor_id)
     where = f"signal {signal.label}"
-    factor = conversion_factor(
-        event.event_id, where, signal.unit or mapping.unit, signal.currency or mapping.currency, sensor.unit, site
-    )
+    unit = signal.unit or mapping.unit
+    currency = signal.currency or mapping.currency
+    if unit.startswith("/"):  # a 3.0.1 price in KWH/MWH without a currency: the program's currency
+        unit = f"{currency or sensor.unit.split('/', 1)[0]}{unit}"
+    factor = conversion_factor(event.event_id, where, unit, currency, sensor.unit, site)
     spans = []
     for position, interval in enumerate(signal.intervals):
         label = f"{where}, interval {interval.uid or position}"

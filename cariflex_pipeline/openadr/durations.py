@@ -1,0 +1,37 @@
+"""ISO 8601 durations as OpenADR 3.0.1 uses them (PT15M, PT1H, P1D, P1W, PT0S, fractional seconds)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_DURATION = re.compile(
+    r"^(?P<sign>[+-])?P(?:(?P<weeks>\d+(?:\.\d+)?)W)?(?:(?P<days>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse an ISO 8601 duration; calendar units (years, months) are refused: their length is not fixed."""
+    if not isinstance(text, str):
+        raise ValueError(f"duration {text!r} is not a string")
+    match = _DURATION.match(text.strip())
+    if match is None or text.strip() in ("P", "PT") or text.strip().endswith("T"):
+        raise ValueError(f"invalid or unsupported ISO 8601 duration {text!r} (years/months are not supported)")
+    parts = {name: float(value) for name, value in match.groupdict().items() if value and name != "sign"}
+    duration = timedelta(**parts)
+    return -duration if match.group("sign") == "-" else duration
+
+
+def format_duration(duration: timedelta) -> str:
+    seconds = int(duration.total_seconds())
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = f"{sign}P{days}D" if days else f"{sign}P"
+    time = "".join(f"{value}{unit}" for value, unit in ((hours, "H"), (minutes, "M"), (seconds, "S")) if value)
+    if time or not days:
+        text += "T" + (time or "0S")
+    return text

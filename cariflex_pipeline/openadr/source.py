@@ -1,0 +1,149 @@
+"""Where the signals come from: a configured 2.0b or 3.0.1 VTN, or the bundled sample feed when none is set.
+
+`ingest_from_source` is what the Dagster assets call; `poll_changes` is what the Dagster sensor calls: it asks
+the VTN what is there (2.0b: oadrPoll; 3.0.1: GET /events) and says which events are new, modified or
+cancelled compared with the store, without ingesting (the run it requests does that, after a full resync).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
+
+from cariflex_pipeline.openadr.http import RetryPolicy
+from cariflex_pipeline.openadr.ingest import IngestReport, ingest_events
+from cariflex_pipeline.openadr.model import OpenAdrEvent
+from cariflex_pipeline.openadr.oadr3 import Ven301
+from cariflex_pipeline.openadr.oadr3 import sync as sync_301
+from cariflex_pipeline.openadr.repository import EventLog
+from cariflex_pipeline.openadr.sample_feed import sample_events
+from cariflex_pipeline.openadr.ven20b import Ven20b
+from cariflex_pipeline.openadr.ven20b import sync as sync_20b
+from cariflex_pipeline.site_model import Site
+from cariflex_pipeline.store import TimeSeriesStore
+
+
+@dataclass(frozen=True)
+class VtnConfig:
+    url: str | None = None  # None: the bundled sample feed
+    protocol: Literal["2.0b", "3.0.1"] = "2.0b"
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    token_url: str | None = None
+    vtn_id: str | None = None
+    target_type: str | None = None
+    target_values: tuple[str, ...] = ()
+    timeout_seconds: float = 10.0
+    retry_attempts: int = 4
+    retry_backoff_seconds: float = 0.5
+
+    @property
+    def is_sample(self) -> bool:
+        return not self.url
+
+    def describe(self) -> str:
+        return "bundled sample feed" if self.is_sample else f"OpenADR {self.protocol} VTN at {self.url}"
+
+
+def programs_301(site: Site) -> list[str | None]:
+    """The 3.0.1 programIDs the site's mapping names (None: any program)."""
+    if site.openadr is None:
+        return [None]
+    programs = {mapping.program for mapping in site.openadr.signals if mapping.payload_type is not None}
+    return [None] if not programs or None in programs else sorted(programs)
+
+
+def ven_20b(config: VtnConfig, site: Site, store: TimeSeriesStore) -> Ven20b:
+    ven_name = site.openadr.ven_name if site.openadr else "cariflex"
+    return Ven20b(config.url or "", ven_name, store.engine, timeout_seconds=config.timeout_seconds,
+                  retry=RetryPolicy(attempts=config.retry_attempts, backoff_seconds=config.retry_backoff_seconds))
+
+
+def ven_301(config: VtnConfig, site: Site) -> Ven301:
+    if not config.client_id or not config.client_secret:
+        raise ValueError(f"{config.describe()}: OpenADR 3.0.1 needs a client id and secret "
+                         "(CARIFLEX_VTN_CLIENT_ID / CARIFLEX_VTN_CLIENT_SECRET)")
+    return Ven301(config.url or "", config.client_id, config.client_secret, vtn_id=config.vtn_id,
+                  programs=programs_301(site), target_type=config.target_type,
+                  target_values=list(config.target_values), token_url=config.token_url,
+                  timeout_seconds=config.timeout_seconds,
+                  retry=RetryPolicy(attempts=config.retry_attempts, backoff_seconds=config.retry_backoff_seconds))
+
+
+def days_between(start: date, end: date) -> list[date]:
+    """Days in [start, end)."""
+    return [start + timedelta(days=offset) for offset in range((end - start).days)]
+
+
+def ingest_from_source(config: VtnConfig, site: Site, store: TimeSeriesStore,
+                       days: list[date] | None = None) -> IngestReport:
+    """Sample feed: the events of `days` (default today). VTN: a full resync of what it holds."""
+    if config.is_sample:
+        days = days or [datetime.now(site.tz).date()]
+        events: list[OpenAdrEvent] = []
+        for day in days:
+            events.extend(sample_events(day, site.timezone))
+        return ingest_events(events, site, store)
+    if config.protocol == "2.0b":
+        return sync_20b(ven_20b(config, site, store), site, store)
+    return sync_301(ven_301(config, site), site, store)
+
+
+@dataclass(frozen=True)
+class EventChange:
+    event_id: str
+    modification_number: int
+    kind: Literal["new", "modified", "cancelled"]
+    days: tuple[date, ...]  # local days the event covers (partitions to rerun)
+
+    @property
+    def run_key(self) -> str:
+        return f"openadr:{self.event_id}:{self.modification_number}"
+
+
+def event_days(event: OpenAdrEvent, site: Site) -> tuple[date, ...]:
+    days: set[date] = set()
+    for signal in event.signals:
+        for interval in signal.intervals:
+            if isinstance(interval.start, datetime) and interval.start.tzinfo is not None:
+                first = interval.start.astimezone(site.tz).date()
+                last = (interval.start + interval.duration - timedelta(microseconds=1)).astimezone(site.tz).date()
+                days.update(days_between(first, last + timedelta(days=1)))
+    return tuple(sorted(days))
+
+
+def changes_of(events: list[OpenAdrEvent], site: Site, store: TimeSeriesStore) -> list[EventChange]:
+    """Which events differ from what the store holds (unknown, another modification, newly cancelled)."""
+    known = EventLog(store.engine).latest_versions()
+    changes = []
+    for event in events:
+        record = known.get((event.vtn_id, event.event_id))
+        if record is not None and record.modification_number >= event.modification_number:
+            continue
+        kind: Literal["new", "modified", "cancelled"] = (
+            "cancelled" if event.cancelled else "new" if record is None else "modified"
+        )
+        days = event_days(event, site)
+        if not days and record is not None and record.covered_start and record.covered_end:
+            days = tuple(days_between(record.covered_start.astimezone(site.tz).date(),
+                                      record.covered_end.astimezone(site.tz).date() + timedelta(days=1)))
+        changes.append(EventChange(event.event_id, event.modification_number, kind, days))
+    return changes
+
+
+def poll_changes(config: VtnConfig, site: Site, store: TimeSeriesStore,
+                 now: datetime | None = None) -> list[EventChange]:
+    """Ask the VTN (or the sample feed, for today and tomorrow) and list what changed."""
+    now = now or datetime.now(UTC)
+    if config.is_sample:
+        today = now.astimezone(site.tz).date()
+        events = sample_events(today, site.timezone) + sample_events(today + timedelta(days=1), site.timezone)
+    elif config.protocol == "2.0b":
+        ven = ven_20b(config, site, store)
+        if not ven.poll_due(now):
+            return []
+        events = list(ven.poll(now).events)
+    else:
+        events = ven_301(config, site).events()
+    return changes_of(events, site, store)
