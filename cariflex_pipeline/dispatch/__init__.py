@@ -1,0 +1,78 @@
+"""OCPP 2.0.1 dispatch to CitrineOS and live EV sessions from its bus (plain Python, no Dagster import).
+
+Do not rename this package `ocpp`: it would shadow the `ocpp` library.
+"""
+
+from cariflex_pipeline.dispatch.config import DispatchSettings
+from cariflex_pipeline.dispatch.dispatcher import DispatchReport, dispatch_profiles, record_answers
+from cariflex_pipeline.dispatch.envelope import csms_request, decode, station_message
+from cariflex_pipeline.dispatch.outbox import Outbox, OutboxEntry, payload_hash
+from cariflex_pipeline.dispatch.planning import SCHEDULER_SOURCE, ProfileSet, profiles_from_plan
+from cariflex_pipeline.dispatch.profiles import (
+    BuiltProfile,
+    ProfileBuildError,
+    ProfileConfig,
+    StationTarget,
+    build_profile,
+    profile_id_for,
+)
+from cariflex_pipeline.dispatch.sessions import (
+    METER_SOURCE,
+    DrainReport,
+    SessionBook,
+    SessionChange,
+    SessionConsumer,
+    SessionDefaults,
+    active_sessions,
+    active_transactions,
+    stations_from_site,
+)
+from cariflex_pipeline.dispatch.transports import (
+    AmqpTransport,
+    Answer,
+    OutboxOnlyTransport,
+    RestTransport,
+    SendResult,
+    Transport,
+)
+from cariflex_pipeline.dispatch.validation import ProfileValidationError, request_violations, validate_request
+
+__all__ = [
+    "METER_SOURCE",
+    "SCHEDULER_SOURCE",
+    "AmqpTransport",
+    "Answer",
+    "BuiltProfile",
+    "DispatchReport",
+    "DispatchSettings",
+    "DrainReport",
+    "Outbox",
+    "OutboxEntry",
+    "OutboxOnlyTransport",
+    "ProfileBuildError",
+    "ProfileConfig",
+    "ProfileSet",
+    "ProfileValidationError",
+    "RestTransport",
+    "SendResult",
+    "SessionBook",
+    "SessionChange",
+    "SessionConsumer",
+    "SessionDefaults",
+    "StationTarget",
+    "Transport",
+    "active_sessions",
+    "active_transactions",
+    "build_profile",
+    "csms_request",
+    "decode",
+    "dispatch_profiles",
+    "payload_hash",
+    "profile_id_for",
+    "profiles_from_plan",
+    "record_answers",
+    "request_violations",
+    "station_message",
+    "stations_from_site",
+    "validate_request",
+]

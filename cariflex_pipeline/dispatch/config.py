@@ -1,0 +1,65 @@
+"""Dispatch configuration from the environment, with embedded defaults (outbox-only, nothing leaves).
+
+CARIFLEX_DISPATCH_TRANSPORT   outbox (default) | amqp | rest
+CARIFLEX_AMQP_URL             amqp://user:pass@host:5672/vhost or amqps://... (TLS)
+CARIFLEX_CITRINEOS_EXCHANGE   default citrineos
+CARIFLEX_CITRINEOS_ENVELOPE   1.8 (stationId, default) | 1.9 (ocppConnectionName)
+CARIFLEX_CITRINEOS_TENANT     default 1
+CARIFLEX_CITRINEOS_URL        http(s)://host:8080 for the REST transport
+CARIFLEX_CITRINEOS_TOKEN      Bearer token for REST (optional)
+CARIFLEX_DISPATCH_ANSWER_QUEUE   default cariflex.dispatch.answers
+CARIFLEX_SESSION_QUEUE        default cariflex.sessions (dead letters: <queue>.dead)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cariflex_pipeline.dispatch.transports import AmqpTransport, OutboxOnlyTransport, RestTransport, Transport
+
+TRANSPORTS = ("outbox", "amqp", "rest")
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    transport: str = "outbox"
+    amqp_url: str = ""
+    exchange: str = "citrineos"
+    envelope_version: str = "1.8"
+    tenant_id: str = "1"
+    rest_url: str = ""
+    rest_token: str = ""
+    answer_queue: str = "cariflex.dispatch.answers"
+    session_queue: str = "cariflex.sessions"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DispatchSettings:
+        env = os.environ if env is None else env
+        return cls(
+            transport=env.get("CARIFLEX_DISPATCH_TRANSPORT", "outbox") or "outbox",
+            amqp_url=env.get("CARIFLEX_AMQP_URL", ""),
+            exchange=env.get("CARIFLEX_CITRINEOS_EXCHANGE", "citrineos") or "citrineos",
+            envelope_version=env.get("CARIFLEX_CITRINEOS_ENVELOPE", "1.8") or "1.8",
+            tenant_id=env.get("CARIFLEX_CITRINEOS_TENANT", "1") or "1",
+            rest_url=env.get("CARIFLEX_CITRINEOS_URL", ""),
+            rest_token=env.get("CARIFLEX_CITRINEOS_TOKEN", ""),
+            answer_queue=env.get("CARIFLEX_DISPATCH_ANSWER_QUEUE", "cariflex.dispatch.answers")
+            or "cariflex.dispatch.answers",
+            session_queue=env.get("CARIFLEX_SESSION_QUEUE", "cariflex.sessions") or "cariflex.sessions",
+        )
+
+    def make_transport(self) -> Transport:
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"dispatch transport {self.transport!r}: expected one of {TRANSPORTS}")
+        if self.transport == "amqp":
+            if not self.amqp_url:
+                raise ValueError("dispatch transport amqp needs CARIFLEX_AMQP_URL")
+            return AmqpTransport(self.amqp_url, exchange=self.exchange, tenant_id=self.tenant_id,
+                                 envelope_version=self.envelope_version, answer_queue=self.answer_queue)
+        if self.transport == "rest":
+            if not self.rest_url:
+                raise ValueError("dispatch transport rest needs CARIFLEX_CITRINEOS_URL")
+            return RestTransport(self.rest_url, tenant_id=self.tenant_id, token=self.rest_token or None)
+        return OutboxOnlyTransport()

@@ -1,0 +1,224 @@
+"""From a charge point's planned power to one OCPP 2.0.1 SetChargingProfileRequest.
+
+The scheduler writes planned power (kW per 15-minute slot) for sensors 61-70; each charge point gets one
+absolute profile covering the horizon:
+
+- purpose TxProfile (with the transactionId) when the station has a known active transaction, otherwise
+  TxDefaultProfile; `purpose_policy` decides ("auto", "tx_default_only", "tx_only");
+- chargingRateUnit W, or A when `rate_unit="A"` with `number_phases` and `voltage`;
+- limits rounded to multiples of 0.1 (CitrineOS rule), clipped to [0, charge point max];
+- equal consecutive slots merged, first startPeriod 0, at most 1024 periods;
+- startSchedule on the slot grid, validFrom not in the future, validTo at the horizon end;
+- profile ids stable per station and stack level.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, Literal
+
+PurposePolicy = Literal["auto", "tx_default_only", "tx_only"]
+RateUnit = Literal["W", "A"]
+
+MAX_PERIODS = 1024
+_INT32_MAX = 2**31 - 1
+
+
+class ProfileBuildError(ValueError):
+    """A planned-power series that cannot become a profile; the message names the station."""
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """How profiles are built; every field has an embedded default."""
+
+    purpose_policy: PurposePolicy = "auto"
+    rate_unit: RateUnit = "W"
+    number_phases: int | None = None  # required for rate_unit "A"
+    voltage: float | None = None  # line-to-neutral volts, required for rate_unit "A"
+    stack_level: int = 1
+    tx_default_evse_id: int | None = None  # None: the charge point's EVSE; 0: every EVSE of the station
+
+    def __post_init__(self) -> None:
+        if self.purpose_policy not in ("auto", "tx_default_only", "tx_only"):
+            raise ValueError(f"purpose_policy {self.purpose_policy!r}: expected auto, tx_default_only or tx_only")
+        if self.rate_unit not in ("W", "A"):
+            raise ValueError(f"rate_unit {self.rate_unit!r}: expected 'W' or 'A'")
+        if self.rate_unit == "A" and (not self.number_phases or not self.voltage or self.voltage <= 0):
+            raise ValueError("rate_unit 'A' needs number_phases (1-3) and a positive voltage")
+        if self.number_phases is not None and self.number_phases not in (1, 2, 3):
+            raise ValueError(f"number_phases {self.number_phases}: expected 1, 2 or 3")
+        if not 0 <= self.stack_level <= 1000:
+            raise ValueError(f"stack_level {self.stack_level}: expected 0..1000")
+
+
+@dataclass(frozen=True)
+class StationTarget:
+    """What the builder needs to know about one charge point."""
+
+    station_id: str
+    evse_id: int
+    max_power_kw: float
+    transaction_id: str | None = None  # the station's known active transaction, if any
+
+
+@dataclass(frozen=True)
+class BuiltProfile:
+    """One SetChargingProfileRequest payload (camelCase JSON, ready to validate and send) and its summary."""
+
+    station_id: str
+    payload: dict[str, Any]
+    purpose: str
+    profile_id: int
+    stack_level: int
+    limits: tuple[tuple[int, float], ...]  # (startPeriod seconds, limit) as sent
+    rate_unit: str
+    notes: tuple[str, ...] = field(default=())
+
+
+def profile_id_for(station_id: str, stack_level: int) -> int:
+    """A stable positive int32 id per station and stack level (the same station always replaces its profile)."""
+    return zlib.crc32(f"cariflex:{station_id}:{stack_level}".encode()) & 0x3FFFFFFF or 1
+
+
+def floor_to_grid(moment: datetime, resolution: timedelta) -> datetime:
+    """The start of the slot containing `moment`, on the UTC epoch grid (15-minute slots align in any zone)."""
+    if moment.tzinfo is None:
+        raise ValueError(f"time {moment.isoformat()} has no time zone")
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    step = int(resolution.total_seconds())
+    seconds = int((moment.astimezone(UTC) - epoch).total_seconds())
+    return epoch + timedelta(seconds=seconds - seconds % step)
+
+
+def iso(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z, whole seconds."""
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def round_limit(value: float) -> float:
+    """Round to a multiple of 0.1 exactly as a decimal number (7333.33 -> 7333.3)."""
+    rounded = Decimal(repr(float(value))).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
+    return float(rounded)
+
+
+def build_profile(
+    station: StationTarget,
+    planned_kw: Mapping[datetime, float] | Sequence[tuple[datetime, float]],
+    *,
+    now: datetime,
+    resolution: timedelta = timedelta(minutes=15),
+    horizon_end: datetime | None = None,
+    config: ProfileConfig | None = None,
+) -> BuiltProfile:
+    """Build one SetChargingProfileRequest from planned power in kW per slot start.
+
+    Slots that ended before the current slot are dropped; slots without a plan between the current slot and
+    the horizon end get limit 0 (nothing planned means no charging). `horizon_end` defaults to the end of the
+    last planned slot.
+    """
+    config = config or ProfileConfig()
+    if now.tzinfo is None:
+        raise ValueError("now has no time zone")
+    items = list(planned_kw.items()) if isinstance(planned_kw, Mapping) else list(planned_kw)
+    notes: list[str] = []
+    step = timedelta(seconds=int(resolution.total_seconds()))
+    start = floor_to_grid(now, step)
+    plan: dict[datetime, float] = {}
+    for slot_start, value in items:
+        if slot_start.tzinfo is None:
+            raise ProfileBuildError(f"station {station.station_id}: slot {slot_start} has no time zone")
+        slot = slot_start.astimezone(UTC)
+        if floor_to_grid(slot, step) != slot:
+            raise ProfileBuildError(
+                f"station {station.station_id}: slot {iso(slot)} is not on the {step} grid")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ProfileBuildError(f"station {station.station_id}: slot {iso(slot)} has a non-finite value")
+        if slot + step > start:
+            plan[slot] = float(value)
+    end = horizon_end.astimezone(UTC) if horizon_end is not None else (max(plan) + step if plan else None)
+    if end is None or end <= start:
+        raise ProfileBuildError(
+            f"station {station.station_id}: no planned power from {iso(start)} on (horizon already over)")
+    if floor_to_grid(end, step) != end:
+        raise ProfileBuildError(f"station {station.station_id}: horizon end {iso(end)} is not on the slot grid")
+
+    purpose, transaction_id = _purpose(station, config)
+    evse_id = station.evse_id
+    if purpose == "TxDefaultProfile" and config.tx_default_evse_id is not None:
+        evse_id = config.tx_default_evse_id
+
+    periods: list[dict[str, Any]] = []
+    limits: list[tuple[int, float]] = []
+    slot = start
+    clipped = 0
+    while slot < end:
+        kw = plan.get(slot, 0.0)
+        if kw < 0 or kw > station.max_power_kw + 1e-9:
+            clipped += 1
+        kw = min(max(kw, 0.0), station.max_power_kw)
+        limit = round_limit(_to_unit(kw, config))
+        offset = int((slot - start).total_seconds())
+        if not limits or limits[-1][1] != limit:
+            limits.append((offset, limit))
+            period: dict[str, Any] = {"startPeriod": offset, "limit": limit}
+            if config.number_phases is not None:
+                period["numberPhases"] = config.number_phases
+            periods.append(period)
+        slot += step
+    if clipped:
+        notes.append(f"{clipped} slot(s) clipped to [0, {station.max_power_kw} kW]")
+
+    profile_id = profile_id_for(station.station_id, config.stack_level)
+    schedule: dict[str, Any] = {
+        "id": profile_id,
+        "startSchedule": iso(start),
+        "duration": int((end - start).total_seconds()),
+        "chargingRateUnit": config.rate_unit,
+        "chargingSchedulePeriod": periods,
+    }
+    profile: dict[str, Any] = {
+        "id": profile_id,
+        "stackLevel": config.stack_level,
+        "chargingProfilePurpose": purpose,
+        "chargingProfileKind": "Absolute",
+        "validFrom": iso(min(start, now)),
+        "validTo": iso(end),
+        "chargingSchedule": [schedule],
+    }
+    if transaction_id is not None:
+        profile["transactionId"] = transaction_id
+    payload = {"evseId": evse_id, "chargingProfile": profile}
+    return BuiltProfile(
+        station_id=station.station_id,
+        payload=payload,
+        purpose=purpose,
+        profile_id=profile_id,
+        stack_level=config.stack_level,
+        limits=tuple(limits),
+        rate_unit=config.rate_unit,
+        notes=tuple(notes),
+    )
+
+
+def _purpose(station: StationTarget, config: ProfileConfig) -> tuple[str, str | None]:
+    if config.purpose_policy == "tx_default_only":
+        return "TxDefaultProfile", None
+    if station.transaction_id:
+        return "TxProfile", station.transaction_id
+    if config.purpose_policy == "tx_only":
+        raise ProfileBuildError(
+            f"station {station.station_id}: purpose policy tx_only but no active transaction is known")
+    return "TxDefaultProfile", None
+
+
+def _to_unit(kw: float, config: ProfileConfig) -> float:
+    watts = kw * 1000.0
+    if config.rate_unit == "W":
+        return watts
+    assert config.number_phases and config.voltage  # checked in ProfileConfig
+    return watts / (config.number_phases * config.voltage)

@@ -1,0 +1,94 @@
+"""Outbox rules on SQLite and the real PostgreSQL: stored before sending, no resend of what was accepted,
+retries of pending/failed entries, at most one entry per station and run."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from cariflex_pipeline.dispatch import (
+    Outbox,
+    OutboxOnlyTransport,
+    StationTarget,
+    build_profile,
+    dispatch_profiles,
+)
+from cariflex_pipeline_tests.dispatch.conftest import NOW
+
+SLOT = timedelta(minutes=15)
+START = NOW.replace(minute=0, second=0)
+
+
+def _profile(station: str, kw: float):
+    return build_profile(StationTarget(station, 1, 22.0), {START + SLOT * i: kw for i in range(8)}, now=NOW)
+
+
+def test_profiles_stored_pending_before_sending_and_retried(store) -> None:
+    outbox = Outbox(store.engine)
+    report = dispatch_profiles(outbox, OutboxOnlyTransport(), [_profile("CP001", 5.0)], run_id="r1", now=NOW)
+    [entry] = outbox.entries()
+    assert (entry.station_id, entry.status, entry.attempts) == ("CP001", "pending", 1)
+    assert report.entries["CP001"].correlation_id == entry.correlation_id
+    # the next run without a new profile retries the pending one, same correlation id
+    prepared = outbox.prepare([], run_id="r2", transport="amqp", now=NOW)
+    assert [(e.correlation_id, e.attempts) for e in prepared.to_send] == [(entry.correlation_id, 2)]
+
+
+def test_identical_to_last_accepted_not_resent_unless_forced(store) -> None:
+    outbox = Outbox(store.engine)
+    [first] = outbox.prepare([_profile("CP001", 5.0)], run_id="r1", transport="amqp", now=NOW).to_send
+    outbox.mark(first.correlation_id, "sent")
+    assert outbox.record_answer(first.correlation_id, "Accepted")
+    # validFrom moves with the clock; the profile is still identical
+    later = build_profile(StationTarget("CP001", 1, 22.0), {START + SLOT * i: 5.0 for i in range(8)},
+                          now=NOW + timedelta(minutes=5))
+    prepared = outbox.prepare([later], run_id="r2", transport="amqp", now=NOW)
+    assert prepared.to_send == []
+    assert "identical to last accepted" in prepared.skipped["CP001"]
+    forced = outbox.prepare([later], run_id="r3", transport="amqp", force=True, now=NOW)
+    assert [e.station_id for e in forced.to_send] == ["CP001"]
+    assert forced.to_send[0].correlation_id != first.correlation_id
+    # a different profile is sent
+    changed = outbox.prepare([_profile("CP001", 6.0)], run_id="r4", transport="amqp", now=NOW)
+    assert [e.station_id for e in changed.to_send] == ["CP001"]
+
+
+def test_failed_retried_and_superseded_by_a_newer_profile(store) -> None:
+    outbox = Outbox(store.engine)
+    [old] = outbox.prepare([_profile("CP002", 5.0)], run_id="r1", transport="amqp", now=NOW).to_send
+    outbox.mark(old.correlation_id, "failed", "connection lost")
+    [retry] = outbox.prepare([_profile("CP002", 5.0)], run_id="r2", transport="amqp", now=NOW).to_send
+    assert retry.correlation_id == old.correlation_id and retry.attempts == 2
+    outbox.mark(retry.correlation_id, "unroutable", "offline")
+    [new] = outbox.prepare([_profile("CP002", 9.0)], run_id="r3", transport="amqp", now=NOW).to_send
+    assert new.correlation_id != old.correlation_id
+    statuses = {e.correlation_id: e.status for e in outbox.entries(["CP002"])}
+    assert statuses == {old.correlation_id: "superseded", new.correlation_id: "pending"}
+
+
+def test_one_entry_per_station_per_run(store) -> None:
+    outbox = Outbox(store.engine)
+    with pytest.raises(ValueError, match="CP003"):
+        outbox.prepare([_profile("CP003", 1.0), _profile("CP003", 2.0)], run_id="r1", transport="amqp", now=NOW)
+    # several open entries for one station: only the newest is retried, the rest superseded
+    [a] = outbox.prepare([_profile("CP003", 1.0)], run_id="r1", transport="amqp", now=NOW).to_send
+    outbox.mark(a.correlation_id, "failed")
+    [b] = outbox.prepare([_profile("CP003", 2.0)], run_id="r2", transport="amqp", now=NOW).to_send
+    outbox.mark(b.correlation_id, "failed")
+    prepared = outbox.prepare([], run_id="r3", transport="amqp", now=NOW)
+    assert [e.correlation_id for e in prepared.to_send] == [b.correlation_id]
+
+
+def test_sent_awaiting_answer_not_resent_and_answer_not_overwritten(store) -> None:
+    outbox = Outbox(store.engine)
+    [entry] = outbox.prepare([_profile("CP004", 4.0)], run_id="r1", transport="amqp", now=NOW).to_send
+    # a fast station answers before the transport reports the confirm
+    outbox.record_answer(entry.correlation_id, "Rejected", "InvalidSchedule")
+    outbox.mark(entry.correlation_id, "sent")
+    assert outbox.get(entry.correlation_id).status == "rejected"
+    [again] = outbox.prepare([_profile("CP004", 4.5)], run_id="r2", transport="amqp", now=NOW).to_send
+    outbox.mark(again.correlation_id, "sent")
+    prepared = outbox.prepare([_profile("CP004", 4.5)], run_id="r3", transport="amqp", now=NOW)
+    assert prepared.to_send == [] and "awaiting answer" in prepared.skipped["CP004"]
+    assert outbox.record_answer("not-ours", "Accepted") is False
