@@ -1,0 +1,78 @@
+"""EV sessions from a day template: a realistic day of sessions, repeated on every day of the horizon.
+
+Until live sessions come from the bus (dispatch issue), the schedule takes its sessions from such a file. Template
+format (see data/sessions_day.json)::
+
+    {"timezone": "America/Martinique",
+     "sessions": [{"id": "cp001-commuter", "charge_point": "CP001", "arrival": "07:30", "departure": "17:00",
+                   "energy_needed_kwh": 32, "max_power_kw": 11, "efficiency": 0.92}, ...]}
+
+Times are local wall-clock ``HH:MM``; ``"06:45+1"`` means the next day. Any other EvSession field may be given.
+A static template knows nothing of what an EV already received: a session already plugged in is planned with its
+full energy need.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from cariflex_pipeline.scheduling.problem import EvSession, ProblemError
+
+BUNDLED_DAY = Path(__file__).with_name("data") / "sessions_day.json"
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?:\+(\d+))?$")
+
+
+def load_day_template(path: str | Path | None = None) -> dict[str, Any]:
+    """Read a day template; raise ProblemError naming the file on any problem."""
+    template_path = Path(path) if path else BUNDLED_DAY
+    try:
+        template = json.loads(template_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ProblemError(f"session template {template_path}: cannot be read ({error})") from None
+    if not isinstance(template, dict) or not isinstance(template.get("sessions"), list):
+        raise ProblemError(f"session template {template_path}: expected an object with a 'sessions' list")
+    template.setdefault("timezone", "America/Martinique")
+    return template
+
+
+def _local(day: date, clock: str, tz: ZoneInfo, session_id: str) -> datetime:
+    match = _CLOCK.match(clock)
+    if not match:
+        raise ProblemError(f"session template entry {session_id!r}: time {clock!r} is not HH:MM or HH:MM+1")
+    hours, minutes, days = int(match[1]), int(match[2]), int(match[3] or 0)
+    return datetime.combine(day + timedelta(days=days), time(hours, minutes), tzinfo=tz)
+
+
+def sessions_for_horizon(template: dict[str, Any], start: datetime, end: datetime) -> list[EvSession]:
+    """The template's sessions on every local day that touches [start, end), those still plugged in or arriving.
+
+    Ids get the local date of arrival appended (``cp001-commuter@2026-11-28``).
+    """
+    tz = ZoneInfo(template["timezone"])
+    first_day = start.astimezone(tz).date() - timedelta(days=1)
+    last_day = end.astimezone(tz).date()
+    sessions: list[EvSession] = []
+    day = first_day
+    while day <= last_day:
+        for entry in template["sessions"]:
+            session_id = str(entry.get("id", "?"))
+            fields = dict(entry)
+            fields["id"] = f"{session_id}@{day.isoformat()}"
+            fields["arrival"] = _local(day, str(entry.get("arrival", "")), tz, session_id)
+            fields["departure"] = _local(day, str(entry.get("departure", "")), tz, session_id)
+            try:
+                session = EvSession.model_validate(fields)
+            except ValidationError as error:
+                messages = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
+                raise ProblemError(f"session template entry {session_id!r}: {messages}") from None
+            if session.departure > start and session.arrival < end:
+                sessions.append(session)
+        day += timedelta(days=1)
+    return sessions

@@ -1,0 +1,129 @@
+"""The ev_charging_schedule asset with dg.materialize on a real SQLite store."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from cariflex_pipeline.defs.resources import SHARED_RESOURCES, SiteResource, TimeSeriesStoreResource
+from cariflex_pipeline.defs.scheduling import defs as scheduling_defs
+from cariflex_pipeline.defs.scheduling.assets import CHECK_NAME, SCHEDULER_SOURCE, ev_charging_schedule
+from cariflex_pipeline.store import TimeSeriesStore
+
+NOW = "2026-11-28T12:07:00-04:00"  # the horizon starts at 12:00 local = 16:00 UTC
+START = datetime(2026, 11, 28, 16, 0, tzinfo=UTC)
+SLOT = timedelta(minutes=15)
+CP_SENSORS = list(range(61, 71))
+
+
+@pytest.fixture
+def store_url(tmp_path: Path, site) -> str:
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    store = TimeSeriesStore(url)
+    store.migrate()
+    store.register_sensors(site.sensors)
+    return url
+
+
+def _write(url: str, sensor_id: int, values: dict[int, float]) -> None:
+    frame = pd.DataFrame({
+        "sensor_id": sensor_id,
+        "event_start": [START + slot * SLOT for slot in values],
+        "value": list(values.values()),
+        "belief_time": START - timedelta(hours=12),
+    })
+    TimeSeriesStore(url).write_beliefs(frame, source="test-vtn", source_type="vtn")
+
+
+def _prices(slots: range) -> dict[int, float]:
+    return {t: 80.0 + 40.0 * ((t // 4) % 6 == 0) - 30.0 * (8 <= t < 20) for t in slots}
+
+
+def _materialize(url: str, **config):
+    return dg.materialize(
+        [ev_charging_schedule],
+        resources={"site": SiteResource(), "store": TimeSeriesStoreResource(database_url=url)},
+        run_config={"ops": {"ev_charging_schedule": {"config": {"now": NOW, **config}}}},
+        raise_on_error=False,
+    )
+
+
+def _planned(url: str) -> pd.DataFrame:
+    return TimeSeriesStore(url).read_latest(CP_SENSORS, sources=[SCHEDULER_SOURCE])
+
+
+def test_schedule_is_written_as_planned_power_with_metadata(store_url):
+    _write(store_url, 84, _prices(range(96)))
+    _write(store_url, 86, {t: 50.0 for t in range(28, 40)})  # DSO: half the connection 19:00-22:00 local
+    _write(store_url, 87, {t: 2.0 for t in range(32, 36)})  # and level 2 on top 20:00-21:00
+    result = _materialize(store_url)
+    assert result.success
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == CHECK_NAME and check.passed
+    metadata = result.asset_materializations_for_node("ev_charging_schedule")[0].metadata
+    for name in ("cost_eur", "energy_delivered_kwh", "unserved_energy_kwh", "peak_site_import_kw",
+                 "solve_seconds"):
+        assert isinstance(metadata[name].value, float), name
+    assert metadata["price_fallback"].value == "none" and metadata["price_slots_filled"].value == 0
+    assert metadata["energy_delivered_kwh"].value > 100
+    assert "| slot (UTC) | kW | EUR/MWh |" in metadata["schedule_CP001"].value
+
+    planned = _planned(store_url)
+    assert len(planned) == 10 * 96 and set(planned["sensor_id"]) == set(CP_SENSORS)
+    assert planned["event_start"].min() == pd.Timestamp(START)
+    per_slot = planned.groupby("event_start")["value"].sum()
+    slot_of = ((per_slot.index - pd.Timestamp(START)) / SLOT).astype(int)
+    limit = pd.Series(120.0, index=per_slot.index)
+    limit[(slot_of >= 28) & (slot_of < 40)] = 60.0
+    limit[(slot_of >= 32) & (slot_of < 36)] = 30.0  # 120 kW x 50 % x 0.5
+    assert (per_slot <= limit + 1e-6).all()
+    assert per_slot.max() > 0
+    energy = planned["value"].sum() * 0.25
+    assert energy == pytest.approx(metadata["energy_delivered_kwh"].value / 0.92, rel=0.05)
+
+
+def test_missing_prices_use_the_documented_fallback(store_url):
+    _write(store_url, 84, _prices(range(40)))  # the day-ahead stops 10 h into the horizon
+    result = _materialize(store_url)
+    assert result.success
+    metadata = result.asset_materializations_for_node("ev_charging_schedule")[0].metadata
+    assert metadata["price_slots_filled"].value == 56
+    assert "dearest known price" in metadata["price_fallback"].value
+
+
+def test_missing_prices_with_policy_error_fail_naming_the_slots(store_url):
+    _write(store_url, 84, _prices(range(40)))
+    result = _materialize(store_url, missing_price_policy="error")
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert "prices missing for slots 40-95" in str(failure.message) + str(failure.cause)
+    assert _planned(store_url).empty
+
+
+def test_no_price_at_all_falls_back_to_earliest_charging(store_url):
+    result = _materialize(store_url)
+    assert result.success
+    metadata = result.asset_materializations_for_node("ev_charging_schedule")[0].metadata
+    assert metadata["price_fallback"].value.startswith("no price known")
+
+
+def test_solver_time_limit_fails_the_run_and_writes_nothing(store_url):
+    _write(store_url, 84, _prices(range(96)))
+    result = _materialize(store_url, time_limit_seconds=1e-9)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert "time limit" in str(failure.message) + str(failure.cause)
+    assert _planned(store_url).empty
+
+
+def test_definitions_hold_the_asset_the_15_minute_schedule_and_the_signal_deps():
+    merged = dg.Definitions.merge(scheduling_defs, dg.Definitions(resources=SHARED_RESOURCES))
+    schedule = merged.resolve_schedule_def("ev_charging_every_15_minutes")
+    assert schedule.cron_schedule == "*/15 * * * *"
+    job = merged.resolve_job_def("ev_charging_job")
+    assert job.executor_def.name == "in_process"
+    spec = next(iter(ev_charging_schedule.specs))
+    assert {dep.asset_key for dep in spec.deps} == {
+        dg.AssetKey("consumption_price"), dg.AssetKey("load_control_signal"), dg.AssetKey("demand_response_signal")}
