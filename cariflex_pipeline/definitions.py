@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+import cariflex_pipeline.defs.scheduling
 from cariflex_pipeline.defs import site
 from cariflex_pipeline.defs.resources import SHARED_RESOURCES
 
@@ -10,6 +11,7 @@ MAIN_JOB_NAME = "cariflex_main"
 # Stages of the flow, in order: site -> prices and grid signals -> schedule -> dispatch.
 stage_defs = [
     site.defs,
+    cariflex_pipeline.defs.scheduling.defs,
 ]
 
 main_job = dg.define_asset_job(
