@@ -96,7 +96,7 @@ def test_cancelled_event_withdraws_its_values(vtn, store, site):
     ven_id = ven.register().ven_id
     start = next_day_start()
     price_id = vtn.add_event(ven_id, "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, H, 300.0)])
-    level_id = vtn.add_event(ven_id, "simple", "level", DR_CONTEXT, [(start, H, 1)])
+    vtn.add_event(ven_id, "simple", "level", DR_CONTEXT, [(start, H, 1)])
     poll_and_ingest(ven, site, store)
     assert len(series(store, 84)) == 4 and len(series(store, 87)) == 4
 

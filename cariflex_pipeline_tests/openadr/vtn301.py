@@ -5,7 +5,7 @@
 - `GET {base}/events?programID&targetType&targetValues&skip&limit` -> JSON array (limit > 50 -> 400 problem),
   Bearer token required (unknown or revoked token -> 401 problem);
 - faults to inject: `fail_next` (status, problem) answers, `delay_seconds` (to provoke client timeouts),
-  `duplicate_first_of_each_page` (the spec promises no order: repeats across pages must be de-duplicated).
+  `overlap_pages` (the spec promises no order: each later page repeats the previous page's last event).
 Problems are sent as application/json, as the spec does.
 """
 
@@ -27,7 +27,8 @@ def problem(status: int, title: str, detail: str, type_: str = "about:blank") ->
 
 
 class Vtn301Server:
-    def __init__(self, client_id: str = "ven_client", client_secret: str = "s3cret-ven", expires_in: int = 3600) -> None:
+    def __init__(self, client_id: str = "ven_client", client_secret: str = "s3cret-ven",
+                 expires_in: int = 3600) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.expires_in = expires_in
@@ -37,7 +38,7 @@ class Vtn301Server:
         self.event_requests: list[dict[str, list[str]]] = []
         self.fail_next: list[tuple[int, dict[str, Any] | str]] = []
         self.delay_seconds = 0.0
-        self.duplicate_first_of_each_page = False
+        self.overlap_pages = False
         self.lock = threading.Lock()
         vtn = self
 
@@ -108,9 +109,9 @@ class Vtn301Server:
                 events = vtn.events
                 if "programID" in query:
                     events = [event for event in events if event.get("programID") == query["programID"][0]]
+                if vtn.overlap_pages and skip:
+                    skip -= 1  # the order shifted between requests: the previous page's last event again
                 page = events[skip: skip + limit]
-                if vtn.duplicate_first_of_each_page and skip and page:
-                    page = [events[0], *page[:-1]] if len(page) == limit else [events[0], *page]
                 self._send(200, page)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

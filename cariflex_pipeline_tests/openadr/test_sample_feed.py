@@ -1,0 +1,49 @@
+"""The bundled sample feed: parsed by the same safe 2.0b parser, shifted onto any day, idempotent."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from cariflex_pipeline.openadr.ingest import ingest_events, source_name
+from cariflex_pipeline.openadr.sample_feed import SAMPLE_VTN_ID, sample_events, template_events
+from cariflex_pipeline.openadr.source import VtnConfig, ingest_from_source
+from cariflex_pipeline_tests.openadr.helpers import audit_rows, series
+
+PRICES = [148, 142, 139, 138, 141, 156, 212, 268, 255, 221, 196, 184,
+          178, 181, 189, 203, 236, 289, 334, 318, 271, 224, 186, 162]
+
+
+def test_template_is_a_valid_distribute_event():
+    events = template_events()
+    assert [event.event_id for event in events] == ["sample-price", "sample-load-control", "sample-demand-response"]
+    assert all(event.problems == () for event in events)
+    assert events[0].signals[0].unit == "EUR/MWh"
+
+
+def test_a_day_of_the_sample_feed_value_by_value(store, site):
+    day = date(2026, 11, 28)
+    report = ingest_events(sample_events(day, site.timezone), site, store)
+    assert report.rejected == {} and len(report.new) == 3
+    midnight = datetime(2026, 11, 28, 4, tzinfo=UTC)  # 00:00 in Martinique (UTC-4)
+    prices = series(store, 84)
+    assert len(prices) == 96
+    assert [value for _, value in prices] == [float(price) for price in PRICES for _ in range(4)]
+    assert prices[0][0] == midnight and prices[-1][0] == midnight + timedelta(hours=23, minutes=45)
+    load = dict(series(store, 86))
+    assert load[midnight] == 100.0
+    assert load[midnight + timedelta(hours=7)] == 90.0  # morning peak
+    assert load[midnight + timedelta(hours=18, minutes=30)] == 60.0  # evening peak
+    assert len(load) == 96
+    levels = dict(series(store, 87))
+    assert levels[midnight + timedelta(hours=18)] == 2.0 and levels[midnight + timedelta(hours=3)] == 0.0
+    assert set(store.read_latest([84, 86, 87])["source"]) == {source_name(SAMPLE_VTN_ID)}
+
+
+def test_three_days_backfilled_and_rerun_is_idempotent(store, site):
+    days = [date(2026, 11, 26), date(2026, 11, 27), date(2026, 11, 28)]
+    first = ingest_from_source(VtnConfig(), site, store, days)
+    assert len(first.new) == 9 and first.values_written == 3 * 3 * 96
+    rows = audit_rows(store)
+    again = ingest_from_source(VtnConfig(), site, store, days)
+    assert len(again.unchanged) == 9 and again.values_written == 0 and audit_rows(store) == rows
+    assert len(series(store, 84)) == 3 * 96
