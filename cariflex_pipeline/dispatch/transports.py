@@ -110,7 +110,7 @@ class AmqpTransport:
         window: int = 512,
         confirm_timeout: float = 30.0,
         connection_name: str = "cariflex-dispatch",
-        fault_hook: Callable[[int, Any], None] | None = None,
+        fault_hook: Callable[[str, int, Any], None] | None = None,
     ) -> None:
         station_key(envelope_version)  # validates the version
         self.url = url
@@ -121,7 +121,7 @@ class AmqpTransport:
         self.window = max(1, window)
         self.confirm_timeout = confirm_timeout
         self.connection_name = connection_name
-        # Test-only fault injection: called after each confirm with (confirmed count, SelectConnection).
+        # Test-only fault injection: called with ("published" | "confirmed", count, SelectConnection).
         self.fault_hook = fault_hook
         self._answer_queue_ready = False
 
@@ -237,7 +237,7 @@ def publish_confirmed(
     *,
     window: int = 512,
     timeout: float = 30.0,
-    fault_hook: Callable[[int, Any], None] | None = None,
+    fault_hook: Callable[[str, int, Any], None] | None = None,
     where: str = "RabbitMQ",
 ) -> list[SendResult]:
     """Publish (correlation id, station, headers, body) messages with mandatory=True and publisher confirms.
@@ -267,6 +267,8 @@ def publish_confirmed(
             state["next"] += 1
             state["tag"] += 1
             in_flight[state["tag"]] = corr
+            if fault_hook is not None:
+                fault_hook("published", state["tag"], connection)
         if state["next"] >= len(messages) and not in_flight:
             finish(connection)
 
@@ -291,7 +293,7 @@ def publish_confirmed(
                 results[corr] = SendResult(corr, stations[corr], "failed", "nacked by the broker")
             state["confirmed"] += 1
             if fault_hook is not None:
-                fault_hook(state["confirmed"], state["channel"].connection)
+                fault_hook("confirmed", state["confirmed"], state["channel"].connection)
         channel = state["channel"]
         if channel is not None and channel.is_open:
             publish_more(channel)

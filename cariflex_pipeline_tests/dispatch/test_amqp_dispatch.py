@@ -1,0 +1,159 @@
+"""AMQP transport against the real RabbitMQ, a CitrineOS-shaped router and simulated `ocpp` stations:
+Accepted, Rejected, offline (unroutable), both envelope versions, a dropped connection mid-dispatch."""
+
+from __future__ import annotations
+
+import pytest
+
+from cariflex_pipeline.dispatch import AmqpTransport, Outbox, dispatch_profiles, profiles_from_plan
+from cariflex_pipeline_tests.dispatch.conftest import NOW, plan_frame
+
+START = NOW.replace(minute=0, second=0)
+
+
+def _plan(site, stations: list[str]) -> dict[str, list[float]]:
+    # a different, hand-checkable shape per station: 2 kW x index for 4 slots, then 11 kW for 4 slots
+    return {cp: [2.0 * (index + 1)] * 4 + [11.0] * 4 for index, cp in enumerate(stations)}
+
+
+def _transport(amqp_url, exchange, names, version="1.8", **kwargs) -> AmqpTransport:
+    return AmqpTransport(amqp_url, exchange=exchange, answer_queue=names["answers"], envelope_version=version,
+                         connection_name=f"cariflex-test-{names['answers']}", **kwargs)
+
+
+@pytest.mark.parametrize("version", ["1.8", "1.9"])
+def test_accepted_rejected_and_offline(version, amqp_url, exchange, names, make_router, store, site) -> None:
+    router = make_router(version)
+    accepting = router.connect("CP001")
+    rejecting = router.connect("CP002", answer="Rejected")
+    # CP003 is not connected: CitrineOS has no queue for it
+    per_station = _plan(site, ["CP001", "CP002", "CP003"])
+    built = profiles_from_plan(site, plan_frame(site, START, per_station), now=NOW,
+                               transactions={"CP001": "tx-1"})
+    outbox = Outbox(store.engine)
+    report = dispatch_profiles(outbox, _transport(amqp_url, exchange, names, version), built.profiles,
+                               run_id="run-1", now=NOW, answer_timeout=10)
+    statuses = {station: entry.status for station, entry in report.entries.items()}
+    assert statuses == {"CP001": "accepted", "CP002": "rejected", "CP003": "unroutable"}
+    assert "InvalidSchedule" in report.entries["CP002"].status_reason
+    assert "CP003" in report.entries["CP003"].status_reason
+    assert router.errors == []
+
+    # what the station received is what the schedule says, under the outbox's correlation id
+    [got] = accepting.received
+    assert got.message_id == report.entries["CP001"].correlation_id
+    periods = got.charging_profile["charging_schedule"][0]["charging_schedule_period"]
+    assert [(p["start_period"], p["limit"]) for p in periods] == [(0, 2000.0), (3600, 11000.0)]
+    assert got.charging_profile["charging_profile_purpose"] == "TxProfile"
+    assert got.charging_profile["transaction_id"] == "tx-1"
+    assert len(rejecting.received) == 1
+
+    # the next run: CP001 unchanged and accepted -> not resent; CP003 (offline) retried, still unroutable
+    again = dispatch_profiles(outbox, _transport(amqp_url, exchange, names, version), built.profiles,
+                              run_id="run-2", now=NOW, answer_timeout=5)
+    assert "identical to last accepted" in again.skipped["CP001"]
+    assert again.entries["CP003"].status == "unroutable"
+    assert again.entries["CP003"].correlation_id == report.entries["CP003"].correlation_id
+    assert len(accepting.received) == 1
+
+
+def test_envelope_version_must_match_the_csms(amqp_url, exchange, names, make_router, store, site) -> None:
+    """A 1.8 CitrineOS binds on stationId: a message in the later envelope (ocppConnectionName) reaches no one,
+    and mandatory publishing reports it instead of losing it silently."""
+    router = make_router("1.8")
+    station = router.connect("CP004")
+    built = profiles_from_plan(site, plan_frame(site, START, {"CP004": [3.0] * 4}), now=NOW)
+    report = dispatch_profiles(Outbox(store.engine), _transport(amqp_url, exchange, names, "1.9"), built.profiles,
+                               run_id="r", now=NOW, answer_timeout=1)
+    assert report.entries["CP004"].status == "unroutable"
+    assert station.received == []
+
+
+def test_missing_exchange_fails_every_profile_and_keeps_them(amqp_url, names, store, site) -> None:
+    built = profiles_from_plan(site, plan_frame(site, START, {"CP001": [3.0] * 4}), now=NOW)
+    transport = AmqpTransport(amqp_url, exchange=f"missing.{names['answers']}", answer_queue=names["answers"])
+    with pytest.raises(ConnectionError, match="not found"):
+        dispatch_profiles(Outbox(store.engine), transport, built.profiles, run_id="r", now=NOW)
+
+
+@pytest.mark.parametrize(("window", "event"), [(1, "confirmed"), (10, "published")])
+def test_connection_dropped_mid_dispatch_then_each_profile_delivered_exactly_once(
+        window, event, amqp_url, exchange, names, make_router, store, site) -> None:
+    """The publisher's connection is closed mid-dispatch (client side, by the test's fault hook).
+
+    window 1, after the 3rd confirm: 3 delivered, 7 never published.
+    window 10, after the 5th publish: 5 never published; the 5 published are confirmed during the graceful
+    close (RabbitMQ acks before close-ok) or, if the confirm is lost, flagged uncertain.
+    The next run first waits for answers to the uncertain ones, then sends only what did not arrive:
+    every station ends with exactly one message, under the outbox's correlation id, accepted."""
+    router = make_router("1.8")
+    stations = [cp.id for cp in site.charge_points]
+    simulated = {station_id: router.connect(station_id) for station_id in stations}
+    built = profiles_from_plan(site, plan_frame(site, START, _plan(site, stations)), now=NOW)
+    outbox = Outbox(store.engine)
+    cut_at = 3 if event == "confirmed" else 5
+
+    def drop(kind: str, count: int, connection) -> None:
+        if kind == event and count == cut_at and connection.is_open:
+            connection.close(reply_code=320, reply_text="fault injected by the test")
+
+    first = dispatch_profiles(outbox, _transport(amqp_url, exchange, names, window=window, fault_hook=drop),
+                              built.profiles, run_id="run-1", now=NOW, answer_timeout=2)
+    failed = [e for e in first.entries.values() if e.status == "failed"]
+    uncertain = [e for e in failed if e.delivery_uncertain]
+    if event == "confirmed":
+        assert (len(failed), len(uncertain)) == (7, 0)
+    else:
+        assert len(failed) - len(uncertain) == 5
+        assert all("lost before confirm" in e.status_reason for e in uncertain)
+
+    second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names, window=window), built.profiles,
+                               run_id="run-2", now=NOW, answer_timeout=10, uncertain_grace=10)
+    assert router.errors == []
+    received = {station_id: [r.message_id for r in sim.received] for station_id, sim in simulated.items()}
+    assert all(len(ids) == 1 for ids in received.values()), received
+    final = outbox.latest_by_station()
+    assert {s: final[s].status for s in stations} == dict.fromkeys(stations, "accepted")
+    assert {s: final[s].correlation_id for s in stations} == {s: ids[0] for s, ids in received.items()}
+    # the second run sent exactly the profiles that were never published
+    assert len(second.entries) == len(failed) - len(uncertain)
+
+
+def test_answers_left_on_the_queue_are_recorded_later_and_nothing_is_resent(
+        amqp_url, exchange, names, make_router, store, site) -> None:
+    """Answers wait in our durable queue: if nobody collects them during the run (answer_timeout 0), a later
+    run records them; nothing is resent meanwhile."""
+    router = make_router("1.8")
+    station = router.connect("CP005")
+    built = profiles_from_plan(site, plan_frame(site, START, {"CP005": [5.0] * 4}), now=NOW)
+    outbox = Outbox(store.engine)
+    first = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, run_id="r1", now=NOW,
+                              answer_timeout=0)
+    assert first.entries["CP005"].status in ("sent", "accepted")
+    second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, run_id="r2",
+                               now=NOW, answer_timeout=0, uncertain_grace=0)
+    # either the answer was collected at the start of run 2 or the entry still awaits it: never resent
+    assert len(station.received) == 1
+    assert "CP005" in second.skipped
+
+
+def test_lost_confirms_are_not_resent_when_the_station_answered(amqp_url, exchange, names, make_router, store,
+                                                                site) -> None:
+    """A confirm lost with the connection leaves entries 'failed' and uncertain although the station got them.
+    The next run waits for their answers before retrying, so none is sent twice. (The lost confirm is written
+    into the outbox by the test: a TCP drop between RabbitMQ's routing and its ack cannot be timed from here.)"""
+    router = make_router("1.8")
+    stations = ["CP001", "CP002", "CP003"]
+    simulated = {s: router.connect(s) for s in stations}
+    built = profiles_from_plan(site, plan_frame(site, START, _plan(site, stations)), now=NOW)
+    outbox = Outbox(store.engine)
+    first = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, run_id="r1", now=NOW,
+                              answer_timeout=0)
+    for entry in first.entries.values():
+        outbox.mark(entry.correlation_id, "failed", "connection lost before confirm", uncertain=True)
+    assert outbox.uncertain_correlation_ids() == {e.correlation_id for e in first.entries.values()}
+    second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, run_id="r2",
+                               now=NOW, answer_timeout=5, uncertain_grace=10)
+    assert second.entries == {}
+    assert {s: len(sim.received) for s, sim in simulated.items()} == dict.fromkeys(stations, 1)
+    assert {e.status for e in outbox.entries()} == {"accepted"}
