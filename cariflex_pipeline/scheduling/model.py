@@ -28,7 +28,7 @@ from cariflex_pipeline.scheduling.result import (
     SolverTimeLimitError,
 )
 
-SolverName = Literal["auto", "highs", "cbc"]
+SolverName = Literal["auto", "highs", "highs_pulp", "cbc"]
 
 TIE_BREAK = 1e-4  # milli-EUR per kWh and slot index: < 0.01 EUR/MWh over 96 slots
 THROUGHPUT = 1e-4  # milli-EUR per kWh through a battery: no simultaneous charge and discharge
@@ -165,12 +165,17 @@ def _storage(prob: pulp.LpProblem, prefix: str, slots: list[int], charge_kw: flo
 
 
 def _solver(name: SolverName, time_limit_s: float | None, msg: bool) -> tuple[str, pulp.LpSolver]:
+    """HiGHS through the one-call bridge by default; ``highs_pulp`` is PuLP's stock HiGHS class; CBC last."""
+    if name == "highs_pulp":
+        return "highs", pulp.HiGHS(msg=msg, timeLimit=time_limit_s, threads=1)
     if name in ("auto", "highs"):
-        highs = pulp.HiGHS(msg=msg, timeLimit=time_limit_s, threads=1)
-        if highs.available():
-            return "highs", highs
-        if name == "highs":
-            raise SolverError("HiGHS (highspy) is not available")
+        try:
+            from cariflex_pipeline.scheduling.highs_bridge import FastHiGHS
+        except ImportError:
+            if name == "highs":
+                raise SolverError("HiGHS (highspy) is not available") from None
+        else:
+            return "highs", FastHiGHS(msg=msg, timeLimit=time_limit_s, threads=1)
     with warnings.catch_warnings():  # PuLP 3.3 deprecates the bundled CBC for 4.0; it is the one we have
         warnings.simplefilter("ignore", DeprecationWarning)
         return "cbc", pulp.PULP_CBC_CMD(msg=msg, timeLimit=time_limit_s)
