@@ -42,8 +42,9 @@ def normalize_beliefs(frame: pd.DataFrame, sensor_resolutions: Mapping[int, time
     normalized = pd.DataFrame(
         {
             "sensor_id": sensor_ids.to_numpy(),
-            "event_start": event_start.to_numpy(),
-            "belief_time": belief_time.to_numpy(),
+            # .array keeps the time zone; .to_numpy() would box every value into a Timestamp object.
+            "event_start": event_start.array,
+            "belief_time": belief_time.array,
             "event_resolution_seconds": resolution_seconds,
             "value": values,
         }

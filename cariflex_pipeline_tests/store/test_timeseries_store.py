@@ -140,3 +140,11 @@ def test_unreachable_database_names_the_host_not_the_password() -> None:
         store.migrate()
     assert "127.0.0.1:1/ems" in str(raised.value)
     assert "s3cret-pass" not in str(raised.value)
+
+
+def test_a_corrected_value_for_the_same_belief_replaces_it(store: TimeSeriesStore) -> None:
+    belief_time = T0 - timedelta(hours=6)
+    store.write_beliefs(price_frame([100.0, 110.0], belief_time), source="vtn")
+    store.write_beliefs(price_frame([100.0, 115.0, 120.0], belief_time), source="vtn")
+    assert row_count(store) == 3
+    assert store.read_latest([PRICE])["value"].tolist() == [100.0, 115.0, 120.0]

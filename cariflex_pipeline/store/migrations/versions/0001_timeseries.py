@@ -30,9 +30,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "beliefs",
-        sa.Column("sensor_id", sa.Integer, sa.ForeignKey("sensors.id"), primary_key=True),
+        sa.Column("sensor_id", sa.Integer, primary_key=True),
         sa.Column("event_start", sa.DateTime(timezone=True), primary_key=True),
-        sa.Column("source_id", sa.Integer, sa.ForeignKey("data_sources.id"), primary_key=True),
+        sa.Column("source_id", sa.Integer, primary_key=True),
         sa.Column("belief_time", sa.DateTime(timezone=True), primary_key=True),
         sa.Column("event_resolution_seconds", sa.Integer, nullable=False),
         sa.Column("value", sa.Float(precision=53), nullable=False),
