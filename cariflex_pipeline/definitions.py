@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+import cariflex_pipeline.defs.openadr
 import cariflex_pipeline.defs.scheduling
 from cariflex_pipeline.defs import site
 from cariflex_pipeline.defs.resources import SHARED_RESOURCES
@@ -11,6 +12,7 @@ MAIN_JOB_NAME = "cariflex_main"
 # Stages of the flow, in order: site -> prices and grid signals -> schedule -> dispatch.
 stage_defs = [
     site.defs,
+    cariflex_pipeline.defs.openadr.defs,
     cariflex_pipeline.defs.scheduling.defs,
 ]
 

@@ -67,7 +67,7 @@ class Ven20b:
     @property
     def poll_frequency(self) -> timedelta:
         seconds = self.state.poll_freq_seconds
-        return timedelta(seconds=seconds) if seconds else DEFAULT_POLL_FREQ
+        return timedelta(seconds=seconds) if seconds is not None else DEFAULT_POLL_FREQ
 
     def poll_due(self, now: datetime) -> bool:
         """True when the VTN's requested poll frequency has passed since the last poll."""

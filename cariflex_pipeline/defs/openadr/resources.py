@@ -1,0 +1,57 @@
+"""The VTN as a Dagster resource, configured from the environment.
+
+CARIFLEX_VTN_URL            base URL of the VTN (2.0b: .../OpenADR2/Simple/2.0b; 3.0.1: the API root);
+                            unset: the bundled sample feed (works offline)
+CARIFLEX_VTN_PROTOCOL       2.0b (default) or 3.0.1
+CARIFLEX_VTN_CLIENT_ID      3.0.1 OAuth2 client id
+CARIFLEX_VTN_CLIENT_SECRET  3.0.1 OAuth2 client secret (resolved at run time, never shown or logged)
+CARIFLEX_VTN_TOKEN_URL      3.0.1 token endpoint; default {url}/auth/token
+CARIFLEX_VTN_ID             name of the VTN as a data source (3.0.1; 2.0b VTNs name themselves)
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from pydantic import Field
+
+from cariflex_pipeline.openadr.source import VtnConfig
+
+ENV_VARS = {
+    "url": "CARIFLEX_VTN_URL",
+    "protocol": "CARIFLEX_VTN_PROTOCOL",
+    "client_id": "CARIFLEX_VTN_CLIENT_ID",
+    "client_secret": "CARIFLEX_VTN_CLIENT_SECRET",
+    "token_url": "CARIFLEX_VTN_TOKEN_URL",
+    "vtn_id": "CARIFLEX_VTN_ID",
+}
+
+
+class VtnResource(dg.ConfigurableResource):
+    """Where prices and grid signals come from: an OpenADR 2.0b or 3.0.1 VTN, or the bundled sample feed."""
+
+    url: str | None = Field(default=None, description="VTN base URL; empty: the bundled sample feed.")
+    protocol: str = Field(default="2.0b", description="2.0b or 3.0.1")
+    client_id: str | None = Field(default=None, description="OpenADR 3.0.1 OAuth2 client id.")
+    client_secret: str | None = Field(default=None, description="OpenADR 3.0.1 OAuth2 client secret.")
+    token_url: str | None = Field(default=None, description="OpenADR 3.0.1 token URL; default {url}/auth/token.")
+    vtn_id: str | None = Field(default=None, description="3.0.1: the VTN's name as a data source.")
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    retry_attempts: int = Field(default=4, ge=1)
+
+    def config(self) -> VtnConfig:
+        protocol = (self.protocol or "2.0b").strip()
+        if protocol not in ("2.0b", "3.0.1"):
+            raise ValueError(f"CARIFLEX_VTN_PROTOCOL must be 2.0b or 3.0.1, not {protocol!r}")
+        return VtnConfig(
+            url=self.url or None, protocol=protocol, client_id=self.client_id or None,  # type: ignore[arg-type]
+            client_secret=self.client_secret or None, token_url=self.token_url or None,
+            vtn_id=self.vtn_id or None, timeout_seconds=self.timeout_seconds, retry_attempts=self.retry_attempts,
+        )
+
+
+def vtn_resource_from_env() -> VtnResource:
+    """A VtnResource whose set variables are dg.EnvVar (resolved at run time); unset ones keep their defaults."""
+    fields = {field: dg.EnvVar(variable) for field, variable in ENV_VARS.items() if os.environ.get(variable)}
+    return VtnResource(**fields)

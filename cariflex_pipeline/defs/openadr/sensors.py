@@ -1,0 +1,71 @@
+"""`openadr_vtn_sensor`: polls the configured VTN and reruns ingestion and everything downstream on a change.
+
+A change is an event that is new, has another modification number, or is newly cancelled, compared with the
+store (and with the cursor, which remembers what was already requested while the run is pending). One run is
+requested per affected day partition; its run key carries the day and every event id with its modification
+number, so a modified event reruns and a repeated poll does not. With no VTN configured, the bundled sample
+feed for today and tomorrow is "polled" instead.
+"""
+
+import json
+from collections import defaultdict
+
+import dagster as dg
+
+from cariflex_pipeline.defs.openadr.assets import openadr_events
+from cariflex_pipeline.defs.openadr.partitions import daily_partitions
+from cariflex_pipeline.defs.openadr.resources import VtnResource
+from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
+from cariflex_pipeline.openadr.source import EventChange, poll_changes
+
+openadr_ingest_job = dg.define_asset_job(
+    "openadr_ingest",
+    selection=dg.AssetSelection.assets(openadr_events).downstream(),
+    partitions_def=daily_partitions,
+    executor_def=dg.in_process_executor,
+    description="OpenADR ingestion of one day and everything downstream of it, in one process.",
+)
+
+
+def run_requests_for(changes: list[EventChange], cursor: dict[str, int]) -> tuple[list[dg.RunRequest], dict]:
+    fresh = [change for change in changes if cursor.get(change.event_id) != change.modification_number]
+    by_day: dict[str, list[EventChange]] = defaultdict(list)
+    for change in fresh:
+        for day in change.days:
+            by_day[day.isoformat()].append(change)
+    requests = []
+    for day, day_changes in sorted(by_day.items()):
+        versions = ",".join(sorted(f"{c.event_id}@{c.modification_number}" for c in day_changes))
+        requests.append(dg.RunRequest(
+            run_key=f"openadr:{day}:{versions}",
+            partition_key=day,
+            tags={"cariflex/openadr_events": versions[:4000],
+                  "cariflex/openadr_changes": ",".join(sorted({c.kind for c in day_changes}))},
+        ))
+    new_cursor = {**cursor, **{change.event_id: change.modification_number for change in fresh}}
+    return requests, new_cursor
+
+
+@dg.sensor(
+    job=openadr_ingest_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Polls the configured OpenADR VTN (at most as often as it asks) and reruns ingestion and "
+                "everything downstream for the days of every new, modified or cancelled event.",
+)
+def openadr_vtn_sensor(
+    context: dg.SensorEvaluationContext, site: SiteResource, store: TimeSeriesStoreResource, vtn: VtnResource
+) -> dg.SensorResult:
+    site_model = site.load()
+    series = store.open(site_model)
+    changes = poll_changes(vtn.config(), site_model, series)
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    valid_days = set(daily_partitions.get_partition_keys(dynamic_partitions_store=None))
+    changes = [
+        EventChange(c.event_id, c.modification_number, c.kind, tuple(d for d in c.days if d.isoformat() in valid_days))
+        for c in changes
+    ]
+    requests, new_cursor = run_requests_for(changes, cursor)
+    if requests:
+        context.log.info("OpenADR: %d change(s) -> %d run request(s)", len(changes), len(requests))
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(new_cursor, sort_keys=True))
