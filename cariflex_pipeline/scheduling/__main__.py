@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("problem", nargs="?", help="problem JSON file ('-' for stdin)")
     parser.add_argument("--site", help="site file (default: CARIFLEX_SITE_FILE or the bundled site)")
-    parser.add_argument("--solver", choices=["auto", "highs", "cbc"], default="auto")
+    parser.add_argument("--solver", choices=["auto", "highs", "highs_pulp", "cbc"], default="auto")
     parser.add_argument("--time-limit", type=float, default=60.0, help="solver time limit in seconds")
     parser.add_argument("--schema", action="store_true", help="print the problem JSON schema and exit")
     args = parser.parse_args(argv)

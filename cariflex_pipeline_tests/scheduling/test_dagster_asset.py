@@ -127,3 +127,24 @@ def test_definitions_hold_the_asset_the_15_minute_schedule_and_the_signal_deps()
     spec = next(iter(ev_charging_schedule.specs))
     assert {dep.asset_key for dep in spec.deps} == {
         dg.AssetKey("consumption_price"), dg.AssetKey("load_control_signal"), dg.AssetKey("demand_response_signal")}
+
+
+def test_a_schedule_failing_the_verifier_is_not_written_and_blocks(store_url, monkeypatch):
+    """A stand-in for a faulty solver (a real one cannot be made to fail on demand): the plan it returns puts
+    1000 kW on CP001; the verifier must catch it, nothing is written and the blocking check fails."""
+    from cariflex_pipeline.defs.scheduling import assets
+
+    def faulty_solve(*args, **kwargs):
+        result = solve(*args, **kwargs)
+        result.power_kw["CP001"][0] = 1000.0
+        return result
+
+    solve = assets.solve
+    monkeypatch.setattr(assets, "solve", faulty_solve)
+    _write(store_url, 84, _prices(range(96)))
+    result = _materialize(store_url)
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed and check.metadata["violations"].value >= 1
+    assert "site_limit" in check.metadata["details"].value
+    assert _planned(store_url).empty
+    assert not result.success  # the blocking check fails the step: nothing downstream runs on this plan
