@@ -8,8 +8,9 @@ format (see data/sessions_day.json)::
                    "energy_needed_kwh": 32, "max_power_kw": 11, "efficiency": 0.92}, ...]}
 
 Times are local wall-clock ``HH:MM``; ``"06:45+1"`` means the next day. Any other EvSession field may be given.
-A static template knows nothing of what an EV already received: a session already plugged in is planned with its
-full energy need.
+A static template knows nothing of what an EV already received: a session already plugged in when the horizon
+starts is assumed to have received its energy in proportion to the time elapsed (``energy_needed_kwh`` scaled by
+the share of its stay still ahead; with SoC fields, ``soc_now`` moved towards ``soc_target`` by the share behind).
 """
 
 from __future__ import annotations
@@ -73,6 +74,19 @@ def sessions_for_horizon(template: dict[str, Any], start: datetime, end: datetim
                 messages = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
                 raise ProblemError(f"session template entry {session_id!r}: {messages}") from None
             if session.departure > start and session.arrival < end:
-                sessions.append(session)
+                sessions.append(_pro_rata(session, start))
         day += timedelta(days=1)
     return sessions
+
+
+def _pro_rata(session: EvSession, start: datetime) -> EvSession:
+    """A session that arrived before `start` keeps the share of its need that matches the stay still ahead."""
+    if session.arrival >= start:
+        return session
+    behind = (start - session.arrival) / (session.departure - session.arrival)
+    if session.energy_needed_kwh is not None:
+        return session.model_copy(update={"energy_needed_kwh": session.energy_needed_kwh * (1 - behind)})
+    assert session.soc_now is not None and session.soc_target is not None
+    if session.soc_target <= session.soc_now:
+        return session
+    return session.model_copy(update={"soc_now": session.soc_now + (session.soc_target - session.soc_now) * behind})

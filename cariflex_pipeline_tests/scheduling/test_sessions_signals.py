@@ -35,6 +35,17 @@ def test_template_times_are_local_with_next_day_marker(tmp_path):
     assert session.departure == datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
 
+def test_sessions_already_plugged_in_keep_the_share_still_ahead(tmp_path):
+    path = tmp_path / "day.json"
+    path.write_text(json.dumps({"timezone": "America/Martinique", "sessions": [
+        {"id": "e", "charge_point": "CP001", "arrival": "10:00", "departure": "14:00", "energy_needed_kwh": 40},
+        {"id": "s", "charge_point": "CP002", "arrival": "11:00", "departure": "13:00", "soc_now": 0.2,
+         "soc_target": 0.8, "battery_capacity_kwh": 50}]}))
+    energy, soc = sessions_for_horizon(load_day_template(path), START, START + timedelta(hours=4))
+    assert energy.energy_kwh() == pytest.approx(20)  # noon: half of 10:00-14:00 is behind
+    assert soc.soc_now == pytest.approx(0.5) and soc.energy_kwh() == pytest.approx(15)
+
+
 def test_bad_template_entries_are_named(tmp_path):
     path = tmp_path / "day.json"
     path.write_text(json.dumps({"sessions": [
