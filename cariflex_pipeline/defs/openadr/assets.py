@@ -6,7 +6,7 @@ report them; downstream stages (scheduling) depend on exactly these asset keys. 
 (BackfillPolicy.single_run()).
 """
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -21,9 +21,16 @@ GROUP = "openadr"
 
 
 def partition_days(context: dg.AssetExecutionContext, site: Site) -> tuple[list[date], datetime, datetime]:
-    window = context.partition_time_window
-    start = window.start.astimezone(site.tz)
-    end = window.end.astimezone(site.tz)
+    """The local days of the run's partition (range); a run without a partition (the main job) gets today and
+    tomorrow (day-ahead)."""
+    if context.has_partition_key_range or context.has_partition_key:
+        window = context.partition_time_window
+        start = window.start.astimezone(site.tz)
+        end = window.end.astimezone(site.tz)
+    else:
+        start = datetime.combine(datetime.now(site.tz).date(), time(), site.tz)
+        end = start + timedelta(days=2)
+        context.log.info("no partition given: today and tomorrow (%s .. %s)", start.date(), end.date())
     return days_between(start.date(), end.date()), start, end
 
 
