@@ -21,14 +21,19 @@ from cariflex_pipeline.openadr.source import EventChange, poll_changes
 openadr_ingest_job = dg.define_asset_job(
     "openadr_ingest",
     selection=dg.AssetSelection.assets(openadr_events).downstream(),
-    partitions_def=daily_partitions,
     executor_def=dg.in_process_executor,
     description="OpenADR ingestion of one day and everything downstream of it, in one process.",
 )
 
 
 def run_requests_for(changes: list[EventChange], cursor: dict[str, int]) -> tuple[list[dg.RunRequest], dict]:
-    fresh = [change for change in changes if cursor.get(change.event_id) != change.modification_number]
+    fresh = [
+        # a version the store does not hold yet, but an earlier one was already requested: a modification
+        EventChange(c.event_id, c.modification_number, "modified", c.days)
+        if c.kind == "new" and c.event_id in cursor else c
+        for c in changes
+        if cursor.get(c.event_id) != c.modification_number
+    ]
     by_day: dict[str, list[EventChange]] = defaultdict(list)
     for change in fresh:
         for day in change.days:

@@ -1,0 +1,169 @@
+"""The Dagster shell of the OpenADR stage: partitioned assets on the bundled feed, and the VTN sensor."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from cariflex_pipeline.defs.openadr import defs as openadr_defs
+from cariflex_pipeline.defs.openadr.assets import SIGNAL_ASSETS, openadr_events
+from cariflex_pipeline.defs.openadr.partitions import daily_partitions
+from cariflex_pipeline.defs.openadr.resources import VtnResource, vtn_resource_from_env
+from cariflex_pipeline.defs.openadr.sensors import openadr_ingest_job, openadr_vtn_sensor
+from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
+from cariflex_pipeline_tests.openadr.messages import event_301
+from cariflex_pipeline_tests.openadr.vtn20b import PRICE_CONTEXT, InProcessVtn
+from cariflex_pipeline_tests.openadr.vtn301 import Vtn301Server
+
+ASSETS = [openadr_events, *SIGNAL_ASSETS]
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'store.sqlite'}"
+
+
+def _resources(database_url: str, vtn: VtnResource | None = None) -> dict:
+    return {"site": SiteResource(), "store": TimeSeriesStoreResource(database_url=database_url),
+            "vtn": vtn or VtnResource()}
+
+
+def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
+    [event] = [m for m in result.asset_materializations_for_node(key)][:1]
+    return {name: value.value for name, value in event.metadata.items()}
+
+
+def test_one_day_of_the_bundled_feed(database_url):
+    result = dg.materialize(ASSETS, partition_key="2026-11-28", resources=_resources(database_url))
+    assert result.success
+    events = _metadata(result, "openadr_events")
+    assert events["events_seen"] == 3.0 and events["events_new"] == 3.0 and events["events_rejected"] == 0.0
+    assert events["values_written"] == 3 * 96.0
+    assert (events["price_min"], events["price_max"]) == (138.0, 334.0)
+    assert events["price_mean"] == pytest.approx(207.125)
+    day_end = datetime(2026, 11, 29, 4, tzinfo=UTC)  # local midnight, UTC-4
+    assert events["latest_interval_covered"] == day_end.timestamp()
+    price = _metadata(result, "consumption_price")
+    assert price["values"] == 96.0 and price["coverage_pct"] == 100.0 and price["unit"] == "EUR/MWh"
+    assert _metadata(result, "load_control_signal")["load_control_min"] == 60.0
+    assert _metadata(result, "demand_response_signal")["level_max"] == 2.0
+    again = dg.materialize(ASSETS, partition_key="2026-11-28", resources=_resources(database_url))
+    assert _metadata(again, "openadr_events")["values_written"] == 0.0  # idempotent
+
+
+def test_three_day_range_in_one_run(database_url):
+    result = dg.materialize(
+        ASSETS, resources=_resources(database_url),
+        tags={"dagster/asset_partition_range_start": "2026-11-25", "dagster/asset_partition_range_end": "2026-11-27"},
+    )
+    assert result.success
+    events = _metadata(result, "openadr_events")
+    assert events["events_new"] == 9.0 and events["values_written"] == 9 * 96.0
+    assert _metadata(result, "consumption_price")["values"] == 3 * 96.0
+
+
+def test_resource_from_environment(monkeypatch):
+    monkeypatch.setenv("CARIFLEX_VTN_URL", "http://vtn.example:8080/openadr3")
+    monkeypatch.setenv("CARIFLEX_VTN_PROTOCOL", "3.0.1")
+    monkeypatch.setenv("CARIFLEX_VTN_CLIENT_ID", "ven-7")
+    monkeypatch.setenv("CARIFLEX_VTN_CLIENT_SECRET", "top-secret")
+    resource = vtn_resource_from_env()
+    assert isinstance(resource.client_secret, dg.EnvVar)  # resolved at run time, not shown in the UI
+    config = VtnResource(url="http://vtn.example:8080/openadr3", protocol="3.0.1", client_id="ven-7",
+                         client_secret="top-secret").config()
+    assert config.protocol == "3.0.1" and "top-secret" not in repr(config)
+    monkeypatch.delenv("CARIFLEX_VTN_URL")
+    assert VtnResource().config().is_sample
+    with pytest.raises(ValueError, match=r"2\.0b or 3\.0\.1"):
+        VtnResource(protocol="1.0").config()
+
+
+def _tick(resources: dict, cursor: str | None) -> dg.SensorResult:
+    definitions = dg.Definitions(assets=ASSETS, jobs=[openadr_ingest_job], sensors=[openadr_vtn_sensor],
+                                 resources=resources)
+    context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), cursor=cursor, resources=resources,
+                                      definitions=definitions)
+    return openadr_vtn_sensor(context)
+
+
+def _next_hour() -> datetime:
+    """The next whole hour: a far event for the VTN, on a valid partition (today or tomorrow)."""
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+
+def test_sensor_against_the_openleadr_vtn(database_url):
+    vtn = InProcessVtn(poll_freq=timedelta(0))  # poll every tick
+    try:
+        resources = _resources(database_url, VtnResource(url=vtn.url, protocol="2.0b"))
+        first = _tick(resources, None)  # registers; nothing published yet
+        assert first.run_requests == []
+        start = _next_hour()
+        event_id = vtn.add_event("ven_1", "ELECTRICITY_PRICE", "price", PRICE_CONTEXT,
+                                 [(start, timedelta(minutes=30), 150.0)])
+
+        new = _tick(resources, first.cursor)
+        assert len(new.run_requests) == 1
+        request = new.run_requests[0]
+        local_day = start.astimezone(resources["site"].load().tz).date().isoformat()
+        assert request.partition_key == local_day
+        assert request.run_key == f"openadr:{local_day}:{event_id}@0"
+        assert request.tags["cariflex/openadr_changes"] == "new"
+
+        assert _tick(resources, new.cursor).run_requests == []  # the same poll again: nothing
+
+        vtn.modify_event("ven_1", event_id, [175.0])
+        modified = _tick(resources, new.cursor)
+        assert [r.run_key for r in modified.run_requests] == [f"openadr:{local_day}:{event_id}@1"]
+        assert modified.run_requests[0].tags["cariflex/openadr_changes"] == "modified"
+
+        vtn.cancel_event("ven_1", event_id)
+        cancelled = _tick(resources, modified.cursor)
+        assert [r.tags["cariflex/openadr_changes"] for r in cancelled.run_requests] == ["cancelled"]
+        assert cancelled.run_requests[0].run_key == f"openadr:{local_day}:{event_id}@2"
+    finally:
+        vtn.stop()
+
+
+def test_sensor_against_a_301_vtn_that_lists_everything_every_time(database_url):
+    vtn3 = Vtn301Server()
+    try:
+        vtn3.events = [event_301("price-1", _next_hour(), [0.2])]
+        resources = _resources(database_url, VtnResource(url=vtn3.url, protocol="3.0.1", client_id=vtn3.client_id,
+                                                         client_secret=vtn3.client_secret, vtn_id="vtn3"))
+        new = _tick(resources, None)
+        assert len(new.run_requests) == 1 and "price-1@" in new.run_requests[0].run_key
+        assert _tick(resources, new.cursor).run_requests == []  # listed again, already requested
+        vtn3.events = [event_301("price-1", _next_hour(), [0.25], modified=datetime(2026, 11, 28, 1, tzinfo=UTC))]
+        modified = _tick(resources, new.cursor)
+        assert len(modified.run_requests) == 1 and modified.run_requests[0].run_key != new.run_requests[0].run_key
+        assert json.loads(modified.cursor)["price-1"] == int(datetime(2026, 11, 28, 1, tzinfo=UTC).timestamp())
+    finally:
+        vtn3.stop()
+
+
+def test_sensor_run_request_executes_the_ingestion(database_url):
+    vtn = InProcessVtn(poll_freq=timedelta(0))
+    try:
+        resources = _resources(database_url, VtnResource(url=vtn.url, protocol="2.0b"))
+        first = _tick(resources, None)
+        start = _next_hour()
+        vtn.add_event("ven_1", "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, timedelta(minutes=15), 99.0)])
+        request = _tick(resources, first.cursor).run_requests[0]
+        result = dg.materialize(ASSETS, partition_key=request.partition_key, resources=resources)
+        assert result.success
+        assert _metadata(result, "openadr_events")["events_new"] == 1.0
+        store = resources["store"].open(resources["site"].load())
+        frame = store.read_latest([84])
+        assert list(frame["value"]) == [99.0] and frame["event_start"].iloc[0].to_pydatetime() == start
+    finally:
+        vtn.stop()
+
+
+def test_days_are_valid_partitions():
+    keys = daily_partitions.get_partition_keys()
+    assert keys[0] == "2026-01-01" and date.fromisoformat(keys[-1]) > date.today() - timedelta(days=1)
+    assert daily_partitions.timezone == "America/Martinique"
+    assert openadr_defs.sensors[0].name == "openadr_vtn_sensor"
