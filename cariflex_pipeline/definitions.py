@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+import cariflex_pipeline.defs.dispatch
 import cariflex_pipeline.defs.openadr
 import cariflex_pipeline.defs.scheduling
 from cariflex_pipeline.defs import site
@@ -14,6 +15,7 @@ stage_defs = [
     site.defs,
     cariflex_pipeline.defs.openadr.defs,
     cariflex_pipeline.defs.scheduling.defs,
+    cariflex_pipeline.defs.dispatch.defs,
 ]
 
 main_job = dg.define_asset_job(

@@ -1,0 +1,135 @@
+"""OCPP dispatch assets: the schedule's planned power -> validated profiles -> sent through the outbox.
+
+`ocpp_charging_profiles` reads the latest planned power of the charge-point sensors (source
+"cariflex-scheduler") over the horizon, builds one SetChargingProfileRequest per station (TxProfile when the
+bus told us of an active transaction) and validates it; a profile that breaks the OCPP schema or CitrineOS's
+rules is never sent and its violations are named in the metadata and in the `profiles_valid` check.
+`ocpp_dispatch` stores them in the outbox and sends them with the configured transport; the metadata shows,
+per station, the status, the limits and the profile id.
+"""
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+
+from cariflex_pipeline.defs.dispatch.resources import BrokerResource
+from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
+from cariflex_pipeline.dispatch import (
+    SCHEDULER_SOURCE,
+    BuiltProfile,
+    Outbox,
+    ProfileConfig,
+    active_transactions,
+    dispatch_profiles,
+    profiles_from_plan,
+)
+from cariflex_pipeline.dispatch.profiles import floor_to_grid
+
+PROFILES_CHECK = "profiles_valid"
+
+
+class ProfileBuildConfig(dg.Config):
+    horizon_hours: float = Field(default=24.0, gt=0, le=72, description="Planned power read from now on.")
+    purpose_policy: Literal["auto", "tx_default_only", "tx_only"] = Field(
+        default="auto", description="auto: TxProfile with a known transaction, else TxDefaultProfile.")
+    rate_unit: Literal["W", "A"] = "W"
+    number_phases: int | None = Field(default=None, description="Needed with rate_unit A.")
+    voltage: float | None = Field(default=None, description="Line-to-neutral volts, needed with rate_unit A.")
+    stack_level: int = Field(default=1, ge=0)
+    now: str | None = Field(default=None, description="ISO time to build from (replays, tests); default: now.")
+
+
+class DispatchConfig(dg.Config):
+    force: bool = Field(default=False, description="Resend profiles identical to the last accepted ones.")
+    answer_timeout_seconds: float = Field(default=5.0, ge=0, description="Wait this long for station answers.")
+    uncertain_grace_seconds: float = Field(default=3.0, ge=0)
+
+
+def _limits_text(profile_limits: Sequence[tuple[int, float]]) -> str:
+    return ", ".join(f"{start // 60}min:{limit:g}" for start, limit in profile_limits)
+
+
+@dg.asset(
+    group_name="dispatch",
+    deps=[dg.AssetKey("ev_charging_schedule")],
+    kinds={"ocpp"},
+    check_specs=[dg.AssetCheckSpec(PROFILES_CHECK, asset="ocpp_charging_profiles",
+                                   description="Every station's profile passes the OCPP 2.0.1 schema and "
+                                               "CitrineOS's rules (invalid ones are never sent).")],
+)
+def ocpp_charging_profiles(
+    context: dg.AssetExecutionContext, config: ProfileBuildConfig, site: SiteResource,
+    store: TimeSeriesStoreResource,
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    """One validated OCPP 2.0.1 SetChargingProfileRequest per charge point, from the schedule's planned power."""
+    site_model = site.load()
+    series = store.open(site_model)
+    now = datetime.fromisoformat(config.now) if config.now else datetime.now(UTC)
+    start = floor_to_grid(now, site_model.resolution)
+    end = start + timedelta(hours=config.horizon_hours)
+    sensor_ids = [cp.sensor_id for cp in site_model.charge_points]
+    planned = series.read_latest(sensor_ids, start, end, sources=[SCHEDULER_SOURCE])
+    transactions = active_transactions(series.engine)
+    profile_config = ProfileConfig(purpose_policy=config.purpose_policy, rate_unit=config.rate_unit,
+                                   number_phases=config.number_phases, voltage=config.voltage,
+                                   stack_level=config.stack_level)
+    built = profiles_from_plan(site_model, planned, now=now, transactions=transactions, config=profile_config)
+    for station, violations in built.invalid.items():
+        context.log.error("station %s: profile not sent: %s", station, "; ".join(violations))
+    rows = [f"| {p.station_id} | {p.purpose} | {p.profile_id} | {len(p.limits)} | {p.rate_unit} | "
+            f"{_limits_text(p.limits[:8])}{' …' if len(p.limits) > 8 else ''} |" for p in built.profiles]
+    rows += [f"| {station} | INVALID | - | - | - | {'; '.join(v)[:300]} |" for station, v in built.invalid.items()]
+    metadata = {
+        "profiles": len(built.profiles),
+        "invalid_profiles": len(built.invalid),
+        "tx_profiles": sum(p.purpose == "TxProfile" for p in built.profiles),
+        "planned_rows": len(planned),
+        "horizon_start": start.isoformat(),
+        "profiles_table": dg.MetadataValue.md("\n".join(
+            ["| station | purpose | profile id | periods | unit | limits (start:limit) |",
+             "|---|---|---|---|---|---|", *rows])),
+    }
+    check = dg.AssetCheckResult(
+        check_name=PROFILES_CHECK, passed=not built.invalid, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"invalid": len(built.invalid), "violations": dg.MetadataValue.md("\n".join(
+            f"- {station}: {v}" for station, vs in built.invalid.items() for v in vs) or "none")})
+    yield dg.Output(built.profiles, metadata=metadata)
+    yield check
+
+
+@dg.asset(group_name="dispatch", kinds={"ocpp", "rabbitmq"})
+def ocpp_dispatch(
+    context: dg.AssetExecutionContext, config: DispatchConfig, store: TimeSeriesStoreResource,
+    site: SiteResource, dispatch_broker: BrokerResource, ocpp_charging_profiles: list[BuiltProfile],
+) -> dg.MaterializeResult:
+    """Profiles stored in the outbox and sent to CitrineOS; per station what was sent and what it answered."""
+    series = store.open(site.load())
+    transport = dispatch_broker.make_transport()
+    try:
+        report = dispatch_profiles(Outbox(series.engine), transport, ocpp_charging_profiles, run_id=context.run.run_id,
+                                   force=config.force, answer_timeout=config.answer_timeout_seconds,
+                                   uncertain_grace=config.uncertain_grace_seconds)
+    finally:
+        transport.close()
+    metadata: dict[str, object] = {"transport": report.transport}
+    for status, count in sorted(report.counts().items()):
+        metadata[f"count_{status}"] = count
+    rows = []
+    for station, entry in sorted(report.entries.items()):
+        limits = _limits_text(entry.limits[:8]) + (" …" if len(entry.limits) > 8 else "")
+        rows.append(f"| {station} | {entry.status} | {entry.profile_id} | {entry.purpose} | {limits} | "
+                    f"{entry.status_reason[:200]} | {entry.correlation_id} |")
+        metadata[f"station_{station}"] = dg.MetadataValue.json({
+            "status": entry.status, "profile_id": entry.profile_id, "purpose": entry.purpose,
+            "limits": [[start, limit] for start, limit in entry.limits], "correlation_id": entry.correlation_id,
+            "reason": entry.status_reason})
+    rows += [f"| {station} | skipped | - | - | - | {reason} | - |"
+             for station, reason in sorted(report.skipped.items())]
+    metadata["dispatch_table"] = dg.MetadataValue.md("\n".join(
+        ["| station | status | profile id | purpose | limits (start:limit) | reason | correlation id |",
+         "|---|---|---|---|---|---|---|", *rows]))
+    context.log.info("dispatch via %s: %s", report.transport, report.counts())
+    return dg.MaterializeResult(metadata=metadata)

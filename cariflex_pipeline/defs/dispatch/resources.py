@@ -1,0 +1,77 @@
+"""The dispatch broker/transport as a Dagster resource, configured from the environment.
+
+CARIFLEX_DISPATCH_TRANSPORT   outbox (embedded default: nothing leaves the machine) | amqp | rest
+CARIFLEX_AMQP_URL             amqp://user:pass@host:5672/%2F or amqps://... (TLS); also enables the session sensor
+CARIFLEX_CITRINEOS_EXCHANGE   CitrineOS's exchange (default citrineos)
+CARIFLEX_CITRINEOS_ENVELOPE   1.8 (stationId, default) or 1.9 (ocppConnectionName)
+CARIFLEX_CITRINEOS_TENANT     tenant id (default 1)
+CARIFLEX_CITRINEOS_URL        CitrineOS REST base URL (rest transport)
+CARIFLEX_CITRINEOS_TOKEN      Bearer token for REST (resolved at run time, never shown or logged)
+CARIFLEX_DISPATCH_ANSWER_QUEUE / CARIFLEX_SESSION_QUEUE   our own queue names
+"""
+
+import os
+from collections.abc import Callable
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from cariflex_pipeline.dispatch import (
+    DispatchSettings,
+    SessionBook,
+    SessionConsumer,
+    Transport,
+)
+
+ENV_VARS = {
+    "transport": "CARIFLEX_DISPATCH_TRANSPORT",
+    "amqp_url": "CARIFLEX_AMQP_URL",
+    "exchange": "CARIFLEX_CITRINEOS_EXCHANGE",
+    "envelope_version": "CARIFLEX_CITRINEOS_ENVELOPE",
+    "tenant_id": "CARIFLEX_CITRINEOS_TENANT",
+    "rest_url": "CARIFLEX_CITRINEOS_URL",
+    "rest_token": "CARIFLEX_CITRINEOS_TOKEN",
+    "answer_queue": "CARIFLEX_DISPATCH_ANSWER_QUEUE",
+    "session_queue": "CARIFLEX_SESSION_QUEUE",
+}
+
+
+class BrokerResource(dg.ConfigurableResource):
+    """How profiles reach CitrineOS (AMQP, REST or outbox-only) and where EV sessions are read from."""
+
+    transport: str = Field(default="outbox", description="outbox (default), amqp or rest")
+    amqp_url: str | None = Field(default=None, description="RabbitMQ URL (amqp:// or amqps://).")
+    exchange: str = Field(default="citrineos", description="CitrineOS's headers exchange (declared passively).")
+    envelope_version: str = Field(default="1.8", description="1.8: stationId; 1.9: ocppConnectionName.")
+    tenant_id: str = Field(default="1")
+    rest_url: str | None = Field(default=None, description="CitrineOS REST base URL.")
+    rest_token: str | None = Field(default=None, description="Bearer token for the REST API.")
+    answer_queue: str = Field(default="cariflex.dispatch.answers")
+    session_queue: str = Field(default="cariflex.sessions")
+
+    def settings(self) -> DispatchSettings:
+        return DispatchSettings(
+            transport=(self.transport or "outbox").strip(), amqp_url=self.amqp_url or "",
+            exchange=self.exchange, envelope_version=self.envelope_version, tenant_id=self.tenant_id,
+            rest_url=self.rest_url or "", rest_token=self.rest_token or "", answer_queue=self.answer_queue,
+            session_queue=self.session_queue)
+
+    def make_transport(self) -> Transport:
+        return self.settings().make_transport()
+
+    def has_bus(self) -> bool:
+        return bool(self.amqp_url)
+
+    def session_consumer(self, book: SessionBook,
+                         write_beliefs: Callable[[pd.DataFrame], int]) -> SessionConsumer:
+        if not self.amqp_url:
+            raise ValueError("the session consumer needs CARIFLEX_AMQP_URL")
+        return SessionConsumer(self.amqp_url, book, write_beliefs=write_beliefs, exchange=self.exchange,
+                               queue=self.session_queue, tenant_id=self.tenant_id)
+
+
+def broker_resource_from_env() -> BrokerResource:
+    """A BrokerResource whose set variables are dg.EnvVar (resolved at run time); unset ones keep defaults."""
+    fields = {field: dg.EnvVar(variable) for field, variable in ENV_VARS.items() if os.environ.get(variable)}
+    return BrokerResource(**fields)

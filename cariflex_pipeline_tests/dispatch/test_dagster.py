@@ -1,0 +1,172 @@
+"""The dispatch stage in Dagster: planned power in the store -> profiles -> dispatch to simulated stations,
+the EV-session sensor's run requests and the answer sensor's observations (real RabbitMQ, SQLite store)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+import pika
+import pytest
+from sqlalchemy import insert
+
+from cariflex_pipeline.defs.dispatch import BrokerResource
+from cariflex_pipeline.defs.dispatch.assets import ocpp_charging_profiles, ocpp_dispatch
+from cariflex_pipeline.defs.dispatch.sensors import ev_session_sensor, ocpp_answer_sensor
+from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
+from cariflex_pipeline.dispatch import SCHEDULER_SOURCE, Outbox, station_message
+from cariflex_pipeline.dispatch.profiles import floor_to_grid
+from cariflex_pipeline.dispatch.tables import ev_sessions, to_db_time
+from cariflex_pipeline.store import TimeSeriesStore
+
+
+@pytest.fixture
+def store_url(tmp_path, site) -> str:
+    url = f"sqlite:///{tmp_path / 'dagster_store.sqlite'}"
+    series = TimeSeriesStore(url)
+    series.migrate()
+    series.register_sensors(site.sensors)
+    return url
+
+
+def _write_plan(url: str, site, per_station: dict[str, list[float]]) -> datetime:
+    start = floor_to_grid(datetime.now(UTC), site.resolution)
+    rows = [{"sensor_id": site.charge_point(cp).sensor_id, "event_start": start + timedelta(minutes=15 * i),
+             "value": kw, "belief_time": datetime.now(UTC)}
+            for cp, values in per_station.items() for i, kw in enumerate(values)]
+    frame = pd.DataFrame(rows)
+    for column in ("event_start", "belief_time"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    TimeSeriesStore(url).write_beliefs(frame, source=SCHEDULER_SOURCE, source_type="scheduler")
+    return start
+
+
+def _resources(store_url: str, broker: BrokerResource) -> dict:
+    return {"site": SiteResource(), "store": TimeSeriesStoreResource(database_url=store_url),
+            "dispatch_broker": broker}
+
+
+def _amqp_broker(amqp_url, exchange, names) -> BrokerResource:
+    return BrokerResource(transport="amqp", amqp_url=amqp_url, exchange=exchange, answer_queue=names["answers"],
+                          session_queue=names["sessions"])
+
+
+def test_profiles_and_dispatch_reach_the_stations_with_the_schedules_limits(
+        amqp_url, exchange, names, make_router, store_url, site) -> None:
+    router = make_router("1.8")
+    stations = {"CP001": router.connect("CP001"), "CP002": router.connect("CP002", answer="Rejected")}
+    plan = {"CP001": [11.0] * 8 + [4.2] * 88, "CP002": [0.0] * 4 + [22.0] * 92, "CP003": [7.0] * 96}
+    _write_plan(store_url, site, plan)
+    result = dg.materialize([ocpp_charging_profiles, ocpp_dispatch],
+                            resources=_resources(store_url, _amqp_broker(amqp_url, exchange, names)),
+                            run_config={"ops": {"ocpp_dispatch": {"config": {"answer_timeout_seconds": 10}}}})
+    assert result.success
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed
+    dispatch_md = result.asset_materializations_for_node("ocpp_dispatch")[0].metadata
+    status = {cp: dispatch_md[f"station_{cp}"].value["status"] for cp in plan}
+    assert status == {"CP001": "accepted", "CP002": "rejected", "CP003": "unroutable"}
+    assert dispatch_md["station_CP001"].value["limits"] == [[0, 11000.0], [7200, 4200.0]]
+    assert dispatch_md["count_accepted"].value == 1
+    # what the stations got equals the schedule
+    periods = stations["CP001"].received[0].charging_profile["charging_schedule"][0]["charging_schedule_period"]
+    assert [(p["start_period"], p["limit"]) for p in periods] == [(0, 11000.0), (7200, 4200.0)]
+    periods = stations["CP002"].received[0].charging_profile["charging_schedule"][0]["charging_schedule_period"]
+    assert [(p["start_period"], p["limit"]) for p in periods] == [(0, 0.0), (3600, 22000.0)]
+
+
+def test_embedded_default_is_outbox_only(store_url, site) -> None:
+    _write_plan(store_url, site, {"CP004": [5.0] * 96})
+    result = dg.materialize([ocpp_charging_profiles, ocpp_dispatch], resources=_resources(store_url, BrokerResource()))
+    assert result.success
+    metadata = result.asset_materializations_for_node("ocpp_dispatch")[0].metadata
+    assert metadata["transport"].value == "outbox"
+    assert metadata["station_CP004"].value["status"] == "pending"
+    assert [e.status for e in Outbox(TimeSeriesStore(store_url).engine).entries()] == ["pending"]
+
+
+def test_schema_breaking_profile_is_never_sent_and_named(store_url, site) -> None:
+    _write_plan(store_url, site, {"CP005": [5.0] * 96, "CP006": [3.0] * 96})
+    engine = TimeSeriesStore(store_url).engine
+    now = datetime.now(UTC)
+    with engine.begin() as connection:  # a transaction id longer than OCPP's 36 characters
+        connection.execute(insert(ev_sessions).values(
+            station_id="CP005", transaction_id="T" * 40, evse_id=1, status="active", arrival=to_db_time(engine, now),
+            departure=to_db_time(engine, now + timedelta(hours=4)), departure_is_default=True,
+            energy_requested_kwh=20.0, energy_is_default=True, updated_at=to_db_time(engine, now)))
+    result = dg.materialize([ocpp_charging_profiles, ocpp_dispatch], resources=_resources(store_url, BrokerResource()))
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed
+    assert "CP005" in check.metadata["violations"].value and "transactionId" in check.metadata["violations"].value
+    assert [e.station_id for e in Outbox(engine).entries()] == ["CP006"]
+
+
+def _publish(amqp_url, exchange, station, action, payload, n) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    headers, body = station_message(station_id=station, tenant_id="1", action=action, state=1, payload=payload,
+                                    correlation_id=f"s{n}")
+    connection.channel().basic_publish(exchange, "", body, pika.BasicProperties(headers=headers))
+    connection.close()
+
+
+def test_session_sensor_requests_a_rerun_on_start_needs_and_end(amqp_url, exchange, names, store_url) -> None:
+    broker = _amqp_broker(amqp_url, exchange, names)
+    resources = _resources(store_url, broker)
+    instance = dg.DagsterInstance.ephemeral()
+
+    def tick():
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            return ev_session_sensor(context)
+
+    first = tick()  # declares and binds our queue; nothing yet
+    assert first.run_requests == []
+    at = datetime.now(UTC).replace(microsecond=0)
+    started = {"eventType": "Started", "timestamp": at.isoformat().replace("+00:00", "Z"),
+               "triggerReason": "CablePluggedIn", "seqNo": 0, "transactionInfo": {"transactionId": "tx-77"},
+               "evse": {"id": 1}}
+    _publish(amqp_url, exchange, "CP007", "TransactionEvent", started, 1)
+    second = tick()
+    assert len(second.run_requests) == 1
+    assert second.run_requests[0].tags["cariflex/session_changes"] == "started"
+    assert tick().run_requests == []  # nothing new
+    needs = {"evseId": 1, "chargingNeeds": {"requestedEnergyTransfer": "AC_single_phase",
+                                            "acChargingParameters": {"energyAmount": 9000, "evMinCurrent": 6,
+                                                                     "evMaxCurrent": 16, "evMaxVoltage": 230}}}
+    _publish(amqp_url, exchange, "CP007", "NotifyEVChargingNeeds", needs, 2)
+    third = tick()
+    assert [r.tags["cariflex/session_changes"] for r in third.run_requests] == ["needs_changed"]
+    assert third.run_requests[0].run_key != second.run_requests[0].run_key
+    ended = {**started, "eventType": "Ended", "triggerReason": "EVDeparted", "seqNo": 1}
+    _publish(amqp_url, exchange, "CP007", "TransactionEvent", ended, 3)
+    assert [r.tags["cariflex/session_changes"] for r in tick().run_requests] == ["ended"]
+
+
+def test_sensors_skip_without_a_bus(store_url) -> None:
+    resources = _resources(store_url, BrokerResource())
+    with dg.build_sensor_context(resources=resources) as context:
+        assert isinstance(ev_session_sensor(context), dg.SkipReason)
+    with dg.build_sensor_context(resources=resources) as context:
+        assert isinstance(ocpp_answer_sensor(context), dg.SkipReason)
+
+
+def test_answer_sensor_records_late_answers_as_observations(amqp_url, exchange, names, make_router, store_url,
+                                                            site) -> None:
+    router = make_router("1.8")
+    router.connect("CP008")
+    _write_plan(store_url, site, {"CP008": [6.0] * 96})
+    resources = _resources(store_url, _amqp_broker(amqp_url, exchange, names))
+    result = dg.materialize([ocpp_charging_profiles, ocpp_dispatch], resources=resources, run_config={
+        "ops": {"ocpp_dispatch": {"config": {"answer_timeout_seconds": 0}}}})
+    assert result.asset_materializations_for_node("ocpp_dispatch")[0].metadata[
+        "station_CP008"].value["status"] in ("sent", "accepted")
+    observed = []
+    for _ in range(50):  # the station answers within moments; poll the sensor, not the clock
+        with dg.build_sensor_context(resources=resources) as context:
+            observed += ocpp_answer_sensor(context).asset_events
+        if observed:
+            break
+        router.links["CP008"].stop.wait(0.1)
+    assert [(e.metadata["station"].value, e.metadata["answer"].value) for e in observed] == [("CP008", "Accepted")]
+    [entry] = Outbox(TimeSeriesStore(store_url).engine).entries()
+    assert entry.status == "accepted"
