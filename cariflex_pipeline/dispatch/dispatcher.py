@@ -10,6 +10,9 @@ Order matters for "nothing lost, nothing twice":
    open entries of other stations are picked up for retry — at most one entry per station;
 3. the transport sends them; each outcome is written to the outbox;
 4. answers are collected for up to `answer_timeout` s; later answers are recorded by the next run or sensor.
+
+A broker that cannot be reached marks the run's entries failed (with the reason, never the password); they stay
+in the outbox and the next run sends them.
 """
 
 from __future__ import annotations
@@ -69,8 +72,12 @@ def dispatch_profiles(
     now = now or datetime.now(UTC)
     report = DispatchReport(run_id=run_id, transport=transport.name)
     uncertain = outbox.uncertain_correlation_ids()
-    report.answers += record_answers(outbox, transport, expected=uncertain,
-                                     timeout=uncertain_grace if uncertain else 0.0)
+    try:
+        report.answers += record_answers(outbox, transport, expected=uncertain,
+                                         timeout=uncertain_grace if uncertain else 0.0)
+    except ConnectionError as error:
+        # the broker is down: store the profiles anyway (below), they are retried by the next run
+        LOG.warning("could not collect station answers: %s", error)
     prepared = outbox.prepare(profiles, run_id=run_id, transport=transport.name, force=force, now=now)
     report.skipped = prepared.skipped
     seen: set[str] = set()
@@ -81,12 +88,19 @@ def dispatch_profiles(
         seen.add(entry.station_id)
         to_send.append(entry)
     if to_send:
-        report.sent = transport.send(to_send)
+        try:
+            report.sent = transport.send(to_send)
+        except ConnectionError as error:
+            LOG.error("dispatch run %s: nothing sent, every profile kept for the next run: %s", run_id, error)
+            report.sent = [SendResult(e.correlation_id, e.station_id, "failed", str(error)) for e in to_send]
         for result in report.sent:
             outbox.mark(result.correlation_id, result.status, result.reason, uncertain=result.uncertain)
         waiting = {r.correlation_id for r in report.sent if r.status == "sent"}
         if waiting and answer_timeout > 0:
-            report.answers += record_answers(outbox, transport, expected=waiting, timeout=answer_timeout)
+            try:
+                report.answers += record_answers(outbox, transport, expected=waiting, timeout=answer_timeout)
+            except ConnectionError as error:
+                LOG.warning("could not collect station answers (next run or the answer sensor will): %s", error)
     for entry in to_send:
         final = outbox.get(entry.correlation_id)
         if final is not None:

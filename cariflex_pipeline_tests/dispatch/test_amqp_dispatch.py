@@ -3,6 +3,9 @@ Accepted, Rejected, offline (unroutable), both envelope versions, a dropped conn
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
 from cariflex_pipeline.dispatch import AmqpTransport, Outbox, dispatch_profiles, profiles_from_plan
@@ -72,8 +75,67 @@ def test_envelope_version_must_match_the_csms(amqp_url, exchange, names, make_ro
 def test_missing_exchange_fails_every_profile_and_keeps_them(amqp_url, names, store, site) -> None:
     built = profiles_from_plan(site, plan_frame(site, START, {"CP001": [3.0] * 4}), now=NOW)
     transport = AmqpTransport(amqp_url, exchange=f"missing.{names['answers']}", answer_queue=names["answers"])
-    with pytest.raises(ConnectionError, match="not found"):
-        dispatch_profiles(Outbox(store.engine), transport, built.profiles, run_id="r", now=NOW)
+    report = dispatch_profiles(Outbox(store.engine), transport, built.profiles, run_id="r", now=NOW)
+    assert report.entries["CP001"].status == "failed"
+    assert "not found" in report.entries["CP001"].status_reason
+
+
+def test_broker_down_then_up_each_profile_delivered_once(amqp_url, exchange, names, make_router, store,
+                                                          site) -> None:
+    router = make_router("1.8")
+    station = router.connect("CP001")
+    built = profiles_from_plan(site, plan_frame(site, START, {"CP001": [3.0] * 4}), now=NOW)
+    outbox = Outbox(store.engine)
+    down = AmqpTransport("amqp://guest:secret-pw@127.0.0.1:1/%2F", exchange=exchange,
+                         answer_queue=names["answers"])
+    first = dispatch_profiles(outbox, down, built.profiles, run_id="r1", now=NOW)
+    entry = first.entries["CP001"]
+    assert entry.status == "failed" and "127.0.0.1:1" in entry.status_reason
+    assert "secret-pw" not in entry.status_reason
+    second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), [], run_id="r2", now=NOW,
+                               answer_timeout=10)
+    assert second.entries["CP001"].status == "accepted"
+    assert second.entries["CP001"].correlation_id == entry.correlation_id
+    assert [r.message_id for r in station.received] == [entry.correlation_id]
+
+
+def _close_server_side(client_name: str) -> None:
+    """Close our publisher's connection from the broker (rabbitmqctl close_connection), as a broker would."""
+    listing = subprocess.run(["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    pids = [line.split("\t")[0] for line in listing.splitlines() if client_name in line]
+    assert pids, f"connection {client_name} not found"
+    for pid in pids:
+        subprocess.run(["rabbitmqctl", "close_connection", pid, "fault injected by the test"],
+                       capture_output=True, timeout=60, check=True)
+
+
+def test_broker_closes_the_connection_mid_dispatch(amqp_url, exchange, names, make_router, store, site) -> None:
+    """RabbitMQ closes the publisher's connection after the 4th confirm (rabbitmqctl close_connection): the
+    other 6 profiles stay in the outbox as failed and the next run delivers each exactly once."""
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl not available (broker on another host)")
+    router = make_router("1.8")
+    stations = [cp.id for cp in site.charge_points]
+    simulated = {s: router.connect(s) for s in stations}
+    built = profiles_from_plan(site, plan_frame(site, START, _plan(site, stations)), now=NOW)
+    outbox = Outbox(store.engine)
+    client_name = f"cariflex-test-{names['answers']}-publish"
+
+    def close_from_broker(kind: str, count: int, connection) -> None:
+        if kind == "confirmed" and count == 4:
+            _close_server_side(client_name)
+
+    first = dispatch_profiles(outbox, _transport(amqp_url, exchange, names, window=1,
+                                                 fault_hook=close_from_broker),
+                              built.profiles, run_id="run-1", now=NOW, answer_timeout=5)
+    failed = [e for e in first.entries.values() if e.status == "failed"]
+    assert len(failed) == 6 and all("ConnectionClosedByBroker" in e.status_reason for e in failed)
+    second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, run_id="run-2",
+                               now=NOW, answer_timeout=10, uncertain_grace=10)
+    assert len(second.entries) == 6
+    assert {s: len(sim.received) for s, sim in simulated.items()} == dict.fromkeys(stations, 1)
+    assert {e.status for e in outbox.latest_by_station().values()} == {"accepted"}
 
 
 @pytest.mark.parametrize(("window", "event"), [(1, "confirmed"), (10, "published")])
