@@ -145,5 +145,25 @@ def poll_changes(config: VtnConfig, site: Site, store: TimeSeriesStore,
             return []
         events = list(ven.poll(now).events)
     else:
-        events = ven_301(config, site).events()
+        ven = ven_301(config, site)
+        events = ven.events()
+        return changes_of(events, site, store) + deleted_301(events, ven, site, store, now)
     return changes_of(events, site, store)
+
+
+def deleted_301(events: list[OpenAdrEvent], ven: Ven301, site: Site, store: TimeSeriesStore,
+                now: datetime) -> list[EventChange]:
+    """3.0.1 events the store holds with values still ahead that the VTN no longer lists (deleted)."""
+    listed = {event.event_id for event in events}
+    programs = set(ven.programs)
+    changes = []
+    for (_vtn, event_id), record in EventLog(store.engine).latest_versions(ven.vtn_id).items():
+        if event_id in listed or record.status == "cancelled" or record.covered_end is None:
+            continue
+        if record.covered_end <= now or (None not in programs and record.program not in programs):
+            continue
+        first = max(record.covered_start or now, now).astimezone(site.tz).date()
+        last = (record.covered_end - timedelta(microseconds=1)).astimezone(site.tz).date()
+        changes.append(EventChange(event_id, record.modification_number + 1, "cancelled",
+                                   tuple(days_between(first, last + timedelta(days=1)))))
+    return changes

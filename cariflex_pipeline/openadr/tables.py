@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Float, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Float, Index, Integer, String, Table, Text, UniqueConstraint
 
 from cariflex_pipeline.store.schema import metadata
 
@@ -29,6 +29,7 @@ openadr_events = Table(
     Column("sensor_ids", String(200), nullable=False, server_default=""),
     Column("values_written", Integer, nullable=False, server_default="0"),
     UniqueConstraint("vtn_id", "event_id", "modification_number", name="uq_openadr_events_version"),
+    Index("ix_openadr_events_vtn_event", "vtn_id", "event_id"),
 )
 
 openadr_ven_state = Table(

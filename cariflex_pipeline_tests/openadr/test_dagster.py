@@ -167,3 +167,21 @@ def test_days_are_valid_partitions():
     assert keys[0] == "2026-01-01" and date.fromisoformat(keys[-1]) > date.today() - timedelta(days=1)
     assert daily_partitions.timezone == "America/Martinique"
     assert openadr_defs.sensors[0].name == "openadr_vtn_sensor"
+
+
+def test_sensor_sees_a_deleted_301_event_as_cancelled(database_url):
+    vtn3 = Vtn301Server()
+    try:
+        vtn3.events = [event_301("price-1", _next_hour(), [0.2])]
+        resources = _resources(database_url, VtnResource(url=vtn3.url, protocol="3.0.1", client_id=vtn3.client_id,
+                                                         client_secret=vtn3.client_secret, vtn_id="vtn3"))
+        new = _tick(resources, None)
+        assert dg.materialize(ASSETS, partition_key=new.run_requests[0].partition_key, resources=resources).success
+        vtn3.events = []  # the VTN operator deletes the event
+        cancelled = _tick(resources, new.cursor)
+        assert [r.tags["cariflex/openadr_changes"] for r in cancelled.run_requests] == ["cancelled"]
+        result = dg.materialize(ASSETS, partition_key=cancelled.run_requests[0].partition_key, resources=resources)
+        assert _metadata(result, "openadr_events")["events_cancelled"] == 1.0
+        assert resources["store"].open(resources["site"].load()).read_latest([84]).empty
+    finally:
+        vtn3.stop()

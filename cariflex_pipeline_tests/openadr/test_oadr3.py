@@ -190,3 +190,17 @@ def test_modified_event_replaces_values(vtn3, store, site):
     report = sync(ven, site, store)
     assert report.modified == ["price-1"]
     assert series(store, 84) == slots(start, [180.0], 4)
+
+
+def test_targets_filter_is_sent(vtn3, store, site):
+    start = next_day_start()
+    ours = event_301("price-ours", start, [0.2])
+    ours["targets"] = [{"type": "GROUP", "values": ["cariflex-martinique"]}]
+    theirs = event_301("price-theirs", start, [0.9])
+    theirs["targets"] = [{"type": "GROUP", "values": ["guadeloupe"]}]
+    vtn3.events = [ours, theirs]
+    report = sync(_ven(vtn3, target_type="GROUP", target_values=["cariflex-martinique"]), site, store)
+    assert report.new == ["price-ours"]
+    assert all(query["targetType"] == ["GROUP"] and query["targetValues"] == ["cariflex-martinique"]
+               for query in vtn3.event_requests)
+    assert series(store, 84) == slots(start, [200.0], 4)

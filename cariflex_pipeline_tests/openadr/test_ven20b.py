@@ -147,3 +147,16 @@ def test_unknown_signal_is_ignored_with_a_warning_others_ingested(vtn, store, si
     assert any("DEMAND_CHARGE/price" in warning and "feeds no sensor" in warning for warning in report.warnings)
     assert price_id in report.new
     assert series(store, 84) == slots(start, [140.0], 4)
+
+
+def test_rejected_event_is_answered_opt_out_and_writes_nothing(vtn, store, site):
+    ven = _ven(vtn, store)
+    ven_id = ven.register().ven_id
+    start = next_day_start()
+    bad_id = vtn.add_event(ven_id, "simple", "level", DR_CONTEXT, [(start, H, 7)])  # levels are 0..3
+    good_id = vtn.add_event(ven_id, "simple", "level", DR_CONTEXT, [(start + H, H, 1)])
+    report = poll_and_ingest(ven, site, store)
+    assert list(report.rejected) == [bad_id] and "above 3" in report.rejected[bad_id]
+    assert (ven_id, bad_id, "optOut") in vtn.opt_answers and (ven_id, good_id, "optIn") in vtn.opt_answers
+    assert series(store, 87) == slots(start + H, [1.0], 4)
+    assert EventLog(store.engine).latest(VTN_ID, bad_id) is None

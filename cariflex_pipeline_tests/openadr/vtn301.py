@@ -109,6 +109,11 @@ class Vtn301Server:
                 events = vtn.events
                 if "programID" in query:
                     events = [event for event in events if event.get("programID") == query["programID"][0]]
+                if "targetType" in query:
+                    wanted = set(query.get("targetValues", []))
+                    events = [event for event in events
+                              if any(target.get("type") == query["targetType"][0] and wanted & set(target["values"])
+                                     for target in event.get("targets") or [])]
                 if vtn.overlap_pages and skip:
                     skip -= 1  # the order shifted between requests: the previous page's last event again
                 page = events[skip: skip + limit]

@@ -7,6 +7,8 @@ CARIFLEX_VTN_CLIENT_ID      3.0.1 OAuth2 client id
 CARIFLEX_VTN_CLIENT_SECRET  3.0.1 OAuth2 client secret (resolved at run time, never shown or logged)
 CARIFLEX_VTN_TOKEN_URL      3.0.1 token endpoint; default {url}/auth/token
 CARIFLEX_VTN_ID             name of the VTN as a data source (3.0.1; 2.0b VTNs name themselves)
+CARIFLEX_VTN_TARGET_TYPE    3.0.1 targetType filter of GET /events (e.g. GROUP), optional
+CARIFLEX_VTN_TARGET_VALUES  3.0.1 targetValues, comma-separated, optional
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ ENV_VARS = {
     "client_secret": "CARIFLEX_VTN_CLIENT_SECRET",
     "token_url": "CARIFLEX_VTN_TOKEN_URL",
     "vtn_id": "CARIFLEX_VTN_ID",
+    "target_type": "CARIFLEX_VTN_TARGET_TYPE",
+    "target_values": "CARIFLEX_VTN_TARGET_VALUES",
 }
 
 
@@ -37,6 +41,8 @@ class VtnResource(dg.ConfigurableResource):
     client_secret: str | None = Field(default=None, description="OpenADR 3.0.1 OAuth2 client secret.")
     token_url: str | None = Field(default=None, description="OpenADR 3.0.1 token URL; default {url}/auth/token.")
     vtn_id: str | None = Field(default=None, description="3.0.1: the VTN's name as a data source.")
+    target_type: str | None = Field(default=None, description="3.0.1: targetType filter of GET /events.")
+    target_values: str | None = Field(default=None, description="3.0.1: targetValues, comma-separated.")
     timeout_seconds: float = Field(default=10.0, gt=0)
     retry_attempts: int = Field(default=4, ge=1)
 
@@ -48,6 +54,8 @@ class VtnResource(dg.ConfigurableResource):
             url=self.url or None, protocol=protocol, client_id=self.client_id or None,  # type: ignore[arg-type]
             client_secret=self.client_secret or None, token_url=self.token_url or None,
             vtn_id=self.vtn_id or None, timeout_seconds=self.timeout_seconds, retry_attempts=self.retry_attempts,
+            target_type=self.target_type or None,
+            target_values=tuple(v.strip() for v in (self.target_values or "").split(",") if v.strip()),
         )
 
 
