@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from cariflex_pipeline.openadr.model import OpenAdrEvent
 from cariflex_pipeline.openadr.tables import openadr_events, openadr_ven_state
@@ -55,6 +56,22 @@ class EventLog:
         sensor_ids: list[int],
         values_written: int,
         status: str | None = None,
+    ) -> bool:
+        """Log one event version; False when it was already logged (a concurrent run got there first)."""
+        try:
+            self._insert(event, received_at, covered, sensor_ids, values_written, status)
+        except IntegrityError:
+            return False
+        return True
+
+    def _insert(
+        self,
+        event: OpenAdrEvent,
+        received_at: datetime,
+        covered: tuple[datetime, datetime] | None,
+        sensor_ids: list[int],
+        values_written: int,
+        status: str | None,
     ) -> None:
         with self.engine.begin() as connection:
             connection.execute(
