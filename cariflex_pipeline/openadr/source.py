@@ -7,6 +7,8 @@ cancelled compared with the store, without ingesting (the run it requests does t
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
@@ -37,6 +39,23 @@ class VtnConfig:
     timeout_seconds: float = 10.0
     retry_attempts: int = 4
     retry_backoff_seconds: float = 0.5
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> VtnConfig:
+        """From CARIFLEX_VTN_URL, _PROTOCOL, _CLIENT_ID, _CLIENT_SECRET, _TOKEN_URL, _ID, _TARGET_TYPE,
+        _TARGET_VALUES (comma-separated); an unset URL means the bundled sample feed."""
+        env = os.environ if environ is None else environ
+        protocol = env.get("CARIFLEX_VTN_PROTOCOL", "2.0b").strip() or "2.0b"
+        if protocol not in ("2.0b", "3.0.1"):
+            raise ValueError(f"CARIFLEX_VTN_PROTOCOL must be 2.0b or 3.0.1, not {protocol!r}")
+        return cls(
+            url=env.get("CARIFLEX_VTN_URL") or None, protocol=protocol,  # type: ignore[arg-type]
+            client_id=env.get("CARIFLEX_VTN_CLIENT_ID") or None,
+            client_secret=env.get("CARIFLEX_VTN_CLIENT_SECRET") or None,
+            token_url=env.get("CARIFLEX_VTN_TOKEN_URL") or None, vtn_id=env.get("CARIFLEX_VTN_ID") or None,
+            target_type=env.get("CARIFLEX_VTN_TARGET_TYPE") or None,
+            target_values=tuple(v.strip() for v in env.get("CARIFLEX_VTN_TARGET_VALUES", "").split(",") if v.strip()),
+        )
 
     @property
     def is_sample(self) -> bool:

@@ -13,6 +13,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -207,3 +210,29 @@ def poll_and_ingest(ven: Ven20b, site: Site, store: TimeSeriesStore) -> IngestRe
     report = ingest_events(distribution.events, site, store)
     ven.respond(distribution, report)
     return report
+
+
+def run_loop(
+    ven: Ven20b,
+    site: Site,
+    store: TimeSeriesStore,
+    *,
+    max_polls: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    stop: threading.Event | None = None,
+) -> IngestReport:
+    """A long-running VEN: resync once (after a restart), then poll at the VTN's requested frequency.
+
+    A failing VTN (VtnError after retries) is logged and polled again at the next period; values already stored
+    stay. Returns the merged report (for tests and `--max-polls`).
+    """
+    total = sync(ven, site, store)
+    polls = 0
+    while (max_polls is None or polls < max_polls) and not (stop is not None and stop.is_set()):
+        sleep(ven.poll_frequency.total_seconds())
+        try:
+            total.merge(poll_and_ingest(ven, site, store))
+        except VtnError as error:
+            log.error("%s; polling again in %s", error, ven.poll_frequency)
+        polls += 1
+    return total

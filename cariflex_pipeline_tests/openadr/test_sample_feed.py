@@ -47,3 +47,28 @@ def test_three_days_backfilled_and_rerun_is_idempotent(store, site):
     again = ingest_from_source(VtnConfig(), site, store, days)
     assert len(again.unchanged) == 9 and again.values_written == 0 and audit_rows(store) == rows
     assert len(series(store, 84)) == 3 * 96
+
+
+def test_command_line_sync_and_events(tmp_path, monkeypatch, capsys):
+    import json
+
+    from cariflex_pipeline.openadr.__main__ import main
+    from cariflex_pipeline.store import DATABASE_URL_ENV
+
+    monkeypatch.setenv(DATABASE_URL_ENV, f"sqlite:///{tmp_path / 'cli.sqlite'}")
+    monkeypatch.delenv("CARIFLEX_VTN_URL", raising=False)
+    assert main(["sync", "--day", "2026-11-27", "--day", "2026-11-28"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["source"] == "bundled sample feed" and report["values_written"] == 2 * 3 * 96
+    assert main(["events"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 6 and json.loads(lines[0])["event_id"] == "sample-price-20261127"
+
+
+def test_vtn_config_from_environment():
+    config = VtnConfig.from_env({"CARIFLEX_VTN_URL": "https://vtn.example/openadr3", "CARIFLEX_VTN_PROTOCOL": "3.0.1",
+                                 "CARIFLEX_VTN_CLIENT_ID": "ven-7", "CARIFLEX_VTN_CLIENT_SECRET": "top-secret",
+                                 "CARIFLEX_VTN_TARGET_TYPE": "GROUP", "CARIFLEX_VTN_TARGET_VALUES": "a, b"})
+    assert (config.protocol, config.client_id, config.target_values) == ("3.0.1", "ven-7", ("a", "b"))
+    assert "top-secret" not in repr(config) and not config.is_sample
+    assert VtnConfig.from_env({}).is_sample

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from cariflex_pipeline.openadr.http import RetryPolicy
 from cariflex_pipeline.openadr.ingest import source_name
 from cariflex_pipeline.openadr.repository import EventLog
-from cariflex_pipeline.openadr.ven20b import Ven20b, poll_and_ingest, sync
+from cariflex_pipeline.openadr.ven20b import Ven20b, poll_and_ingest, run_loop, sync
 from cariflex_pipeline_tests.openadr.helpers import Q, audit_rows, next_day_start, series, slots
 from cariflex_pipeline_tests.openadr.vtn20b import DR_CONTEXT, LOAD_CONTEXT, PRICE_CONTEXT, VTN_ID
 
@@ -160,3 +161,38 @@ def test_rejected_event_is_answered_opt_out_and_writes_nothing(vtn, store, site)
     assert (ven_id, bad_id, "optOut") in vtn.opt_answers and (ven_id, good_id, "optIn") in vtn.opt_answers
     assert series(store, 87) == slots(start + H, [1.0], 4)
     assert EventLog(store.engine).latest(VTN_ID, bad_id) is None
+
+
+def test_long_running_ven_polls_at_the_requested_frequency(vtn, store, site):
+    ven = _ven(vtn, store)
+    ven_id = ven.register().ven_id
+    start = next_day_start()
+    first_id = vtn.add_event(ven_id, "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, H, 101.0)])
+    sleeps: list[float] = []
+    published: list[str] = []
+
+    def sleep(seconds: float) -> None:  # the VTN publishes while the VEN waits
+        sleeps.append(seconds)
+        if not published:
+            published.append(vtn.add_event(ven_id, "simple", "level", DR_CONTEXT, [(start, H, 2)]))
+
+    report = run_loop(ven, site, store, max_polls=2, sleep=sleep)
+    assert sleeps == [1.0, 1.0]  # the VTN asked for a poll every second
+    assert report.new == [first_id, published[0]]
+    assert series(store, 87) == slots(start, [2.0], 4)
+
+
+def test_long_running_ven_survives_a_vtn_outage(vtn, store, site):
+    ven = Ven20b(vtn.url, "cariflex-martinique", store.engine,
+                 retry=RetryPolicy(attempts=2, sleep=lambda _seconds: None))
+    ven_id = ven.register().ven_id
+    start = next_day_start()
+    vtn.add_event(ven_id, "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, H, 101.0)])
+
+    def sleep(_seconds: float) -> None:
+        if vtn.thread.is_alive():
+            vtn.stop()  # the VTN goes away after the first sync
+
+    report = run_loop(ven, site, store, max_polls=2, sleep=sleep)  # logs the failures, does not raise
+    assert len(report.new) == 1
+    assert series(store, 84) == slots(start, [101.0], 4)  # values already stored stay

@@ -104,6 +104,8 @@ class InProcessVtn:
         return self.call(find)
 
     def stop(self) -> None:
+        if not self.thread.is_alive():
+            return
         self.run(self.server.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
