@@ -9,6 +9,7 @@ CARIFLEX_CITRINEOS_URL        http(s)://host:8080 for the REST transport
 CARIFLEX_CITRINEOS_TOKEN      Bearer token for REST (optional)
 CARIFLEX_DISPATCH_ANSWER_QUEUE   default cariflex.dispatch.answers
 CARIFLEX_SESSION_QUEUE        default cariflex.sessions (dead letters: <queue>.dead)
+CARIFLEX_DISPATCH_CA_FILE     PEM file of a private CA for amqps:// and https:// (default: the system CAs)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class DispatchSettings:
     rest_token: str = ""
     answer_queue: str = "cariflex.dispatch.answers"
     session_queue: str = "cariflex.sessions"
+    ca_file: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DispatchSettings:
@@ -48,6 +50,7 @@ class DispatchSettings:
             answer_queue=env.get("CARIFLEX_DISPATCH_ANSWER_QUEUE", "cariflex.dispatch.answers")
             or "cariflex.dispatch.answers",
             session_queue=env.get("CARIFLEX_SESSION_QUEUE", "cariflex.sessions") or "cariflex.sessions",
+            ca_file=env.get("CARIFLEX_DISPATCH_CA_FILE", ""),
         )
 
     def make_transport(self) -> Transport:
@@ -57,9 +60,11 @@ class DispatchSettings:
             if not self.amqp_url:
                 raise ValueError("dispatch transport amqp needs CARIFLEX_AMQP_URL")
             return AmqpTransport(self.amqp_url, exchange=self.exchange, tenant_id=self.tenant_id,
-                                 envelope_version=self.envelope_version, answer_queue=self.answer_queue)
+                                 envelope_version=self.envelope_version, answer_queue=self.answer_queue,
+                                 ca_file=self.ca_file or None)
         if self.transport == "rest":
             if not self.rest_url:
                 raise ValueError("dispatch transport rest needs CARIFLEX_CITRINEOS_URL")
-            return RestTransport(self.rest_url, tenant_id=self.tenant_id, token=self.rest_token or None)
+            return RestTransport(self.rest_url, tenant_id=self.tenant_id, token=self.rest_token or None,
+                                 ca_file=self.ca_file or None)
         return OutboxOnlyTransport()

@@ -47,6 +47,14 @@ class SessionMessageError(ValueError):
     """A station message that cannot be used; the reason goes with it to the dead-letter queue."""
 
 
+class UnknownStationError(LookupError):
+    """A message from a station that is not in the site model (logged and acknowledged, never dead-lettered)."""
+
+    def __init__(self, station_id: str) -> None:
+        self.station_id = station_id
+        super().__init__(f"station {station_id} is not in the site model")
+
+
 @dataclass(frozen=True)
 class SessionDefaults:
     """Applied when the EV does not say when it leaves or how much it needs (marked as defaults)."""
@@ -155,7 +163,8 @@ class SessionBook:
               ) -> tuple[list[SessionChange], list[tuple[int, datetime, float]]]:
         """Apply one message; return session changes and (sensor, time, kW) power samples.
 
-        Raises SessionMessageError for a malformed or unexpected message and KeyError for an unknown station.
+        Raises SessionMessageError for a malformed or unexpected message, UnknownStationError for a station
+        that is not in the site model.
         """
         now = now or datetime.now(UTC)
         if message.action not in FOLLOWED_ACTIONS:
@@ -170,7 +179,7 @@ class SessionBook:
                                       f"schema at {path}: {first.message}")
         station = self.stations.get(message.station_id)
         if station is None:
-            raise KeyError(message.station_id)
+            raise UnknownStationError(message.station_id)
         handler: Callable[..., list[SessionChange]] = getattr(self, f"_on_{message.action}")
         samples: list[tuple[int, datetime, float]] = []
         with self.engine.begin() as connection:
@@ -376,8 +385,10 @@ class SessionConsumer:
         dead_letter_queue: str | None = None,
         tenant_id: str | None = None,
         connection_name: str = "cariflex-sessions",
+        ca_file: str | None = None,
     ) -> None:
         self.url = url
+        self.ca_file = ca_file
         self.book = book
         self.write_beliefs = write_beliefs
         self.exchange = exchange
@@ -388,8 +399,8 @@ class SessionConsumer:
 
     def _connect(self) -> pika.BlockingConnection:
         try:
-            return pika.BlockingConnection(amqp_parameters(self.url, self.connection_name))
-        except pika.exceptions.AMQPError as error:
+            return pika.BlockingConnection(amqp_parameters(self.url, self.connection_name, self.ca_file))
+        except (pika.exceptions.AMQPError, OSError) as error:  # OSError: TLS verification, refused, DNS
             raise ConnectionError(f"RabbitMQ at {safe_url(self.url)} unreachable: {type(error).__name__}") from None
 
     def setup(self, channel: Any) -> None:
@@ -436,10 +447,9 @@ class SessionConsumer:
                     report.changes += changes
                     samples += new_samples
                     report.processed += 1
-                except (EnvelopeError, SessionMessageError, KeyError, TypeError, ValueError) as error:
-                    if isinstance(error, KeyError):
-                        station = error.args[0] if error.args else "?"
-                        LOG.warning("station %s is not in the site model: message ignored", station)
+                except (EnvelopeError, SessionMessageError, UnknownStationError, TypeError, ValueError) as error:
+                    if isinstance(error, UnknownStationError):
+                        LOG.warning("station %s is not in the site model: message ignored", error.station_id)
                         report.unknown_station += 1
                     else:
                         reason = str(error) or type(error).__name__

@@ -84,11 +84,17 @@ class OutboxOnlyTransport:
         return None
 
 
-def amqp_parameters(url: str, connection_name: str = "cariflex-dispatch") -> pika.URLParameters:
-    """pika parameters from an amqp:// or amqps:// URL (amqps verifies the server with the system CAs)."""
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """A verifying client TLS context: the system CAs, or `ca_file` (a private CA) when given."""
+    return ssl.create_default_context(cafile=ca_file or None)
+
+
+def amqp_parameters(url: str, connection_name: str = "cariflex-dispatch",
+                    ca_file: str | None = None) -> pika.URLParameters:
+    """pika parameters from an amqp:// or amqps:// URL (amqps verifies the server: system CAs or `ca_file`)."""
     parameters = pika.URLParameters(url)
-    if url.startswith("amqps://") and parameters.ssl_options is None:
-        parameters.ssl_options = pika.SSLOptions(ssl.create_default_context(), urlsplit(url).hostname)
+    if url.startswith("amqps://"):
+        parameters.ssl_options = pika.SSLOptions(tls_context(ca_file), urlsplit(url).hostname)
     parameters.client_properties = {"connection_name": connection_name}
     parameters.blocked_connection_timeout = 30
     return parameters
@@ -110,9 +116,11 @@ class AmqpTransport:
         window: int = 512,
         confirm_timeout: float = 30.0,
         connection_name: str = "cariflex-dispatch",
+        ca_file: str | None = None,
         fault_hook: Callable[[str, int, Any], None] | None = None,
     ) -> None:
         station_key(envelope_version)  # validates the version
+        self.ca_file = ca_file
         self.url = url
         self.exchange = exchange
         self.tenant_id = str(tenant_id)
@@ -126,7 +134,7 @@ class AmqpTransport:
         self._answer_queue_ready = False
 
     def _parameters(self, suffix: str) -> pika.URLParameters:
-        return amqp_parameters(self.url, f"{self.connection_name}-{suffix}")
+        return amqp_parameters(self.url, f"{self.connection_name}-{suffix}", self.ca_file)
 
     def ensure_answer_queue(self) -> None:
         """Declare our durable answer queue and bind it before anything is published (answers are never lost)."""
@@ -146,7 +154,7 @@ class AmqpTransport:
     def _blocking(self, suffix: str) -> pika.BlockingConnection:
         try:
             return pika.BlockingConnection(self._parameters(suffix))
-        except pika.exceptions.AMQPError as error:
+        except (pika.exceptions.AMQPError, OSError) as error:  # OSError: TLS verification, refused, DNS
             raise ConnectionError(f"RabbitMQ at {safe_url(self.url)} unreachable: {type(error).__name__}") from None
 
     def _passive_exchange(self, channel: Any) -> None:
@@ -358,13 +366,14 @@ class RestTransport:
     name = "rest"
 
     def __init__(self, base_url: str, *, tenant_id: str = "1", token: str | None = None,
-                 callback_url: str | None = None, timeout: float = 10.0,
+                 callback_url: str | None = None, timeout: float = 10.0, ca_file: str | None = None,
                  client: httpx.Client | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.tenant_id = str(tenant_id)
         self.callback_url = callback_url
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._client = client or httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
+        self._client = client or httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers,
+                                              verify=tls_context(ca_file))
 
     def send(self, entries: Sequence[OutboxEntry]) -> list[SendResult]:
         out = []

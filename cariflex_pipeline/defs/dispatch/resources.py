@@ -8,6 +8,7 @@ CARIFLEX_CITRINEOS_TENANT     tenant id (default 1)
 CARIFLEX_CITRINEOS_URL        CitrineOS REST base URL (rest transport)
 CARIFLEX_CITRINEOS_TOKEN      Bearer token for REST (resolved at run time, never shown or logged)
 CARIFLEX_DISPATCH_ANSWER_QUEUE / CARIFLEX_SESSION_QUEUE   our own queue names
+CARIFLEX_DISPATCH_CA_FILE     PEM of a private CA for amqps:// and https:// (default: the system CAs)
 """
 
 import os
@@ -34,6 +35,7 @@ ENV_VARS = {
     "rest_token": "CARIFLEX_CITRINEOS_TOKEN",
     "answer_queue": "CARIFLEX_DISPATCH_ANSWER_QUEUE",
     "session_queue": "CARIFLEX_SESSION_QUEUE",
+    "ca_file": "CARIFLEX_DISPATCH_CA_FILE",
 }
 
 
@@ -49,13 +51,14 @@ class BrokerResource(dg.ConfigurableResource):
     rest_token: str | None = Field(default=None, description="Bearer token for the REST API.")
     answer_queue: str = Field(default="cariflex.dispatch.answers")
     session_queue: str = Field(default="cariflex.sessions")
+    ca_file: str | None = Field(default=None, description="PEM of a private CA for amqps/https.")
 
     def settings(self) -> DispatchSettings:
         return DispatchSettings(
             transport=(self.transport or "outbox").strip(), amqp_url=self.amqp_url or "",
             exchange=self.exchange, envelope_version=self.envelope_version, tenant_id=self.tenant_id,
             rest_url=self.rest_url or "", rest_token=self.rest_token or "", answer_queue=self.answer_queue,
-            session_queue=self.session_queue)
+            session_queue=self.session_queue, ca_file=self.ca_file or "")
 
     def make_transport(self) -> Transport:
         return self.settings().make_transport()
@@ -68,7 +71,7 @@ class BrokerResource(dg.ConfigurableResource):
         if not self.amqp_url:
             raise ValueError("the session consumer needs CARIFLEX_AMQP_URL")
         return SessionConsumer(self.amqp_url, book, write_beliefs=write_beliefs, exchange=self.exchange,
-                               queue=self.session_queue, tenant_id=self.tenant_id)
+                               queue=self.session_queue, tenant_id=self.tenant_id, ca_file=self.ca_file or None)
 
 
 def broker_resource_from_env() -> BrokerResource:

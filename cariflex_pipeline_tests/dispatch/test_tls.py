@@ -1,0 +1,122 @@
+"""TLS when the URL asks for it: https:// for REST and amqps:// for RabbitMQ, verified against a private CA.
+
+The RabbitMQ here listens without TLS, so the amqps test goes through a small TLS-terminating proxy in front of
+the real broker (test scaffolding, like a TLS load balancer); the certificate is made by openssl for 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from cariflex_pipeline.dispatch import AmqpTransport, Outbox, RestTransport, dispatch_profiles, profiles_from_plan
+from cariflex_pipeline_tests.dispatch.conftest import NOW, plan_frame
+from cariflex_pipeline_tests.dispatch.test_rest import _CitrineRest
+
+START = NOW.replace(minute=0, second=0)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not available to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-addext",
+                    "basicConstraints=critical,CA:TRUE", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def _server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(certificate[0]), str(certificate[1]))
+    return context
+
+
+@pytest.fixture
+def https_citrine(certificate) -> Iterator[str]:
+    _CitrineRest.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CitrineRest)
+    server.socket = _server_context(certificate).wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_rest_over_https_verified_with_the_configured_ca(https_citrine, certificate, store, site) -> None:
+    built = profiles_from_plan(site, plan_frame(site, START, {"CP001": [7.0] * 4}), now=NOW)
+    outbox = Outbox(store.engine)
+    untrusted = dispatch_profiles(outbox, RestTransport(https_citrine), built.profiles, run_id="r1", now=NOW)
+    assert untrusted.entries["CP001"].status == "failed"
+    assert "ConnectError" in untrusted.entries["CP001"].status_reason and _CitrineRest.calls == []
+    trusted = dispatch_profiles(outbox, RestTransport(https_citrine, ca_file=str(certificate[0])), [],
+                                run_id="r2", now=NOW)
+    assert trusted.entries["CP001"].status == "sent"
+    assert [call[1]["identifier"] for call in _CitrineRest.calls] == ["CP001"]
+
+
+class TlsProxy:
+    """TLS on 127.0.0.1:<port>, plain TCP to the broker behind it."""
+
+    def __init__(self, context: ssl.SSLContext, upstream: tuple[str, int]) -> None:
+        self.context, self.upstream = context, upstream
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.port = 0
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.context)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def __enter__(self) -> TlsProxy:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def test_amqps_dispatch_through_tls(amqp_url, exchange, names, make_router, certificate, store, site) -> None:
+    from urllib.parse import urlsplit
+
+    router = make_router("1.8")
+    station = router.connect("CP002")
+    broker = urlsplit(amqp_url)
+    built = profiles_from_plan(site, plan_frame(site, START, {"CP002": [4.0] * 4}), now=NOW)
+    outbox = Outbox(store.engine)
+    with TlsProxy(_server_context(certificate), (broker.hostname, broker.port or 5672)) as proxy:
+        url = f"amqps://{broker.username}:{broker.password}@127.0.0.1:{proxy.port}/%2F"
+        untrusted = AmqpTransport(url, exchange=exchange, answer_queue=names["answers"])
+        first = dispatch_profiles(outbox, untrusted, built.profiles, run_id="r1", now=NOW)
+        assert first.entries["CP002"].status == "failed" and station.received == []
+        assert broker.password not in first.entries["CP002"].status_reason
+        trusted = AmqpTransport(url, exchange=exchange, answer_queue=names["answers"], ca_file=str(certificate[0]))
+        second = dispatch_profiles(outbox, trusted, [], run_id="r2", now=NOW, answer_timeout=10)
+    assert second.entries["CP002"].status == "accepted"
+    assert [r.message_id for r in station.received] == [first.entries["CP002"].correlation_id]
