@@ -196,3 +196,34 @@ def test_long_running_ven_survives_a_vtn_outage(vtn, store, site):
     report = run_loop(ven, site, store, max_polls=2, sleep=sleep)  # logs the failures, does not raise
     assert len(report.new) == 1
     assert series(store, 84) == slots(start, [101.0], 4)  # values already stored stay
+
+
+def test_reregistration_requested_by_the_vtn():
+    """A VTN that tracks its VENs (ven_lookup) and lost ours answers oadrRequestReregistration to a poll: the
+    VEN registers again, stores the new registration and resyncs."""
+    import tempfile
+
+    from cariflex_pipeline.site_model import load_site
+    from cariflex_pipeline.store import TimeSeriesStore
+    from cariflex_pipeline_tests.openadr.vtn20b import InProcessVtn
+
+    site = load_site()
+    with tempfile.TemporaryDirectory() as directory:
+        store = TimeSeriesStore(f"sqlite:///{directory}/store.sqlite")
+        store.migrate()
+        store.register_sensors(site.sensors)
+        vtn = InProcessVtn(track_vens=True)
+        try:
+            ven = _ven(vtn, store)
+            ven_id = ven.register().ven_id
+            start = next_day_start()
+            event_id = vtn.add_event(ven_id, "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, H, 133.0)])
+            vtn.forget_vens()
+            report = poll_and_ingest(ven, site, store)
+            assert len(vtn.registrations) == 2
+            assert ven.state.registration_id == "reg_2" and ven.state.ven_id == ven_id
+            assert report.new == [event_id]
+            assert series(store, 84) == slots(start, [133.0], 4)
+        finally:
+            vtn.stop()
+            store.engine.dispose()

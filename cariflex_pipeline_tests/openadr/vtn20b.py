@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from openleadr import OpenADRServer, enums, utils
+from openleadr.service import VTNService
 
 VTN_ID = "MARTINIQUE_VTN"
 PRICE_CONTEXT = "oadr://martinique/price"
@@ -27,9 +28,11 @@ def free_port() -> int:
 class InProcessVtn:
     """OpenADRServer on a background event loop; `call` runs a function on that loop and waits for it."""
 
-    def __init__(self, poll_freq: timedelta = timedelta(seconds=1)) -> None:
+    def __init__(self, poll_freq: timedelta = timedelta(seconds=1), track_vens: bool = False) -> None:
         self.port = free_port()
         self.registrations: list[dict[str, Any]] = []
+        self.known_vens: dict[str, dict[str, Any]] = {}
+        self.track_vens = track_vens
         self.opt_answers: list[tuple[str, str, str]] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="openleadr-vtn", daemon=True)
@@ -38,6 +41,9 @@ class InProcessVtn:
             vtn_id=VTN_ID, http_host="127.0.0.1", http_port=self.port, requested_poll_freq=poll_freq,
         ))
         self.server.add_handler("on_create_party_registration", self._on_registration)
+        if track_vens:
+            # openleadr keeps ven_lookup on the VTNService class: installed here, removed again in stop()
+            VTNService.ven_lookup = staticmethod(self._ven_lookup)
         self.run(self.server.run_async())
 
     @property
@@ -47,7 +53,16 @@ class InProcessVtn:
     async def _on_registration(self, payload: dict[str, Any]) -> tuple[str, str]:
         self.registrations.append(payload)
         ven_id = payload.get("ven_id") or f"ven_{len(self.registrations)}"
-        return ven_id, f"reg_{len(self.registrations)}"
+        registration_id = f"reg_{len(self.registrations)}"
+        self.known_vens[ven_id] = {"ven_id": ven_id, "registration_id": registration_id, "fingerprint": None}
+        return ven_id, registration_id
+
+    def _ven_lookup(self, ven_id: str) -> dict[str, Any] | None:
+        return self.known_vens.get(ven_id)
+
+    def forget_vens(self) -> None:
+        """The VTN loses its registrations: it will answer the next poll with oadrRequestReregistration."""
+        self.call(self.known_vens.clear)
 
     def _on_opt(self, ven_id: str, event_id: str, opt_type: str) -> None:
         self.opt_answers.append((ven_id, event_id, opt_type))
@@ -106,6 +121,8 @@ class InProcessVtn:
     def stop(self) -> None:
         if not self.thread.is_alive():
             return
+        if self.track_vens and "ven_lookup" in VTNService.__dict__:
+            del VTNService.ven_lookup
         self.run(self.server.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
