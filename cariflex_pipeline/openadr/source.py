@@ -95,11 +95,20 @@ def days_between(start: date, end: date) -> list[date]:
     return [start + timedelta(days=offset) for offset in range((end - start).days)]
 
 
+def with_day_ahead(days: list[date], today: date) -> list[date]:
+    """Sample feed days plus tomorrow when today is among them: day-ahead values are published the day before,
+    so a run for today also knows tomorrow (as a VTN would have sent it)."""
+    tomorrow = today + timedelta(days=1)
+    return [*days, tomorrow] if today in days and tomorrow not in days else list(days)
+
+
 def ingest_from_source(config: VtnConfig, site: Site, store: TimeSeriesStore,
-                       days: list[date] | None = None) -> IngestReport:
-    """Sample feed: the events of `days` (default today). VTN: a full resync of what it holds."""
+                       days: list[date] | None = None, today: date | None = None) -> IngestReport:
+    """Sample feed: the events of `days` (default today), plus tomorrow's when today is among them (day-ahead).
+    VTN: a full resync of what it holds."""
     if config.is_sample:
-        days = days or [datetime.now(site.tz).date()]
+        today = today or datetime.now(site.tz).date()
+        days = with_day_ahead(days or [today], today)
         events: list[OpenAdrEvent] = []
         for day in days:
             events.extend(sample_events(day, site.timezone))

@@ -37,27 +37,28 @@ def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
 
 
 def test_one_day_of_the_bundled_feed(database_url):
-    result = dg.materialize(ASSETS, partition_key="2026-11-28", resources=_resources(database_url))
+    # a day in the past: a run for today would also ingest tomorrow (day-ahead)
+    result = dg.materialize(ASSETS, partition_key="2026-03-10", resources=_resources(database_url))
     assert result.success
     events = _metadata(result, "openadr_events")
     assert events["events_seen"] == 3.0 and events["events_new"] == 3.0 and events["events_rejected"] == 0.0
     assert events["values_written"] == 3 * 96.0
     assert (events["price_min"], events["price_max"]) == (138.0, 334.0)
     assert events["price_mean"] == pytest.approx(207.125)
-    day_end = datetime(2026, 11, 29, 4, tzinfo=UTC)  # local midnight, UTC-4
+    day_end = datetime(2026, 3, 11, 4, tzinfo=UTC)  # local midnight, UTC-4
     assert events["latest_interval_covered"] == day_end.timestamp()
     price = _metadata(result, "consumption_price")
     assert price["values"] == 96.0 and price["coverage_pct"] == 100.0 and price["unit"] == "EUR/MWh"
     assert _metadata(result, "load_control_signal")["load_control_min"] == 60.0
     assert _metadata(result, "demand_response_signal")["level_max"] == 2.0
-    again = dg.materialize(ASSETS, partition_key="2026-11-28", resources=_resources(database_url))
+    again = dg.materialize(ASSETS, partition_key="2026-03-10", resources=_resources(database_url))
     assert _metadata(again, "openadr_events")["values_written"] == 0.0  # idempotent
 
 
 def test_three_day_range_in_one_run(database_url):
     result = dg.materialize(
         ASSETS, resources=_resources(database_url),
-        tags={"dagster/asset_partition_range_start": "2026-11-25", "dagster/asset_partition_range_end": "2026-11-27"},
+        tags={"dagster/asset_partition_range_start": "2026-03-07", "dagster/asset_partition_range_end": "2026-03-09"},
     )
     assert result.success
     events = _metadata(result, "openadr_events")

@@ -41,10 +41,10 @@ def test_a_day_of_the_sample_feed_value_by_value(store, site):
 
 def test_three_days_backfilled_and_rerun_is_idempotent(store, site):
     days = [date(2026, 11, 26), date(2026, 11, 27), date(2026, 11, 28)]
-    first = ingest_from_source(VtnConfig(), site, store, days)
+    first = ingest_from_source(VtnConfig(), site, store, days, today=date(2026, 12, 15))
     assert len(first.new) == 9 and first.values_written == 3 * 3 * 96
     rows = audit_rows(store)
-    again = ingest_from_source(VtnConfig(), site, store, days)
+    again = ingest_from_source(VtnConfig(), site, store, days, today=date(2026, 12, 15))
     assert len(again.unchanged) == 9 and again.values_written == 0 and audit_rows(store) == rows
     assert len(series(store, 84)) == 3 * 96
 
@@ -57,12 +57,12 @@ def test_command_line_sync_and_events(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv(DATABASE_URL_ENV, f"sqlite:///{tmp_path / 'cli.sqlite'}")
     monkeypatch.delenv("CARIFLEX_VTN_URL", raising=False)
-    assert main(["sync", "--day", "2026-11-27", "--day", "2026-11-28"]) == 0
+    assert main(["sync", "--day", "2026-03-09", "--day", "2026-03-10"]) == 0  # days in the past: no day-ahead
     report = json.loads(capsys.readouterr().out)
     assert report["source"] == "bundled sample feed" and report["values_written"] == 2 * 3 * 96
     assert main(["events"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 6 and json.loads(lines[0])["event_id"] == "sample-price-20261127"
+    assert len(lines) == 6 and json.loads(lines[0])["event_id"] == "sample-price-20260309"
 
 
 def test_vtn_config_from_environment():
@@ -72,3 +72,18 @@ def test_vtn_config_from_environment():
     assert (config.protocol, config.client_id, config.target_values) == ("3.0.1", "ven-7", ("a", "b"))
     assert "top-secret" not in repr(config) and not config.is_sample
     assert VtnConfig.from_env({}).is_sample
+
+
+def test_day_ahead_rule_of_the_sample_feed():
+    from cariflex_pipeline.openadr.source import with_day_ahead
+
+    today = date(2026, 11, 28)
+    assert with_day_ahead([today], today) == [today, date(2026, 11, 29)]
+    assert with_day_ahead([date(2026, 11, 20)], today) == [date(2026, 11, 20)]  # history: that day only
+    assert with_day_ahead([today, date(2026, 11, 29)], today) == [today, date(2026, 11, 29)]
+
+
+def test_today_brings_tomorrow_along(store, site):
+    report = ingest_from_source(VtnConfig(), site, store, [date(2026, 12, 15)], today=date(2026, 12, 15))
+    assert len(report.new) == 6
+    assert {event_id.rsplit("-", 1)[1] for event_id in report.new} == {"20261215", "20261216"}
