@@ -25,6 +25,7 @@ from cariflex_pipeline.dispatch.sessions import (
     SessionDefaults,
     active_sessions,
     active_transactions,
+    has_session_history,
     stations_from_site,
 )
 from cariflex_pipeline.dispatch.transports import (
@@ -67,6 +68,7 @@ __all__ = [
     "csms_request",
     "decode",
     "dispatch_profiles",
+    "has_session_history",
     "payload_hash",
     "profile_id_for",
     "profiles_from_plan",

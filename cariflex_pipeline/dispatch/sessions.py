@@ -363,6 +363,12 @@ def active_sessions(engine: Engine, station_ids: Iterable[str] | None = None) ->
     ]
 
 
+def has_session_history(engine: Engine) -> bool:
+    """Whether the bus has ever brought a session: then live sessions, not a template, describe the site."""
+    with engine.connect() as connection:
+        return connection.scalar(select(ev_sessions.c.station_id).limit(1)) is not None
+
+
 def active_transactions(engine: Engine) -> dict[str, str]:
     """station id -> transaction id of its newest active session (what TxProfile needs)."""
     out: dict[str, str] = {}

@@ -90,3 +90,25 @@ def _pro_rata(session: EvSession, start: datetime) -> EvSession:
     if session.soc_target <= session.soc_now:
         return session
     return session.model_copy(update={"soc_now": session.soc_now + (session.soc_target - session.soc_now) * behind})
+
+
+def sessions_from_live(records: list[dict[str, Any]], start: datetime, resolution: timedelta) -> list[EvSession]:
+    """EV sessions from the live session table (cariflex_pipeline.dispatch.active_sessions records).
+
+    An EV still plugged in after its (stated or default) departure keeps charging as soon as possible: its
+    departure is moved to the end of the current slot, so the LP serves what it can at once and reports the rest
+    as unserved, instead of dropping a car that is still there.
+    """
+    sessions = []
+    for record in records:
+        departure = max(record["departure"], start + resolution)
+        sessions.append(
+            EvSession(
+                id=f"{record['station_id']}:{record['transaction_id']}",
+                charge_point=record["station_id"],
+                arrival=min(record["arrival"], departure - resolution),
+                departure=departure,
+                energy_needed_kwh=record["energy_needed_kwh"],
+            )
+        )
+    return sessions

@@ -148,3 +148,35 @@ def test_a_schedule_failing_the_verifier_is_not_written_and_blocks(store_url, mo
     assert "site_limit" in check.metadata["details"].value
     assert _planned(store_url).empty
     assert not result.success  # the blocking check fails the step: nothing downstream runs on this plan
+
+
+def test_live_sessions_from_the_bus_replace_the_template(store_url, site):
+    """Once the bus has brought a session, the plan serves exactly the EVs that are plugged in."""
+    from cariflex_pipeline.dispatch import SessionBook, SessionDefaults, stations_from_site
+    from cariflex_pipeline.dispatch.envelope import BusMessage
+
+    book = SessionBook(TimeSeriesStore(store_url).engine, stations_from_site(site),
+                       SessionDefaults(dwell=timedelta(hours=4), energy_kwh=15.0))
+    plugged_in = START - timedelta(minutes=20)
+    started = {"eventType": "Started", "timestamp": plugged_in.isoformat(), "triggerReason": "CablePluggedIn",
+               "seqNo": 0, "transactionInfo": {"transactionId": "tx-7"}, "evse": {"id": 1, "connectorId": 1}}
+    book.apply(BusMessage(station_id="CP007", tenant_id="1", action="TransactionEvent", state=1, origin="cs",
+                          correlation_id="c1", payload=started), now=plugged_in)
+    _write(store_url, 84, _prices(range(96)))
+
+    result = _materialize(store_url)
+    assert result.success
+    metadata = result.asset_materializations_for_node("ev_charging_schedule")[0].metadata
+    assert metadata["session_source"].value == "bus"
+    assert metadata["sessions"].value == 1
+    assert metadata["sessions_with_default_needs"].value == 1
+    assert metadata["unserved_energy_kwh"].value == pytest.approx(0.0, abs=1e-6)
+    planned = _planned(store_url)
+    energy_by_sensor = planned.groupby("sensor_id")["value"].sum() * 0.25
+    assert set(energy_by_sensor[energy_by_sensor > 1e-6].index) == {67}  # CP007 only
+    # The default need (15 kWh within 4 h of plugging in) is met; the grid side carries the charging losses.
+    assert metadata["energy_delivered_kwh"].value == pytest.approx(15.0, rel=1e-6)
+    assert energy_by_sensor[67] >= 15.0 - 1e-6
+
+    template = _materialize(store_url, session_source="template")
+    assert template.asset_materializations_for_node("ev_charging_schedule")[0].metadata["sessions"].value > 1

@@ -1,8 +1,10 @@
 """The EV-charging schedule as an asset: signals from the store in, planned power of sensors 61-70 out.
 
 Rolling horizon from the current 15-minute slot (24 h by default). Prices (84), load control (86), demand
-response (87) and, when known, the PV forecast (41-50) are read from the store; sessions come from a day template
-(the bundled day for CP001-CP010 unless configured). Missing inputs, documented and reported in the metadata:
+response (87) and, when known, the PV forecast (41-50) are read from the store. Sessions are the live ones from
+the CitrineOS bus (the session table the EV-session sensor fills) once the bus has brought any; before that, and
+on the embedded default, a day template (the bundled day for CP001-CP010 unless configured). Missing inputs,
+documented and reported in the metadata:
 
 - load control: 100 % where unknown; demand response: level 0 where unknown; PV: 0 where unknown.
 - prices, policy ``max_known`` (default): gaps filled with the dearest known price of the horizon, so the plan
@@ -20,6 +22,7 @@ import numpy as np
 from pydantic import Field
 
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
+from cariflex_pipeline.dispatch import active_sessions, has_session_history
 from cariflex_pipeline.scheduling import (
     BatterySpec,
     ProblemError,
@@ -30,7 +33,7 @@ from cariflex_pipeline.scheduling import (
     solve,
     verify,
 )
-from cariflex_pipeline.scheduling.sessions import load_day_template, sessions_for_horizon
+from cariflex_pipeline.scheduling.sessions import load_day_template, sessions_for_horizon, sessions_from_live
 from cariflex_pipeline.scheduling.signals import current_slot, on_slots, schedule_beliefs
 from cariflex_pipeline.site_model import Site
 
@@ -43,6 +46,10 @@ FLAT_PRICE_EUR_PER_MWH = 100.0
 
 class ScheduleConfig(dg.Config):
     horizon_hours: float = Field(default=24.0, gt=0, le=72, description="Length of the rolling horizon.")
+    session_source: Literal["auto", "live", "template"] = Field(
+        default="auto",
+        description="'live': sessions from the bus; 'template': the day template; 'auto': live once the bus has "
+        "brought any session, else the template.")
     sessions_file: str | None = Field(
         default=None, description="Session day template (JSON); default: the bundled day for CP001-CP010.")
     missing_price_policy: Literal["error", "max_known"] = Field(
@@ -93,7 +100,16 @@ def ev_charging_schedule(
     if filled:
         context.log.warning("price fallback: %s", fallback)
 
-    sessions = sessions_for_horizon(load_day_template(config.sessions_file), start, end)
+    use_live = config.session_source == "live" or (
+        config.session_source == "auto" and has_session_history(series.engine))
+    if use_live:
+        live = active_sessions(series.engine, [cp.id for cp in site_model.charge_points])
+        sessions = sessions_from_live(live, start, site_model.resolution)
+        sessions_with_defaults = sum(record["defaults"] for record in live)
+    else:
+        sessions = sessions_for_horizon(load_day_template(config.sessions_file), start, end)
+        sessions_with_defaults = 0
+    context.log.info("%d sessions from %s", len(sessions), "the bus" if use_live else "the day template")
     problem = SchedulingProblem(
         start=start, resolution_minutes=int(site_model.resolution.total_seconds() // 60),
         prices_eur_per_mwh=prices,
@@ -131,6 +147,8 @@ def ev_charging_schedule(
         "build_seconds": float(result.build_seconds),
         "objective_eur": float(result.objective_eur),
         "sessions": len(resolved.sessions),
+        "session_source": "bus" if use_live else "template",
+        "sessions_with_default_needs": sessions_with_defaults,
         "horizon_start": start.isoformat(),
         "horizon_end": end.isoformat(),
         "solver": result.solver,
