@@ -7,7 +7,7 @@ from cariflex_pipeline.dispatch.config import DispatchSettings
 from cariflex_pipeline.dispatch.dispatcher import DispatchReport, dispatch_profiles, record_answers
 from cariflex_pipeline.dispatch.envelope import csms_request, decode, station_message
 from cariflex_pipeline.dispatch.outbox import Outbox, OutboxEntry, payload_hash
-from cariflex_pipeline.dispatch.planning import SCHEDULER_SOURCE, ProfileSet, profiles_from_plan
+from cariflex_pipeline.dispatch.planning import ProfileSet, profiles_from_plan
 from cariflex_pipeline.dispatch.profiles import (
     BuiltProfile,
     ProfileBuildError,
@@ -40,7 +40,6 @@ from cariflex_pipeline.dispatch.validation import ProfileValidationError, reques
 
 __all__ = [
     "METER_SOURCE",
-    "SCHEDULER_SOURCE",
     "AmqpTransport",
     "Answer",
     "BuiltProfile",

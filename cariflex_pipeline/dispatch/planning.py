@@ -17,8 +17,6 @@ from cariflex_pipeline.dispatch.profiles import (
 )
 from cariflex_pipeline.dispatch.validation import ProfileValidationError, validate_request
 
-SCHEDULER_SOURCE = "cariflex-scheduler"
-
 
 @dataclass
 class ProfileSet:

@@ -9,6 +9,9 @@ import pandas as pd
 
 from cariflex_pipeline.scheduling.result import ScheduleResult
 
+# The data source of planned power in the store; dispatch reads the plan back under this name.
+SCHEDULER_SOURCE = "cariflex-scheduler"
+
 
 def current_slot(now: datetime, resolution: timedelta = timedelta(minutes=15)) -> datetime:
     """The start of the slot that contains `now` (tz-aware), on the UTC grid."""

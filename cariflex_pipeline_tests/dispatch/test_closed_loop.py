@@ -20,8 +20,9 @@ from cariflex_pipeline.defs.openadr.resources import VtnResource
 from cariflex_pipeline.defs.openadr.sensors import openadr_ingest_job, openadr_vtn_sensor
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.defs.scheduling.assets import ev_charging_schedule
-from cariflex_pipeline.dispatch import SCHEDULER_SOURCE, station_message
+from cariflex_pipeline.dispatch import station_message
 from cariflex_pipeline.dispatch.profiles import round_limit
+from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
 from cariflex_pipeline.store import TimeSeriesStore
 from cariflex_pipeline_tests.openadr.vtn20b import PRICE_CONTEXT, InProcessVtn
 

@@ -15,9 +15,10 @@ from cariflex_pipeline.defs.dispatch import BrokerResource
 from cariflex_pipeline.defs.dispatch.assets import ocpp_charging_profiles, ocpp_dispatch
 from cariflex_pipeline.defs.dispatch.sensors import ev_session_sensor, ocpp_answer_sensor
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
-from cariflex_pipeline.dispatch import SCHEDULER_SOURCE, Outbox, station_message
+from cariflex_pipeline.dispatch import Outbox, station_message
 from cariflex_pipeline.dispatch.profiles import floor_to_grid
 from cariflex_pipeline.dispatch.tables import ev_sessions, to_db_time
+from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
 from cariflex_pipeline.store import TimeSeriesStore
 
 

@@ -18,8 +18,9 @@ from cariflex_pipeline.defs.dispatch.assets import ocpp_charging_profiles, ocpp_
 from cariflex_pipeline.defs.dispatch.sensors import ev_schedule_dispatch_job, ev_session_sensor
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.defs.scheduling.assets import ev_charging_schedule
-from cariflex_pipeline.dispatch import SCHEDULER_SOURCE, station_message
+from cariflex_pipeline.dispatch import station_message
 from cariflex_pipeline.dispatch.profiles import floor_to_grid, round_limit
+from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
 from cariflex_pipeline.store import TimeSeriesStore
 
 

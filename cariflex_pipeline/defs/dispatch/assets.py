@@ -18,7 +18,6 @@ from pydantic import Field
 from cariflex_pipeline.defs.dispatch.resources import BrokerResource
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.dispatch import (
-    SCHEDULER_SOURCE,
     BuiltProfile,
     Outbox,
     ProfileConfig,
@@ -27,6 +26,7 @@ from cariflex_pipeline.dispatch import (
     profiles_from_plan,
 )
 from cariflex_pipeline.dispatch.profiles import floor_to_grid
+from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
 
 PROFILES_CHECK = "profiles_valid"
 

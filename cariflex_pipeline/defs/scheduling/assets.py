@@ -34,10 +34,9 @@ from cariflex_pipeline.scheduling import (
     verify,
 )
 from cariflex_pipeline.scheduling.sessions import load_day_template, sessions_for_horizon, sessions_from_live
-from cariflex_pipeline.scheduling.signals import current_slot, on_slots, schedule_beliefs
+from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE, current_slot, on_slots, schedule_beliefs
 from cariflex_pipeline.site_model import Site
 
-SCHEDULER_SOURCE = "cariflex-scheduler"
 SIGNAL_ASSETS = [dg.AssetKey("consumption_price"), dg.AssetKey("load_control_signal"),
                  dg.AssetKey("demand_response_signal")]
 CHECK_NAME = "schedule_passes_verifier"
