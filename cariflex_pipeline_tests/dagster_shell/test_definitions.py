@@ -65,3 +65,15 @@ def test_production_instance_runs_on_postgres(
         )
         assert result.success
         assert instance.get_latest_materialization_event(dg.AssetKey("sensor_registry")) is not None
+
+
+def test_the_15_minute_replan_reaches_the_charge_points_and_runs_out_of_the_box() -> None:
+    schedule = defs.resolve_schedule_def("ev_charging_every_15_minutes")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    job = defs.resolve_job_def(schedule.job_name)
+    assert job.executor_def.name == "in_process"
+    assert {"ev_charging_schedule", "ocpp_charging_profiles", "ocpp_dispatch"} <= {
+        key.to_user_string() for key in job.asset_layer.executable_asset_keys
+    }
+    session_sensor = defs.resolve_sensor_def("ev_session_sensor")
+    assert session_sensor.job_name == schedule.job_name

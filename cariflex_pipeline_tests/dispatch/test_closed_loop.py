@@ -14,12 +14,13 @@ import pika
 
 from cariflex_pipeline.defs.dispatch import BrokerResource
 from cariflex_pipeline.defs.dispatch.assets import ocpp_charging_profiles, ocpp_dispatch
-from cariflex_pipeline.defs.dispatch.sensors import ev_schedule_dispatch_job, ev_session_sensor
+from cariflex_pipeline.defs.dispatch.sensors import ev_session_sensor
 from cariflex_pipeline.defs.openadr.assets import SIGNAL_ASSETS, openadr_events
 from cariflex_pipeline.defs.openadr.resources import VtnResource
 from cariflex_pipeline.defs.openadr.sensors import openadr_ingest_job, openadr_vtn_sensor
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.defs.scheduling.assets import ev_charging_schedule
+from cariflex_pipeline.defs.scheduling.schedules import ev_schedule_and_dispatch_job
 from cariflex_pipeline.dispatch import station_message
 from cariflex_pipeline.dispatch.profiles import round_limit
 from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
@@ -42,7 +43,7 @@ def test_vtn_price_event_and_bus_sessions_reach_the_stations(amqp_url, exchange,
         }
         defs = dg.Definitions(
             assets=[openadr_events, *SIGNAL_ASSETS, ev_charging_schedule, ocpp_charging_profiles, ocpp_dispatch],
-            jobs=[openadr_ingest_job, ev_schedule_dispatch_job], sensors=[openadr_vtn_sensor, ev_session_sensor],
+            jobs=[openadr_ingest_job, ev_schedule_and_dispatch_job], sensors=[openadr_vtn_sensor, ev_session_sensor],
             resources=resources)
         instance = dg.DagsterInstance.ephemeral()
 

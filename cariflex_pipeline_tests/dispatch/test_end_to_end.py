@@ -15,9 +15,10 @@ import pika
 
 from cariflex_pipeline.defs.dispatch import BrokerResource
 from cariflex_pipeline.defs.dispatch.assets import ocpp_charging_profiles, ocpp_dispatch
-from cariflex_pipeline.defs.dispatch.sensors import ev_schedule_dispatch_job, ev_session_sensor
+from cariflex_pipeline.defs.dispatch.sensors import ev_session_sensor
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.defs.scheduling.assets import ev_charging_schedule
+from cariflex_pipeline.defs.scheduling.schedules import ev_schedule_and_dispatch_job
 from cariflex_pipeline.dispatch import station_message
 from cariflex_pipeline.dispatch.profiles import floor_to_grid, round_limit
 from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
@@ -35,7 +36,7 @@ def test_sessions_on_the_bus_to_profiles_at_the_stations(amqp_url, exchange, nam
                                           answer_queue=names["answers"], session_queue=names["sessions"]),
     }
     defs = dg.Definitions(assets=[ev_charging_schedule, ocpp_charging_profiles, ocpp_dispatch],
-                          jobs=[ev_schedule_dispatch_job], sensors=[ev_session_sensor], resources=resources)
+                          jobs=[ev_schedule_and_dispatch_job], sensors=[ev_session_sensor], resources=resources)
     instance = dg.DagsterInstance.ephemeral()
 
     def tick():

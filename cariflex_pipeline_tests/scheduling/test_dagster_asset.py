@@ -122,7 +122,7 @@ def test_definitions_hold_the_asset_the_15_minute_schedule_and_the_signal_deps()
     merged = dg.Definitions.merge(scheduling_defs, dg.Definitions(resources=SHARED_RESOURCES))
     schedule = merged.resolve_schedule_def("ev_charging_every_15_minutes")
     assert schedule.cron_schedule == "*/15 * * * *"
-    job = merged.resolve_job_def("ev_charging_job")
+    job = merged.resolve_job_def("ev_schedule_and_dispatch")
     assert job.executor_def.name == "in_process"
     spec = next(iter(ev_charging_schedule.specs))
     assert {dep.asset_key for dep in spec.deps} == {

@@ -4,11 +4,10 @@ import dagster as dg
 
 from cariflex_pipeline.defs.dispatch.assets import ocpp_charging_profiles, ocpp_dispatch
 from cariflex_pipeline.defs.dispatch.resources import BrokerResource, broker_resource_from_env
-from cariflex_pipeline.defs.dispatch.sensors import ev_schedule_dispatch_job, ev_session_sensor, ocpp_answer_sensor
+from cariflex_pipeline.defs.dispatch.sensors import ev_session_sensor, ocpp_answer_sensor
 
 defs = dg.Definitions(
     assets=[ocpp_charging_profiles, ocpp_dispatch],
-    jobs=[ev_schedule_dispatch_job],
     sensors=[ev_session_sensor, ocpp_answer_sensor],
     resources={"dispatch_broker": broker_resource_from_env()},
 )

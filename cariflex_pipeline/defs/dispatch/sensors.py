@@ -17,6 +17,7 @@ import dagster as dg
 
 from cariflex_pipeline.defs.dispatch.resources import BrokerResource
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
+from cariflex_pipeline.defs.scheduling.schedules import ev_schedule_and_dispatch_job
 from cariflex_pipeline.dispatch import (
     METER_SOURCE,
     Outbox,
@@ -26,18 +27,9 @@ from cariflex_pipeline.dispatch import (
     stations_from_site,
 )
 
-SCHEDULE_AND_DISPATCH = ["ev_charging_schedule", "ocpp_charging_profiles", "ocpp_dispatch"]
-
-ev_schedule_dispatch_job = dg.define_asset_job(
-    "ev_schedule_and_dispatch",
-    selection=dg.AssetSelection.assets(*SCHEDULE_AND_DISPATCH),
-    executor_def=dg.in_process_executor,
-    description="Re-plan EV charging and dispatch the profiles, in one process (latency-critical chain).",
-)
-
 
 @dg.sensor(
-    job=ev_schedule_dispatch_job,
+    job=ev_schedule_and_dispatch_job,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Drains EV session messages from the CitrineOS bus; reruns scheduling and dispatch when a "
