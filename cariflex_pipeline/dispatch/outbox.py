@@ -21,12 +21,8 @@ from typing import Any
 from sqlalchemy import Engine, and_, insert, select, update
 
 from cariflex_pipeline.dispatch.profiles import BuiltProfile
-from cariflex_pipeline.dispatch.tables import (
-    RETRYABLE_STATUSES,
-    from_db_time,
-    ocpp_outbox,
-    to_db_time,
-)
+from cariflex_pipeline.dispatch.tables import RETRYABLE_STATUSES, ocpp_outbox
+from cariflex_pipeline.store.times import from_db_time, to_db_time
 
 
 @dataclass(frozen=True)

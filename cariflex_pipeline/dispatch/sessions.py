@@ -34,8 +34,9 @@ from sqlalchemy import Engine, and_, insert, select, update
 
 from cariflex_pipeline.dispatch.envelope import BusMessage, EnvelopeError, decode
 from cariflex_pipeline.dispatch.profiles import floor_to_grid
-from cariflex_pipeline.dispatch.tables import ev_sessions, ev_station_status, from_db_time, to_db_time
+from cariflex_pipeline.dispatch.tables import ev_sessions, ev_station_status
 from cariflex_pipeline.dispatch.transports import amqp_parameters, safe_url
+from cariflex_pipeline.store.times import from_db_time, to_db_time
 
 LOG = logging.getLogger(__name__)
 

@@ -1,18 +1,15 @@
 """Dispatch tables on the store's metadata: the profile outbox, EV sessions and station status.
 
 Created by the Alembic revision `0005_dispatch`. Times are UTC (`timestamptz` on PostgreSQL, naive UTC on
-SQLite); use `to_db_time` / `from_db_time` at the boundary.
+SQLite); use `cariflex_pipeline.store.times` at the boundary.
 """
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
 
 from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
-    Engine,
     Float,
     Index,
     Integer,
@@ -90,22 +87,3 @@ ev_station_status = Table(
     Column("pending_energy_kwh", Float),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
-
-
-def is_postgres(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"
-
-
-def to_db_time(engine: Engine, moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        raise ValueError(f"time {moment.isoformat()} has no time zone")
-    utc = moment.astimezone(UTC)
-    return utc if is_postgres(engine) else utc.replace(tzinfo=None)
-
-
-def from_db_time(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

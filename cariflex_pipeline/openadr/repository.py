@@ -10,21 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cariflex_pipeline.openadr.model import OpenAdrEvent
 from cariflex_pipeline.openadr.tables import openadr_events, openadr_ven_state
-
-
-def _to_db(engine: Engine, moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        raise ValueError(f"time {moment.isoformat()} has no time zone")
-    utc = moment.astimezone(UTC)
-    return utc if engine.dialect.name == "postgresql" else utc.replace(tzinfo=None)
-
-
-def _from_db(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+from cariflex_pipeline.store.times import from_db_time, to_db_time
 
 
 @dataclass(frozen=True)
@@ -83,9 +69,9 @@ class EventLog:
                     program=event.program,
                     status=status or event.status,
                     raw_payload=event.raw_payload,
-                    received_at=_to_db(self.engine, received_at),
-                    covered_start=_to_db(self.engine, covered[0]) if covered else None,
-                    covered_end=_to_db(self.engine, covered[1]) if covered else None,
+                    received_at=to_db_time(self.engine, received_at),
+                    covered_start=to_db_time(self.engine, covered[0]) if covered else None,
+                    covered_end=to_db_time(self.engine, covered[1]) if covered else None,
                     sensor_ids=",".join(str(sensor_id) for sensor_id in sensor_ids),
                     values_written=values_written,
                 )
@@ -140,9 +126,9 @@ def _record(row) -> EventRecord:
         modification_number=int(row["modification_number"]),
         status=row["status"],
         program=row["program"],
-        received_at=_from_db(row["received_at"]),
-        covered_start=_from_db(row["covered_start"]),
-        covered_end=_from_db(row["covered_end"]),
+        received_at=from_db_time(row["received_at"]),
+        covered_start=from_db_time(row["covered_start"]),
+        covered_end=from_db_time(row["covered_end"]),
         sensor_ids=tuple(int(part) for part in row["sensor_ids"].split(",") if part),
         values_written=int(row["values_written"]),
         raw_payload=row["raw_payload"],
@@ -180,7 +166,7 @@ class VenStateStore:
             ven_id=row["ven_id"],
             registration_id=row["registration_id"],
             poll_freq_seconds=row["poll_freq_seconds"],
-            last_poll_at=_from_db(row["last_poll_at"]),
+            last_poll_at=from_db_time(row["last_poll_at"]),
         )
 
     def save(self, state: VenState) -> None:
@@ -190,8 +176,8 @@ class VenStateStore:
             "ven_id": state.ven_id,
             "registration_id": state.registration_id,
             "poll_freq_seconds": state.poll_freq_seconds,
-            "last_poll_at": _to_db(self.engine, state.last_poll_at),
-            "updated_at": _to_db(self.engine, datetime.now(UTC)),
+            "last_poll_at": to_db_time(self.engine, state.last_poll_at),
+            "updated_at": to_db_time(self.engine, datetime.now(UTC)),
         }
         with self.engine.begin() as connection:
             changed = connection.execute(

@@ -17,6 +17,7 @@ from cariflex_pipeline.store import bulk
 from cariflex_pipeline.store.engine import check_connection, create_store_engine, describe_url
 from cariflex_pipeline.store.migrate import upgrade_to_head
 from cariflex_pipeline.store.schema import beliefs, data_sources, sensors
+from cariflex_pipeline.store.times import to_db_time
 from cariflex_pipeline.store.validation import normalize_beliefs
 
 log = logging.getLogger(__name__)
@@ -154,20 +155,13 @@ class TimeSeriesStore:
     ) -> list:
         conditions = [beliefs.c.sensor_id.in_([int(sensor_id) for sensor_id in sensor_ids])]
         if start is not None:
-            conditions.append(beliefs.c.event_start >= self._bind_time(start))
+            conditions.append(beliefs.c.event_start >= to_db_time(self.engine, start))
         if end is not None:
-            conditions.append(beliefs.c.event_start < self._bind_time(end))
+            conditions.append(beliefs.c.event_start < to_db_time(self.engine, end))
         if sources is not None:
             source_ids = select(data_sources.c.id).where(data_sources.c.name.in_(list(sources)))
             conditions.append(beliefs.c.source_id.in_(source_ids))
         return [and_(*conditions)]
-
-    def _bind_time(self, moment: datetime) -> datetime:
-        if moment.tzinfo is None:
-            raise ValueError(f"time {moment.isoformat()} has no time zone")
-        utc = pd.Timestamp(moment).tz_convert("UTC").to_pydatetime()
-        # SQLite keeps naive UTC text; PostgreSQL compares timestamptz.
-        return utc if self.is_postgres else utc.replace(tzinfo=None)
 
     def _sensor_resolutions(self) -> dict[int, timedelta]:
         with self.engine.connect() as connection:

@@ -17,9 +17,10 @@ from cariflex_pipeline.defs.dispatch.sensors import ev_session_sensor, ocpp_answ
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.dispatch import Outbox, station_message
 from cariflex_pipeline.dispatch.profiles import floor_to_grid
-from cariflex_pipeline.dispatch.tables import ev_sessions, to_db_time
+from cariflex_pipeline.dispatch.tables import ev_sessions
 from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
 from cariflex_pipeline.store import TimeSeriesStore
+from cariflex_pipeline.store.times import to_db_time
 
 
 @pytest.fixture
