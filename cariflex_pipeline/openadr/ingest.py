@@ -5,10 +5,11 @@ For each event version (VTN, event id, modification number):
 - older than the stored one -> ignored with a warning;
 - cancelled -> the values of the previous version are withdrawn (store.delete_beliefs), the version logged;
 - otherwise normalized first (EventRejected: nothing of it is written, it is reported), then the previous
-  version's values are withdrawn, the new values written with the VTN as source, and the version logged.
-Beliefs are written before the audit row, so a crash in between is repaired by the next sync (writes are
-idempotent upserts). A modified or cancelled event withdraws everything the VTN said about the previous
-version's sensors over the previous version's time range.
+  version's values are withdrawn, the new values written, and the version logged.
+Withdrawal, values and audit row of one event version share one transaction: all land or none. Each event's
+values carry a data source of their own (`openadr:<VTN>/<event id>`), so withdrawing a modified or cancelled
+event never touches another event's values on the same sensors; where two events overlap, a read takes the
+one with the later belief time (the event's modification time).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from cariflex_pipeline.openadr.errors import EventRejected
 from cariflex_pipeline.openadr.model import OpenAdrEvent
@@ -54,9 +58,9 @@ class IngestReport:
         self.opt.update(other.opt)
 
 
-def source_name(vtn_id: str) -> str:
-    """The data source of a VTN's values in the store."""
-    return f"openadr:{vtn_id}"
+def source_name(vtn_id: str, event_id: str) -> str:
+    """The data source of one event's values in the store."""
+    return f"openadr:{vtn_id}/{event_id}"
 
 
 def ingest_events(
@@ -101,8 +105,15 @@ def _ingest_one(
         report.warnings.append(message)
         return
     if event.cancelled:
-        report.values_withdrawn += _withdraw(prior, store)
-        event_log.record(event, received_at, None, [], 0)
+        try:
+            with store.transaction() as connection:
+                withdrawn = _withdraw(prior, store, connection)
+                event_log.record(event, received_at, None, [], 0, connection=connection)
+        except IntegrityError:
+            report.unchanged.append(event.event_id)  # a concurrent run applied this version first
+            report.opt[key] = "optIn"
+            return
+        report.values_withdrawn += withdrawn
         report.cancelled.append(event.event_id)
         report.opt[key] = "optIn"
         log.info("event %r (modification %d) cancelled: values withdrawn", event.event_id,
@@ -116,22 +127,29 @@ def _ingest_one(
         report.opt[key] = "optOut"
         return
     report.warnings.extend(normalized.warnings)
-    report.values_withdrawn += _withdraw(prior, store)
-    written = 0
-    if not normalized.frame.empty:
-        frame = normalized.frame[["sensor_id", "event_start", "value", "belief_time"]]
-        written = store.write_beliefs(frame, source=source_name(event.vtn_id), source_type=SOURCE_TYPE)
-    event_log.record(event, received_at, normalized.covered, normalized.sensor_ids, written)
+    frame = normalized.frame[["sensor_id", "event_start", "value", "belief_time"]]
+    try:
+        with store.transaction() as connection:
+            withdrawn = _withdraw(prior, store, connection)
+            written = store.write_beliefs(frame, source=source_name(event.vtn_id, event.event_id),
+                                          source_type=SOURCE_TYPE, connection=connection)
+            event_log.record(event, received_at, normalized.covered, normalized.sensor_ids, written,
+                             connection=connection)
+    except IntegrityError:
+        report.unchanged.append(event.event_id)  # a concurrent run applied this version first
+        report.opt[key] = "optIn"
+        return
+    report.values_withdrawn += withdrawn
     report.values_written += written
     (report.modified if prior is not None else report.new).append(event.event_id)
     report.opt[key] = "optIn"
 
 
-def _withdraw(prior: EventRecord | None, store: TimeSeriesStore) -> int:
+def _withdraw(prior: EventRecord | None, store: TimeSeriesStore, connection: Connection) -> int:
     if prior is None or prior.covered_start is None or prior.covered_end is None or not prior.sensor_ids:
         return 0
     return store.delete_beliefs(list(prior.sensor_ids), prior.covered_start, prior.covered_end,
-                                source=source_name(prior.vtn_id))
+                                source=source_name(prior.vtn_id, prior.event_id), connection=connection)
 
 
 def withdraw_absent(
@@ -162,7 +180,12 @@ def withdraw_absent(
             modification_number=record.modification_number + 1, status="cancelled", program=record.program,
             response_required=False, signals=(), raw_payload='{"absent": "event no longer listed by the VTN"}',
         )
-        report.values_withdrawn += _withdraw(record, store)
-        event_log.record(tombstone, received_at, None, [], 0)
+        try:
+            with store.transaction() as connection:
+                withdrawn = _withdraw(record, store, connection)
+                event_log.record(tombstone, received_at, None, [], 0, connection=connection)
+        except IntegrityError:
+            continue  # a concurrent run withdrew it first
+        report.values_withdrawn += withdrawn
         report.cancelled.append(event_id)
     return report

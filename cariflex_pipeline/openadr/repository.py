@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cariflex_pipeline.openadr.model import OpenAdrEvent
@@ -42,16 +42,26 @@ class EventLog:
         sensor_ids: list[int],
         values_written: int,
         status: str | None = None,
+        connection: Connection | None = None,
     ) -> bool:
-        """Log one event version; False when it was already logged (a concurrent run got there first)."""
+        """Log one event version; False when it was already logged (a concurrent run got there first).
+
+        With `connection` (a store transaction) the row commits with the values it describes, and a duplicate
+        raises IntegrityError instead, so that the caller's whole transaction rolls back.
+        """
+        if connection is not None:
+            self._insert(connection, event, received_at, covered, sensor_ids, values_written, status)
+            return True
         try:
-            self._insert(event, received_at, covered, sensor_ids, values_written, status)
+            with self.engine.begin() as own:
+                self._insert(own, event, received_at, covered, sensor_ids, values_written, status)
         except IntegrityError:
             return False
         return True
 
     def _insert(
         self,
+        connection: Connection,
         event: OpenAdrEvent,
         received_at: datetime,
         covered: tuple[datetime, datetime] | None,
@@ -59,23 +69,22 @@ class EventLog:
         values_written: int,
         status: str | None,
     ) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(
-                insert(openadr_events).values(
-                    vtn_id=event.vtn_id,
-                    event_id=event.event_id,
-                    modification_number=event.modification_number,
-                    protocol=event.protocol,
-                    program=event.program,
-                    status=status or event.status,
-                    raw_payload=event.raw_payload,
-                    received_at=to_db_time(self.engine, received_at),
-                    covered_start=to_db_time(self.engine, covered[0]) if covered else None,
-                    covered_end=to_db_time(self.engine, covered[1]) if covered else None,
-                    sensor_ids=",".join(str(sensor_id) for sensor_id in sensor_ids),
-                    values_written=values_written,
-                )
+        connection.execute(
+            insert(openadr_events).values(
+                vtn_id=event.vtn_id,
+                event_id=event.event_id,
+                modification_number=event.modification_number,
+                protocol=event.protocol,
+                program=event.program,
+                status=status or event.status,
+                raw_payload=event.raw_payload,
+                received_at=to_db_time(self.engine, received_at),
+                covered_start=to_db_time(self.engine, covered[0]) if covered else None,
+                covered_end=to_db_time(self.engine, covered[1]) if covered else None,
+                sensor_ids=",".join(str(sensor_id) for sensor_id in sensor_ids),
+                values_written=values_written,
             )
+        )
 
     def latest(self, vtn_id: str, event_id: str) -> EventRecord | None:
         query = (

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import cached_property
 
@@ -79,16 +80,25 @@ class TimeSeriesStore:
             result = connection.execute(select(sensors).order_by(sensors.c.id))
             return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
 
-    def write_beliefs(self, frame: pd.DataFrame, source: str, source_type: str = "other") -> int:
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction for several writes (pass it as `connection=`): all of them land, or none."""
+        with self.engine.begin() as connection:
+            yield connection
+
+    def write_beliefs(
+        self, frame: pd.DataFrame, source: str, source_type: str = "other", connection: Connection | None = None
+    ) -> int:
         """Upsert beliefs of one source; all rows or none. Returns the number of distinct beliefs written.
 
         `frame` has columns sensor_id, event_start, value, belief_time (times with a time zone) and optionally
         event_resolution (default: the sensor's). Raises BeliefValidationError before touching the database.
+        Inside `transaction()`, pass its connection so the write commits or rolls back with the rest.
         """
         rows = normalize_beliefs(frame, self._sensor_resolutions())
         if rows.empty:
             return 0
-        with self.engine.begin() as connection:
+        with self._writing(connection) as connection:
             source_id = self._source_id(connection, source, source_type)
             if self.is_postgres:
                 bulk.upsert_postgres(connection, rows, source_id)
@@ -133,9 +143,16 @@ class TimeSeriesStore:
             records = connection.execute(query).all()
         return _belief_frame(records)
 
-    def delete_beliefs(self, sensor_ids: Sequence[int], start: datetime, end: datetime, source: str) -> int:
+    def delete_beliefs(
+        self,
+        sensor_ids: Sequence[int],
+        start: datetime,
+        end: datetime,
+        source: str,
+        connection: Connection | None = None,
+    ) -> int:
         """Withdraw what `source` said about events in [start, end) of these sensors."""
-        with self.engine.begin() as connection:
+        with self._writing(connection) as connection:
             source_id = connection.scalar(select(data_sources.c.id).where(data_sources.c.name == source))
             if source_id is None:
                 return 0
@@ -145,6 +162,14 @@ class TimeSeriesStore:
                 )
             )
         return result.rowcount
+
+    @contextmanager
+    def _writing(self, connection: Connection | None) -> Iterator[Connection]:
+        if connection is not None:
+            yield connection
+        else:
+            with self.engine.begin() as own:
+                yield own
 
     def _event_filter(
         self,

@@ -48,7 +48,8 @@ def test_token_flow_and_values_of_price_load_control_and_simple(vtn3, store, sit
     assert series(store, 84) == slots(start, [250.0, 312.5], 4)
     assert series(store, 86) == slots(start, [100.0, 55.5], 2)
     assert series(store, 87) == slots(start, [0.0, 2.0, 1.0], 1)
-    assert set(store.read_latest([84, 86, 87])["source"]) == {source_name("vtn3")}
+    sources = set(store.read_latest([84, 86, 87])["source"])
+    assert sources == {source_name("vtn3", event_id) for event_id in ("price-1", "load-1", "dr-1")}
     # one token for all requests, each filtered by program
     assert vtn3.token_requests == 1
     assert sorted(query["programID"][0] for query in vtn3.event_requests) == sorted(PROGRAMS)

@@ -36,7 +36,8 @@ def test_a_day_of_the_sample_feed_value_by_value(store, site):
     assert len(load) == 96
     levels = dict(series(store, 87))
     assert levels[midnight + timedelta(hours=18)] == 2.0 and levels[midnight + timedelta(hours=3)] == 0.0
-    assert set(store.read_latest([84, 86, 87])["source"]) == {source_name(SAMPLE_VTN_ID)}
+    sources = set(store.read_latest([84, 86, 87])["source"])
+    assert sources == {source_name(SAMPLE_VTN_ID, event_id) for event_id in report.new}
 
 
 def test_three_days_backfilled_and_rerun_is_idempotent(store, site):

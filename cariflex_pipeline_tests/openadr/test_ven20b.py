@@ -49,7 +49,8 @@ def test_price_load_control_and_simple_level_land_value_by_value(vtn, store, sit
     assert series(store, 84) == slots(start, [120.5, 80.0, 95.25], 4)  # EUR/MWh, program unit
     assert series(store, 86) == slots(start, [100.0, 60.0], 2)
     assert series(store, 87) == slots(start, [0.0, 2.0, 3.0], 1)
-    assert set(store.read_latest([84, 86, 87])["source"]) == {source_name(VTN_ID)}
+    sources = set(store.read_latest([84, 86, 87])["source"])
+    assert sources == {source_name(VTN_ID, event_id) for event_id in (price_id, load_id, level_id)}
     assert report.values_written == 12 + 4 + 3
     # the VEN answered oadrCreatedEvent optIn for each event that required it
     assert sorted(vtn.opt_answers) == sorted((ven_id, event_id, "optIn") for event_id in (price_id, load_id, level_id))
