@@ -1,6 +1,6 @@
 """Dispatch tables on the store's metadata: the profile outbox, EV sessions and station status.
 
-Created by the Alembic revision `0005_dispatch`. Times are UTC (`timestamptz` on PostgreSQL, naive UTC on
+Created by the Alembic revision `0003_dispatch`. Times are UTC (`timestamptz` on PostgreSQL, naive UTC on
 SQLite); use `cariflex_pipeline.store.times` at the boundary.
 """
 

@@ -6,11 +6,12 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import pytest
+from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, inspect, select
 
 from cariflex_pipeline.store import BeliefValidationError, StoreUnavailableError, TimeSeriesStore
-from cariflex_pipeline.store.migrate import alembic_config, current_revisions
+from cariflex_pipeline.store.migrate import VERSION_TABLE, alembic_config, current_revisions
 from cariflex_pipeline.store.schema import beliefs
 
 UTC = ZoneInfo("UTC")
@@ -148,3 +149,16 @@ def test_a_corrected_value_for_the_same_belief_replaces_it(store: TimeSeriesStor
     store.write_beliefs(price_frame([100.0, 115.0, 120.0], belief_time), source="vtn")
     assert row_count(store) == 3
     assert store.read_latest([PRICE])["value"].tolist() == [100.0, 115.0, 120.0]
+
+
+def test_migrations_form_one_line_and_go_down_and_up_again(store: TimeSeriesStore) -> None:
+    script = ScriptDirectory.from_config(alembic_config())
+    assert len(script.get_heads()) == 1, "two revisions claim the same parent: chain them"
+    config = alembic_config()
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+    assert set(inspect(store.engine).get_table_names()) <= {VERSION_TABLE}
+    store.migrate()
+    assert current_revisions(store.engine) == set(script.get_heads())
+    assert {"beliefs", "openadr_events", "ocpp_outbox", "ev_sessions"} <= set(inspect(store.engine).get_table_names())

@@ -1,14 +1,14 @@
 """Dispatch: OCPP profile outbox, EV sessions and station status.
 
-Revision ID: 0005_dispatch
-Revises: 0001_timeseries
+Revision ID: 0003_dispatch
+Revises: 0002_openadr
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_dispatch"
-down_revision = "0001_timeseries"
+revision = "0003_dispatch"
+down_revision = "0002_openadr"
 branch_labels = None
 depends_on = None
 
