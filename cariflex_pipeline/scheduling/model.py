@@ -1,6 +1,7 @@
 """The EV-charging LP in PuLP, built with the fast idioms, solved by HiGHS (highspy) or CBC.
 
     min  Σ_t price_t·dt·(Σ flexible power_t)  +  penalty·Σ_k unserved_k  +  ε·Σ_{k,t} t·dt·p[k,t]
+         + storage throughput (tiny, and the round-trip loss on discharge at a negative price: see _burn_guard)
     s.t. Σ_t dt·η_k·p[k,t] + unserved_k = E_k             (V2G: SoC at departure + unserved_k ≥ target)
          Σ flexible power_t ≤ site_limit_t                 (EVs, V2G and batteries; discharge negative)
          0 ≤ p[k,t] ≤ min(charge point, EV)                 (a variable only inside the plug-in window)
@@ -32,6 +33,7 @@ SolverName = Literal["auto", "highs", "highs_pulp", "cbc"]
 
 TIE_BREAK = 1e-4  # milli-EUR per kWh and slot index: < 0.01 EUR/MWh over 96 slots
 THROUGHPUT = 1e-4  # milli-EUR per kWh through a battery: no simultaneous charge and discharge
+SIMULTANEOUS_TOL_KW = 1e-6  # charge and discharge of one device in one slot both above this: no schedule
 
 
 @dataclass
@@ -155,13 +157,27 @@ def _storage(prob: pulp.LpProblem, prefix: str, slots: list[int], charge_kw: flo
         constraints[f"{prefix}soc{t:04d}"] = pulp.LpConstraint(
             pulp.LpAffineExpression(terms), pulp.LpConstraintEQ, rhs=soc0 if i == 0 else 0.0)
         objective.append((charge[i], dt * (prices[t] + THROUGHPUT)))
-        objective.append((discharge[i], dt * (-prices[t] + THROUGHPUT)))
+        objective.append((discharge[i], dt * (-prices[t] + THROUGHPUT + _burn_guard(prices[t], eta_c * eta_d))))
         site_terms[t].append((charge[i], 1.0))
         site_terms[t].append((discharge[i], -1.0))
     if final_min is not None and soc:
         constraints[f"{prefix}final"] = pulp.LpConstraint(
             pulp.LpAffineExpression([(soc[-1], 1.0)]), pulp.LpConstraintGE, rhs=final_min)
     return _Device(prefix, slots, charge, discharge, soc)
+
+
+def _burn_guard(price: float, round_trip: float) -> float:
+    """Extra cost per kWh discharged in a slot with a negative price, so that burning energy never pays.
+
+    Charging x and discharging round_trip·x in one slot leaves the SoC unchanged and draws x·(1 − round_trip)
+    from the grid; at a negative price that earns |price|·x·(1 − round_trip). Charging the round-trip loss at
+    that price on each kWh discharged, |price|·(1 − round_trip)/round_trip, makes the burn cost exactly what it
+    earns, and THROUGHPUT tips it into a loss; the net power series then is the device's real SoC change.
+    It also takes the (small) gain out of cycling a battery across negative-price slots only to burn energy in
+    its losses, which an operator would not want for the wear; arbitrage between negative prices that differ
+    by more than the losses still pays.
+    """
+    return max(0.0, -price) * (1.0 - round_trip) / round_trip
 
 
 def _solver(name: SolverName, time_limit_s: float | None, msg: bool) -> tuple[str, pulp.LpSolver]:
@@ -223,6 +239,15 @@ def _value(var: pulp.LpVariable | None) -> float:
     return 0.0 if abs(value) < 1e-9 else float(value)
 
 
+def _check_one_way(device: str, slot: int, charge: pulp.LpVariable, discharge: pulp.LpVariable) -> tuple[float, float]:
+    """Charge and discharge of one device in one slot; both at once would make the net power lie about the SoC."""
+    c, d = _value(charge), _value(discharge)
+    if c > SIMULTANEOUS_TOL_KW and d > SIMULTANEOUS_TOL_KW:
+        raise SolverError(f"{device} slot {slot}: the LP charges {c:.6g} kW and discharges {d:.6g} kW at once; "
+                          "no schedule")
+    return c, d
+
+
 def _extract(problem: ResolvedProblem, built: BuiltModel, solver: str, status: str, build_s: float,
              solve_s: float) -> ScheduleResult:
     n, dt = problem.n_slots, problem.dt_h
@@ -234,7 +259,7 @@ def _extract(problem: ResolvedProblem, built: BuiltModel, solver: str, status: s
             device = built.v2g[k]
             net = 0.0
             for i, t in enumerate(device.slots):
-                c, d = _value(device.charge[i]), _value(device.discharge[i])
+                c, d = _check_one_way(session.id, t, device.charge[i], device.discharge[i])
                 series[t] = c - d
                 net += dt * (session.efficiency * c - d / session.efficiency)
             delivered = net
@@ -247,8 +272,9 @@ def _extract(problem: ResolvedProblem, built: BuiltModel, solver: str, status: s
                                        _value(built.unserved[k])))
     battery_power = {}
     for spec, device in zip(problem.batteries, built.batteries, strict=True):
-        battery_power[spec.name] = [_value(c) - _value(d) for c, d in zip(device.charge, device.discharge,
-                                                                            strict=True)]
+        flows = [_check_one_way(spec.name, t, c, d) for t, c, d in zip(device.slots, device.charge, device.discharge,
+                                                                        strict=True)]
+        battery_power[spec.name] = [c - d for c, d in flows]
     objective = pulp.value(built.prob.objective) or 0.0
     return ScheduleResult(
         start=problem.start, resolution=problem.resolution, power_kw=power, battery_power_kw=battery_power,

@@ -112,6 +112,25 @@ def test_no_battery_arbitrage_when_the_losses_eat_the_spread(site):
     assert result.battery_power_kw["b1"] == pytest.approx([0, 0], abs=1e-6)
 
 
+FULL_BATTERY = {**BATTERY, "initial_soc_kwh": 10}
+
+
+def test_negative_prices_do_not_burn_energy_in_a_full_battery_or_car(site):
+    # both full: charging and discharging in the same slot would "absorb" paid grid energy in losses, which
+    # the net power series cannot show (the verifier would see the SoC go above capacity); nothing is possible
+    car = ev("car", "v2g_01", 0, 2, battery_capacity_kwh=40, soc_now=1.0, soc_target=1.0, efficiency=0.9)
+    _, result = _solve(site, problem([-50, -50], [car], batteries=[BatterySpec(**FULL_BATTERY)]))
+    assert result.battery_power_kw["b1"] == pytest.approx([0, 0], abs=1e-6)
+    assert result.power_kw["v2g_01"] == pytest.approx([0, 0], abs=1e-6)
+
+
+def test_arbitrage_between_negative_prices_when_the_spread_pays_for_the_losses(site):
+    # full battery: discharge 3.24 kW at -20 so that 4 kW fit back at -80 (3.24 / 0.81 = 4)
+    resolved, result = _solve(site, problem([-20, -80], [], batteries=[BatterySpec(**FULL_BATTERY)]))
+    assert result.battery_power_kw["b1"] == pytest.approx([-3.24, 4], abs=1e-6)
+    assert result.cost_eur(resolved) == pytest.approx((-20 * -3.24 - 80 * 4) * 0.25 / 1000)
+
+
 def _v2g(prices):
     session = ev("car", "v2g_01", 0, 2, battery_capacity_kwh=40, soc_now=0.5, soc_target=0.5, efficiency=0.9)
     return problem(prices, [session])

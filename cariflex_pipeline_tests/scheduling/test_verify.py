@@ -7,7 +7,8 @@ import copy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cariflex_pipeline.scheduling import BatterySpec, resolve, solve, verify
+from cariflex_pipeline.scheduling import BatterySpec, build_model, resolve, solve, verify
+from cariflex_pipeline.scheduling.highs_bridge import FastHiGHS
 from cariflex_pipeline.site_model import load_site
 from cariflex_pipeline_tests.scheduling.helpers import ev, problem
 
@@ -18,7 +19,8 @@ POINTS = [cp.id for cp in SITE.charge_points]
 @st.composite
 def problems(draw):
     n = draw(st.integers(2, 16))
-    prices = draw(st.lists(st.floats(0, 300, allow_nan=False).map(lambda p: round(p, 2)), min_size=n,
+    # negative prices happen with a PV surplus
+    prices = draw(st.lists(st.floats(-100, 300, allow_nan=False).map(lambda p: round(p, 2)), min_size=n,
                            max_size=n))
     points = draw(st.lists(st.sampled_from(POINTS), max_size=6, unique=True))
     sessions = []
@@ -32,10 +34,11 @@ def problems(draw):
     if draw(st.booleans()):
         first = draw(st.integers(0, n - 1))
         sessions.append(ev("car", "v2g_02", first, draw(st.integers(first + 1, n)), battery_capacity_kwh=50,
-                           soc_now=draw(st.floats(0.2, 0.9)), soc_target=draw(st.floats(0, 1)), soc_min=0.2,
+                           soc_now=draw(st.floats(0.2, 1.0)), soc_target=draw(st.floats(0, 1)), soc_min=0.2,
                            efficiency=0.92))
     batteries = [BatterySpec(name="b", capacity_kwh=10, max_charge_kw=5, max_discharge_kw=5, soc_min_kwh=1,
-                             initial_soc_kwh=5, round_trip_efficiency=0.85)] if draw(st.booleans()) else []
+                             initial_soc_kwh=draw(st.sampled_from([1, 5, 10])), round_trip_efficiency=0.85)
+                 ] if draw(st.booleans()) else []
     return problem(
         prices, sessions, batteries=batteries,
         connection_capacity_kw=draw(st.sampled_from([10, 30, 60, 120])),
@@ -56,6 +59,18 @@ def test_the_solvers_schedules_pass_the_verifier(p):
     assert verify(resolved, result) == []
     for outcome, session in zip(result.sessions, resolved.sessions, strict=True):
         assert outcome.unserved_kwh >= 0 and outcome.unserved_kwh <= session.energy_kwh + 1e-6
+
+
+@SETTINGS
+@given(problems())
+def test_no_storage_charges_and_discharges_in_the_same_slot(p):
+    # read in the LP itself: the result only carries net power, which would hide a burn
+    resolved = resolve(p, SITE)
+    built = build_model(resolved)
+    built.prob.solve(FastHiGHS(msg=False))
+    for device in [*built.v2g.values(), *built.batteries]:
+        for t, charge, discharge in zip(device.slots, device.charge, device.discharge, strict=True):
+            assert min(charge.varValue, discharge.varValue) <= 1e-6, (device.name, t)
 
 
 @SETTINGS
