@@ -6,7 +6,8 @@ Order matters for "nothing lost, nothing twice":
 1. answers already on the bus are recorded first; for entries whose delivery is uncertain (published, never
    confirmed, connection lost) the run waits up to `uncertain_grace` s for their answers, so that a profile
    the station did receive is not sent again;
-2. the run's profiles are stored as pending (identical-to-last-accepted ones skipped unless forced) and the
+2. the run's profiles are stored as pending (ones identical to the last accepted, or to a rejected one the
+   station has not since replaced, skipped unless forced) and the
    open entries of other stations are picked up for retry — at most one entry per station;
 3. the transport sends them; each outcome is written to the outbox;
 4. answers are collected for up to `answer_timeout` s; later answers are recorded by the next run or sensor.
@@ -35,6 +36,7 @@ class DispatchReport:
     transport: str
     sent: list[SendResult] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    repeat_rejected: dict[str, int] = field(default_factory=dict)  # station -> outbox id it refused before
     answers: list[Answer] = field(default_factory=list)
     entries: dict[str, OutboxEntry] = field(default_factory=dict)  # station -> final outbox entry of this run
 
@@ -43,6 +45,7 @@ class DispatchReport:
         for entry in self.entries.values():
             out[entry.status] = out.get(entry.status, 0) + 1
         out["skipped"] = len(self.skipped)
+        out["skipped_rejected"] = len(self.repeat_rejected)
         return out
 
 
@@ -80,6 +83,7 @@ def dispatch_profiles(
         LOG.warning("could not collect station answers: %s", error)
     prepared = outbox.prepare(profiles, run_id=run_id, transport=transport.name, force=force, now=now)
     report.skipped = prepared.skipped
+    report.repeat_rejected = prepared.repeat_rejected
     seen: set[str] = set()
     to_send: list[OutboxEntry] = []
     for entry in prepared.to_send:

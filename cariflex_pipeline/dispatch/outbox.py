@@ -2,6 +2,9 @@
 
 Rules:
 - a profile identical (ignoring validFrom) to the station's last accepted one is not sent again unless forced;
+- nor is one identical to the station's last answered profile when the station rejected it: the station would
+  refuse the same bytes again, so resending floods it and the log; forced, or once the plan changes, it is sent
+  (`PreparedRun.repeat_rejected` names these stations);
 - one identical to a profile already sent and awaiting its answer is not sent again unless forced;
 - pending, failed and unroutable profiles are retried by the next run with the same correlation id; a newer
   profile for the same station supersedes them;
@@ -61,6 +64,7 @@ class PreparedRun:
 
     to_send: list[OutboxEntry] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    repeat_rejected: dict[str, int] = field(default_factory=dict)  # station -> outbox id of the rejected twin
 
 
 def payload_hash(payload: dict[str, Any]) -> str:
@@ -132,7 +136,7 @@ class Outbox:
             for profile in profiles:
                 selected = self._prepare_one(connection, profile, by_station.pop(profile.station_id, []),
                                              run_id=run_id, transport=transport, force=force, now=now,
-                                             skipped=prepared.skipped)
+                                             prepared=prepared)
                 if selected is not None:
                     prepared.to_send.append(selected)
             # stations without a new profile: retry their newest open entry, expire the outdated ones
@@ -154,8 +158,9 @@ class Outbox:
         return prepared
 
     def _prepare_one(self, connection: Any, profile: BuiltProfile, open_rows: list[Any], *, run_id: str,
-                     transport: str, force: bool, now: datetime, skipped: dict[str, str]) -> OutboxEntry | None:
+                     transport: str, force: bool, now: datetime, prepared: PreparedRun) -> OutboxEntry | None:
         digest = payload_hash(profile.payload)
+        skipped = prepared.skipped
         if not force:
             last_accepted = connection.execute(
                 select(ocpp_outbox.c.payload_hash, ocpp_outbox.c.id)
@@ -165,6 +170,22 @@ class Outbox:
             newer_open = [r for r in open_rows if last_accepted is None or r.id > last_accepted.id]
             if last_accepted is not None and last_accepted.payload_hash == digest and not newer_open:
                 skipped[profile.station_id] = f"identical to last accepted profile (outbox #{last_accepted.id})"
+                return None
+            last_answered = connection.execute(
+                select(ocpp_outbox.c.payload_hash, ocpp_outbox.c.id, ocpp_outbox.c.status,
+                       ocpp_outbox.c.status_reason)
+                .where(and_(ocpp_outbox.c.station_id == profile.station_id,
+                            ocpp_outbox.c.status.in_(("accepted", "rejected"))))
+                .order_by(ocpp_outbox.c.id.desc()).limit(1)
+            ).first()
+            if (last_answered is not None and last_answered.status == "rejected"
+                    and last_answered.payload_hash == digest
+                    and not any(r.id > last_answered.id for r in open_rows)):
+                reason = f": {last_answered.status_reason}" if last_answered.status_reason else ""
+                skipped[profile.station_id] = (
+                    f"identical to profile rejected by the station (outbox #{last_answered.id}{reason}); "
+                    "not resent unless forced or the plan changes")
+                prepared.repeat_rejected[profile.station_id] = last_answered.id
                 return None
             same_sent = [r for r in open_rows if r.status == "sent" and r.payload_hash == digest]
             if same_sent:

@@ -172,3 +172,24 @@ def test_answer_sensor_records_late_answers_as_observations(amqp_url, exchange, 
     assert [(e.metadata["station"].value, e.metadata["answer"].value) for e in observed] == [("CP008", "Accepted")]
     [entry] = Outbox(TimeSeriesStore(store_url).engine).entries()
     assert entry.status == "accepted"
+
+
+def test_a_rejected_profile_is_not_resent_and_the_metadata_says_so(amqp_url, exchange, names, make_router,
+                                                                   store_url, site) -> None:
+    router = make_router("1.8")
+    rejecting = router.connect("CP002", answer="Rejected")
+    _write_plan(store_url, site, {"CP002": [9.0] * 96})
+    resources = _resources(store_url, _amqp_broker(amqp_url, exchange, names))
+    # both runs build from the same instant, so the second profile is byte-identical to the first
+    run_config = {"ops": {"ocpp_charging_profiles": {"config": {"now": datetime.now(UTC).isoformat()}},
+                          "ocpp_dispatch": {"config": {"answer_timeout_seconds": 10}}}}
+    first = dg.materialize([ocpp_charging_profiles, ocpp_dispatch], resources=resources, run_config=run_config)
+    assert first.asset_materializations_for_node("ocpp_dispatch")[0].metadata[
+        "station_CP002"].value["status"] == "rejected"
+    second = dg.materialize([ocpp_charging_profiles, ocpp_dispatch], resources=resources, run_config=run_config)
+    metadata = second.asset_materializations_for_node("ocpp_dispatch")[0].metadata
+    assert metadata["count_skipped_rejected"].value == 1
+    assert "station_CP002" not in metadata
+    assert "| CP002 | skipped |" in metadata["dispatch_table"].value
+    assert "rejected by the station" in metadata["dispatch_table"].value
+    assert len(rejecting.received) == 1

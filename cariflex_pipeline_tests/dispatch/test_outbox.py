@@ -92,3 +92,31 @@ def test_sent_awaiting_answer_not_resent_and_answer_not_overwritten(store) -> No
     prepared = outbox.prepare([_profile("CP004", 4.5)], run_id="r3", transport="amqp", now=NOW)
     assert prepared.to_send == [] and "awaiting answer" in prepared.skipped["CP004"]
     assert outbox.record_answer("not-ours", "Accepted") is False
+
+
+def test_identical_to_a_rejected_profile_not_resent_unless_forced_or_changed(store) -> None:
+    """A station that refused a profile refuses the same bytes again: resending it every run only floods the
+    station and the operator's log. It is sent again when forced or when the plan changes."""
+    outbox = Outbox(store.engine)
+    [first] = outbox.prepare([_profile("CP005", 5.0)], run_id="r1", transport="amqp", now=NOW).to_send
+    outbox.mark(first.correlation_id, "sent")
+    assert outbox.record_answer(first.correlation_id, "Rejected", "InvalidSchedule")
+    later = build_profile(StationTarget("CP005", 1, 22.0), {START + SLOT * i: 5.0 for i in range(8)},
+                          now=NOW + timedelta(minutes=5))
+    prepared = outbox.prepare([later], run_id="r2", transport="amqp", now=NOW)
+    assert prepared.to_send == []
+    assert prepared.skipped["CP005"] == (f"identical to profile rejected by the station (outbox #{first.id}: "
+                                         "InvalidSchedule); not resent unless forced or the plan changes")
+    assert prepared.repeat_rejected == {"CP005": first.id}
+    report = dispatch_profiles(outbox, OutboxOnlyTransport(), [later], run_id="r3", now=NOW)
+    assert report.counts()["skipped_rejected"] == 1 and report.entries == {}
+    forced = outbox.prepare([later], run_id="r4", transport="amqp", force=True, now=NOW)
+    assert [e.station_id for e in forced.to_send] == ["CP005"]
+    assert forced.to_send[0].correlation_id != first.correlation_id
+    outbox.record_answer(forced.to_send[0].correlation_id, "Rejected", "InvalidSchedule")
+    changed = outbox.prepare([_profile("CP005", 6.0)], run_id="r5", transport="amqp", now=NOW)
+    assert [e.station_id for e in changed.to_send] == ["CP005"]
+    # a profile accepted after the rejection is what the station follows: the rejected one may be tried again
+    outbox.record_answer(changed.to_send[0].correlation_id, "Accepted")
+    back = outbox.prepare([_profile("CP005", 5.0)], run_id="r6", transport="amqp", now=NOW)
+    assert [e.station_id for e in back.to_send] == ["CP005"]
