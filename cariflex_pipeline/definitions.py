@@ -2,26 +2,25 @@
 
 import dagster as dg
 
-import cariflex_pipeline.defs.dispatch
-import cariflex_pipeline.defs.openadr
-import cariflex_pipeline.defs.scheduling
-from cariflex_pipeline.defs import site
+from cariflex_pipeline.defs import dispatch, measurements, openadr, scheduling, site
 from cariflex_pipeline.defs.resources import SHARED_RESOURCES
 
 MAIN_JOB_NAME = "cariflex_main"
 
-# Stages of the flow, in order: site -> prices and grid signals -> schedule -> dispatch.
+# Stages of the flow, in order: site -> measurements, prices and grid signals -> schedule -> dispatch.
 stage_defs = [
     site.defs,
-    cariflex_pipeline.defs.openadr.defs,
-    cariflex_pipeline.defs.scheduling.defs,
-    cariflex_pipeline.defs.dispatch.defs,
+    measurements.defs,
+    openadr.defs,
+    scheduling.defs,
+    dispatch.defs,
 ]
 
 main_job = dg.define_asset_job(
     MAIN_JOB_NAME,
     selection=dg.AssetSelection.all(),
-    description="The whole graph: site, signals, schedule and dispatch, in one process.",
+    description="The whole graph: site, measurements, signals, schedule and dispatch, in one process. "
+    "Day-partitioned assets need a partition (python -m cariflex_pipeline gives today's).",
     executor_def=dg.in_process_executor,
 )
 
