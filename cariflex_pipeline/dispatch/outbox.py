@@ -290,6 +290,19 @@ class Outbox:
                 ocpp_outbox.c.correlation_id == correlation_id)).first()
             return _entry(row) if row else None
 
+    def last_in_force(self, now: datetime) -> dict[str, OutboxEntry]:
+        """station -> its newest profile the station follows or will be sent (not superseded, expired or
+        rejected), when its validTo still lies ahead: what a station with nothing planned must be told to drop."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(ocpp_outbox)
+                .where(ocpp_outbox.c.status.not_in(("superseded", "expired", "rejected")))
+                .order_by(ocpp_outbox.c.id)).all()
+        newest: dict[str, OutboxEntry] = {}
+        for row in rows:
+            newest[row.station_id] = _entry(row)
+        return {station: entry for station, entry in newest.items() if entry.valid_to > now}
+
     def latest_by_station(self) -> dict[str, OutboxEntry]:
         latest: dict[str, OutboxEntry] = {}
         for entry in self.entries():

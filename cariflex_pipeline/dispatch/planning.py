@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
+from cariflex_pipeline.dispatch.outbox import OutboxEntry
 from cariflex_pipeline.dispatch.profiles import (
     BuiltProfile,
     ProfileBuildError,
     ProfileConfig,
     StationTarget,
     build_profile,
+    ceil_to_grid,
 )
 from cariflex_pipeline.dispatch.validation import ProfileValidationError, validate_request
 
@@ -22,6 +26,7 @@ from cariflex_pipeline.dispatch.validation import ProfileValidationError, valida
 class ProfileSet:
     profiles: list[BuiltProfile] = field(default_factory=list)
     invalid: dict[str, list[str]] = field(default_factory=dict)  # station -> violations (never sent)
+    cleared: dict[str, int] = field(default_factory=dict)  # station -> outbox id of the stale profile replaced
 
 
 def profiles_from_plan(
@@ -32,28 +37,43 @@ def profiles_from_plan(
     transactions: dict[str, str] | None = None,
     config: ProfileConfig | None = None,
     horizon_end: datetime | None = None,
+    in_force: Mapping[str, OutboxEntry] | None = None,
 ) -> ProfileSet:
     """Build and validate one profile per charge point that has planned power.
 
     `planned` has the columns of `TimeSeriesStore.read_latest` (sensor_id, event_start, value in kW). A profile
     that breaks the OCPP schema or CitrineOS's rules lands in `invalid` with every violation named.
+
+    A charge point with nothing planned would otherwise go on following the last profile it got (a plan
+    that no longer exists): when `in_force` (`Outbox.last_in_force`) shows one with a non-zero limit, the
+    station gets a limit-0 profile under the same profile id and stack level - which replaces it on the
+    station (OCPP 2.0.1 K01: same id replaces) - from the current slot to that profile's validTo. Nothing
+    planned means no charging, as for unplanned slots inside a plan; a new session reruns the plan at once.
+    A SetChargingProfile rather than ClearChargingProfile keeps the station under a known limit instead of
+    falling back to its own maximum, and goes through the same outbox, answers and dedup as any profile.
     """
     now = now or datetime.now(UTC)
     transactions = transactions or {}
+    in_force = in_force or {}
     result = ProfileSet()
-    if planned.empty:
-        return result
     resolution = getattr(site, "resolution", timedelta(minutes=15))
     for cp in site.charge_points:
-        rows = planned[planned["sensor_id"] == cp.sensor_id]
-        if rows.empty:
-            continue
-        plan = {pd.Timestamp(t).to_pydatetime(): float(v) for t, v in zip(rows["event_start"], rows["value"],
-                                                                           strict=True)}
+        rows = planned[planned["sensor_id"] == cp.sensor_id] if not planned.empty else planned
         station = StationTarget(cp.id, cp.evse_id, cp.max_power_kw, transactions.get(cp.id))
+        station_config, station_end, stale = config, horizon_end, None
+        if rows.empty:
+            stale = in_force.get(cp.id)
+            if stale is None or not _limits_ahead(stale, now):
+                continue
+            plan: dict[datetime, float] = {}
+            station_config = dataclasses.replace(config or ProfileConfig(), stack_level=stale.stack_level)
+            station_end = ceil_to_grid(stale.valid_to, resolution)
+        else:
+            plan = {pd.Timestamp(t).to_pydatetime(): float(v)
+                    for t, v in zip(rows["event_start"], rows["value"], strict=True)}
         try:
-            profile = build_profile(station, plan, now=now, resolution=resolution, horizon_end=horizon_end,
-                                    config=config)
+            profile = build_profile(station, plan, now=now, resolution=resolution, horizon_end=station_end,
+                                    config=station_config)
             validate_request(profile.payload, station_id=cp.id, now=now)
         except ProfileValidationError as error:
             result.invalid[cp.id] = error.violations
@@ -61,5 +81,18 @@ def profiles_from_plan(
         except ProfileBuildError as error:
             result.invalid[cp.id] = [str(error)]
             continue
+        if stale is not None:
+            profile = dataclasses.replace(profile, notes=(
+                f"nothing planned: limit 0 until {stale.valid_to.isoformat()} replaces outbox #{stale.id} "
+                f"(profile {stale.profile_id})", *profile.notes))
+            result.cleared[cp.id] = stale.id
         result.profiles.append(profile)
     return result
+
+
+def _limits_ahead(entry: OutboxEntry, now: datetime) -> bool:
+    """Whether the entry's schedule still allows charging at or after `now` (a non-zero period not yet over)."""
+    schedule = entry.payload["chargingProfile"]["chargingSchedule"][0]
+    start = datetime.fromisoformat(schedule["startSchedule"].replace("Z", "+00:00"))
+    ends = [start + timedelta(seconds=offset) for offset, _ in entry.limits[1:]] + [entry.valid_to]
+    return any(limit > 0 and end > now for (_, limit), end in zip(entry.limits, ends, strict=True))

@@ -95,6 +95,12 @@ def floor_to_grid(moment: datetime, resolution: timedelta) -> datetime:
     return epoch + timedelta(seconds=seconds - seconds % step)
 
 
+def ceil_to_grid(moment: datetime, resolution: timedelta) -> datetime:
+    """The first slot boundary at or after `moment`."""
+    floor = floor_to_grid(moment, resolution)
+    return floor if floor == moment else floor + resolution
+
+
 def iso(moment: datetime) -> str:
     """RFC 3339 in UTC with a Z, whole seconds."""
     return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

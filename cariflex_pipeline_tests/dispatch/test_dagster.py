@@ -193,3 +193,35 @@ def test_a_rejected_profile_is_not_resent_and_the_metadata_says_so(amqp_url, exc
     assert "| CP002 | skipped |" in metadata["dispatch_table"].value
     assert "rejected by the station" in metadata["dispatch_table"].value
     assert len(rejecting.received) == 1
+
+
+def test_a_station_whose_plan_disappeared_is_told_to_stop_following_it(amqp_url, exchange, names, make_router,
+                                                                        store_url, site) -> None:
+    router = make_router("1.8")
+    station = router.connect("CP001")
+    start = _write_plan(store_url, site, {"CP001": [11.0] * 8})
+    resources = _resources(store_url, _amqp_broker(amqp_url, exchange, names))
+    run_config = {"ops": {"ocpp_dispatch": {"config": {"answer_timeout_seconds": 10}}}}
+    first = dg.materialize([ocpp_charging_profiles, ocpp_dispatch], resources=resources, run_config=run_config)
+    assert first.asset_materializations_for_node("ocpp_dispatch")[0].metadata[
+        "station_CP001"].value["limits"] == [[0, 11000.0]]
+    # the plan is withdrawn (nothing planned for CP001 over the horizon)
+    TimeSeriesStore(store_url).delete_beliefs([site.charge_point("CP001").sensor_id], start,
+                                              start + timedelta(hours=24), SCHEDULER_SOURCE)
+    second = dg.materialize([ocpp_charging_profiles, ocpp_dispatch], resources=resources, run_config=run_config)
+    profiles_md = second.asset_materializations_for_node("ocpp_charging_profiles")[0].metadata
+    assert profiles_md["cleared_profiles"].value == 1
+    assert "nothing planned" in profiles_md["profiles_table"].value
+    dispatch_md = second.asset_materializations_for_node("ocpp_dispatch")[0].metadata
+    assert dispatch_md["station_CP001"].value["status"] == "accepted"
+    assert dispatch_md["station_CP001"].value["limits"] == [[0, 0.0]]
+    assert len(station.received) == 2
+    stale, zero = (r.charging_profile for r in station.received)
+    assert zero["id"] == stale["id"]  # the same id: the station replaces the stale profile
+    assert zero["valid_to"] == stale["valid_to"]
+    assert [p["limit"] for p in zero["charging_schedule"][0]["charging_schedule_period"]] == [0.0]
+    # and only once: a third run has nothing left to clear
+    third = dg.materialize([ocpp_charging_profiles, ocpp_dispatch], resources=resources, run_config=run_config)
+    assert third.asset_materializations_for_node("ocpp_charging_profiles")[0].metadata[
+        "cleared_profiles"].value == 0
+    assert len(station.received) == 2

@@ -120,3 +120,55 @@ def test_identical_to_a_rejected_profile_not_resent_unless_forced_or_changed(sto
     outbox.record_answer(changed.to_send[0].correlation_id, "Accepted")
     back = outbox.prepare([_profile("CP005", 5.0)], run_id="r6", transport="amqp", now=NOW)
     assert [e.station_id for e in back.to_send] == ["CP005"]
+
+
+def test_nothing_planned_replaces_a_stale_profile_with_limit_zero_once(store, site) -> None:
+    """A station whose plan disappeared must not keep following the last profile it got: it gets a zero-limit
+    profile under the same id (which replaces it) until the stale one's validTo, recorded in the outbox."""
+    import pandas as pd
+
+    from cariflex_pipeline.dispatch import profiles_from_plan
+    from cariflex_pipeline_tests.dispatch.conftest import plan_frame
+
+    outbox = Outbox(store.engine)
+    built = profiles_from_plan(site, plan_frame(site, START, {"CP001": [11.0] * 8, "CP002": [0.0] * 8}), now=NOW)
+    first = dispatch_profiles(outbox, OutboxOnlyTransport(), built.profiles, run_id="r1", now=NOW)
+    outbox.mark(first.entries["CP001"].correlation_id, "sent")
+    outbox.record_answer(first.entries["CP001"].correlation_id, "Accepted")
+    later = NOW + timedelta(minutes=20)
+    in_force = outbox.last_in_force(later)
+    assert set(in_force) == {"CP001", "CP002"}
+    nothing = profiles_from_plan(site, pd.DataFrame(), now=later, in_force=in_force)
+    # CP002's last profile already says 0 kW: nothing to clear there
+    assert [p.station_id for p in nothing.profiles] == ["CP001"]
+    [zero] = nothing.profiles
+    assert nothing.cleared == {"CP001": first.entries["CP001"].id}
+    assert zero.profile_id == first.entries["CP001"].profile_id
+    assert zero.limits == ((0, 0.0),)
+    charging = zero.payload["chargingProfile"]
+    assert (charging["chargingSchedule"][0]["startSchedule"], charging["validTo"]) == (
+        "2026-11-28T13:15:00Z", "2026-11-28T15:00:00Z")
+    assert "nothing planned" in zero.notes[0]
+    second = dispatch_profiles(outbox, OutboxOnlyTransport(), nothing.profiles, run_id="r2", now=later)
+    assert second.entries["CP001"].limits == [(0, 0.0)]
+    # CP002's pending zero profile is retried as usual; once CP001's zero profile is the latest, nothing more
+    assert profiles_from_plan(site, pd.DataFrame(), now=later, in_force=outbox.last_in_force(later)).profiles == []
+    # a stale profile that has run out needs no clearing
+    assert outbox.last_in_force(NOW + timedelta(hours=3)) == {}
+
+
+def test_a_stale_profile_whose_charging_is_over_needs_no_zero_profile(store, site) -> None:
+    import pandas as pd
+
+    from cariflex_pipeline.dispatch import profiles_from_plan
+    from cariflex_pipeline_tests.dispatch.conftest import plan_frame
+
+    outbox = Outbox(store.engine)
+    built = profiles_from_plan(site, plan_frame(site, START, {"CP003": [7.0, 7.0] + [0.0] * 6}), now=NOW)
+    dispatch_profiles(outbox, OutboxOnlyTransport(), built.profiles, run_id="r1", now=NOW)
+    # 13:29: the 7 kW periods still run until 13:30 -> replaced; 13:31: only zeros remain -> left alone
+    assert [p.station_id for p in profiles_from_plan(
+        site, pd.DataFrame(), now=NOW + timedelta(minutes=21, seconds=30),
+        in_force=outbox.last_in_force(NOW)).profiles] == ["CP003"]
+    assert profiles_from_plan(site, pd.DataFrame(), now=NOW + timedelta(minutes=23, seconds=30),
+                              in_force=outbox.last_in_force(NOW)).profiles == []

@@ -2,8 +2,10 @@
 
 `ocpp_charging_profiles` reads the latest planned power of the charge-point sensors (source
 "cariflex-scheduler") over the horizon, builds one SetChargingProfileRequest per station (TxProfile when the
-bus told us of an active transaction) and validates it; a profile that breaks the OCPP schema or CitrineOS's
-rules is never sent and its violations are named in the metadata and in the `profiles_valid` check.
+bus told us of an active transaction) and validates it; a station with nothing planned whose last profile still
+allows charging gets a limit-0 profile under the same id, so it stops following a stale plan; a profile that
+breaks the OCPP schema or CitrineOS's rules is never sent and its violations are named in the metadata and in
+the `profiles_valid` check.
 `ocpp_dispatch` stores them in the outbox and sends them with the configured transport; the metadata shows,
 per station, the status, the limits and the profile id.
 """
@@ -76,21 +78,25 @@ def ocpp_charging_profiles(
     profile_config = ProfileConfig(purpose_policy=config.purpose_policy, rate_unit=config.rate_unit,
                                    number_phases=config.number_phases, voltage=config.voltage,
                                    stack_level=config.stack_level)
-    built = profiles_from_plan(site_model, planned, now=now, transactions=transactions, config=profile_config)
+    built = profiles_from_plan(site_model, planned, now=now, transactions=transactions, config=profile_config,
+                               in_force=Outbox(series.engine).last_in_force(now))
     for station, violations in built.invalid.items():
         context.log.error("station %s: profile not sent: %s", station, "; ".join(violations))
     rows = [f"| {p.station_id} | {p.purpose} | {p.profile_id} | {len(p.limits)} | {p.rate_unit} | "
-            f"{_limits_text(p.limits[:8])}{' …' if len(p.limits) > 8 else ''} |" for p in built.profiles]
-    rows += [f"| {station} | INVALID | - | - | - | {'; '.join(v)[:300]} |" for station, v in built.invalid.items()]
+            f"{_limits_text(p.limits[:8])}{' …' if len(p.limits) > 8 else ''} | {'; '.join(p.notes)} |"
+            for p in built.profiles]
+    rows += [f"| {station} | INVALID | - | - | - | - | {'; '.join(v)[:300]} |"
+             for station, v in built.invalid.items()]
     metadata = {
         "profiles": len(built.profiles),
         "invalid_profiles": len(built.invalid),
         "tx_profiles": sum(p.purpose == "TxProfile" for p in built.profiles),
+        "cleared_profiles": len(built.cleared),
         "planned_rows": len(planned),
         "horizon_start": start.isoformat(),
         "profiles_table": dg.MetadataValue.md("\n".join(
-            ["| station | purpose | profile id | periods | unit | limits (start:limit) |",
-             "|---|---|---|---|---|---|", *rows])),
+            ["| station | purpose | profile id | periods | unit | limits (start:limit) | notes |",
+             "|---|---|---|---|---|---|---|", *rows])),
     }
     check = dg.AssetCheckResult(
         check_name=PROFILES_CHECK, passed=not built.invalid, severity=dg.AssetCheckSeverity.ERROR,
