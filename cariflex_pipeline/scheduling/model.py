@@ -1,12 +1,16 @@
 """The EV-charging LP in PuLP, built with the fast idioms, solved by HiGHS (highspy) or CBC.
 
-    min  Σ_t price_t·dt·(Σ flexible power_t)  +  penalty·Σ_k unserved_k  +  ε·Σ_{k,t} t·dt·p[k,t]
-         + storage throughput (tiny, and the round-trip loss on discharge at a negative price: see _burn_guard)
+    min  Σ_t dt·(x_t·net_t + (price_t − x_t)·import_t)  +  penalty·Σ_k unserved_k  +  ε·Σ_{k,t} t·dt·p[k,t]
+         + a throughput cost on storage (tiny, larger when the horizon has negative prices: see _throughput)
     s.t. Σ_t dt·η_k·p[k,t] + unserved_k = E_k             (V2G: SoC at departure + unserved_k ≥ target)
-         Σ flexible power_t ≤ site_limit_t                 (EVs, V2G and batteries; discharge negative)
+         floor_t ≤ flex_t := Σ flexible power_t ≤ site_limit_t   (EVs, V2G and batteries; discharge negative)
+         import_t ≥ net_t := flex_t + inflexible_t − pv_t,  import_t ≥ 0
          0 ≤ p[k,t] ≤ min(charge point, EV)                 (a variable only inside the plug-in window)
          soc_t = soc_{t-1} + dt·(η·charge_t − discharge_t/η), soc_min ≤ soc_t ≤ soc_max  (batteries, V2G)
 
+x_t = min(export price, price) is what export earns, so the first term is the site's grid bill (see
+problem.py). ``import_t`` is a column only where the site can export (net_t < 0 possible) and x_t < price_t;
+elsewhere net_t is priced linearly. The export floor is a row only where storage can discharge.
 The objective is kept in milli-euros (EUR/MWh × kWh) so that the tie-break ε stays far above the solver's
 tolerances; ``objective_eur`` in the result is converted back.
 """
@@ -19,6 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import pulp
 
 from cariflex_pipeline.scheduling.problem import ResolvedProblem
@@ -66,6 +71,7 @@ def build_model(problem: ResolvedProblem) -> BuiltModel:
     """Build the LP: each constraint once as an LpAffineExpression, all added with prob.extend."""
     n, dt = problem.n_slots, problem.dt_h
     prices = problem.price_eur_per_mwh.tolist()
+    bill = _bill(problem)
     notes: list[str] = []
     min_eff = min([s.efficiency for s in problem.sessions] or [1.0])
     penalty = problem.unserved_penalty_eur_per_kwh * 1000.0
@@ -91,7 +97,7 @@ def build_model(problem: ResolvedProblem) -> BuiltModel:
         if session.v2g:
             device = _storage(prob, f"v{k:06d}", slots, session.max_charge_kw, session.max_discharge_kw,
                               session.efficiency, session.efficiency, session.soc_initial_kwh,
-                              session.soc_min_kwh, session.soc_max_kwh, dt, prices, objective, site_terms,
+                              session.soc_min_kwh, session.soc_max_kwh, dt, bill, objective, site_terms,
                               constraints)
             v2g[k] = device
             ev_power.append({})
@@ -120,32 +126,76 @@ def build_model(problem: ResolvedProblem) -> BuiltModel:
                 pulp.LpAffineExpression(terms), pulp.LpConstraintEQ, rhs=session.energy_kwh)
             objective.append((u, penalty))
         for t, p in powers.items():
-            objective.append((p, dt * (prices[t] + TIE_BREAK * t)))
+            objective.append((p, dt * (bill.flex_price[t] + TIE_BREAK * t)))
             site_terms[t].append((p, 1.0))
 
     batteries = [
         _storage(prob, f"b{i:03d}", list(range(n)), b.max_charge_kw, b.max_discharge_kw,
                  math.sqrt(b.round_trip_efficiency), math.sqrt(b.round_trip_efficiency), b.initial_soc_kwh,
-                 b.soc_min_kwh, b.capacity_kwh if b.soc_max_kwh is None else b.soc_max_kwh, dt, prices,
+                 b.soc_min_kwh, b.capacity_kwh if b.soc_max_kwh is None else b.soc_max_kwh, dt, bill,
                  objective, site_terms, constraints,
                  final_min=b.initial_soc_kwh if b.final_soc_min_kwh is None else b.final_soc_min_kwh)
         for i, b in enumerate(problem.batteries)
     ]
 
-    limits = problem.site_limit_kw.tolist()
-    for t, terms in enumerate(site_terms):
-        if terms:
-            constraints[f"site_{t:04d}"] = pulp.LpConstraint(
-                pulp.LpAffineExpression(terms), pulp.LpConstraintLE, rhs=limits[t])
-    prob.setObjective(pulp.LpAffineExpression(objective))
+    _site_rows(prob, problem, bill, site_terms, objective, constraints)
+    prob.setObjective(pulp.LpAffineExpression(objective, constant=bill.constant))
     prob.extend(constraints)
     return BuiltModel(prob, ev_power, unserved, v2g, batteries, penalty, notes)
 
 
+@dataclass
+class _Bill:
+    """The site's grid bill in LP terms, per slot: a price on the flexible power, and an import column if needed."""
+
+    flex_price: list[float]  # EUR/MWh on each kW of flexible power (charge +, discharge −)
+    import_price: list[float]  # EUR/MWh on the slot's import column; 0: the slot has none
+    constant: float  # milli-EUR: the base load's part of the bill
+
+
+def _bill(problem: ResolvedProblem) -> _Bill:
+    """x·net + (price − x)·max(0, net), with max(0, net) = net where the site cannot export in the slot."""
+    n, dt = problem.n_slots, problem.dt_h
+    lowest = np.zeros(n)  # the flexible power with every storage device discharging at full power
+    for session in problem.sessions:
+        lowest[session.first:session.end] -= session.max_discharge_kw
+    for battery in problem.batteries:
+        lowest -= battery.max_discharge_kw
+    lowest = np.maximum(lowest, problem.site_floor_kw)
+    prices, export_value = problem.price_eur_per_mwh, problem.export_value_eur_per_mwh()
+    kinked = (prices > export_value) & (problem.base_load_kw + lowest < 0)
+    flex_price = np.where(kinked, export_value, prices)
+    return _Bill(flex_price=flex_price.tolist(), import_price=np.where(kinked, prices - export_value, 0.0).tolist(),
+                 constant=float(dt * np.dot(flex_price, problem.base_load_kw)))
+
+
+def _site_rows(prob: pulp.LpProblem, problem: ResolvedProblem, bill: _Bill,
+               site_terms: list[list[tuple[pulp.LpVariable, float]]], objective: list[tuple[pulp.LpVariable, float]],
+               constraints: dict[str, pulp.LpConstraint]) -> None:
+    """Per slot: the import limit, the export floor where storage can discharge, the import column if needed."""
+    limits, floors = problem.site_limit_kw.tolist(), problem.site_floor_kw.tolist()
+    base = problem.base_load_kw.tolist()
+    for t, terms in enumerate(site_terms):
+        if not terms:
+            continue
+        constraints[f"site_{t:04d}"] = pulp.LpConstraint(
+            pulp.LpAffineExpression(terms), pulp.LpConstraintLE, rhs=limits[t])
+        if sum(coefficient * var.upBound for var, coefficient in terms if coefficient < 0) < floors[t]:
+            constraints[f"export_{t:04d}"] = pulp.LpConstraint(
+                pulp.LpAffineExpression(terms), pulp.LpConstraintGE, rhs=floors[t])
+        if bill.import_price[t] > 0:
+            grid = prob.add_variable(f"g{t:04d}", 0, None)
+            constraints[f"import_{t:04d}"] = pulp.LpConstraint(
+                pulp.LpAffineExpression([(grid, 1.0), *((var, -c) for var, c in terms)]), pulp.LpConstraintGE,
+                rhs=base[t])
+            objective.append((grid, problem.dt_h * bill.import_price[t]))
+
+
 def _storage(prob: pulp.LpProblem, prefix: str, slots: list[int], charge_kw: float, discharge_kw: float, eta_c: float,
-             eta_d: float, soc0: float, soc_min: float, soc_max: float, dt: float, prices: list[float],
+             eta_d: float, soc0: float, soc_min: float, soc_max: float, dt: float, bill: _Bill,
              objective: list, site_terms: list, constraints: dict, final_min: float | None = None) -> _Device:
     """Charge/discharge/SoC columns and the SoC balance rows of one storage device over `slots`."""
+    throughput = _throughput(bill, eta_c * eta_d)
     charge = [prob.add_variable(f"{prefix}c{t:04d}", 0, charge_kw) for t in slots]
     discharge = [prob.add_variable(f"{prefix}d{t:04d}", 0, discharge_kw) for t in slots]
     upper = None if math.isinf(soc_max) else soc_max
@@ -156,8 +206,8 @@ def _storage(prob: pulp.LpProblem, prefix: str, slots: list[int], charge_kw: flo
             terms.append((soc[i - 1], -1.0))
         constraints[f"{prefix}soc{t:04d}"] = pulp.LpConstraint(
             pulp.LpAffineExpression(terms), pulp.LpConstraintEQ, rhs=soc0 if i == 0 else 0.0)
-        objective.append((charge[i], dt * (prices[t] + THROUGHPUT)))
-        objective.append((discharge[i], dt * (-prices[t] + THROUGHPUT + _burn_guard(prices[t], eta_c * eta_d))))
+        objective.append((charge[i], dt * (bill.flex_price[t] + throughput)))
+        objective.append((discharge[i], dt * (-bill.flex_price[t] + throughput)))
         site_terms[t].append((charge[i], 1.0))
         site_terms[t].append((discharge[i], -1.0))
     if final_min is not None and soc:
@@ -166,18 +216,25 @@ def _storage(prob: pulp.LpProblem, prefix: str, slots: list[int], charge_kw: flo
     return _Device(prefix, slots, charge, discharge, soc)
 
 
-def _burn_guard(price: float, round_trip: float) -> float:
-    """Extra cost per kWh discharged in a slot with a negative price, so that burning energy never pays.
+def _throughput(bill: _Bill, round_trip: float) -> float:
+    """Cost per kWh charged and per kWh discharged (milli-EUR) that makes burning energy in a device a loss.
 
-    Charging x and discharging round_trip·x in one slot leaves the SoC unchanged and draws x·(1 − round_trip)
-    from the grid; at a negative price that earns |price|·x·(1 − round_trip). Charging the round-trip loss at
-    that price on each kWh discharged, |price|·(1 − round_trip)/round_trip, makes the burn cost exactly what it
-    earns, and THROUGHPUT tips it into a loss; the net power series then is the device's real SoC change.
-    It also takes the (small) gain out of cycling a battery across negative-price slots only to burn energy in
-    its losses, which an operator would not want for the wear; arbitrage between negative prices that differ
-    by more than the losses still pays.
+    The schedule carries one net power per device and slot, so a device must never charge and discharge in one
+    slot: the LP's SoC would then differ from the one the net power gives (and from what the station does).
+    Doing both destroys energy in the losses, which pays only where a kWh can earn money: let P be the most
+    negative price on flexible power in the horizon (0 if none; η = round_trip = η_c·η_d). Per c kWh:
+
+    - in and out at the same net (d = c): the SoC falls by c·(1 − η)/η_d, room that refilling from the grid
+      later earns at most P/η_c per kWh for: P·c·(1 − η)/η in all, against 2·c·throughput;
+    - in and out at the same SoC (d = η·c): c·(1 − η) more from the grid, worth at most P·c·(1 − η), against
+      (1 + η)·c·throughput, more than the first bound since (1 + η)/(2η) >= 1.
+
+    Any simultaneous flow is a mix of these and a one-way flow, so P·(1 − η)/(2η) on each side makes every burn a
+    loss. It is 0 when no price is negative (THROUGHPUT then only breaks ties); otherwise cycling must beat
+    the round-trip loss at P, which also keeps a battery from cycling only to burn energy across slots.
     """
-    return max(0.0, -price) * (1.0 - round_trip) / round_trip
+    most = max(0.0, -min(bill.flex_price, default=0.0))
+    return THROUGHPUT + most * (1.0 - round_trip) / (2.0 * round_trip)
 
 
 def _solver(name: SolverName, time_limit_s: float | None, msg: bool) -> tuple[str, pulp.LpSolver]:

@@ -7,6 +7,8 @@ JSON schema (``SchedulingProblem.model_json_schema()`` prints it in full)::
       "resolution_minutes": 15,                    # slot length
       "prices_eur_per_mwh": [95.0, 92.5, null],    # one per slot; the horizon is its length; null = missing
       "connection_capacity_kw": 120,               # optional; default: the site's grid import capacity
+      "export_capacity_kw": 60,                    # optional; default: the site's grid export capacity
+      "export_price_eur_per_mwh": [0, 0, 0],       # optional, per slot; what export earns; default 0
       "load_control_pct": [100, 100, 50],          # optional, per slot; default 100 %
       "inflexible_load_kw": [3.0, 3.0, 3.0],       # optional, per slot; default 0
       "pv_forecast_kw": [0.0, 1.5, 4.0],           # optional, per slot; default 0 (unknown)
@@ -25,12 +27,21 @@ JSON schema (``SchedulingProblem.model_json_schema()`` prints it in full)::
       "batteries": [ {"name": "battery_01", "capacity_kwh": 13.5, ...} ]   # optional stationary batteries
     }
 
-Slot ``t`` covers ``[start + t·dt, start + (t+1)·dt)``. The site import limit of slot ``t`` is
-``max(0, capacity × load_control_t/100 × derating[level_t] − inflexible_t + pv_t)``; the flexible devices
-(EVs, V2G, batteries; discharge counts negative) share it. An EV may draw power in the slots that lie entirely
-inside ``[arrival, departure)``, except that a session already plugged in when the horizon starts may use the
-first slot. Its energy target is soft: what cannot be delivered within the horizon is reported as unserved.
-The cost of a schedule is the price of the flexible devices' energy: ``Σ_t price_t · dt · Σ_devices p_t``.
+Slot ``t`` covers ``[start + t·dt, start + (t+1)·dt)``. The flexible devices (EVs, V2G, batteries; discharge
+counts negative) share the site's connection: their total ``flex_t`` may not exceed the import limit
+``max(0, capacity × load_control_t/100 × derating[level_t] − inflexible_t + pv_t)``, and where storage can
+discharge it may not go below ``min(0, pv_t − inflexible_t − export_capacity)``: discharge never pushes the
+site's export beyond the export capacity (PV alone above it is the PV inverters' to curtail, not ours).
+An EV may draw power in the slots that lie entirely inside ``[arrival, departure)``, except that a session
+already plugged in when the horizon starts may use the first slot. Its energy target is soft: what cannot be
+delivered within the horizon is reported as unserved.
+
+The cost of a schedule is the site's grid bill for the horizon. With ``net_t = flex_t + inflexible_t − pv_t``
+(import > 0), the site pays ``price_t`` per MWh imported and earns ``min(export_price_t, price_t)`` per MWh
+exported: ``cost = Σ_t dt · (price_t · max(0, net_t) − min(export_price_t, price_t) · max(0, −net_t))``.
+PV above the site's load is therefore free for the EVs; export earns nothing by default, and in a slot with a
+negative price exporting costs what importing would earn, so the plan absorbs a PV surplus rather than export it.
+(This keeps the cost convex, an LP.)
 """
 
 from __future__ import annotations
@@ -145,6 +156,8 @@ class SchedulingProblem(_Model):
     resolution_minutes: int = Field(default=15, gt=0)
     prices_eur_per_mwh: list[float | None] = Field(min_length=1)
     connection_capacity_kw: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    export_capacity_kw: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    export_price_eur_per_mwh: list[float] | None = None
     load_control_pct: list[float] | None = None
     inflexible_load_kw: list[float] | None = None
     pv_forecast_kw: list[float] | None = None
@@ -198,12 +211,32 @@ class ResolvedProblem:
     start: datetime
     resolution: timedelta
     price_eur_per_mwh: np.ndarray
-    site_limit_kw: np.ndarray
+    site_limit_kw: np.ndarray  # highest total power of the flexible devices per slot (import limit)
     sessions: list[ResolvedSession]
     batteries: list[BatterySpec]
     unserved_penalty_eur_per_kwh: float
     charge_points: list[str]  # every device that gets a power series, in output order
+    # per slot; the defaults (zeros) are a site with no inflexible load, no PV and no export
+    base_load_kw: np.ndarray | None = None  # inflexible load − PV: the site's net import with no flexible power
+    site_floor_kw: np.ndarray | None = None  # lowest total power of the flexible devices (export limit, <= 0)
+    export_price_eur_per_mwh: np.ndarray | None = None  # what export earns (capped at the price in cost_eur)
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in ("base_load_kw", "site_floor_kw", "export_price_eur_per_mwh"):
+            if getattr(self, name) is None:
+                setattr(self, name, np.zeros(self.n_slots))
+
+    def export_value_eur_per_mwh(self) -> np.ndarray:
+        """Per slot, what a MWh exported earns: the export price, never above the import price."""
+        return np.minimum(self.export_price_eur_per_mwh, self.price_eur_per_mwh)
+
+    def cost_eur(self, flexible_kw: np.ndarray) -> float:
+        """The site's grid bill for the flexible devices' total power per slot (module docstring)."""
+        net = np.asarray(flexible_kw, dtype=float) + self.base_load_kw
+        per_slot = (self.price_eur_per_mwh * np.maximum(net, 0.0)
+                    - self.export_value_eur_per_mwh() * np.maximum(-net, 0.0))
+        return float(per_slot.sum() * self.dt_h / 1000.0)
 
     @property
     def n_slots(self) -> int:
@@ -262,13 +295,27 @@ def _series(name: str, values: list[float] | list[int] | None, n: int, default: 
     return array
 
 
-def site_limit_kw(problem: SchedulingProblem, capacity_kw: float) -> np.ndarray:
-    """Per slot: capacity × load-control % × derating(level) − inflexible load + PV, never below 0."""
+@dataclass(frozen=True)
+class SiteLimits:
+    """Per slot: the flexible devices' total power lies in [floor, limit]; base = inflexible load − PV."""
+
+    limit_kw: np.ndarray
+    floor_kw: np.ndarray
+    base_load_kw: np.ndarray
+    export_price_eur_per_mwh: np.ndarray
+
+
+def site_limits(problem: SchedulingProblem, import_kw: float, export_kw: float) -> SiteLimits:
+    """Import limit: capacity × load-control % × derating(level) − inflexible load + PV, never below 0.
+
+    Export limit: PV − inflexible load − export capacity, never above 0 (see the module docstring).
+    """
     n = problem.n_slots
     load_control = _series("load_control_pct", problem.load_control_pct, n, 100.0)
     inflexible = _series("inflexible_load_kw", problem.inflexible_load_kw, n, 0.0)
     pv = _series("pv_forecast_kw", problem.pv_forecast_kw, n, 0.0)
     levels = _series("demand_response_level", problem.demand_response_level, n, 0.0)
+    export_price = _series("export_price_eur_per_mwh", problem.export_price_eur_per_mwh, n, 0.0)
     if (load_control < 0).any():
         raise ProblemError(f"load_control_pct is negative in slots {np.flatnonzero(load_control < 0).tolist()}")
     factors = np.empty(n)
@@ -284,7 +331,12 @@ def site_limit_kw(problem: SchedulingProblem, capacity_kw: float) -> np.ndarray:
             f"demand-response level without a derating factor in {describe_slots(problem, unknown)}; "
             f"known levels: {sorted(problem.derating)}"
         )
-    return np.maximum(0.0, capacity_kw * load_control / 100.0 * factors - inflexible + pv)
+    return SiteLimits(
+        limit_kw=np.maximum(0.0, import_kw * load_control / 100.0 * factors - inflexible + pv),
+        floor_kw=np.minimum(0.0, pv - inflexible - export_kw),
+        base_load_kw=inflexible - pv,
+        export_price_eur_per_mwh=export_price,
+    )
 
 
 def _window(problem: SchedulingProblem, session: EvSession) -> tuple[int, int]:
@@ -349,20 +401,24 @@ def resolve(problem: SchedulingProblem, site: Site) -> ResolvedProblem:
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         errors.append(f"duplicate session ids {duplicates}")
-    limit = np.zeros(problem.n_slots)
+    limits = None
+    export_kw = problem.export_capacity_kw
     try:
-        limit = site_limit_kw(problem, problem.connection_capacity_kw or site.grid_connection.import_capacity_kw)
+        limits = site_limits(problem, problem.connection_capacity_kw or site.grid_connection.import_capacity_kw,
+                             site.grid_connection.export_capacity_kw if export_kw is None else export_kw)
     except ProblemError as error:
         errors.append(str(error))
-    if errors:
+    if errors or limits is None:
         raise ProblemError("; ".join(errors))
     prices = np.asarray(problem.prices_eur_per_mwh, dtype=float)
     points = [cp.id for cp in site.charge_points]
     points += [name for name in v2g_chargers if name in by_point]
     return ResolvedProblem(
-        start=problem.start, resolution=problem.resolution, price_eur_per_mwh=prices, site_limit_kw=limit,
+        start=problem.start, resolution=problem.resolution, price_eur_per_mwh=prices, site_limit_kw=limits.limit_kw,
         sessions=sessions, batteries=list(problem.batteries),
         unserved_penalty_eur_per_kwh=problem.unserved_penalty_eur_per_kwh, charge_points=points,
+        base_load_kw=limits.base_load_kw, site_floor_kw=limits.floor_kw,
+        export_price_eur_per_mwh=limits.export_price_eur_per_mwh,
     )
 
 

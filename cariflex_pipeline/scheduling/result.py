@@ -63,7 +63,8 @@ class ScheduleResult:
         return total
 
     def cost_eur(self, problem: ResolvedProblem) -> float:
-        return float(np.dot(problem.price_eur_per_mwh, self.site_power_kw()) * self.dt_h / 1000.0)
+        """The site's grid bill over the horizon with this schedule (ResolvedProblem.cost_eur)."""
+        return problem.cost_eur(self.site_power_kw())
 
     @property
     def energy_delivered_kwh(self) -> float:

@@ -21,7 +21,7 @@ ENERGY_TOL_KWH = 1e-4
 
 @dataclass(frozen=True)
 class Violation:
-    kind: str  # shape, window, power_limit, energy, unserved, soc, site_limit, unknown_device
+    kind: str  # shape, window, power_limit, energy, unserved, soc, site_limit, export_limit, unknown_device
     subject: str  # charge point, session, battery or "site"
     slot: int | None
     detail: str
@@ -120,9 +120,11 @@ def verify(problem: ResolvedProblem, result: ScheduleResult) -> list[Violation]:
     for values in series.values():
         total += values
     for t in range(n):
-        limit = problem.site_limit_kw[t]
+        limit, floor = problem.site_limit_kw[t], problem.site_floor_kw[t]
         if total[t] > limit + _tol(limit):
             found.append(Violation("site_limit", "site", t, f"{total[t]:.6g} kW > limit {limit:.6g} kW"))
+        if total[t] < floor - _tol(floor):
+            found.append(Violation("export_limit", "site", t, f"{total[t]:.6g} kW < export floor {floor:.6g} kW"))
     return found
 
 

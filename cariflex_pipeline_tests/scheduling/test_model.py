@@ -99,17 +99,67 @@ BATTERY = {"name": "b1", "capacity_kwh": 10, "max_charge_kw": 4, "max_discharge_
 
 @pytest.mark.parametrize("solver", ["highs", "cbc"])
 def test_battery_arbitrage_when_the_spread_pays_for_the_losses(site, solver):
-    # 100 · 0.81 = 81 > 50: charge 4 kW (+0.9 kWh), discharge 0.9 · 0.9 / 0.25 = 3.24 kW, end where it started
-    p = problem([50, 100], [], batteries=[BatterySpec(**BATTERY)])
+    # 100 · 0.81 = 81 > 50: charge 4 kW (+0.9 kWh), discharge 0.9 · 0.9 / 0.25 = 3.24 kW into the site's own
+    # 20 kW load, end where it started
+    p = problem([50, 100], [], batteries=[BatterySpec(**BATTERY)], inflexible_load_kw=[20, 20])
     resolved, result = _solve(site, p, solver)
     assert result.battery_power_kw["b1"] == pytest.approx([4, -3.24], abs=1e-6)
-    assert result.cost_eur(resolved) == pytest.approx((50 * 4 - 100 * 3.24) * 0.25 / 1000)
+    assert result.cost_eur(resolved) == pytest.approx((50 * 24 + 100 * 16.76) * 0.25 / 1000)
 
 
 def test_no_battery_arbitrage_when_the_losses_eat_the_spread(site):
     # 100 · 0.81 = 81 < 90: cycling would lose money
-    _, result = _solve(site, problem([90, 100], [], batteries=[BatterySpec(**BATTERY)]))
+    p = problem([90, 100], [], batteries=[BatterySpec(**BATTERY)], inflexible_load_kw=[20, 20])
+    _, result = _solve(site, p)
     assert result.battery_power_kw["b1"] == pytest.approx([0, 0], abs=1e-6)
+
+
+def test_no_battery_arbitrage_into_unpaid_export(site):
+    # the same spread as above pays only against the site's own load: export earns nothing by default
+    _, result = _solve(site, problem([50, 100], [], batteries=[BatterySpec(**BATTERY)]))
+    assert result.battery_power_kw["b1"] == pytest.approx([0, 0], abs=1e-6)
+
+
+def test_paid_export_is_held_to_the_export_capacity(site):
+    # export paid 80 (80 · 0.81 > 50) but only 2 kW may leave the site: discharge 2 kW, recharge 2 / 0.81 kW
+    p = problem([50, 100], [], batteries=[BatterySpec(**BATTERY)], export_price_eur_per_mwh=[80, 80],
+                export_capacity_kw=2)
+    resolved, result = _solve(site, p)
+    assert result.battery_power_kw["b1"] == pytest.approx([2 / 0.81, -2], abs=1e-6)
+    assert result.cost_eur(resolved) == pytest.approx((50 * 2 / 0.81 - 80 * 2) * 0.25 / 1000)
+
+
+def test_site_export_capacity_is_the_default(site):
+    # the Martinique site exports at most 60 kW: two batteries of 40 kW would send 80 kW out without the limit
+    big = {**BATTERY, "capacity_kwh": 100, "initial_soc_kwh": 50, "max_charge_kw": 40, "max_discharge_kw": 40}
+    batteries = [BatterySpec(**{**big, "name": name}) for name in ("b1", "b2")]
+    resolved, result = _solve(site, problem([10, 100], [], batteries=batteries, export_price_eur_per_mwh=[90, 90]))
+    assert resolved.site_floor_kw.tolist() == [-60, -60]
+    assert result.site_power_kw().tolist() == pytest.approx([60 / 0.81, -60], abs=1e-6)
+
+
+def test_pv_above_the_site_load_is_free_for_the_evs(site):
+    # 30 kW of PV in the dear slot covers the EV's 20 kW: nothing is imported, nothing is paid
+    p = problem([50, 100], [ev("a", "CP001", 0, 2, energy_needed_kwh=5)], pv_forecast_kw=[0, 30])
+    resolved, result = _solve(site, p)
+    assert result.power_kw["CP001"] == pytest.approx([0, 20], abs=1e-6)
+    assert result.cost_eur(resolved) == pytest.approx(0, abs=1e-9)
+
+
+def test_pv_is_used_first_and_the_rest_bought_in_the_cheapest_slot(site):
+    # 10 kW of PV at 100: those 10 kW are free; the other 10 kW cost 60 in slot 0 rather than 100 in slot 1
+    p = problem([60, 100], [ev("a", "CP001", 0, 2, energy_needed_kwh=5)], pv_forecast_kw=[0, 10])
+    resolved, result = _solve(site, p)
+    assert result.power_kw["CP001"] == pytest.approx([10, 10], abs=1e-6)
+    assert result.cost_eur(resolved) == pytest.approx(60 * 10 * 0.25 / 1000)
+
+
+def test_at_a_negative_price_a_pv_surplus_goes_into_the_evs_not_the_grid(site):
+    # slot 0 at -20 with 30 kW of PV: exporting would cost, so the EV takes its 5 kWh there (20 kW)
+    p = problem([-20, 10], [ev("a", "CP001", 0, 2, energy_needed_kwh=5)], pv_forecast_kw=[30, 0])
+    resolved, result = _solve(site, p)
+    assert result.power_kw["CP001"] == pytest.approx([20, 0], abs=1e-6)
+    assert result.cost_eur(resolved) == pytest.approx(-20 * -10 * 0.25 / 1000)  # 10 kW still exported
 
 
 FULL_BATTERY = {**BATTERY, "initial_soc_kwh": 10}
@@ -133,7 +183,7 @@ def test_arbitrage_between_negative_prices_when_the_spread_pays_for_the_losses(s
 
 def _v2g(prices):
     session = ev("car", "v2g_01", 0, 2, battery_capacity_kwh=40, soc_now=0.5, soc_target=0.5, efficiency=0.9)
-    return problem(prices, [session])
+    return problem(prices, [session], inflexible_load_kw=[20, 20])  # discharge serves the site's own load
 
 
 def test_v2g_arbitrage_when_the_spread_pays_for_the_losses(site):

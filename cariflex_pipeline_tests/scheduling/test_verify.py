@@ -45,6 +45,9 @@ def problems(draw):
         load_control_pct=draw(st.lists(st.sampled_from([0, 50, 100]), min_size=n, max_size=n)),
         demand_response_level=draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)),
         inflexible_load_kw=draw(st.lists(st.floats(0, 20).map(lambda x: round(x, 2)), min_size=n, max_size=n)),
+        pv_forecast_kw=draw(st.lists(st.sampled_from([0, 5, 40, 150]), min_size=n, max_size=n)),
+        export_price_eur_per_mwh=draw(st.lists(st.sampled_from([0, 40, 400]), min_size=n, max_size=n)),
+        export_capacity_kw=draw(st.sampled_from([0, 3, 60])),
     )
 
 
@@ -100,3 +103,13 @@ def test_broken_schedules_are_caught(p, breakage, data):
         breakage = "site_limit"
     kinds = {v.kind for v in verify(resolved, broken)}
     assert breakage in kinds
+
+
+def test_export_beyond_the_export_capacity_is_caught():
+    battery = BatterySpec(name="b", capacity_kwh=10, max_charge_kw=5, max_discharge_kw=5, initial_soc_kwh=5,
+                          final_soc_min_kwh=0)
+    resolved = resolve(problem([50, 100], [], batteries=[battery], export_capacity_kw=2), SITE)
+    result = solve(resolved, solver="highs")
+    assert verify(resolved, result) == []
+    result.battery_power_kw["b"][1] = -3.0  # SoC and power limits still hold: only the export is wrong
+    assert [(v.kind, v.slot) for v in verify(resolved, result)] == [("export_limit", 1)]

@@ -12,6 +12,8 @@ documented and reported in the metadata:
   limits. Policy ``error``: the run fails naming the slots.
 
 The verifier runs before anything is written: with violations, nothing is written and the blocking check fails.
+``cost_eur`` is the site's grid bill for the horizon: import of EVs, storage and inflexible load net of PV,
+export unpaid (cariflex_pipeline/scheduling/problem.py); the site's export capacity bounds storage discharge.
 """
 
 from datetime import UTC, datetime
