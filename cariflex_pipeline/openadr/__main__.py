@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     summary = asdict(report)
     summary["opt"] = {f"{event_id}@{modification}": opt for (event_id, modification), opt in report.opt.items()}
+    summary["days"] = {day.isoformat(): {"events": dict(figures.events), "values_written": figures.values_written,
+                                         "values_withdrawn": figures.values_withdrawn}
+                       for day, figures in sorted(report.days.items())}
     print(json.dumps({"source": config.describe(), "store": store.describe(), **summary}, indent=2, default=str))
     return 1 if report.rejected else 0
 

@@ -10,18 +10,27 @@ Withdrawal, values and audit row of one event version share one transaction: all
 values carry a data source of their own (`openadr:<VTN>/<event id>`), so withdrawing a modified or cancelled
 event never touches another event's values on the same sensors; where two events overlap, a read takes the
 one with the later belief time (the event's modification time).
+
+The report also counts per local day of the site (`IngestReport.days`): an event counts on the days its
+intervals touch (a cancellation: the days of the values it withdrew), values written and withdrawn on the day
+their slot starts. The Dagster assets turn these into the figures of each day partition.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
 
+import pandas as pd
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
+from cariflex_pipeline.openadr.days import event_days, local_days, split_at_midnight
 from cariflex_pipeline.openadr.errors import EventRejected
 from cariflex_pipeline.openadr.model import OpenAdrEvent
 from cariflex_pipeline.openadr.normalize import normalize_event
@@ -32,6 +41,27 @@ from cariflex_pipeline.store import TimeSeriesStore
 log = logging.getLogger(__name__)
 
 SOURCE_TYPE = "vtn"
+
+
+Outcome = Literal["new", "modified", "cancelled", "unchanged", "stale", "rejected"]
+
+
+@dataclass
+class DayFigures:
+    """What one ingestion did on one local day."""
+
+    events: Counter[str] = field(default_factory=Counter)  # outcome -> number of events touching the day
+    values_written: int = 0
+    values_withdrawn: int = 0
+
+    @property
+    def events_seen(self) -> int:
+        return sum(self.events.values())
+
+    def merge(self, other: DayFigures) -> None:
+        self.events.update(other.events)
+        self.values_written += other.values_written
+        self.values_withdrawn += other.values_withdrawn
 
 
 @dataclass
@@ -47,6 +77,20 @@ class IngestReport:
     values_written: int = 0
     values_withdrawn: int = 0
     opt: dict[tuple[str, int], str] = field(default_factory=dict)  # (event id, modification) -> optIn/optOut
+    days: dict[date, DayFigures] = field(default_factory=dict)  # per local day of the site
+
+    def day(self, day: date) -> DayFigures:
+        """The figures of one local day (zeros when the ingestion did not touch it)."""
+        return self.days.get(day, DayFigures())
+
+    def _count(self, outcome: Outcome, days: tuple[date, ...]) -> None:
+        for day in days:
+            self.days.setdefault(day, DayFigures()).events[outcome] += 1
+
+    def _add_values(self, kind: Literal["values_written", "values_withdrawn"], by_day: dict[date, int]) -> None:
+        for day, count in by_day.items():
+            figures = self.days.setdefault(day, DayFigures())
+            setattr(figures, kind, getattr(figures, kind) + count)
 
     def merge(self, other: IngestReport) -> None:
         self.events_seen += other.events_seen
@@ -56,6 +100,8 @@ class IngestReport:
         self.values_written += other.values_written
         self.values_withdrawn += other.values_withdrawn
         self.opt.update(other.opt)
+        for day, figures in other.days.items():
+            self.days.setdefault(day, DayFigures()).merge(figures)
 
 
 def source_name(vtn_id: str, event_id: str) -> str:
@@ -93,69 +139,90 @@ def _ingest_one(
 ) -> None:
     prior = event_log.latest(event.vtn_id, event.event_id)
     key = event.key
+    days = event_days(event, site.tz) or _covered_days(prior, site.tz)
+
+    def done(outcome: Outcome, opt: str | None = "optIn") -> None:
+        if outcome != "rejected":  # rejected events are listed with their reason
+            getattr(report, outcome).append(event.event_id)
+        report._count(outcome, days)
+        if opt is not None:
+            report.opt[key] = opt
+
     if prior is not None and prior.modification_number == event.modification_number:
-        report.unchanged.append(event.event_id)
-        report.opt[key] = "optIn"
+        done("unchanged")
         return
     if prior is not None and prior.modification_number > event.modification_number:
-        message = (f"event {event.event_id!r}: modification {event.modification_number} is older than the "
-                   f"stored {prior.modification_number}; ignored")
+        message = (f"event {event.event_id!r} of VTN {event.vtn_id!r}: modification {event.modification_number} "
+                   f"is older than the stored {prior.modification_number}; ignored")
         log.warning(message)
-        report.stale.append(event.event_id)
         report.warnings.append(message)
+        done("stale", opt=None)
         return
     if event.cancelled:
         try:
             with store.transaction() as connection:
-                withdrawn = _withdraw(prior, store, connection)
+                withdrawn = _withdraw(prior, store, connection, site.tz)
                 event_log.record(event, received_at, None, [], 0, connection=connection)
         except IntegrityError:
-            report.unchanged.append(event.event_id)  # a concurrent run applied this version first
-            report.opt[key] = "optIn"
+            done("unchanged")  # a concurrent run applied this version first
             return
-        report.values_withdrawn += withdrawn
-        report.cancelled.append(event.event_id)
-        report.opt[key] = "optIn"
-        log.info("event %r (modification %d) cancelled: values withdrawn", event.event_id,
+        report.values_withdrawn += sum(withdrawn.values())
+        report._add_values("values_withdrawn", withdrawn)
+        done("cancelled")
+        log.info("event %r of VTN %r (modification %d) cancelled: values withdrawn", event.event_id, event.vtn_id,
                  event.modification_number)
         return
     try:
         normalized = normalize_event(event, site)
     except EventRejected as error:
-        log.error("%s", error)
+        log.error("VTN %r: %s", event.vtn_id, error)
         report.rejected[event.event_id] = error.reason
-        report.opt[key] = "optOut"
+        done("rejected", opt="optOut")
         return
     report.warnings.extend(normalized.warnings)
     frame = normalized.frame[["sensor_id", "event_start", "value", "belief_time"]]
     try:
         with store.transaction() as connection:
-            withdrawn = _withdraw(prior, store, connection)
+            withdrawn = _withdraw(prior, store, connection, site.tz)
             written = store.write_beliefs(frame, source=source_name(event.vtn_id, event.event_id),
                                           source_type=SOURCE_TYPE, connection=connection)
             event_log.record(event, received_at, normalized.covered, normalized.sensor_ids, written,
                              connection=connection)
     except IntegrityError:
-        report.unchanged.append(event.event_id)  # a concurrent run applied this version first
-        report.opt[key] = "optIn"
+        done("unchanged")  # a concurrent run applied this version first
         return
-    report.values_withdrawn += withdrawn
+    report.values_withdrawn += sum(withdrawn.values())
     report.values_written += written
-    (report.modified if prior is not None else report.new).append(event.event_id)
-    report.opt[key] = "optIn"
+    report._add_values("values_withdrawn", withdrawn)
+    if not frame.empty:
+        local_days_of_values = pd.to_datetime(frame["event_start"], utc=True).dt.tz_convert(site.tz).dt.date
+        report._add_values("values_written", {day: int(n) for day, n in local_days_of_values.value_counts().items()})
+    done("modified" if prior is not None else "new")
 
 
-def _withdraw(prior: EventRecord | None, store: TimeSeriesStore, connection: Connection) -> int:
+def _covered_days(record: EventRecord | None, tz: ZoneInfo) -> tuple[date, ...]:
+    if record is None or record.covered_start is None or record.covered_end is None:
+        return ()
+    return local_days(record.covered_start, record.covered_end, tz)
+
+
+def _withdraw(prior: EventRecord | None, store: TimeSeriesStore, connection: Connection,
+              tz: ZoneInfo) -> dict[date, int]:
+    """Delete the values of `prior` (one event version), counted per local day."""
     if prior is None or prior.covered_start is None or prior.covered_end is None or not prior.sensor_ids:
-        return 0
-    return store.delete_beliefs(list(prior.sensor_ids), prior.covered_start, prior.covered_end,
-                                source=source_name(prior.vtn_id, prior.event_id), connection=connection)
+        return {}
+    source = source_name(prior.vtn_id, prior.event_id)
+    return {
+        day: store.delete_beliefs(list(prior.sensor_ids), start, end, source=source, connection=connection)
+        for day, start, end in split_at_midnight(prior.covered_start, prior.covered_end, tz)
+    }
 
 
 def withdraw_absent(
     present: Iterable[OpenAdrEvent],
     vtn_id: str,
     programs: set[str | None],
+    site: Site,
     store: TimeSeriesStore,
     now: datetime,
     received_at: datetime | None = None,
@@ -182,10 +249,12 @@ def withdraw_absent(
         )
         try:
             with store.transaction() as connection:
-                withdrawn = _withdraw(record, store, connection)
+                withdrawn = _withdraw(record, store, connection, site.tz)
                 event_log.record(tombstone, received_at, None, [], 0, connection=connection)
         except IntegrityError:
             continue  # a concurrent run withdrew it first
-        report.values_withdrawn += withdrawn
+        report.values_withdrawn += sum(withdrawn.values())
+        report._add_values("values_withdrawn", withdrawn)
         report.cancelled.append(event_id)
+        report._count("cancelled", _covered_days(record, site.tz))
     return report

@@ -300,5 +300,5 @@ def sync(ven: Ven301, site: Site, store: TimeSeriesStore, now: datetime | None =
     now = now or datetime.now(UTC)
     events = ven.events()
     report = ingest_events(events, site, store)
-    report.merge(withdraw_absent(events, ven.vtn_id, set(ven.programs), store, now))
+    report.merge(withdraw_absent(events, ven.vtn_id, set(ven.programs), site, store, now))
     return report

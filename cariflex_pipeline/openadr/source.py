@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
+from cariflex_pipeline.openadr.days import days_between, event_days
 from cariflex_pipeline.openadr.http import RetryPolicy
 from cariflex_pipeline.openadr.ingest import IngestReport, ingest_events
 from cariflex_pipeline.openadr.model import OpenAdrEvent
@@ -90,11 +91,6 @@ def ven_301(config: VtnConfig, site: Site) -> Ven301:
                   retry=RetryPolicy(attempts=config.retry_attempts, backoff_seconds=config.retry_backoff_seconds))
 
 
-def days_between(start: date, end: date) -> list[date]:
-    """Days in [start, end)."""
-    return [start + timedelta(days=offset) for offset in range((end - start).days)]
-
-
 def with_day_ahead(days: list[date], today: date) -> list[date]:
     """Sample feed days plus tomorrow when today is among them: day-ahead values are published the day before,
     so a run for today also knows tomorrow (as a VTN would have sent it)."""
@@ -130,17 +126,6 @@ class EventChange:
         return f"openadr:{self.event_id}:{self.modification_number}"
 
 
-def event_days(event: OpenAdrEvent, site: Site) -> tuple[date, ...]:
-    days: set[date] = set()
-    for signal in event.signals:
-        for interval in signal.intervals:
-            if isinstance(interval.start, datetime) and interval.start.tzinfo is not None:
-                first = interval.start.astimezone(site.tz).date()
-                last = (interval.start + interval.duration - timedelta(microseconds=1)).astimezone(site.tz).date()
-                days.update(days_between(first, last + timedelta(days=1)))
-    return tuple(sorted(days))
-
-
 def changes_of(events: list[OpenAdrEvent], site: Site, store: TimeSeriesStore) -> list[EventChange]:
     """Which events differ from what the store holds (unknown, another modification, newly cancelled)."""
     known = EventLog(store.engine).latest_versions()
@@ -152,7 +137,7 @@ def changes_of(events: list[OpenAdrEvent], site: Site, store: TimeSeriesStore) -
         kind: Literal["new", "modified", "cancelled"] = (
             "cancelled" if event.cancelled else "new" if record is None else "modified"
         )
-        days = event_days(event, site)
+        days = event_days(event, site.tz)
         if not days and record is not None and record.covered_start and record.covered_end:
             days = tuple(days_between(record.covered_start.astimezone(site.tz).date(),
                                       record.covered_end.astimezone(site.tz).date() + timedelta(days=1)))

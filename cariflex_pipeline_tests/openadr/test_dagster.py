@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
@@ -55,15 +56,35 @@ def test_one_day_of_the_bundled_feed(database_url):
     assert _metadata(again, "openadr_events")["values_written"] == 0.0  # idempotent
 
 
-def test_three_day_range_in_one_run(database_url):
+def _by_partition(result: dg.ExecuteInProcessResult, key: str) -> dict[str, dict]:
+    return {event.partition: {name: value.value for name, value in event.metadata.items()}
+            for event in result.asset_materializations_for_node(key)}
+
+
+def test_three_day_range_in_one_run_gets_figures_per_day(database_url):
+    # the middle day was ingested before: the backfill writes nothing new there
+    dg.materialize(ASSETS, partition_key="2026-03-08", resources=_resources(database_url))
     result = dg.materialize(
         ASSETS, resources=_resources(database_url),
         tags={"dagster/asset_partition_range_start": "2026-03-07", "dagster/asset_partition_range_end": "2026-03-09"},
     )
     assert result.success
-    events = _metadata(result, "openadr_events")
-    assert events["events_new"] == 9.0 and events["values_written"] == 9 * 96.0
-    assert _metadata(result, "consumption_price")["values"] == 3 * 96.0
+    events = _by_partition(result, "openadr_events")
+    assert sorted(events) == ["2026-03-07", "2026-03-08", "2026-03-09"]
+    assert [events[day]["events_new"] for day in sorted(events)] == [3.0, 0.0, 3.0]
+    assert [events[day]["events_unchanged"] for day in sorted(events)] == [0.0, 3.0, 0.0]
+    assert [events[day]["events_seen"] for day in sorted(events)] == [3.0, 3.0, 3.0]
+    assert [events[day]["values_written"] for day in sorted(events)] == [3 * 96.0, 0.0, 3 * 96.0]
+    for day, figures in events.items():
+        local_midnight_after = datetime.combine(date.fromisoformat(day) + timedelta(days=1), datetime.min.time(),
+                                                ZoneInfo("America/Martinique"))
+        assert figures["latest_interval_covered"] == local_midnight_after.timestamp()
+        assert (figures["price_min"], figures["price_max"]) == (138.0, 334.0)
+        assert isinstance(figures["price_mean"], float) and figures["partitions"].startswith("2026-03-07 .. 2026-03-09")
+        assert figures["sync_events_seen"] == 9.0  # the whole run, named as such
+    price = _by_partition(result, "consumption_price")
+    assert [price[day]["values"] for day in sorted(price)] == [96.0, 96.0, 96.0]
+    assert all(figures["coverage_pct"] == 100.0 for figures in price.values())
 
 
 def test_resource_from_environment(monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -61,3 +61,22 @@ def test_a_failure_while_logging_an_event_leaves_none_of_its_values(store, site,
     ingest_events(_events(modified), site, store)  # the next sync applies it
     assert series(store, 84) == _hourly(T, 1, 300.0)
     assert audit_rows(store) == 2
+
+
+def test_figures_are_counted_per_local_day(store, site):
+    # 02:00-06:00 UTC is 22:00-02:00 in Martinique: two hours on each local day
+    start = datetime(2026, 12, 2, 2, tzinfo=UTC)
+    payload = event_301("A", start, [0.1, 0.1, 0.1, 0.1])
+    report = ingest_events(_events(payload), site, store)
+    first, second = date(2026, 12, 1), date(2026, 12, 2)
+    assert sorted(report.days) == [first, second]
+    assert [report.day(day).values_written for day in (first, second)] == [8, 8]
+    assert [report.day(day).events["new"] for day in (first, second)] == [1, 1]
+    assert report.day(date(2026, 12, 3)).events_seen == 0
+
+    [event] = _events(payload)
+    cancelled = dataclasses.replace(event, status="cancelled", modification_number=event.modification_number + 1,
+                                    signals=())  # a cancellation need not repeat the intervals
+    report = ingest_events([cancelled], site, store)
+    assert [report.day(day).values_withdrawn for day in (first, second)] == [8, 8]
+    assert [report.day(day).events["cancelled"] for day in (first, second)] == [1, 1]

@@ -3,7 +3,9 @@
 `openadr_events` asks the configured source (VTN or bundled sample feed) and stores every event (audit) and its
 normalized values (beliefs of 84/86/87). The three signal assets read those values back for their days and
 report them; downstream stages (scheduling) depend on exactly these asset keys. A range of days is one run
-(BackfillPolicy.single_run()).
+(BackfillPolicy.single_run()), and each day of it still gets a materialization with that day's own figures
+(`context.add_asset_metadata(..., partition_key=day)`), so the UI's plots per partition stay meaningful after a
+backfill. Figure names are the same for a one-day run and for each day of a range.
 """
 
 from datetime import date, datetime, time, timedelta
@@ -14,7 +16,9 @@ import pandas as pd
 from cariflex_pipeline.defs.openadr.partitions import daily_partitions
 from cariflex_pipeline.defs.openadr.resources import VtnResource
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
-from cariflex_pipeline.openadr.source import days_between, ingest_from_source
+from cariflex_pipeline.openadr.days import days_between
+from cariflex_pipeline.openadr.ingest import IngestReport
+from cariflex_pipeline.openadr.source import ingest_from_source
 from cariflex_pipeline.site_model import Site
 
 GROUP = "openadr"
@@ -51,6 +55,36 @@ def _series_metadata(frame: pd.DataFrame, prefix: str, start: datetime, end: dat
     return metadata
 
 
+def day_windows(context: dg.AssetExecutionContext, site: Site) -> list[tuple[str, datetime, datetime]]:
+    """(partition key, local start, local end) of every day partition the run targets; none without a partition."""
+    if not (context.has_partition_key_range or context.has_partition_key):
+        return []
+    windows = []
+    for key in context.partition_keys:
+        start = datetime.combine(date.fromisoformat(key), time(), site.tz)
+        windows.append((key, start, datetime.combine(start.date() + timedelta(days=1), time(), site.tz)))
+    return windows
+
+
+def _ingest_figures(report: IngestReport, days: list[date]) -> dict[str, float]:
+    """Events and values of the report on `days` (one day: that partition's figures)."""
+    figures = [report.day(day) for day in days]
+
+    def events(outcome: str) -> float:
+        return float(sum(day.events[outcome] for day in figures))
+
+    return {
+        "events_seen": float(sum(day.events_seen for day in figures)),
+        "events_new": events("new"),
+        "events_modified": events("modified"),
+        "events_cancelled": events("cancelled"),
+        "events_unchanged": events("unchanged"),
+        "events_rejected": events("rejected"),
+        "values_written": float(sum(day.values_written for day in figures)),
+        "values_withdrawn": float(sum(day.values_withdrawn for day in figures)),
+    }
+
+
 @dg.asset(
     group_name=GROUP,
     partitions_def=daily_partitions,
@@ -61,30 +95,42 @@ def _series_metadata(frame: pd.DataFrame, prefix: str, start: datetime, end: dat
 def openadr_events(
     context: dg.AssetExecutionContext, site: SiteResource, store: TimeSeriesStoreResource, vtn: VtnResource
 ) -> dg.MaterializeResult:
-    """Events from the VTN (or the bundled sample feed), stored as received and as beliefs of 84/86/87."""
+    """Events from the VTN (or the bundled sample feed), stored as received and as beliefs of 84/86/87.
+
+    Figures per day partition: the events whose intervals touch that day (by outcome), the values written and
+    withdrawn on it, its prices and the end of its latest interval. `sync_events_seen` and
+    `sync_values_written` are the whole ingestion of the run (a VTN resync also brings other days' events).
+    """
     site_model = site.load()
     series = store.open(site_model)
     config = vtn.config()
     days, start, end = partition_days(context, site_model)
     report = ingest_from_source(config, site_model, series, days)
     for event_id, reason in report.rejected.items():
-        context.log.error("event %s rejected: %s", event_id, reason)
+        context.log.error("%s: event %s rejected: %s", config.describe(), event_id, reason)
     for warning in report.warnings:
         context.log.warning(warning)
-    prices = series.read_latest([site_model.signals.consumption_price], start, end)
-    metadata = {
+    price_sensor = site_model.signals.consumption_price
+
+    def figures(window_days: list[date], window_start: datetime, window_end: datetime) -> dict:
+        prices = series.read_latest([price_sensor], window_start, window_end)
+        price = _series_metadata(prices, "price", window_start, window_end, site_model.resolution)
+        return {**_ingest_figures(report, window_days),
+                **{key: value for key, value in price.items() if key.startswith("price_")
+                   or key == "latest_interval_covered"}}
+
+    metadata: dict = {
         "source": config.describe(),
-        "events_seen": float(report.events_seen),
-        "events_new": float(len(report.new)),
-        "events_modified": float(len(report.modified)),
-        "events_cancelled": float(len(report.cancelled)),
-        "events_unchanged": float(len(report.unchanged)),
-        "events_rejected": float(len(report.rejected)),
-        "values_written": float(report.values_written),
-        "values_withdrawn": float(report.values_withdrawn),
-        **{key: value for key, value in _series_metadata(prices, "price", start, end, site_model.resolution).items()
-           if key.startswith("price_") or key == "latest_interval_covered"},
+        "sync_events_seen": float(report.events_seen),
+        "sync_values_written": float(report.values_written),
     }
+    windows = day_windows(context, site_model)
+    if windows:
+        metadata["partitions"] = f"{windows[0][0]} .. {windows[-1][0]} ({len(windows)} days)"
+        for key, day_start, day_end in windows:
+            context.add_asset_metadata(figures([day_start.date()], day_start, day_end), partition_key=key)
+    else:
+        metadata.update(figures(days, start, end))
     if report.rejected:
         rows = "\n".join(f"| {event_id} | {reason} |" for event_id, reason in report.rejected.items())
         metadata["rejected"] = dg.MetadataValue.md("| event | reason |\n|---|---|\n" + rows)
@@ -106,13 +152,20 @@ def _signal_asset(name: str, field: str, prefix: str, description: str) -> dg.As
         site_model = site.load()
         series = store.open(site_model)
         sensor_id = getattr(site_model.signals, field)
+        sensor = site_model.sensor(sensor_id)
         _days, start, end = partition_days(context, site_model)
         frame = series.read_latest([sensor_id], start, end)
         if frame.empty:
             context.log.warning("sensor %d has no values between %s and %s", sensor_id, start, end)
-        metadata = _series_metadata(frame, prefix, start, end, site_model.sensor(sensor_id).resolution)
-        metadata["sensor_id"] = float(sensor_id)
-        metadata["unit"] = site_model.sensor(sensor_id).unit
+        metadata: dict = {"sensor_id": float(sensor_id), "unit": sensor.unit}
+        windows = day_windows(context, site_model)
+        if windows:
+            for key, day_start, day_end in windows:
+                in_day = frame[(frame["event_start"] >= day_start) & (frame["event_start"] < day_end)]
+                context.add_asset_metadata(_series_metadata(in_day, prefix, day_start, day_end, sensor.resolution),
+                                           partition_key=key)
+        else:
+            metadata.update(_series_metadata(frame, prefix, start, end, sensor.resolution))
         return dg.MaterializeResult(metadata=metadata)
 
     return _signal
