@@ -53,9 +53,13 @@ from itertools import pairwise
 from typing import Literal
 
 import numpy as np
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, Field, ValidationError, model_validator
 
+from cariflex_pipeline.scheduling.slots import SlotGrid
 from cariflex_pipeline.site_model import Battery, Site
+
+# The site model's strict base (extra fields refused, frozen): a problem is validated input as a site file is.
+from cariflex_pipeline.site_model.model import _Strict
 
 DEFAULT_DERATING: dict[int, float] = {0: 1.0, 1: 0.75, 2: 0.5, 3: 0.25}
 DEFAULT_EFFICIENCY = 0.9
@@ -65,11 +69,7 @@ class ProblemError(ValueError):
     """A problem that cannot be scheduled; the message names every offending session, slot or field."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EvSession(_Model):
+class EvSession(_Strict):
     """One EV plugged in (or expected) at a charge point or V2G charger."""
 
     id: str = Field(min_length=1)
@@ -110,7 +110,7 @@ class EvSession(_Model):
         return max(0.0, (self.soc_target - self.soc_now) * self.battery_capacity_kwh)
 
 
-class BatterySpec(_Model):
+class BatterySpec(_Strict):
     """A stationary battery in the same LP (power > 0 charges)."""
 
     name: str
@@ -149,7 +149,7 @@ class BatterySpec(_Model):
         )
 
 
-class SchedulingProblem(_Model):
+class SchedulingProblem(_Strict, SlotGrid):
     """The documented JSON problem (see the module docstring)."""
 
     start: AwareDatetime
@@ -174,9 +174,6 @@ class SchedulingProblem(_Model):
     @property
     def n_slots(self) -> int:
         return len(self.prices_eur_per_mwh)
-
-    def slot_start(self, slot: int) -> datetime:
-        return self.start + slot * self.resolution
 
     def missing_price_slots(self) -> list[int]:
         return [t for t, p in enumerate(self.prices_eur_per_mwh) if p is None or not math.isfinite(p)]
@@ -205,7 +202,7 @@ class ResolvedSession:
 
 
 @dataclass
-class ResolvedProblem:
+class ResolvedProblem(SlotGrid):
     """The problem as arrays, validated against the site; the LP and the verifier both read only this."""
 
     start: datetime
@@ -241,30 +238,6 @@ class ResolvedProblem:
     @property
     def n_slots(self) -> int:
         return len(self.price_eur_per_mwh)
-
-    @property
-    def dt_h(self) -> float:
-        return self.resolution.total_seconds() / 3600.0
-
-    def slot_starts(self) -> list[datetime]:
-        return [self.start + t * self.resolution for t in range(self.n_slots)]
-
-
-def describe_slots(problem: SchedulingProblem, slots: list[int]) -> str:
-    """'slots 4-7 (2026-11-28T09:00:00-04:00 to 10:00), 12 (...)': contiguous runs with their times."""
-    runs: list[tuple[int, int]] = []
-    for slot in slots:
-        if runs and runs[-1][1] == slot - 1:
-            runs[-1] = (runs[-1][0], slot)
-        else:
-            runs.append((slot, slot))
-    parts = []
-    for first, last in runs:
-        begin = problem.slot_start(first).isoformat()
-        end = problem.slot_start(last + 1).isoformat()
-        label = f"{first}" if first == last else f"{first}-{last}"
-        parts.append(f"{label} [{begin} .. {end})")
-    return "slots " + ", ".join(parts)
 
 
 def parse_problem(text: str | bytes) -> SchedulingProblem:
@@ -328,7 +301,7 @@ def site_limits(problem: SchedulingProblem, import_kw: float, export_kw: float) 
             factors[t] = factor
     if unknown:
         raise ProblemError(
-            f"demand-response level without a derating factor in {describe_slots(problem, unknown)}; "
+            f"demand-response level without a derating factor in {problem.describe_slots(unknown)}; "
             f"known levels: {sorted(problem.derating)}"
         )
     return SiteLimits(
@@ -353,7 +326,7 @@ def resolve(problem: SchedulingProblem, site: Site) -> ResolvedProblem:
     errors: list[str] = []
     missing = problem.missing_price_slots()
     if missing:
-        errors.append(f"prices missing for {describe_slots(problem, missing)}")
+        errors.append(f"prices missing for {problem.describe_slots(missing)}")
     if problem.start.timestamp() % problem.resolution.total_seconds() != 0:
         errors.append(f"start {problem.start.isoformat()} is not on the {problem.resolution_minutes}-minute grid")
     charge_points = site.charge_point_by_id

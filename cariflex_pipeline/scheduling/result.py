@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from cariflex_pipeline.scheduling.problem import ResolvedProblem
+from cariflex_pipeline.scheduling.slots import SlotGrid
 
 
 class SolverError(RuntimeError):
@@ -30,7 +31,7 @@ class SessionOutcome:
 
 
 @dataclass
-class ScheduleResult:
+class ScheduleResult(SlotGrid):
     start: datetime
     resolution: timedelta
     power_kw: dict[str, list[float]]  # per charge point / V2G charger; V2G discharge is negative
@@ -47,13 +48,6 @@ class ScheduleResult:
     @property
     def n_slots(self) -> int:
         return len(self.site_limit_kw)
-
-    @property
-    def dt_h(self) -> float:
-        return self.resolution.total_seconds() / 3600.0
-
-    def slot_starts(self) -> list[datetime]:
-        return [self.start + t * self.resolution for t in range(self.n_slots)]
 
     def site_power_kw(self) -> np.ndarray:
         """The flexible devices' total power per slot (what counts against the site limit)."""
