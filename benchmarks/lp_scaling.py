@@ -23,7 +23,7 @@ import highspy
 import numpy as np
 
 from cariflex_pipeline.scheduling.model import TIE_BREAK, solve
-from cariflex_pipeline.scheduling.problem import ResolvedProblem, ResolvedSession
+from cariflex_pipeline.scheduling.resolve import ResolvedProblem, ResolvedSession
 
 SLOTS = 96
 DT_H = 0.25

@@ -11,12 +11,11 @@ from cariflex_pipeline.scheduling.problem import (
     BatterySpec,
     EvSession,
     ProblemError,
-    ResolvedProblem,
     SchedulingProblem,
     fill_missing_prices,
     parse_problem,
-    resolve,
 )
+from cariflex_pipeline.scheduling.resolve import ResolvedProblem, resolve
 from cariflex_pipeline.scheduling.result import (
     ScheduleResult,
     SessionOutcome,

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from cariflex_pipeline.scheduling.model import solve
-from cariflex_pipeline.scheduling.problem import ProblemError, SchedulingProblem, parse_problem, resolve
+from cariflex_pipeline.scheduling.problem import ProblemError, SchedulingProblem, parse_problem
+from cariflex_pipeline.scheduling.resolve import resolve
 from cariflex_pipeline.scheduling.result import SolverError
 from cariflex_pipeline.scheduling.verify import verify
 from cariflex_pipeline.site_model import SiteModelError, load_site

@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 import pulp
 
-from cariflex_pipeline.scheduling.problem import ResolvedProblem
+from cariflex_pipeline.scheduling.resolve import ResolvedProblem
 from cariflex_pipeline.scheduling.result import (
     ScheduleResult,
     SessionOutcome,
@@ -63,7 +63,6 @@ class BuiltModel:
     unserved: list[pulp.LpVariable | None]  # per session
     v2g: dict[int, _Device]  # session index -> device
     batteries: list[_Device]
-    penalty_per_kwh: float  # milli-EUR
     notes: list[str] = field(default_factory=list)
 
 
@@ -141,7 +140,7 @@ def build_model(problem: ResolvedProblem) -> BuiltModel:
     _site_rows(prob, problem, bill, site_terms, objective, constraints)
     prob.setObjective(pulp.LpAffineExpression(objective, constant=bill.constant))
     prob.extend(constraints)
-    return BuiltModel(prob, ev_power, unserved, v2g, batteries, penalty, notes)
+    return BuiltModel(prob, ev_power, unserved, v2g, batteries, notes)
 
 
 @dataclass
@@ -337,5 +336,5 @@ def _extract(problem: ResolvedProblem, built: BuiltModel, solver: str, status: s
         start=problem.start, resolution=problem.resolution, power_kw=power, battery_power_kw=battery_power,
         sessions=outcomes, site_limit_kw=problem.site_limit_kw.tolist(), objective_eur=objective / 1000.0,
         status=status, solver=solver, build_seconds=build_s, solve_seconds=solve_s,
-        notes=problem.notes + built.notes,
+        notes=built.notes,
     )

@@ -1,4 +1,5 @@
-"""The scheduling problem: what the LP is asked, as JSON-serializable pydantic models, and its resolved form.
+"""The scheduling problem: what the LP is asked, as JSON-serializable pydantic models (resolve.py checks it
+against the site and turns it into slot indices and arrays).
 
 JSON schema (``SchedulingProblem.model_json_schema()`` prints it in full)::
 
@@ -47,22 +48,18 @@ negative price exporting costs what importing would earn, so the plan absorbs a 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from itertools import pairwise
+from datetime import timedelta
 from typing import Literal
 
-import numpy as np
 from pydantic import AwareDatetime, Field, ValidationError, model_validator
 
 from cariflex_pipeline.scheduling.slots import SlotGrid
-from cariflex_pipeline.site_model import Battery, Site
+from cariflex_pipeline.site_model import Battery
 
 # The site model's strict base (extra fields refused, frozen): a problem is validated input as a site file is.
 from cariflex_pipeline.site_model.model import _Strict
 
 DEFAULT_DERATING: dict[int, float] = {0: 1.0, 1: 0.75, 2: 0.5, 3: 0.25}
-DEFAULT_EFFICIENCY = 0.9
 
 
 class ProblemError(ValueError):
@@ -176,68 +173,7 @@ class SchedulingProblem(_Strict, SlotGrid):
         return len(self.prices_eur_per_mwh)
 
     def missing_price_slots(self) -> list[int]:
-        return [t for t, p in enumerate(self.prices_eur_per_mwh) if p is None or not math.isfinite(p)]
-
-
-@dataclass
-class ResolvedSession:
-    """A session checked against the site, in slot indices: it may draw power in slots [first, end)."""
-
-    id: str
-    charge_point: str
-    first: int
-    end: int
-    energy_kwh: float  # needed at the battery by departure (for V2G: the SoC gain wanted)
-    max_charge_kw: float
-    max_discharge_kw: float  # 0 unless V2G
-    efficiency: float  # charge efficiency; for V2G also the discharge efficiency
-    v2g: bool = False
-    soc_initial_kwh: float = 0.0
-    soc_min_kwh: float = 0.0
-    soc_max_kwh: float = math.inf
-
-    @property
-    def slots(self) -> range:
-        return range(self.first, self.end)
-
-
-@dataclass
-class ResolvedProblem(SlotGrid):
-    """The problem as arrays, validated against the site; the LP and the verifier both read only this."""
-
-    start: datetime
-    resolution: timedelta
-    price_eur_per_mwh: np.ndarray
-    site_limit_kw: np.ndarray  # highest total power of the flexible devices per slot (import limit)
-    sessions: list[ResolvedSession]
-    batteries: list[BatterySpec]
-    unserved_penalty_eur_per_kwh: float
-    charge_points: list[str]  # every device that gets a power series, in output order
-    # per slot; the defaults (zeros) are a site with no inflexible load, no PV and no export
-    base_load_kw: np.ndarray | None = None  # inflexible load − PV: the site's net import with no flexible power
-    site_floor_kw: np.ndarray | None = None  # lowest total power of the flexible devices (export limit, <= 0)
-    export_price_eur_per_mwh: np.ndarray | None = None  # what export earns (capped at the price in cost_eur)
-    notes: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        for name in ("base_load_kw", "site_floor_kw", "export_price_eur_per_mwh"):
-            if getattr(self, name) is None:
-                setattr(self, name, np.zeros(self.n_slots))
-
-    def export_value_eur_per_mwh(self) -> np.ndarray:
-        """Per slot, what a MWh exported earns: the export price, never above the import price."""
-        return np.minimum(self.export_price_eur_per_mwh, self.price_eur_per_mwh)
-
-    def cost_eur(self, flexible_kw: np.ndarray) -> float:
-        """The site's grid bill for the flexible devices' total power per slot (module docstring)."""
-        net = np.asarray(flexible_kw, dtype=float) + self.base_load_kw
-        per_slot = (self.price_eur_per_mwh * np.maximum(net, 0.0)
-                    - self.export_value_eur_per_mwh() * np.maximum(-net, 0.0))
-        return float(per_slot.sum() * self.dt_h / 1000.0)
-
-    @property
-    def n_slots(self) -> int:
-        return len(self.price_eur_per_mwh)
+        return missing_slots(self.prices_eur_per_mwh)
 
 
 def parse_problem(text: str | bytes) -> SchedulingProblem:
@@ -256,146 +192,12 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def _series(name: str, values: list[float] | list[int] | None, n: int, default: float) -> np.ndarray:
-    if values is None:
-        return np.full(n, float(default))
-    if len(values) != n:
-        raise ProblemError(f"{name} has {len(values)} values, expected one per slot ({n})")
-    array = np.asarray(values, dtype=float)
-    bad = [t for t, v in enumerate(array) if not math.isfinite(v)]
-    if bad:
-        raise ProblemError(f"{name} is not finite in slots {bad}")
-    return array
-
-
-@dataclass(frozen=True)
-class SiteLimits:
-    """Per slot: the flexible devices' total power lies in [floor, limit]; base = inflexible load − PV."""
-
-    limit_kw: np.ndarray
-    floor_kw: np.ndarray
-    base_load_kw: np.ndarray
-    export_price_eur_per_mwh: np.ndarray
-
-
-def site_limits(problem: SchedulingProblem, import_kw: float, export_kw: float) -> SiteLimits:
-    """Import limit: capacity × load-control % × derating(level) − inflexible load + PV, never below 0.
-
-    Export limit: PV − inflexible load − export capacity, never above 0 (see the module docstring).
-    """
-    n = problem.n_slots
-    load_control = _series("load_control_pct", problem.load_control_pct, n, 100.0)
-    inflexible = _series("inflexible_load_kw", problem.inflexible_load_kw, n, 0.0)
-    pv = _series("pv_forecast_kw", problem.pv_forecast_kw, n, 0.0)
-    levels = _series("demand_response_level", problem.demand_response_level, n, 0.0)
-    export_price = _series("export_price_eur_per_mwh", problem.export_price_eur_per_mwh, n, 0.0)
-    if (load_control < 0).any():
-        raise ProblemError(f"load_control_pct is negative in slots {np.flatnonzero(load_control < 0).tolist()}")
-    factors = np.empty(n)
-    unknown = []
-    for t, level in enumerate(levels):
-        factor = problem.derating.get(int(level))
-        if factor is None:
-            unknown.append(t)
-        else:
-            factors[t] = factor
-    if unknown:
-        raise ProblemError(
-            f"demand-response level without a derating factor in {problem.describe_slots(unknown)}; "
-            f"known levels: {sorted(problem.derating)}"
-        )
-    return SiteLimits(
-        limit_kw=np.maximum(0.0, import_kw * load_control / 100.0 * factors - inflexible + pv),
-        floor_kw=np.minimum(0.0, pv - inflexible - export_kw),
-        base_load_kw=inflexible - pv,
-        export_price_eur_per_mwh=export_price,
-    )
-
-
-def _window(problem: SchedulingProblem, session: EvSession) -> tuple[int, int]:
-    dt = problem.resolution.total_seconds()
-    offset_arrival = (session.arrival - problem.start).total_seconds() / dt
-    offset_departure = (session.departure - problem.start).total_seconds() / dt
-    first = max(0, math.ceil(offset_arrival - 1e-9))
-    end = min(problem.n_slots, math.floor(offset_departure + 1e-9))
-    return first, max(first, end)
-
-
-def resolve(problem: SchedulingProblem, site: Site) -> ResolvedProblem:
-    """Check the problem against the site and turn it into arrays; raise ProblemError naming what is wrong."""
-    errors: list[str] = []
-    missing = problem.missing_price_slots()
-    if missing:
-        errors.append(f"prices missing for {problem.describe_slots(missing)}")
-    if problem.start.timestamp() % problem.resolution.total_seconds() != 0:
-        errors.append(f"start {problem.start.isoformat()} is not on the {problem.resolution_minutes}-minute grid")
-    charge_points = site.charge_point_by_id
-    v2g_chargers = {charger.name: charger for charger in site.v2g_chargers}
-    sessions: list[ResolvedSession] = []
-    by_point: dict[str, list[EvSession]] = {}
-    for session in problem.sessions:
-        first, end = _window(problem, session)
-        if session.charge_point in charge_points:
-            limit = charge_points[session.charge_point].max_power_kw
-            if session.max_power_kw is not None:
-                limit = min(limit, session.max_power_kw)
-            sessions.append(ResolvedSession(
-                id=session.id, charge_point=session.charge_point, first=first, end=end,
-                energy_kwh=session.energy_kwh(), max_charge_kw=limit, max_discharge_kw=0.0,
-                efficiency=session.efficiency or DEFAULT_EFFICIENCY,
-            ))
-        elif session.charge_point in v2g_chargers:
-            charger = v2g_chargers[session.charge_point]
-            if session.battery_capacity_kwh is None or session.soc_now is None:
-                errors.append(f"session {session.id!r} at V2G charger {session.charge_point!r}: "
-                              "battery_capacity_kwh and soc_now are required")
-                continue
-            capacity = session.battery_capacity_kwh
-            charge = min(charger.max_charge_kw, session.max_power_kw or math.inf)
-            discharge = min(charger.max_discharge_kw, session.max_discharge_kw or session.max_power_kw or math.inf)
-            sessions.append(ResolvedSession(
-                id=session.id, charge_point=session.charge_point, first=first, end=end,
-                energy_kwh=session.energy_kwh(), max_charge_kw=charge, max_discharge_kw=discharge,
-                efficiency=session.efficiency or math.sqrt(charger.round_trip_efficiency), v2g=True,
-                soc_initial_kwh=session.soc_now * capacity, soc_min_kwh=session.soc_min * capacity,
-                soc_max_kwh=capacity,
-            ))
-        else:
-            errors.append(f"session {session.id!r}: charge point {session.charge_point!r} is not in site "
-                          f"{site.name!r}")
-            continue
-        by_point.setdefault(session.charge_point, []).append(session)
-    for point, point_sessions in by_point.items():
-        ordered = sorted(point_sessions, key=lambda s: s.arrival)
-        for before, after in pairwise(ordered):
-            if after.arrival < before.departure:
-                errors.append(f"charge point {point!r}: sessions {before.id!r} and {after.id!r} overlap")
-    ids = [s.id for s in problem.sessions]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        errors.append(f"duplicate session ids {duplicates}")
-    limits = None
-    export_kw = problem.export_capacity_kw
-    try:
-        limits = site_limits(problem, problem.connection_capacity_kw or site.grid_connection.import_capacity_kw,
-                             site.grid_connection.export_capacity_kw if export_kw is None else export_kw)
-    except ProblemError as error:
-        errors.append(str(error))
-    if errors or limits is None:
-        raise ProblemError("; ".join(errors))
-    prices = np.asarray(problem.prices_eur_per_mwh, dtype=float)
-    points = [cp.id for cp in site.charge_points]
-    points += [name for name in v2g_chargers if name in by_point]
-    return ResolvedProblem(
-        start=problem.start, resolution=problem.resolution, price_eur_per_mwh=prices, site_limit_kw=limits.limit_kw,
-        sessions=sessions, batteries=list(problem.batteries),
-        unserved_penalty_eur_per_kwh=problem.unserved_penalty_eur_per_kwh, charge_points=points,
-        base_load_kw=limits.base_load_kw, site_floor_kw=limits.floor_kw,
-        export_price_eur_per_mwh=limits.export_price_eur_per_mwh,
-    )
-
-
 MissingPricePolicy = Literal["error", "max_known"]
+
+
+def missing_slots(values: list[float | None]) -> list[int]:
+    """The slots without a usable value (None, NaN or infinite)."""
+    return [t for t, v in enumerate(values) if v is None or not math.isfinite(v)]
 
 
 def fill_missing_prices(
@@ -406,7 +208,7 @@ def fill_missing_prices(
     ``error`` leaves the gaps (``resolve`` then names them); ``max_known`` fills each gap with the highest
     known price of the horizon, so the schedule avoids unknown slots unless an EV needs them.
     """
-    missing = [t for t, p in enumerate(prices) if p is None or not math.isfinite(p)]
+    missing = missing_slots(prices)
     if policy == "error" or not missing:
         return list(prices), []
     known = [p for p in prices if p is not None and math.isfinite(p)]

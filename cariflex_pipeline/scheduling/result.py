@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from cariflex_pipeline.scheduling.problem import ResolvedProblem
+from cariflex_pipeline.scheduling.resolve import ResolvedProblem
 from cariflex_pipeline.scheduling.slots import SlotGrid
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cariflex_pipeline.scheduling.problem import ResolvedProblem, ResolvedSession
+from cariflex_pipeline.scheduling.resolve import ResolvedProblem, ResolvedSession
 from cariflex_pipeline.scheduling.result import ScheduleResult
 
 POWER_TOL_KW = 1e-5

@@ -1,0 +1,220 @@
+"""A problem checked against the site and resolved into slot indices and per-slot arrays.
+
+``resolve`` refuses a problem with every reason at once (ProblemError naming the sessions, charge points and
+slots); what it returns is all the LP and the verifier read. The rules (windows, site limits, cost) are in
+problem.py's docstring.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import pairwise
+
+import numpy as np
+
+from cariflex_pipeline.scheduling.problem import BatterySpec, EvSession, ProblemError, SchedulingProblem
+from cariflex_pipeline.scheduling.slots import SlotGrid
+from cariflex_pipeline.site_model import Site
+
+DEFAULT_EFFICIENCY = 0.9
+
+
+@dataclass
+class ResolvedSession:
+    """A session checked against the site, in slot indices: it may draw power in slots [first, end)."""
+
+    id: str
+    charge_point: str
+    first: int
+    end: int
+    energy_kwh: float  # needed at the battery by departure (for V2G: the SoC gain wanted)
+    max_charge_kw: float
+    max_discharge_kw: float  # 0 unless V2G
+    efficiency: float  # charge efficiency; for V2G also the discharge efficiency
+    v2g: bool = False
+    soc_initial_kwh: float = 0.0
+    soc_min_kwh: float = 0.0
+    soc_max_kwh: float = math.inf
+
+    @property
+    def slots(self) -> range:
+        return range(self.first, self.end)
+
+
+@dataclass
+class ResolvedProblem(SlotGrid):
+    """The problem as arrays, validated against the site; the LP and the verifier both read only this."""
+
+    start: datetime
+    resolution: timedelta
+    price_eur_per_mwh: np.ndarray
+    site_limit_kw: np.ndarray  # highest total power of the flexible devices per slot (import limit)
+    sessions: list[ResolvedSession]
+    batteries: list[BatterySpec]
+    unserved_penalty_eur_per_kwh: float
+    charge_points: list[str]  # every device that gets a power series, in output order
+    # per slot; the defaults (zeros) are a site with no inflexible load, no PV and no export
+    base_load_kw: np.ndarray | None = None  # inflexible load − PV: the site's net import with no flexible power
+    site_floor_kw: np.ndarray | None = None  # lowest total power of the flexible devices (export limit, <= 0)
+    export_price_eur_per_mwh: np.ndarray | None = None  # what export earns (capped at the price in cost_eur)
+
+    def __post_init__(self) -> None:
+        for name in ("base_load_kw", "site_floor_kw", "export_price_eur_per_mwh"):
+            if getattr(self, name) is None:
+                setattr(self, name, np.zeros(self.n_slots))
+
+    def export_value_eur_per_mwh(self) -> np.ndarray:
+        """Per slot, what a MWh exported earns: the export price, never above the import price."""
+        return np.minimum(self.export_price_eur_per_mwh, self.price_eur_per_mwh)
+
+    def cost_eur(self, flexible_kw: np.ndarray) -> float:
+        """The site's grid bill for the flexible devices' total power per slot (module docstring)."""
+        net = np.asarray(flexible_kw, dtype=float) + self.base_load_kw
+        per_slot = (self.price_eur_per_mwh * np.maximum(net, 0.0)
+                    - self.export_value_eur_per_mwh() * np.maximum(-net, 0.0))
+        return float(per_slot.sum() * self.dt_h / 1000.0)
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.price_eur_per_mwh)
+
+
+def _series(name: str, values: list[float] | list[int] | None, n: int, default: float) -> np.ndarray:
+    if values is None:
+        return np.full(n, float(default))
+    if len(values) != n:
+        raise ProblemError(f"{name} has {len(values)} values, expected one per slot ({n})")
+    array = np.asarray(values, dtype=float)
+    bad = [t for t, v in enumerate(array) if not math.isfinite(v)]
+    if bad:
+        raise ProblemError(f"{name} is not finite in slots {bad}")
+    return array
+
+
+@dataclass(frozen=True)
+class SiteLimits:
+    """Per slot: the flexible devices' total power lies in [floor, limit]; base = inflexible load − PV."""
+
+    limit_kw: np.ndarray
+    floor_kw: np.ndarray
+    base_load_kw: np.ndarray
+    export_price_eur_per_mwh: np.ndarray
+
+
+def site_limits(problem: SchedulingProblem, import_kw: float, export_kw: float) -> SiteLimits:
+    """Import limit: capacity × load-control % × derating(level) − inflexible load + PV, never below 0.
+
+    Export limit: PV − inflexible load − export capacity, never above 0 (see the module docstring).
+    """
+    n = problem.n_slots
+    load_control = _series("load_control_pct", problem.load_control_pct, n, 100.0)
+    inflexible = _series("inflexible_load_kw", problem.inflexible_load_kw, n, 0.0)
+    pv = _series("pv_forecast_kw", problem.pv_forecast_kw, n, 0.0)
+    levels = _series("demand_response_level", problem.demand_response_level, n, 0.0)
+    export_price = _series("export_price_eur_per_mwh", problem.export_price_eur_per_mwh, n, 0.0)
+    if (load_control < 0).any():
+        raise ProblemError(f"load_control_pct is negative in slots {np.flatnonzero(load_control < 0).tolist()}")
+    factors = np.empty(n)
+    unknown = []
+    for t, level in enumerate(levels):
+        factor = problem.derating.get(int(level))
+        if factor is None:
+            unknown.append(t)
+        else:
+            factors[t] = factor
+    if unknown:
+        raise ProblemError(
+            f"demand-response level without a derating factor in {problem.describe_slots(unknown)}; "
+            f"known levels: {sorted(problem.derating)}"
+        )
+    return SiteLimits(
+        limit_kw=np.maximum(0.0, import_kw * load_control / 100.0 * factors - inflexible + pv),
+        floor_kw=np.minimum(0.0, pv - inflexible - export_kw),
+        base_load_kw=inflexible - pv,
+        export_price_eur_per_mwh=export_price,
+    )
+
+
+def _window(problem: SchedulingProblem, session: EvSession) -> tuple[int, int]:
+    dt = problem.resolution.total_seconds()
+    offset_arrival = (session.arrival - problem.start).total_seconds() / dt
+    offset_departure = (session.departure - problem.start).total_seconds() / dt
+    first = max(0, math.ceil(offset_arrival - 1e-9))
+    end = min(problem.n_slots, math.floor(offset_departure + 1e-9))
+    return first, max(first, end)
+
+
+def resolve(problem: SchedulingProblem, site: Site) -> ResolvedProblem:
+    """Check the problem against the site and turn it into arrays; raise ProblemError naming what is wrong."""
+    errors: list[str] = []
+    missing = problem.missing_price_slots()
+    if missing:
+        errors.append(f"prices missing for {problem.describe_slots(missing)}")
+    if problem.start.timestamp() % problem.resolution.total_seconds() != 0:
+        errors.append(f"start {problem.start.isoformat()} is not on the {problem.resolution_minutes}-minute grid")
+    charge_points = site.charge_point_by_id
+    v2g_chargers = {charger.name: charger for charger in site.v2g_chargers}
+    sessions: list[ResolvedSession] = []
+    by_point: dict[str, list[EvSession]] = {}
+    for session in problem.sessions:
+        first, end = _window(problem, session)
+        if session.charge_point in charge_points:
+            limit = charge_points[session.charge_point].max_power_kw
+            if session.max_power_kw is not None:
+                limit = min(limit, session.max_power_kw)
+            sessions.append(ResolvedSession(
+                id=session.id, charge_point=session.charge_point, first=first, end=end,
+                energy_kwh=session.energy_kwh(), max_charge_kw=limit, max_discharge_kw=0.0,
+                efficiency=session.efficiency or DEFAULT_EFFICIENCY,
+            ))
+        elif session.charge_point in v2g_chargers:
+            charger = v2g_chargers[session.charge_point]
+            if session.battery_capacity_kwh is None or session.soc_now is None:
+                errors.append(f"session {session.id!r} at V2G charger {session.charge_point!r}: "
+                              "battery_capacity_kwh and soc_now are required")
+                continue
+            capacity = session.battery_capacity_kwh
+            charge = min(charger.max_charge_kw, session.max_power_kw or math.inf)
+            discharge = min(charger.max_discharge_kw, session.max_discharge_kw or session.max_power_kw or math.inf)
+            sessions.append(ResolvedSession(
+                id=session.id, charge_point=session.charge_point, first=first, end=end,
+                energy_kwh=session.energy_kwh(), max_charge_kw=charge, max_discharge_kw=discharge,
+                efficiency=session.efficiency or math.sqrt(charger.round_trip_efficiency), v2g=True,
+                soc_initial_kwh=session.soc_now * capacity, soc_min_kwh=session.soc_min * capacity,
+                soc_max_kwh=capacity,
+            ))
+        else:
+            errors.append(f"session {session.id!r}: charge point {session.charge_point!r} is not in site "
+                          f"{site.name!r}")
+            continue
+        by_point.setdefault(session.charge_point, []).append(session)
+    for point, point_sessions in by_point.items():
+        ordered = sorted(point_sessions, key=lambda s: s.arrival)
+        for before, after in pairwise(ordered):
+            if after.arrival < before.departure:
+                errors.append(f"charge point {point!r}: sessions {before.id!r} and {after.id!r} overlap")
+    duplicates = sorted(i for i, count in Counter(s.id for s in problem.sessions).items() if count > 1)
+    if duplicates:
+        errors.append(f"duplicate session ids {duplicates}")
+    limits = None
+    export_kw = problem.export_capacity_kw
+    try:
+        limits = site_limits(problem, problem.connection_capacity_kw or site.grid_connection.import_capacity_kw,
+                             site.grid_connection.export_capacity_kw if export_kw is None else export_kw)
+    except ProblemError as error:
+        errors.append(str(error))
+    if errors or limits is None:
+        raise ProblemError("; ".join(errors))
+    prices = np.asarray(problem.prices_eur_per_mwh, dtype=float)
+    points = [cp.id for cp in site.charge_points]
+    points += [name for name in v2g_chargers if name in by_point]
+    return ResolvedProblem(
+        start=problem.start, resolution=problem.resolution, price_eur_per_mwh=prices, site_limit_kw=limits.limit_kw,
+        sessions=sessions, batteries=list(problem.batteries),
+        unserved_penalty_eur_per_kwh=problem.unserved_penalty_eur_per_kwh, charge_points=points,
+        base_load_kw=limits.base_load_kw, site_floor_kw=limits.floor_kw,
+        export_price_eur_per_mwh=limits.export_price_eur_per_mwh,
+    )
