@@ -3,17 +3,21 @@
 `ingest_from_source` is what the Dagster assets call; `poll_changes` is what the Dagster sensor calls: it asks
 the VTN what is there (2.0b: oadrPoll; 3.0.1: GET /events) and says which events are new, modified or
 cancelled compared with the store, without ingesting (the run it requests does that, after a full resync).
+A 2.0b VTN gets its oadrCreatedEvent (optIn/optOut) for new and modified events right from that poll; the run
+answers again after ingesting, and answers cancellations (see `ven20b.answer_early`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from cariflex_pipeline.openadr.days import days_between, event_days
+from cariflex_pipeline.openadr.errors import VtnError
 from cariflex_pipeline.openadr.http import RetryPolicy
 from cariflex_pipeline.openadr.ingest import IngestReport, ingest_events
 from cariflex_pipeline.openadr.model import OpenAdrEvent
@@ -21,10 +25,12 @@ from cariflex_pipeline.openadr.oadr3 import Ven301
 from cariflex_pipeline.openadr.oadr3 import sync as sync_301
 from cariflex_pipeline.openadr.repository import EventLog
 from cariflex_pipeline.openadr.sample_feed import sample_events
-from cariflex_pipeline.openadr.ven20b import Ven20b
+from cariflex_pipeline.openadr.ven20b import Ven20b, answer_early
 from cariflex_pipeline.openadr.ven20b import sync as sync_20b
 from cariflex_pipeline.site_model import Site
 from cariflex_pipeline.store import TimeSeriesStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -156,7 +162,16 @@ def poll_changes(config: VtnConfig, site: Site, store: TimeSeriesStore,
         ven = ven_20b(config, site, store)
         if not ven.poll_due(now):
             return []
-        events = list(ven.poll(now).events)
+        distribution = ven.poll(now)
+        events = list(distribution.events)
+        changes = changes_of(events, site, store)
+        changed = {(change.event_id, change.modification_number) for change in changes}
+        try:  # the VTN gets its optIn/optOut now, not only once the requested run has ingested
+            answer_early(ven, replace(distribution, events=tuple(e for e in events if e.key in changed)), site, now)
+        except VtnError as error:
+            log.warning("%s: early oadrCreatedEvent failed (%s); the ingesting run answers again", config.describe(),
+                        error)
+        return changes
     else:
         ven = ven_301(config, site)
         events = ven.events()

@@ -6,7 +6,7 @@
   oadrRequestReregistration (registers again, then resyncs);
 - `request_events()`: oadrRequestEvent, the VTN's full list of events (resync after a restart);
 - `respond()`: oadrCreatedEvent with optIn/optOut per event where the VTN requires a response and the event
-  is not completed.
+  is not completed; `answer_early()` sends it for a poll's events before they are ingested (the sensor path).
 `sync()` and `poll_and_ingest()` glue these to `ingest_events`.
 """
 
@@ -15,17 +15,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import Engine
 
-from cariflex_pipeline.openadr.errors import VtnError
+from cariflex_pipeline.openadr.errors import EventRejected, VtnError
 from cariflex_pipeline.openadr.http import RetryPolicy, describe_failure, send
 from cariflex_pipeline.openadr.ingest import IngestReport, ingest_events
 from cariflex_pipeline.openadr.model import OpenAdrEvent
+from cariflex_pipeline.openadr.normalize import normalize_event
 from cariflex_pipeline.openadr.oadr20b import create_message, events_from_distribute, new_request_id, parse_vtn_message
 from cariflex_pipeline.openadr.repository import VenState, VenStateStore
 from cariflex_pipeline.site_model import Site
@@ -163,14 +164,16 @@ class Ven20b:
             self.states.save(replace(self.state, vtn_id=events[0].vtn_id))
         return Distribution(request_id=payload.get("request_id"), vtn_id=payload.get("vtn_id"), events=events)
 
-    def respond(self, distribution: Distribution, report: IngestReport, now: datetime | None = None) -> int:
-        """oadrCreatedEvent for every event that needs an answer; returns how many were answered."""
+    def respond(self, distribution: Distribution, opt: Mapping[tuple[str, int], str],
+                now: datetime | None = None) -> int:
+        """oadrCreatedEvent for every event that needs an answer, with its optIn/optOut from `opt` (keyed by
+        event id and modification; an event missing there is answered optOut); returns how many were answered."""
         now = now or datetime.now(UTC)
         responses = []
         for event in distribution.events:
             if not event.response_required or event.status == "completed" or _is_over(event, now):
                 continue
-            opt_type = report.opt.get(event.key, "optOut")
+            opt_type = opt.get(event.key, "optOut")
             responses.append({
                 "response_code": 200, "response_description": "OK", "request_id": distribution.request_id,
                 "event_id": event.event_id, "modification_number": event.modification_number, "opt_type": opt_type,
@@ -197,18 +200,37 @@ def _is_over(event: OpenAdrEvent, now: datetime) -> bool:
     return bool(ends) and max(ends) <= now
 
 
+def answer_early(ven: Ven20b, distribution: Distribution, site: Site, now: datetime | None = None) -> int:
+    """Answer the events of a poll before they are ingested (the Dagster sensor does this; its run ingests).
+
+    optIn/optOut is what ingestion will decide: optOut exactly when normalization rejects the event; nothing is
+    written here. Cancelled events are left to the ingesting run: a VTN may drop a cancelled event once it is
+    answered (OpenLEADR does), and the run's resync must still see it to withdraw its values.
+    """
+    pending = tuple(event for event in distribution.events if not event.cancelled)
+    opt = {}
+    for event in pending:
+        try:
+            normalize_event(event, site)
+        except EventRejected:
+            opt[event.key] = "optOut"
+        else:
+            opt[event.key] = "optIn"
+    return ven.respond(replace(distribution, events=pending), opt, now)
+
+
 def sync(ven: Ven20b, site: Site, store: TimeSeriesStore) -> IngestReport:
     """Resync every event the VTN holds (oadrRequestEvent), ingest, answer."""
     distribution = ven.request_events()
     report = ingest_events(distribution.events, site, store)
-    ven.respond(distribution, report)
+    ven.respond(distribution, report.opt)
     return report
 
 
 def poll_and_ingest(ven: Ven20b, site: Site, store: TimeSeriesStore) -> IngestReport:
     distribution = ven.poll()
     report = ingest_events(distribution.events, site, store)
-    ven.respond(distribution, report)
+    ven.respond(distribution, report.opt)
     return report
 
 

@@ -16,7 +16,7 @@ from cariflex_pipeline.defs.openadr.resources import VtnResource, vtn_resource_f
 from cariflex_pipeline.defs.openadr.sensors import openadr_ingest_job, openadr_vtn_sensor
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline_tests.openadr.messages import event_301
-from cariflex_pipeline_tests.openadr.vtn20b import PRICE_CONTEXT, InProcessVtn
+from cariflex_pipeline_tests.openadr.vtn20b import DR_CONTEXT, PRICE_CONTEXT, InProcessVtn
 from cariflex_pipeline_tests.openadr.vtn301 import Vtn301Server
 
 ASSETS = [openadr_events, *SIGNAL_ASSETS]
@@ -207,3 +207,31 @@ def test_sensor_sees_a_deleted_301_event_as_cancelled(database_url):
         assert resources["store"].open(resources["site"].load()).read_latest([84]).empty
     finally:
         vtn3.stop()
+
+
+def test_sensor_answers_the_vtn_on_the_poll_and_leaves_cancellations_to_the_run(database_url):
+    vtn = InProcessVtn(poll_freq=timedelta(0))
+    try:
+        resources = _resources(database_url, VtnResource(url=vtn.url, protocol="2.0b"))
+        store = resources["store"].open(resources["site"].load())
+        first = _tick(resources, None)
+        start = _next_hour()
+        good = vtn.add_event("ven_1", "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, timedelta(hours=1), 150.0)])
+        bad = vtn.add_event("ven_1", "simple", "level", DR_CONTEXT, [(start, timedelta(hours=1), 7)])  # levels 0..3
+
+        new = _tick(resources, first.cursor)
+        # answered on the poll, as ingestion will decide, before any run has ingested anything
+        assert sorted(vtn.opt_answers) == sorted([("ven_1", good, "optIn"), ("ven_1", bad, "optOut")])
+        assert store.read_latest([84, 87]).empty
+        assert dg.materialize(ASSETS, partition_key=new.run_requests[0].partition_key, resources=resources).success
+        assert len(store.read_latest([84])) == 4
+
+        vtn.cancel_event("ven_1", good)
+        cancelled = _tick(resources, new.cursor)
+        # not answered by the sensor: the VTN would drop the event before the run's resync could withdraw it
+        assert vtn.event_status("ven_1", good) == "cancelled"
+        result = dg.materialize(ASSETS, partition_key=cancelled.run_requests[0].partition_key, resources=resources)
+        assert result.success and store.read_latest([84]).empty
+        assert vtn.event_status("ven_1", good) is None  # answered by the run, so the VTN let it go
+    finally:
+        vtn.stop()
