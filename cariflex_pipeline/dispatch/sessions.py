@@ -8,7 +8,7 @@ A durable queue of our own is bound to the CitrineOS exchange once per station r
   with `*_is_default` flags when the EV did not say and configured defaults apply);
 - station/EVSE status rows in `ev_station_status`;
 - measured power (Power.Active.Import) as beliefs of the charge point's sensor (61-70) in the store, source
-  "citrineos-meter", one value per slot (the slot's latest sample).
+  "citrineos-meter", one value per slot: the slot's energy-weighted average (see `power_frame`).
 
 A malformed or unexpected message is published to a dead-letter queue with the reason in its headers
 (`x-cariflex-reason`) and acknowledged; the consumer keeps going. A message from a station that is not in the
@@ -317,15 +317,42 @@ class SessionBook:
             connection.execute(update(ev_station_status).where(key).values(updated_at=self._t(now), **values))
 
 
-def power_frame(samples: Iterable[tuple[int, datetime, float]], resolution: timedelta) -> pd.DataFrame:
-    """Samples -> belief frame: one value per sensor and slot (the slot's latest sample)."""
-    latest: dict[tuple[int, datetime], tuple[datetime, float]] = {}
-    for sensor_id, at, kw in samples:
+SlotCoverage = dict[tuple[int, datetime], tuple[float, datetime]]  # (sensor, slot) -> (average kW, covered to)
+
+
+def power_frame(samples: Iterable[tuple[int, datetime, float]], resolution: timedelta,
+                previous: SlotCoverage | None = None) -> pd.DataFrame:
+    """Samples -> belief frame: one value per sensor and slot, the slot's energy-weighted average power.
+
+    The slot's latest sample alone is not what the slot consumed: a car that charged at 11 kW for 14 minutes
+    and stopped a minute before the slot ended would show 0 kW. So each sample stands for the power since the
+    sample before it, clipped to its slot (as the energy register's difference between two readings would),
+    and a slot's value is its energy over the time covered so far, from the slot's start to its latest
+    sample. That time is the belief time, so a later drain continues a slot from `previous` (the slot's
+    stored average and belief time) without counting a sample twice: samples at or before it are ignored.
+    A lone sample exactly on the slot's start covers no time and stands for itself.
+    """
+    coverage: SlotCoverage = dict(previous or {})
+    energy: dict[tuple[int, datetime], float] = {}  # kW*s since the slot start
+    touched: set[tuple[int, datetime]] = set()
+    last_at: dict[int, datetime] = {}
+    for sensor_id, at, kw in sorted(samples, key=lambda sample: (sample[0], sample[1])):
         slot = floor_to_grid(at, resolution)
-        if (sensor_id, slot) not in latest or at >= latest[(sensor_id, slot)][0]:
-            latest[(sensor_id, slot)] = (at, kw)
-    rows = [{"sensor_id": s, "event_start": slot, "value": kw, "belief_time": at}
-            for (s, slot), (at, kw) in latest.items()]
+        key = (sensor_id, slot)
+        if key not in energy:
+            average, covered = coverage.get(key, (0.0, slot))
+            energy[key] = average * (covered - slot).total_seconds()
+        _, covered = coverage.get(key, (0.0, slot))
+        if key in coverage and at <= covered:
+            continue  # counted by an earlier drain (a redelivery or a late sample)
+        start = max(slot, covered, last_at.get(sensor_id, slot))
+        energy[key] += kw * (at - start).total_seconds()
+        span = (at - slot).total_seconds()
+        coverage[key] = (energy[key] / span if span > 0 else kw, at)
+        last_at[sensor_id] = at
+        touched.add(key)
+    rows = [{"sensor_id": s, "event_start": slot, "value": coverage[(s, slot)][0],
+             "belief_time": coverage[(s, slot)][1]} for s, slot in sorted(touched)]
     frame = pd.DataFrame(rows, columns=["sensor_id", "event_start", "value", "belief_time"])
     if not frame.empty:
         frame["event_start"] = pd.to_datetime(frame["event_start"], utc=True)
@@ -387,6 +414,7 @@ class SessionConsumer:
         book: SessionBook,
         *,
         write_beliefs: Callable[[pd.DataFrame], int] | None = None,
+        read_beliefs: Callable[[list[int], datetime, datetime], pd.DataFrame] | None = None,
         exchange: str = "citrineos",
         queue: str = "cariflex.sessions",
         dead_letter_queue: str | None = None,
@@ -398,6 +426,7 @@ class SessionConsumer:
         self.ca_file = ca_file
         self.book = book
         self.write_beliefs = write_beliefs
+        self.read_beliefs = read_beliefs  # (sensor ids, start, end) -> the measured power already stored
         self.exchange = exchange
         self.queue = queue
         self.dead_letter_queue = dead_letter_queue or f"{queue}.dead"
@@ -479,7 +508,15 @@ class SessionConsumer:
         if not samples or self.write_beliefs is None:
             return
         resolution = next(iter(self.book.stations.values())).resolution
-        frame = power_frame(samples, resolution)
+        previous: SlotCoverage = {}
+        if self.read_beliefs is not None:
+            slots = [floor_to_grid(at, resolution) for _, at, _ in samples]
+            stored = self.read_beliefs(sorted({sensor for sensor, _, _ in samples}), min(slots),
+                                       max(slots) + resolution)
+            for row in stored.itertuples():
+                previous[(int(row.sensor_id), row.event_start.to_pydatetime())] = (
+                    float(row.value), row.belief_time.to_pydatetime())
+        frame = power_frame(samples, resolution, previous)
         report.beliefs_written = self.write_beliefs(frame)
 
     def _dead_letter(self, channel: Any, headers: dict[str, Any], body: bytes, reason: str) -> None:

@@ -225,3 +225,27 @@ def test_a_station_whose_plan_disappeared_is_told_to_stop_following_it(amqp_url,
     assert third.asset_materializations_for_node("ocpp_charging_profiles")[0].metadata[
         "cleared_profiles"].value == 0
     assert len(station.received) == 2
+
+
+def test_session_sensor_writes_slot_averages_across_ticks(amqp_url, exchange, names, store_url) -> None:
+    from cariflex_pipeline.dispatch import METER_SOURCE
+
+    resources = _resources(store_url, _amqp_broker(amqp_url, exchange, names))
+    instance = dg.DagsterInstance.ephemeral()
+
+    def tick():
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            return ev_session_sensor(context)
+
+    def meter(minute: int, watts: float) -> dict:
+        return {"evseId": 1, "meterValue": [{"timestamp": f"2026-11-28T13:{minute:02d}:00Z", "sampledValue": [
+            {"value": watts, "measurand": "Power.Active.Import"}]}]}
+
+    tick()  # binds our queue
+    _publish(amqp_url, exchange, "CP003", "MeterValues", meter(5, 10000), 1)
+    tick()
+    _publish(amqp_url, exchange, "CP003", "MeterValues", meter(10, 0), 2)
+    tick()
+    # 13:00-13:05 at 10 kW, 13:05-13:10 at 0 kW
+    [value] = TimeSeriesStore(store_url).read_latest([63], sources=[METER_SOURCE])["value"]
+    assert value == pytest.approx(5.0)

@@ -73,7 +73,9 @@ def consumer(amqp_url, exchange, names, store, site):
                        SessionDefaults(dwell=timedelta(hours=6), energy_kwh=18.0))
     consumer = SessionConsumer(amqp_url, book, exchange=exchange, queue=names["sessions"],
                                write_beliefs=lambda frame: store.write_beliefs(frame, source=METER_SOURCE,
-                                                                               source_type="meter"))
+                                                                               source_type="meter"),
+                               read_beliefs=lambda ids, start, end: store.read_latest(ids, start, end,
+                                                                                      sources=[METER_SOURCE]))
     consumer.ensure_queue()
     return consumer
 
@@ -136,7 +138,7 @@ def test_session_lifecycle_defaults_needs_and_measured_power(amqp_url, exchange,
     assert [(c.kind, c.transaction_id) for c in report.changes] == [("ended", "tx-1")]
     assert [s["station_id"] for s in active_sessions(store.engine)] == ["CP002"]
 
-    # measured power of sensor 61, one value per 15-minute slot (the slot's latest sample)
+    # measured power of sensor 61, one value per 15-minute slot (one sample each here)
     measured = store.read_latest([61], sources=[METER_SOURCE])
     assert [(row.event_start.to_pydatetime(), row.value) for row in measured.itertuples()] == [
         (datetime(2026, 11, 28, 13, 0, tzinfo=UTC), 7.2),
@@ -182,4 +184,27 @@ def test_malformed_messages_dead_lettered_unknown_station_logged_consumer_goes_o
     assert dead[0][1] == b"{not json"
     # nothing left behind on our queue
     assert consumer.drain().processed == 0
+    bus.close()
+
+
+def test_measured_power_is_the_energy_weighted_slot_average_across_drains(amqp_url, exchange, consumer,
+                                                                          store) -> None:
+    """Each sample stands for the power since the previous one (clipped to its slot), so a slot's value is its
+    energy divided by the time covered - also when its samples arrive over several drains."""
+    bus = Bus(amqp_url, exchange)
+    t = datetime(2026, 11, 28, 13, 0, tzinfo=UTC)
+    bus.send("CP004", "MeterValues", {"evseId": 1, "meterValue": [
+        *_meter(t + timedelta(minutes=3), watts=7200), *_meter(t + timedelta(minutes=10), watts=11000)]})
+    consumer.drain()
+    # 13:00-13:03 at 7.2 kW, 13:03-13:10 at 11 kW: (7.2*3 + 11*7) / 10
+    [first] = store.read_latest([64], sources=[METER_SOURCE])["value"]
+    assert first == pytest.approx((7.2 * 3 + 11 * 7) / 10)
+    # a later drain: 13:10-13:14 at 0 kW is added to what the slot already holds; a redelivered old sample is
+    # not counted twice; 13:17 opens the next slot (13:15-13:17)
+    bus.send("CP004", "MeterValues", {"evseId": 1, "meterValue": [
+        *_meter(t + timedelta(minutes=14), watts=0), *_meter(t + timedelta(minutes=10), watts=11000),
+        *_meter(t + timedelta(minutes=17), watts=3000)]})
+    consumer.drain()
+    measured = store.read_latest([64], sources=[METER_SOURCE])
+    assert list(measured["value"]) == pytest.approx([(7.2 * 3 + 11 * 7 + 0 * 4) / 14, 3.0])
     bus.close()

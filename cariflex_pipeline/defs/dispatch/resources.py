@@ -13,6 +13,7 @@ CARIFLEX_DISPATCH_CA_FILE     PEM of a private CA for amqps:// and https:// (def
 
 import os
 from collections.abc import Callable
+from datetime import datetime
 
 import dagster as dg
 import pandas as pd
@@ -66,11 +67,14 @@ class BrokerResource(dg.ConfigurableResource):
     def has_bus(self) -> bool:
         return bool(self.amqp_url)
 
-    def session_consumer(self, book: SessionBook,
-                         write_beliefs: Callable[[pd.DataFrame], int]) -> SessionConsumer:
+    def session_consumer(
+        self, book: SessionBook, write_beliefs: Callable[[pd.DataFrame], int],
+        read_beliefs: Callable[[list[int], datetime, datetime], pd.DataFrame] | None = None,
+    ) -> SessionConsumer:
         if not self.amqp_url:
             raise ValueError("the session consumer needs CARIFLEX_AMQP_URL")
-        return SessionConsumer(self.amqp_url, book, write_beliefs=write_beliefs, exchange=self.exchange,
+        return SessionConsumer(self.amqp_url, book, write_beliefs=write_beliefs, read_beliefs=read_beliefs,
+                               exchange=self.exchange,
                                queue=self.session_queue, tenant_id=self.tenant_id, ca_file=self.ca_file or None)
 
 

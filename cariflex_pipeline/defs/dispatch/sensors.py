@@ -45,7 +45,8 @@ def ev_session_sensor(
     series = store.open(site_model)
     book = SessionBook(series.engine, stations_from_site(site_model), SessionDefaults())
     consumer = dispatch_broker.session_consumer(
-        book, lambda frame: series.write_beliefs(frame, source=METER_SOURCE, source_type="meter"))
+        book, lambda frame: series.write_beliefs(frame, source=METER_SOURCE, source_type="meter"),
+        lambda ids, start, end: series.read_latest(ids, start, end, sources=[METER_SOURCE]))
     report = consumer.drain()
     context.log.info("sessions: %d processed, %d dead-lettered, %d unknown station, %d changes, %d power beliefs",
                      report.processed, report.dead_lettered, report.unknown_station, len(report.changes),
