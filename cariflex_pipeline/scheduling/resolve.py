@@ -82,16 +82,22 @@ class ResolvedProblem(SlotGrid):
         return len(self.price_eur_per_mwh)
 
 
-def _series(name: str, values: list[float] | list[int] | None, n: int, default: float) -> np.ndarray:
+def _series(problem: SchedulingProblem, name: str, values: list[float] | list[int] | None, default: float,
+            errors: list[str], non_negative: bool = False) -> np.ndarray:
+    """One value per slot, `default` where not given; what is wrong goes to `errors`, naming the slots."""
+    n = problem.n_slots
     if values is None:
         return np.full(n, float(default))
     if len(values) != n:
-        raise ProblemError(f"{name} has {len(values)} values, expected one per slot ({n})")
+        errors.append(f"{name} has {len(values)} values, expected one per slot ({n})")
+        return np.full(n, float(default))
     array = np.asarray(values, dtype=float)
-    bad = [t for t, v in enumerate(array) if not math.isfinite(v)]
-    if bad:
-        raise ProblemError(f"{name} is not finite in slots {bad}")
-    return array
+    finite = np.isfinite(array)
+    if not finite.all():
+        errors.append(f"{name} is not finite in {problem.describe_slots(np.flatnonzero(~finite).tolist())}")
+    if non_negative and (array < 0).any():
+        errors.append(f"{name} is negative in {problem.describe_slots(np.flatnonzero(array < 0).tolist())}")
+    return np.where(finite, array, float(default))
 
 
 @dataclass(frozen=True)
@@ -109,14 +115,12 @@ def site_limits(problem: SchedulingProblem, import_kw: float, export_kw: float) 
 
     Export limit: PV − inflexible load − export capacity, never above 0 (see the module docstring).
     """
-    n = problem.n_slots
-    load_control = _series("load_control_pct", problem.load_control_pct, n, 100.0)
-    inflexible = _series("inflexible_load_kw", problem.inflexible_load_kw, n, 0.0)
-    pv = _series("pv_forecast_kw", problem.pv_forecast_kw, n, 0.0)
-    levels = _series("demand_response_level", problem.demand_response_level, n, 0.0)
-    export_price = _series("export_price_eur_per_mwh", problem.export_price_eur_per_mwh, n, 0.0)
-    if (load_control < 0).any():
-        raise ProblemError(f"load_control_pct is negative in slots {np.flatnonzero(load_control < 0).tolist()}")
+    n, errors = problem.n_slots, []
+    load_control = _series(problem, "load_control_pct", problem.load_control_pct, 100.0, errors, non_negative=True)
+    inflexible = _series(problem, "inflexible_load_kw", problem.inflexible_load_kw, 0.0, errors)
+    pv = _series(problem, "pv_forecast_kw", problem.pv_forecast_kw, 0.0, errors, non_negative=True)
+    levels = _series(problem, "demand_response_level", problem.demand_response_level, 0.0, errors)
+    export_price = _series(problem, "export_price_eur_per_mwh", problem.export_price_eur_per_mwh, 0.0, errors)
     factors = np.empty(n)
     unknown = []
     for t, level in enumerate(levels):
@@ -126,10 +130,10 @@ def site_limits(problem: SchedulingProblem, import_kw: float, export_kw: float) 
         else:
             factors[t] = factor
     if unknown:
-        raise ProblemError(
-            f"demand-response level without a derating factor in {problem.describe_slots(unknown)}; "
-            f"known levels: {sorted(problem.derating)}"
-        )
+        errors.append(f"demand-response level without a derating factor in {problem.describe_slots(unknown)}; "
+                      f"known levels: {sorted(problem.derating)}")
+    if errors:
+        raise ProblemError("; ".join(errors))
     return SiteLimits(
         limit_kw=np.maximum(0.0, import_kw * load_control / 100.0 * factors - inflexible + pv),
         floor_kw=np.minimum(0.0, pv - inflexible - export_kw),

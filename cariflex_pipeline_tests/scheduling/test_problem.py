@@ -134,3 +134,13 @@ def test_malformed_json_is_a_problem_error():
         parse_problem("{not json")
     with pytest.raises(ProblemError, match="start"):
         parse_problem(json.dumps({"prices_eur_per_mwh": [1]}))
+
+
+def test_bad_signal_series_are_all_named_with_their_slots(site):
+    p = problem([50] * 4, [], load_control_pct=[100, -5, 100, 100], pv_forecast_kw=[0, 0, float("nan"), -1])
+    with pytest.raises(ProblemError) as error:
+        resolve(p, site)
+    message = str(error.value)
+    assert f"load_control_pct is negative in slots 1 [{at(1).isoformat()} .. {at(2).isoformat()})" in message
+    assert "pv_forecast_kw is not finite in slots 2 [" in message
+    assert "pv_forecast_kw is negative in slots 3 [" in message
