@@ -1,7 +1,7 @@
-"""EV sessions from a day template: a realistic day of sessions, repeated on every day of the horizon.
+"""EV sessions for the scheduler: live ones from the bus, or a day template repeated on every day of the horizon.
 
-Until live sessions come from the bus (dispatch issue), the schedule takes its sessions from such a file. Template
-format (see data/sessions_day.json)::
+Before the bus has brought any session (and on the embedded default) the schedule takes its sessions from a
+template file. Template format (see data/sessions_day.json)::
 
     {"timezone": "America/Martinique",
      "sessions": [{"id": "cp001-commuter", "charge_point": "CP001", "arrival": "07:30", "departure": "17:00",
@@ -19,7 +19,7 @@ import json
 import re
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -92,15 +92,32 @@ def _pro_rata(session: EvSession, start: datetime) -> EvSession:
     return session.model_copy(update={"soc_now": session.soc_now + (session.soc_target - session.soc_now) * behind})
 
 
-def sessions_from_live(records: list[dict[str, Any]], start: datetime, resolution: timedelta) -> list[EvSession]:
+class LiveSessions(NamedTuple):
+    sessions: list[EvSession]
+    superseded: list[str]  # ids of sessions left out: a later transaction started at the same EVSE
+
+
+def sessions_from_live(records: list[dict[str, Any]], start: datetime, resolution: timedelta) -> LiveSessions:
     """EV sessions from the live session table (cariflex_pipeline.dispatch.active_sessions records).
 
     An EV still plugged in after its (stated or default) departure keeps charging as soon as possible: its
     departure is moved to the end of the current slot, so the LP serves what it can at once and reports the rest
     as unserved, instead of dropping a car that is still there.
+
+    One EVSE holds one EV: when the table has several active transactions at one EVSE (a lost TransactionEvent
+    Ended), only the latest arrival is scheduled and the others are returned as superseded, instead of
+    overlapping sessions that would refuse the whole site's schedule.
     """
+    latest: dict[tuple[str, int], dict[str, Any]] = {}
+    superseded = []
+    for record in sorted(records, key=lambda r: r["arrival"]):
+        key = (record["station_id"], record.get("evse_id", 1))
+        if key in latest:
+            older = latest[key]
+            superseded.append(f"{older['station_id']}:{older['transaction_id']}")
+        latest[key] = record
     sessions = []
-    for record in records:
+    for record in latest.values():
         departure = max(record["departure"], start + resolution)
         sessions.append(
             EvSession(
@@ -111,4 +128,4 @@ def sessions_from_live(records: list[dict[str, Any]], start: datetime, resolutio
                 energy_needed_kwh=record["energy_needed_kwh"],
             )
         )
-    return sessions
+    return LiveSessions(sessions, superseded)

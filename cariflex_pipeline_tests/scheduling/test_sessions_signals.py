@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from cariflex_pipeline.scheduling import ProblemError, resolve
-from cariflex_pipeline.scheduling.sessions import load_day_template, sessions_for_horizon
+from cariflex_pipeline.scheduling.sessions import load_day_template, sessions_for_horizon, sessions_from_live
 from cariflex_pipeline.scheduling.signals import current_slot, on_slots
 from cariflex_pipeline_tests.scheduling.helpers import problem
 
@@ -73,3 +73,16 @@ def test_on_slots_spreads_hourly_values_and_leaves_gaps():
     })
     assert on_slots(frame, [84], START, 10) == [90.0] * 4 + [None] * 4 + [70.0, None]
     assert on_slots(frame, [41, 42], START, 2) == [5.0, None]
+
+
+def test_a_lost_transaction_end_does_not_refuse_the_whole_schedule(site):
+    # CP001 still has t1 active (its Ended never arrived) when t2 starts there; CP002 is unaffected
+    def record(station, transaction, arrival_h):
+        return {"station_id": station, "evse_id": 1, "transaction_id": transaction,
+                "arrival": START + timedelta(hours=arrival_h), "departure": START + timedelta(hours=3),
+                "energy_needed_kwh": 10.0}
+    live = [record("CP001", "t2", -1), record("CP002", "t9", -2), record("CP001", "t1", -5)]
+    sessions, superseded = sessions_from_live(live, START, timedelta(minutes=15))
+    assert sorted(s.id for s in sessions) == ["CP001:t2", "CP002:t9"]
+    assert superseded == ["CP001:t1"]
+    resolve(problem([50.0] * 12, sessions).model_copy(update={"start": START}), site)

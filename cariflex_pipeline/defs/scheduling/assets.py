@@ -105,11 +105,14 @@ def ev_charging_schedule(
         config.session_source == "auto" and has_session_history(series.engine))
     if use_live:
         live = active_sessions(series.engine, [cp.id for cp in site_model.charge_points])
-        sessions = sessions_from_live(live, start, site_model.resolution)
+        sessions, superseded = sessions_from_live(live, start, site_model.resolution)
         sessions_with_defaults = sum(record["defaults"] for record in live)
+        if superseded:
+            context.log.warning("not scheduled, a later transaction started at the same EVSE: %s",
+                                ", ".join(superseded))
     else:
         sessions = sessions_for_horizon(load_day_template(config.sessions_file), start, end)
-        sessions_with_defaults = 0
+        sessions_with_defaults, superseded = 0, []
     context.log.info("%d sessions from %s", len(sessions), "the bus" if use_live else "the day template")
     problem = SchedulingProblem(
         start=start, resolution_minutes=int(site_model.resolution.total_seconds() // 60),
@@ -150,6 +153,7 @@ def ev_charging_schedule(
         "sessions": len(resolved.sessions),
         "session_source": "bus" if use_live else "template",
         "sessions_with_default_needs": sessions_with_defaults,
+        "sessions_superseded": len(superseded),
         "horizon_start": start.isoformat(),
         "horizon_end": end.isoformat(),
         "solver": result.solver,
