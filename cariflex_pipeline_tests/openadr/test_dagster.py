@@ -112,8 +112,14 @@ def _tick(resources: dict, cursor: str | None) -> dg.SensorResult:
 
 
 def _next_hour() -> datetime:
-    """The next whole hour: a far event for the VTN, on a valid partition (today or tomorrow)."""
+    """The next whole hour: a far event for the VTN (today, or tomorrow in the last hour of the local day)."""
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+
+def _partition_of(moment: datetime) -> str:
+    """The day partition the sensor runs for an event at `moment`: its local day, or the last partition (today)."""
+    local_day = moment.astimezone(ZoneInfo("America/Martinique")).date().isoformat()
+    return min(local_day, daily_partitions.get_partition_keys()[-1])
 
 
 def test_sensor_against_the_openleadr_vtn(database_url):
@@ -129,7 +135,7 @@ def test_sensor_against_the_openleadr_vtn(database_url):
         new = _tick(resources, first.cursor)
         assert len(new.run_requests) == 1
         request = new.run_requests[0]
-        local_day = start.astimezone(resources["site"].load().tz).date().isoformat()
+        local_day = _partition_of(start)
         assert request.partition_key == local_day
         assert request.run_key == f"openadr:{local_day}:{event_id}@0"
         assert request.tags["cariflex/openadr_changes"] == "new"
@@ -233,5 +239,22 @@ def test_sensor_answers_the_vtn_on_the_poll_and_leaves_cancellations_to_the_run(
         result = dg.materialize(ASSETS, partition_key=cancelled.run_requests[0].partition_key, resources=resources)
         assert result.success and store.read_latest([84]).empty
         assert vtn.event_status("ven_1", good) is None  # answered by the run, so the VTN let it go
+    finally:
+        vtn.stop()
+
+
+def test_sensor_runs_an_event_published_days_ahead_as_the_last_partition(database_url):
+    vtn = InProcessVtn(poll_freq=timedelta(0))
+    try:
+        resources = _resources(database_url, VtnResource(url=vtn.url, protocol="2.0b"))
+        first = _tick(resources, None)
+        start = _next_hour() + timedelta(days=3)  # beyond tomorrow, the last day partition
+        vtn.add_event("ven_1", "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, timedelta(hours=1), 120.0)])
+        requests = _tick(resources, first.cursor).run_requests
+        last_partition = daily_partitions.get_partition_keys()[-1]
+        assert [request.partition_key for request in requests] == [last_partition]
+        assert dg.materialize(ASSETS, partition_key=last_partition, resources=resources).success
+        frame = resources["store"].open(resources["site"].load()).read_latest([84])
+        assert list(frame["value"]) == [120.0] * 4 and frame["event_start"].iloc[0].to_pydatetime() == start
     finally:
         vtn.stop()

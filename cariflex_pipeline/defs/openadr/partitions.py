@@ -1,4 +1,5 @@
-"""Daily partitions in Martinique local time; tomorrow is included (day-ahead prices arrive the day before)."""
+"""Daily partitions in Martinique local time. The last partition is today (end_offset=1): a day-ahead event for
+tomorrow is ingested by a run of today's partition (ingestion resyncs every event the VTN holds)."""
 
 import dagster as dg
 

@@ -9,6 +9,7 @@ feed for today and tomorrow is "polled" instead.
 
 import json
 from collections import defaultdict
+from datetime import date
 
 import dagster as dg
 
@@ -51,6 +52,14 @@ def run_requests_for(changes: list[EventChange], cursor: dict[str, int]) -> tupl
     return requests, new_cursor
 
 
+def partition_days_of(change: EventChange, first: str, last: str) -> tuple[date, ...]:
+    """The partitions to run for `change`: its days, with days after the last partition (an event published
+    more than a day ahead) run as the last one and days before the first as the first. The run resyncs every
+    event of the VTN, so the event is ingested (and answered) either way; dropping those days dropped the event."""
+    lowest, highest = date.fromisoformat(first), date.fromisoformat(last)
+    return tuple(sorted({min(max(day, lowest), highest) for day in change.days}))
+
+
 @dg.sensor(
     job=openadr_ingest_job,
     minimum_interval_seconds=30,
@@ -65,9 +74,9 @@ def openadr_vtn_sensor(
     series = store.open(site_model)
     changes = poll_changes(vtn.config(), site_model, series)
     cursor = json.loads(context.cursor) if context.cursor else {}
-    valid_days = set(daily_partitions.get_partition_keys(dynamic_partitions_store=None))
+    keys = daily_partitions.get_partition_keys(dynamic_partitions_store=None)
     changes = [
-        EventChange(c.event_id, c.modification_number, c.kind, tuple(d for d in c.days if d.isoformat() in valid_days))
+        EventChange(c.event_id, c.modification_number, c.kind, partition_days_of(c, keys[0], keys[-1]))
         for c in changes
     ]
     requests, new_cursor = run_requests_for(changes, cursor)
