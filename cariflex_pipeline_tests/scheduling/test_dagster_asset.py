@@ -1,5 +1,6 @@
 """The ev_charging_schedule asset with dg.materialize on a real SQLite store."""
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from cariflex_pipeline.defs.resources import SHARED_RESOURCES, SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.defs.scheduling import defs as scheduling_defs
 from cariflex_pipeline.defs.scheduling.assets import CHECK_NAME, SCHEDULER_SOURCE, ev_charging_schedule
+from cariflex_pipeline.scheduling.__main__ import main as cli_main
 from cariflex_pipeline.store import TimeSeriesStore
 
 NOW = "2026-11-28T12:07:00-04:00"  # the horizon starts at 12:00 local = 16:00 UTC
@@ -82,6 +84,23 @@ def test_schedule_is_written_as_planned_power_with_metadata(store_url):
     assert per_slot.max() > 0
     energy = planned["value"].sum() * 0.25
     assert energy == pytest.approx(metadata["energy_delivered_kwh"].value / 0.92, rel=0.05)
+
+
+def test_the_run_s_problem_is_in_the_metadata_and_replays_with_the_cli(store_url, tmp_path, capsys):
+    _write(store_url, 84, _prices(range(96)))
+    _write(store_url, 87, {t: 1.0 for t in range(4, 8)})
+    result = _materialize(store_url)
+    assert result.success
+    metadata = result.asset_materializations_for_node("ev_charging_schedule")[0].metadata
+    path = tmp_path / "problem.json"
+    path.write_text(json.dumps(metadata["problem"].value))
+    assert cli_main([str(path)]) == 0
+    replay = json.loads(capsys.readouterr().out)
+    assert replay["cost_eur"] == pytest.approx(metadata["cost_eur"].value, rel=1e-9, abs=1e-9)
+    assert replay["energy_delivered_kwh"] == pytest.approx(metadata["energy_delivered_kwh"].value, rel=1e-9)
+    planned = _planned(store_url)
+    cp001 = planned[planned["sensor_id"] == 61].sort_values("event_start")["value"].tolist()
+    assert replay["power_kw"]["CP001"] == pytest.approx(cp001, abs=1e-9)
 
 
 def test_missing_prices_use_the_documented_fallback(store_url):

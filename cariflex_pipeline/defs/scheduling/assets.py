@@ -163,6 +163,9 @@ def ev_charging_schedule(
         "beliefs_written": written,
         "schedule_written": not violations,
         "sessions_table": dg.MetadataValue.md(_session_table(result)),
+        # the exact problem this run solved: save it as a file and replay it with
+        # `python -m cariflex_pipeline.scheduling PROBLEM.json`
+        "problem": dg.MetadataValue.json(problem.model_dump(mode="json")),
     }
     for point, power in result.power_kw.items():
         metadata[f"schedule_{point}"] = dg.MetadataValue.md(_point_table(result, point, power, prices))
