@@ -50,6 +50,10 @@ def verify(problem: ResolvedProblem, result: ScheduleResult) -> list[Violation]:
     for name in result.power_kw:
         if name not in known:
             found.append(Violation("unknown_device", name, None, "not a charge point of the problem"))
+    batteries = {battery.name for battery in problem.batteries}
+    for name in result.battery_power_kw:
+        if name not in batteries:
+            found.append(Violation("unknown_device", name, None, "not a battery of the problem"))
 
     sessions_at: dict[str, list[ResolvedSession]] = {}
     for session in problem.sessions:

@@ -113,3 +113,11 @@ def test_export_beyond_the_export_capacity_is_caught():
     assert verify(resolved, result) == []
     result.battery_power_kw["b"][1] = -3.0  # SoC and power limits still hold: only the export is wrong
     assert [(v.kind, v.slot) for v in verify(resolved, result)] == [("export_limit", 1)]
+
+
+def test_a_battery_the_problem_does_not_have_is_caught():
+    # its power would count against the site limit unchecked (no SoC, no power limit)
+    resolved = resolve(problem([50, 100], [ev("a", "CP001", 0, 2, energy_needed_kwh=1)]), SITE)
+    result = solve(resolved, solver="highs")
+    result.battery_power_kw["battery_99"] = [-2.0, 0.0]
+    assert [(v.kind, v.subject) for v in verify(resolved, result)] == [("unknown_device", "battery_99")]
