@@ -16,22 +16,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from cariflex_pipeline.dispatch.transports import AmqpTransport, OutboxOnlyTransport, RestTransport, Transport
+from cariflex_pipeline.dispatch.transports import (
+    AmqpTransport,
+    OutboxOnlyTransport,
+    RestTransport,
+    Transport,
+    safe_url,
+)
 
 TRANSPORTS = ("outbox", "amqp", "rest")
 
 
 @dataclass(frozen=True)
 class DispatchSettings:
+    """Where and how profiles go. The repr shows the URLs without credentials and never the token."""
+
     transport: str = "outbox"
-    amqp_url: str = ""
+    amqp_url: str = field(default="", repr=False)
     exchange: str = "citrineos"
     envelope_version: str = "1.8"
     tenant_id: str = "1"
-    rest_url: str = ""
-    rest_token: str = ""
+    rest_url: str = field(default="", repr=False)
+    rest_token: str = field(default="", repr=False)
     answer_queue: str = "cariflex.dispatch.answers"
     session_queue: str = "cariflex.sessions"
     ca_file: str = ""
@@ -52,6 +60,14 @@ class DispatchSettings:
             session_queue=env.get("CARIFLEX_SESSION_QUEUE", "cariflex.sessions") or "cariflex.sessions",
             ca_file=env.get("CARIFLEX_DISPATCH_CA_FILE", ""),
         )
+
+    def __repr__(self) -> str:
+        shown = {"transport": self.transport, "amqp_url": safe_url(self.amqp_url) if self.amqp_url else "",
+                 "exchange": self.exchange, "envelope_version": self.envelope_version, "tenant_id": self.tenant_id,
+                 "rest_url": safe_url(self.rest_url) if self.rest_url else "",
+                 "rest_token": "***" if self.rest_token else "", "answer_queue": self.answer_queue,
+                 "session_queue": self.session_queue, "ca_file": self.ca_file}
+        return "DispatchSettings(" + ", ".join(f"{key}={value!r}" for key, value in shown.items()) + ")"
 
     def make_transport(self) -> Transport:
         if self.transport not in TRANSPORTS:

@@ -44,12 +44,13 @@ class BrokerResource(dg.ConfigurableResource):
     """How profiles reach CitrineOS (AMQP, REST or outbox-only) and where EV sessions are read from."""
 
     transport: str = Field(default="outbox", description="outbox (default), amqp or rest")
-    amqp_url: str | None = Field(default=None, description="RabbitMQ URL (amqp:// or amqps://).")
+    # repr=False: URLs may carry a password and the token is one; neither may reach a log or an error
+    amqp_url: str | None = Field(default=None, repr=False, description="RabbitMQ URL (amqp:// or amqps://).")
     exchange: str = Field(default="citrineos", description="CitrineOS's headers exchange (declared passively).")
     envelope_version: str = Field(default="1.8", description="1.8: stationId; 1.9: ocppConnectionName.")
     tenant_id: str = Field(default="1")
-    rest_url: str | None = Field(default=None, description="CitrineOS REST base URL.")
-    rest_token: str | None = Field(default=None, description="Bearer token for the REST API.")
+    rest_url: str | None = Field(default=None, repr=False, description="CitrineOS REST base URL.")
+    rest_token: str | None = Field(default=None, repr=False, description="Bearer token for the REST API.")
     answer_queue: str = Field(default="cariflex.dispatch.answers")
     session_queue: str = Field(default="cariflex.sessions")
     ca_file: str | None = Field(default=None, description="PEM of a private CA for amqps/https.")
