@@ -17,7 +17,9 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import highspy
 import numpy as np
@@ -28,6 +30,7 @@ from cariflex_pipeline.scheduling.resolve import ResolvedProblem, ResolvedSessio
 SLOTS = 96
 DT_H = 0.25
 PENALTY_EUR_PER_KWH = 10.0
+T = TypeVar("T")
 
 
 def make_problem(k: int, seed: int = 42) -> ResolvedProblem:
@@ -112,16 +115,14 @@ def solve_direct(problem: ResolvedProblem) -> tuple[float, float, int]:
     return elapsed, h.getInfo().objective_function_value / 1000.0, binding
 
 
-def _timed(function, repeats: int):
+def _timed(function: Callable[[], T], repeats: int) -> tuple[float, T]:
     """Best wall time of `repeats` calls (small K runs in milliseconds and a busy neighbour skews one call)."""
-    best, best_value = math.inf, None
-    for _ in range(repeats):
+    timings = []
+    for _ in range(max(1, repeats)):
         started = time.perf_counter()
         value = function()
-        elapsed = time.perf_counter() - started
-        if elapsed < best:
-            best, best_value = elapsed, value
-    return best, best_value
+        timings.append((time.perf_counter() - started, value))
+    return min(timings, key=lambda timing: timing[0])
 
 
 def main(sizes: list[int]) -> int:

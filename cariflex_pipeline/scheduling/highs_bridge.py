@@ -56,7 +56,7 @@ class FastHiGHS(pulp.HiGHS):
             raise pulp.PulpSolverError("HiGHS refused the model (passModel)")
         lp._fast_highs_columns = variables
 
-    def actualSolve(self, lp: pulp.LpProblem, **kwargs) -> int:
+    def actualSolve(self, lp: pulp.LpProblem, **kwargs: object) -> int:
         self.createAndConfigureSolver(lp)
         self.buildSolverModel(lp)
         self.callSolver(lp)

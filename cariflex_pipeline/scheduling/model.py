@@ -192,7 +192,8 @@ def _site_rows(prob: pulp.LpProblem, problem: ResolvedProblem, bill: _Bill,
 
 def _storage(prob: pulp.LpProblem, prefix: str, slots: list[int], charge_kw: float, discharge_kw: float, eta_c: float,
              eta_d: float, soc0: float, soc_min: float, soc_max: float, dt: float, bill: _Bill,
-             objective: list, site_terms: list, constraints: dict, final_min: float | None = None) -> _Device:
+             objective: list[tuple[pulp.LpVariable, float]], site_terms: list[list[tuple[pulp.LpVariable, float]]],
+             constraints: dict[str, pulp.LpConstraint], final_min: float | None = None) -> _Device:
     """Charge/discharge/SoC columns and the SoC balance rows of one storage device over `slots`."""
     throughput = _throughput(bill, eta_c * eta_d)
     charge = [prob.add_variable(f"{prefix}c{t:04d}", 0, charge_kw) for t in slots]
