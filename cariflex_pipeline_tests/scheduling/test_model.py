@@ -146,12 +146,16 @@ def test_pv_above_the_site_load_is_free_for_the_evs(site):
     assert result.cost_eur(resolved) == pytest.approx(0, abs=1e-9)
 
 
-def test_pv_is_used_first_and_the_rest_bought_in_the_cheapest_slot(site):
+@pytest.mark.parametrize("solver", ["highs", "cbc", "highs_pulp"])
+def test_pv_is_used_first_and_the_rest_bought_in_the_cheapest_slot(site, solver):
     # 10 kW of PV at 100: those 10 kW are free; the other 10 kW cost 60 in slot 0 rather than 100 in slot 1
-    p = problem([60, 100], [ev("a", "CP001", 0, 2, energy_needed_kwh=5)], pv_forecast_kw=[0, 10])
-    resolved, result = _solve(site, p)
-    assert result.power_kw["CP001"] == pytest.approx([10, 10], abs=1e-6)
-    assert result.cost_eur(resolved) == pytest.approx(60 * 10 * 0.25 / 1000)
+    # (every solver path: the import column and the objective's constant part)
+    p = problem([60, 100], [ev("a", "CP001", 0, 2, energy_needed_kwh=5)], pv_forecast_kw=[0, 10],
+                inflexible_load_kw=[2, 4])
+    resolved, result = _solve(site, p, solver)
+    assert result.objective_eur == pytest.approx(result.cost_eur(resolved), abs=1e-6)  # + tie-breaks
+    assert result.power_kw["CP001"] == pytest.approx([14, 6], abs=1e-6)  # 4 kW of the PV feed the site
+    assert result.cost_eur(resolved) == pytest.approx(60 * (14 + 2) * 0.25 / 1000)
 
 
 def test_at_a_negative_price_a_pv_surplus_goes_into_the_evs_not_the_grid(site):
