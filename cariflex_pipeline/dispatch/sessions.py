@@ -171,7 +171,8 @@ class SessionBook:
         if message.action not in FOLLOWED_ACTIONS:
             raise SessionMessageError(f"unexpected action {message.action!r} from station {message.station_id}")
         if message.state != 1:
-            raise SessionMessageError(f"unexpected state {message.state} for {message.action} (expected 1)")
+            raise SessionMessageError(f"station {message.station_id}: unexpected state {message.state} for "
+                                      f"{message.action} (expected 1)")
         violations = sorted(_request_validator(message.action).iter_errors(message.payload), key=str)
         if violations:
             first = violations[0]
@@ -183,8 +184,14 @@ class SessionBook:
             raise UnknownStationError(message.station_id)
         handler: Callable[..., list[SessionChange]] = getattr(self, f"_on_{message.action}")
         samples: list[tuple[int, datetime, float]] = []
-        with self.engine.begin() as connection:
-            changes = handler(connection, station, message.payload, now, samples)
+        try:
+            with self.engine.begin() as connection:
+                changes = handler(connection, station, message.payload, now, samples)
+        except SessionMessageError as error:  # the reason goes to the dead-letter queue: name the station
+            text = str(error)
+            if f"station {station.station_id}" not in text:
+                raise SessionMessageError(f"station {station.station_id}: {text}") from None
+            raise
         return changes, samples
 
     # --- handlers -----------------------------------------------------------------------------------------

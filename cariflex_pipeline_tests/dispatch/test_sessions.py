@@ -208,3 +208,25 @@ def test_measured_power_is_the_energy_weighted_slot_average_across_drains(amqp_u
     measured = store.read_latest([64], sources=[METER_SOURCE])
     assert list(measured["value"]) == pytest.approx([(7.2 * 3 + 11 * 7 + 0 * 4) / 14, 3.0])
     bus.close()
+
+
+@pytest.mark.parametrize(("action", "state", "payload", "expected"), [
+    ("TransactionEvent", 1, {**transaction_event("Started", "tx-t", T0, 0), "timestamp": "yesterday"},
+     "station CP006: TransactionEvent.timestamp: 'yesterday' is not an ISO 8601 date-time"),
+    ("MeterValues", 1, {"evseId": 1, "meterValue": [{"timestamp": "soon", "sampledValue": [{"value": 1.0}]}]},
+     "station CP006: meterValue.timestamp: 'soon' is not an ISO 8601 date-time"),
+    ("TransactionEvent", 2, transaction_event("Started", "tx-t", T0, 0),
+     "station CP006: unexpected state 2 for TransactionEvent (expected 1)"),
+])
+def test_a_rejected_station_message_names_the_station(action, state, payload, expected, store, site) -> None:
+    """The reason goes to the dead-letter queue and the log: it must say which station sent the message."""
+    from cariflex_pipeline.dispatch.envelope import BusMessage
+    from cariflex_pipeline.dispatch.sessions import SessionMessageError
+
+    book = SessionBook(store.engine, stations_from_site(site))
+    message = BusMessage(station_id="CP006", tenant_id="1", action=action, state=state, origin="cs",
+                         correlation_id="c-1", payload=payload)
+    with pytest.raises(SessionMessageError) as caught:
+        book.apply(message, now=T0)
+    assert str(caught.value) == expected
+    assert active_sessions(store.engine) == []
