@@ -148,8 +148,8 @@ def test_pv_above_the_site_load_is_free_for_the_evs(site):
 
 @pytest.mark.parametrize("solver", ["highs", "cbc", "highs_pulp"])
 def test_pv_is_used_first_and_the_rest_bought_in_the_cheapest_slot(site, solver):
-    # 10 kW of PV at 100: those 10 kW are free; the other 10 kW cost 60 in slot 0 rather than 100 in slot 1
-    # (every solver path: the import column and the objective's constant part)
+    # 10 kW of PV at 100, 4 kW of it for the site: 6 kW are free for the EV; the other 14 kW cost 60 in slot 0
+    # rather than 100 in slot 1 (every solver path: the import column and the objective's constant part)
     p = problem([60, 100], [ev("a", "CP001", 0, 2, energy_needed_kwh=5)], pv_forecast_kw=[0, 10],
                 inflexible_load_kw=[2, 4])
     resolved, result = _solve(site, p, solver)
