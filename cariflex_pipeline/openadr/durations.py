@@ -1,9 +1,10 @@
-"""ISO 8601 durations as OpenADR 3.0.1 uses them (PT15M, PT1H, P1D, P1W, PT0S, fractional seconds)."""
+"""ISO 8601 as OpenADR uses it: durations (PT15M, PT1H, P1D, P1W, PT0S, fractional seconds) and date-times."""
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 _DURATION = re.compile(
     r"^(?P<sign>[+-])?P(?:(?P<weeks>\d+(?:\.\d+)?)W)?(?:(?P<days>\d+(?:\.\d+)?)D)?"
@@ -35,3 +36,23 @@ def format_duration(duration: timedelta) -> str:
     if time or not days:
         text += "T" + (time or "0S")
     return text
+
+
+def parse_moment(value: Any, what: str, problems: list[str]) -> datetime | None:
+    """An ISO 8601 date-time (or a datetime a parser already made) for the field `what`; None when absent.
+
+    An unreadable or naive (no time zone) value is noted in `problems`, which gets the event rejected.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            problems.append(f"{what} {value!r} is not an ISO 8601 date-time")
+            return None
+    if moment.tzinfo is None:
+        problems.append(f"{what}: naive datetime {str(value)!r} (no time zone)")
+    return moment

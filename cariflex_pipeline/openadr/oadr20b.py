@@ -14,6 +14,7 @@ from typing import Any
 from lxml import etree
 from openleadr import messaging, utils
 
+from cariflex_pipeline.openadr.durations import parse_moment
 from cariflex_pipeline.openadr.errors import MalformedMessageError
 from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, SignalInterval
 from cariflex_pipeline.openadr.xml_safety import safe_tree, validate_20b_schema
@@ -73,7 +74,7 @@ def _event(raw: dict[str, Any], vtn_id: str, raw_by_id: dict[str, etree._Element
         problems.append(f"modification number {modification!r} is not an integer")
         modification = -1
     active = raw.get("active_period") or {}
-    period_start = _datetime(active.get("dtstart"), problems)
+    period_start = parse_moment(active.get("dtstart"), "activePeriod dtstart", problems)
     signals = []
     for raw_signal in _as_list(raw.get("event_signals")):
         signals.append(_signal(raw_signal, period_start, problems))
@@ -88,8 +89,8 @@ def _event(raw: dict[str, Any], vtn_id: str, raw_by_id: dict[str, etree._Element
         response_required=raw.get("response_required", "always") == "always",
         signals=tuple(signals),
         raw_payload=raw_xml,
-        created=_datetime(descriptor.get("created_date_time"), []),
-        modified=_datetime(descriptor.get("modification_date_time"), []),
+        created=parse_moment(descriptor.get("created_date_time"), "createdDateTime", []),
+        modified=parse_moment(descriptor.get("modification_date_time"), "modificationDateTime", []),
         problems=tuple(dict.fromkeys(problems)),
     )
 
@@ -100,13 +101,16 @@ def _signal(raw: dict[str, Any], period_start: datetime | None, problems: list[s
     intervals = []
     cursor = period_start
     for position, raw_interval in enumerate(_as_list(raw.get("intervals"))):
+        where = f"signal {raw.get('signal_name')}: interval {position}"
         duration = raw_interval.get("duration")
         if not isinstance(duration, timedelta):
-            problems.append(f"signal {raw.get('signal_name')}: interval {position} has no valid duration")
+            problems.append(f"{where} has no valid duration")
             duration = timedelta(0)
-        start = _datetime(raw_interval.get("dtstart"), problems) if "dtstart" in raw_interval else cursor
+        start = cursor
+        if "dtstart" in raw_interval:
+            start = parse_moment(raw_interval["dtstart"], f"{where} dtstart", problems)
         if start is None:
-            problems.append(f"signal {raw.get('signal_name')}: interval {position} has no start")
+            problems.append(f"{where} has no start")
         intervals.append(
             SignalInterval(
                 start=start,
@@ -145,19 +149,6 @@ def _unit_of(measurement: dict[str, Any]) -> tuple[str | None, str | None]:
             return units, units.split("/", 1)[0]
         return units, None
     return f"{name}:{units}", None
-
-
-def _datetime(value: Any, problems: list[str]) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        problems.append(f"unreadable datetime {value!r}")
-        return None
-    if parsed.tzinfo is None:
-        problems.append(f"naive datetime {value!r} (no time zone)")
-    return parsed
 
 
 def _as_list(value: Any) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from cariflex_pipeline.openadr.durations import parse_duration
+from cariflex_pipeline.openadr.durations import parse_duration, parse_moment
 from cariflex_pipeline.openadr.errors import MalformedMessageError, VtnAuthError, VtnError
 from cariflex_pipeline.openadr.http import RetryPolicy, describe_failure, problem_of, send
 from cariflex_pipeline.openadr.ingest import IngestReport, ingest_events, withdraw_absent
@@ -188,8 +188,8 @@ def parse_event(item: Any, vtn_id: str, index: int = 0) -> OpenAdrEvent:
     program = item.get("programID")
     if not program:
         problems.append("event has no programID")
-    created = _moment(item.get("createdDateTime"), "createdDateTime", problems)
-    modified = _moment(item.get("modificationDateTime"), "modificationDateTime", problems)
+    created = parse_moment(item.get("createdDateTime"), "createdDateTime", problems)
+    modified = parse_moment(item.get("modificationDateTime"), "modificationDateTime", problems)
     modification = int(modified.timestamp()) if modified and modified.tzinfo else zlib.crc32(raw.encode())
     descriptors = {}
     for descriptor in item.get("payloadDescriptors") or []:
@@ -256,19 +256,6 @@ def _unit(descriptor: dict[str, Any]) -> tuple[str | None, str | None]:
     return name, currency
 
 
-def _moment(value: Any, what: str, problems: list[str]) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        problems.append(f"{what} {value!r} is not an ISO 8601 date-time")
-        return None
-    if moment.tzinfo is None:
-        problems.append(f"{what}: naive datetime {value!r} (no time zone)")
-    return moment
-
-
 def _period(period: Any, default_start: datetime | None, default_duration: timedelta | None, what: str,
             problems: list[str]) -> tuple[datetime | None, timedelta | None]:
     if period is None:
@@ -276,7 +263,7 @@ def _period(period: Any, default_start: datetime | None, default_duration: timed
     if not isinstance(period, dict):
         problems.append(f"{what} is not an object")
         return default_start, default_duration
-    start = _moment(period.get("start"), f"{what}.start", problems) if "start" in period else default_start
+    start = parse_moment(period.get("start"), f"{what}.start", problems) if "start" in period else default_start
     duration = default_duration
     if "duration" in period:
         try:

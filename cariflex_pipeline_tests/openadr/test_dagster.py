@@ -111,15 +111,11 @@ def _tick(resources: dict, cursor: str | None) -> dg.SensorResult:
     return openadr_vtn_sensor(context)
 
 
-def _next_hour() -> datetime:
-    """The next whole hour: a far event for the VTN (today, or tomorrow in the last hour of the local day)."""
-    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-
-
-def _partition_of(moment: datetime) -> str:
-    """The day partition the sensor runs for an event at `moment`: its local day, or the last partition (today)."""
-    local_day = moment.astimezone(ZoneInfo("America/Martinique")).date().isoformat()
-    return min(local_day, daily_partitions.get_partition_keys()[-1])
+def _current_quarter() -> datetime:
+    """The start of the current 15-minute slot: an event there is on today's local day, the last partition, at any
+    hour (a local day starts on a whole UTC hour), and is not over for the VTN."""
+    now = datetime.now(UTC)
+    return now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
 
 
 def test_sensor_against_the_openleadr_vtn(database_url):
@@ -128,14 +124,14 @@ def test_sensor_against_the_openleadr_vtn(database_url):
         resources = _resources(database_url, VtnResource(url=vtn.url, protocol="2.0b"))
         first = _tick(resources, None)  # registers; nothing published yet
         assert first.run_requests == []
-        start = _next_hour()
+        start = _current_quarter()
         event_id = vtn.add_event("ven_1", "ELECTRICITY_PRICE", "price", PRICE_CONTEXT,
                                  [(start, timedelta(minutes=30), 150.0)])
 
         new = _tick(resources, first.cursor)
         assert len(new.run_requests) == 1
         request = new.run_requests[0]
-        local_day = _partition_of(start)
+        local_day = start.astimezone(ZoneInfo("America/Martinique")).date().isoformat()
         assert request.partition_key == local_day
         assert request.run_key == f"openadr:{local_day}:{event_id}@0"
         assert request.tags["cariflex/openadr_changes"] == "new"
@@ -155,21 +151,22 @@ def test_sensor_against_the_openleadr_vtn(database_url):
         vtn.stop()
 
 
-def test_sensor_against_a_301_vtn_that_lists_everything_every_time(database_url):
-    vtn3 = Vtn301Server()
-    try:
-        vtn3.events = [event_301("price-1", _next_hour(), [0.2])]
-        resources = _resources(database_url, VtnResource(url=vtn3.url, protocol="3.0.1", client_id=vtn3.client_id,
-                                                         client_secret=vtn3.client_secret, vtn_id="vtn3"))
-        new = _tick(resources, None)
-        assert len(new.run_requests) == 1 and "price-1@" in new.run_requests[0].run_key
-        assert _tick(resources, new.cursor).run_requests == []  # listed again, already requested
-        vtn3.events = [event_301("price-1", _next_hour(), [0.25], modified=datetime(2026, 11, 28, 1, tzinfo=UTC))]
-        modified = _tick(resources, new.cursor)
-        assert len(modified.run_requests) == 1 and modified.run_requests[0].run_key != new.run_requests[0].run_key
-        assert json.loads(modified.cursor)["price-1"] == int(datetime(2026, 11, 28, 1, tzinfo=UTC).timestamp())
-    finally:
-        vtn3.stop()
+def _with_one_301_event(database_url: str, vtn3: Vtn301Server) -> dict:
+    """Resources pointing at the 3.0.1 test VTN, which lists one price event for the next hour."""
+    vtn3.events = [event_301("price-1", _current_quarter(), [0.2])]
+    return _resources(database_url, VtnResource(url=vtn3.url, protocol="3.0.1", client_id=vtn3.client_id,
+                                                client_secret=vtn3.client_secret, vtn_id="vtn3"))
+
+
+def test_sensor_against_a_301_vtn_that_lists_everything_every_time(database_url, vtn3):
+    resources = _with_one_301_event(database_url, vtn3)
+    new = _tick(resources, None)
+    assert len(new.run_requests) == 1 and "price-1@" in new.run_requests[0].run_key
+    assert _tick(resources, new.cursor).run_requests == []  # listed again, already requested
+    vtn3.events = [event_301("price-1", _current_quarter(), [0.25], modified=datetime(2026, 11, 28, 1, tzinfo=UTC))]
+    modified = _tick(resources, new.cursor)
+    assert len(modified.run_requests) == 1 and modified.run_requests[0].run_key != new.run_requests[0].run_key
+    assert json.loads(modified.cursor)["price-1"] == int(datetime(2026, 11, 28, 1, tzinfo=UTC).timestamp())
 
 
 def test_sensor_run_request_executes_the_ingestion(database_url):
@@ -177,15 +174,15 @@ def test_sensor_run_request_executes_the_ingestion(database_url):
     try:
         resources = _resources(database_url, VtnResource(url=vtn.url, protocol="2.0b"))
         first = _tick(resources, None)
-        start = _next_hour()
-        vtn.add_event("ven_1", "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, timedelta(minutes=15), 99.0)])
+        start = _current_quarter()
+        vtn.add_event("ven_1", "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, timedelta(minutes=30), 99.0)])
         request = _tick(resources, first.cursor).run_requests[0]
         result = dg.materialize(ASSETS, partition_key=request.partition_key, resources=resources)
         assert result.success
         assert _metadata(result, "openadr_events")["events_new"] == 1.0
         store = resources["store"].open(resources["site"].load())
         frame = store.read_latest([84])
-        assert list(frame["value"]) == [99.0] and frame["event_start"].iloc[0].to_pydatetime() == start
+        assert list(frame["value"]) == [99.0, 99.0] and frame["event_start"].iloc[0].to_pydatetime() == start
     finally:
         vtn.stop()
 
@@ -197,22 +194,16 @@ def test_days_are_valid_partitions():
     assert openadr_defs.sensors[0].name == "openadr_vtn_sensor"
 
 
-def test_sensor_sees_a_deleted_301_event_as_cancelled(database_url):
-    vtn3 = Vtn301Server()
-    try:
-        vtn3.events = [event_301("price-1", _next_hour(), [0.2])]
-        resources = _resources(database_url, VtnResource(url=vtn3.url, protocol="3.0.1", client_id=vtn3.client_id,
-                                                         client_secret=vtn3.client_secret, vtn_id="vtn3"))
-        new = _tick(resources, None)
-        assert dg.materialize(ASSETS, partition_key=new.run_requests[0].partition_key, resources=resources).success
-        vtn3.events = []  # the VTN operator deletes the event
-        cancelled = _tick(resources, new.cursor)
-        assert [r.tags["cariflex/openadr_changes"] for r in cancelled.run_requests] == ["cancelled"]
-        result = dg.materialize(ASSETS, partition_key=cancelled.run_requests[0].partition_key, resources=resources)
-        assert _metadata(result, "openadr_events")["events_cancelled"] == 1.0
-        assert resources["store"].open(resources["site"].load()).read_latest([84]).empty
-    finally:
-        vtn3.stop()
+def test_sensor_sees_a_deleted_301_event_as_cancelled(database_url, vtn3):
+    resources = _with_one_301_event(database_url, vtn3)
+    new = _tick(resources, None)
+    assert dg.materialize(ASSETS, partition_key=new.run_requests[0].partition_key, resources=resources).success
+    vtn3.events = []  # the VTN operator deletes the event
+    cancelled = _tick(resources, new.cursor)
+    assert [r.tags["cariflex/openadr_changes"] for r in cancelled.run_requests] == ["cancelled"]
+    result = dg.materialize(ASSETS, partition_key=cancelled.run_requests[0].partition_key, resources=resources)
+    assert _metadata(result, "openadr_events")["events_cancelled"] == 1.0
+    assert resources["store"].open(resources["site"].load()).read_latest([84]).empty
 
 
 def test_sensor_answers_the_vtn_on_the_poll_and_leaves_cancellations_to_the_run(database_url):
@@ -221,7 +212,7 @@ def test_sensor_answers_the_vtn_on_the_poll_and_leaves_cancellations_to_the_run(
         resources = _resources(database_url, VtnResource(url=vtn.url, protocol="2.0b"))
         store = resources["store"].open(resources["site"].load())
         first = _tick(resources, None)
-        start = _next_hour()
+        start = _current_quarter()
         good = vtn.add_event("ven_1", "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, timedelta(hours=1), 150.0)])
         bad = vtn.add_event("ven_1", "simple", "level", DR_CONTEXT, [(start, timedelta(hours=1), 7)])  # levels 0..3
 
@@ -248,7 +239,7 @@ def test_sensor_runs_an_event_published_days_ahead_as_the_last_partition(databas
     try:
         resources = _resources(database_url, VtnResource(url=vtn.url, protocol="2.0b"))
         first = _tick(resources, None)
-        start = _next_hour() + timedelta(days=3)  # beyond tomorrow, the last day partition
+        start = _current_quarter() + timedelta(days=3)  # beyond tomorrow, the last day partition
         vtn.add_event("ven_1", "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, timedelta(hours=1), 120.0)])
         requests = _tick(resources, first.cursor).run_requests
         last_partition = daily_partitions.get_partition_keys()[-1]

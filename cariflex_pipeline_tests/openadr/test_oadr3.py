@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cariflex_pipeline.openadr.durations import format_duration, parse_duration
+from cariflex_pipeline.openadr.durations import format_duration, parse_duration, parse_moment
 from cariflex_pipeline.openadr.errors import VtnAuthError, VtnError
 from cariflex_pipeline.openadr.http import RetryPolicy
 from cariflex_pipeline.openadr.ingest import source_name
@@ -205,3 +205,16 @@ def test_targets_filter_is_sent(vtn3, store, site):
     assert all(query["targetType"] == ["GROUP"] and query["targetValues"] == ["cariflex-martinique"]
                for query in vtn3.event_requests)
     assert series(store, 84) == slots(start, [200.0], 4)
+
+
+def test_date_times_of_both_protocols_are_read_by_one_rule():
+    problems: list[str] = []
+    aware = parse_moment("2026-11-28T10:00:00Z", "createdDateTime", problems)
+    assert aware == datetime(2026, 11, 28, 10, tzinfo=UTC) and problems == []
+    assert parse_moment(aware, "dtstart", problems) is aware and problems == []  # 2.0b: openleadr parsed it already
+    assert parse_moment(None, "modificationDateTime", problems) is None and problems == []
+    assert parse_moment("yesterday", "intervalPeriod.start", problems) is None
+    naive = parse_moment(datetime(2026, 11, 28, 10), "activePeriod dtstart", problems)
+    assert naive == datetime(2026, 11, 28, 10)
+    assert problems == ["intervalPeriod.start 'yesterday' is not an ISO 8601 date-time",
+                        "activePeriod dtstart: naive datetime '2026-11-28 10:00:00' (no time zone)"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cariflex_pipeline.openadr.http import RetryPolicy
 from cariflex_pipeline.openadr.ingest import source_name
@@ -16,6 +16,12 @@ H = timedelta(hours=1)
 
 def _ven(vtn, store) -> Ven20b:
     return Ven20b(vtn.url, "cariflex-martinique", store.engine)
+
+
+def _registered(vtn, store) -> tuple[Ven20b, str, datetime]:
+    """A VEN registered at the VTN, its venID, and a start for events a day ahead (far for the VTN)."""
+    ven = _ven(vtn, store)
+    return ven, ven.register().ven_id, next_day_start()
 
 
 def test_registration_is_stored_and_poll_frequency_follows_the_vtn(vtn, store):
@@ -32,9 +38,7 @@ def test_registration_is_stored_and_poll_frequency_follows_the_vtn(vtn, store):
 
 
 def test_price_load_control_and_simple_level_land_value_by_value(vtn, store, site):
-    ven = _ven(vtn, store)
-    ven_id = ven.register().ven_id
-    start = next_day_start()
+    ven, ven_id, start = _registered(vtn, store)
     price_id = vtn.add_event(ven_id, "ELECTRICITY_PRICE", "price", PRICE_CONTEXT,
                              [(start, H, 120.5), (start + H, H, 80.0), (start + 2 * H, H, 95.25)])
     load_id = vtn.add_event(ven_id, "LOAD_CONTROL", "x-loadControlCapacity", LOAD_CONTEXT,
@@ -62,9 +66,7 @@ def test_price_load_control_and_simple_level_land_value_by_value(vtn, store, sit
 
 
 def test_same_event_twice_changes_nothing(vtn, store, site):
-    ven = _ven(vtn, store)
-    ven_id = ven.register().ven_id
-    start = next_day_start()
+    ven, ven_id, start = _registered(vtn, store)
     event_id = vtn.add_event(ven_id, "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, H, 150.0)])
     first = sync(ven, site, store)
     before = (store.read_latest([84]), audit_rows(store))
@@ -75,9 +77,7 @@ def test_same_event_twice_changes_nothing(vtn, store, site):
 
 
 def test_modified_event_replaces_its_values(vtn, store, site):
-    ven = _ven(vtn, store)
-    ven_id = ven.register().ven_id
-    start = next_day_start()
+    ven, ven_id, start = _registered(vtn, store)
     event_id = vtn.add_event(ven_id, "ELECTRICITY_PRICE", "price", PRICE_CONTEXT,
                              [(start, H, 200.0), (start + H, H, 210.0)])
     poll_and_ingest(ven, site, store)
@@ -94,9 +94,7 @@ def test_modified_event_replaces_its_values(vtn, store, site):
 
 
 def test_cancelled_event_withdraws_its_values(vtn, store, site):
-    ven = _ven(vtn, store)
-    ven_id = ven.register().ven_id
-    start = next_day_start()
+    ven, ven_id, start = _registered(vtn, store)
     price_id = vtn.add_event(ven_id, "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, H, 300.0)])
     vtn.add_event(ven_id, "simple", "level", DR_CONTEXT, [(start, H, 1)])
     poll_and_ingest(ven, site, store)
@@ -116,9 +114,7 @@ def test_cancelled_event_withdraws_its_values(vtn, store, site):
 
 
 def test_ven_restart_resyncs_without_registering_again(vtn, store, site):
-    ven = _ven(vtn, store)
-    ven_id = ven.register().ven_id
-    start = next_day_start()
+    ven, ven_id, start = _registered(vtn, store)
     first_id = vtn.add_event(ven_id, "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, H, 111.0)])
     poll_and_ingest(ven, site, store)
     del ven  # the process stops
@@ -140,9 +136,7 @@ def test_ven_restart_resyncs_without_registering_again(vtn, store, site):
 
 
 def test_unknown_signal_is_ignored_with_a_warning_others_ingested(vtn, store, site):
-    ven = _ven(vtn, store)
-    ven_id = ven.register().ven_id
-    start = next_day_start()
+    ven, ven_id, start = _registered(vtn, store)
     vtn.add_event(ven_id, "DEMAND_CHARGE", "price", PRICE_CONTEXT, [(start, H, 12.0)])
     price_id = vtn.add_event(ven_id, "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, H, 140.0)])
     report = poll_and_ingest(ven, site, store)
@@ -152,9 +146,7 @@ def test_unknown_signal_is_ignored_with_a_warning_others_ingested(vtn, store, si
 
 
 def test_rejected_event_is_answered_opt_out_and_writes_nothing(vtn, store, site):
-    ven = _ven(vtn, store)
-    ven_id = ven.register().ven_id
-    start = next_day_start()
+    ven, ven_id, start = _registered(vtn, store)
     bad_id = vtn.add_event(ven_id, "simple", "level", DR_CONTEXT, [(start, H, 7)])  # levels are 0..3
     good_id = vtn.add_event(ven_id, "simple", "level", DR_CONTEXT, [(start + H, H, 1)])
     report = poll_and_ingest(ven, site, store)
@@ -165,9 +157,7 @@ def test_rejected_event_is_answered_opt_out_and_writes_nothing(vtn, store, site)
 
 
 def test_long_running_ven_polls_at_the_requested_frequency(vtn, store, site):
-    ven = _ven(vtn, store)
-    ven_id = ven.register().ven_id
-    start = next_day_start()
+    ven, ven_id, start = _registered(vtn, store)
     first_id = vtn.add_event(ven_id, "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, H, 101.0)])
     sleeps: list[float] = []
     published: list[str] = []

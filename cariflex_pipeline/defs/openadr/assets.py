@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta
 import dagster as dg
 import pandas as pd
 
-from cariflex_pipeline.defs.openadr.partitions import daily_partitions
+from cariflex_pipeline.defs.openadr.partitions import daily_partitions, partition_day_windows
 from cariflex_pipeline.defs.openadr.resources import VtnResource
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.openadr.days import days_between
@@ -59,11 +59,7 @@ def day_windows(context: dg.AssetExecutionContext, site: Site) -> list[tuple[str
     """(partition key, local start, local end) of every day partition the run targets; none without a partition."""
     if not (context.has_partition_key_range or context.has_partition_key):
         return []
-    windows = []
-    for key in context.partition_keys:
-        start = datetime.combine(date.fromisoformat(key), time(), site.tz)
-        windows.append((key, start, datetime.combine(start.date() + timedelta(days=1), time(), site.tz)))
-    return windows
+    return partition_day_windows(context, site.tz)
 
 
 def _ingest_figures(report: IngestReport, days: list[date]) -> dict[str, float]:

@@ -1,8 +1,7 @@
-"""Daily partitions in Martinique local time. The last partition is today (end_offset=1): a day-ahead event for
-tomorrow is ingested by a run of today's partition (ingestion resyncs every event the VTN holds)."""
+"""The OpenADR stage's day partitions are the shared ones (`cariflex_pipeline/defs/partitions.py`), so that its
+assets and the other day-partitioned stages line up. The last partition is today (end_offset=1): a day-ahead event
+for tomorrow is ingested by a run of today's partition (ingestion resyncs every event the VTN holds)."""
 
-import dagster as dg
+from cariflex_pipeline.defs.partitions import TIMEZONE, daily_partitions, partition_day_windows
 
-TIMEZONE = "America/Martinique"
-
-daily_partitions = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone=TIMEZONE, end_offset=1)
+__all__ = ["TIMEZONE", "daily_partitions", "partition_day_windows"]
