@@ -54,10 +54,7 @@ from typing import Literal
 from pydantic import AwareDatetime, Field, ValidationError, model_validator
 
 from cariflex_pipeline.scheduling.slots import SlotGrid
-from cariflex_pipeline.site_model import Battery
-
-# The site model's strict base (extra fields refused, frozen): a problem is validated input as a site file is.
-from cariflex_pipeline.site_model.model import _Strict
+from cariflex_pipeline.site_model import Battery, StrictModel
 
 DEFAULT_DERATING: dict[int, float] = {0: 1.0, 1: 0.75, 2: 0.5, 3: 0.25}
 
@@ -66,7 +63,7 @@ class ProblemError(ValueError):
     """A problem that cannot be scheduled; the message names every offending session, slot or field."""
 
 
-class EvSession(_Strict):
+class EvSession(StrictModel):
     """One EV plugged in (or expected) at a charge point or V2G charger."""
 
     id: str = Field(min_length=1)
@@ -107,7 +104,7 @@ class EvSession(_Strict):
         return max(0.0, (self.soc_target - self.soc_now) * self.battery_capacity_kwh)
 
 
-class BatterySpec(_Strict):
+class BatterySpec(StrictModel):
     """A stationary battery in the same LP (power > 0 charges)."""
 
     name: str
@@ -146,7 +143,7 @@ class BatterySpec(_Strict):
         )
 
 
-class SchedulingProblem(_Strict, SlotGrid):
+class SchedulingProblem(StrictModel, SlotGrid):
     """The documented JSON problem (see the module docstring)."""
 
     start: AwareDatetime

@@ -27,11 +27,13 @@ class SiteModelError(ValueError):
     """A site file that cannot be used; the message names the file, the entry and the field."""
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """Frozen, and an unknown field is an error rather than silently ignored (a typo in a file)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Sensor(_Strict):
+class Sensor(StrictModel):
     id: int = Field(gt=0)
     name: str = Field(min_length=1)
     unit: str
@@ -53,13 +55,13 @@ class Sensor(_Strict):
         return resolution
 
 
-class Location(_Strict):
+class Location(StrictModel):
     latitude: float = Field(ge=-90, le=90)
     longitude: float = Field(ge=-180, le=180)
     address: str = ""
 
 
-class ChargePoint(_Strict):
+class ChargePoint(StrictModel):
     id: str = Field(min_length=1)
     evse_id: int = Field(default=1, gt=0)
     connector_id: int = Field(default=1, gt=0)
@@ -68,13 +70,13 @@ class ChargePoint(_Strict):
     location: Location
 
 
-class PvInstallation(_Strict):
+class PvInstallation(StrictModel):
     name: str
     sensor_id: int
     peak_power_kw: PositiveKw
 
 
-class Battery(_Strict):
+class Battery(StrictModel):
     name: str
     sensor_id: int
     capacity_kwh: PositiveKw
@@ -95,7 +97,7 @@ class Battery(_Strict):
         return self
 
 
-class V2gCharger(_Strict):
+class V2gCharger(StrictModel):
     name: str
     sensor_id: int
     max_charge_kw: PositiveKw
@@ -103,7 +105,7 @@ class V2gCharger(_Strict):
     round_trip_efficiency: float = Field(default=0.85, gt=0, le=1)
 
 
-class SignalSensors(_Strict):
+class SignalSensors(StrictModel):
     """Which sensor holds each site-wide signal."""
 
     consumption_price: int
@@ -114,7 +116,7 @@ class SignalSensors(_Strict):
     temperature: int
 
 
-class GridConnection(_Strict):
+class GridConnection(StrictModel):
     import_capacity_kw: PositiveKw
     export_capacity_kw: PositiveKw
 
@@ -124,7 +126,7 @@ class GridConnection(_Strict):
 OPENADR_UNITS = frozenset({"EUR/MWh", "EUR/kWh", "%", "dimensionless", "kW", "MW"})
 
 
-class OpenAdrSignal(_Strict):
+class OpenAdrSignal(StrictModel):
     """One VTN signal feeding one sensor.
 
     2.0b signals are matched on `signal_name` + `signal_type` (and `program`, the event's market context, when
@@ -159,14 +161,14 @@ class OpenAdrSignal(_Strict):
         return self
 
 
-class OpenAdr(_Strict):
+class OpenAdr(StrictModel):
     """The site's OpenADR VEN: its name towards the VTN and the signal -> sensor mapping."""
 
     ven_name: str = Field(default="cariflex", min_length=1)
     signals: list[OpenAdrSignal]
 
 
-class Site(_Strict):
+class Site(StrictModel):
     name: str
     timezone: str
     resolution: timedelta = timedelta(minutes=15)

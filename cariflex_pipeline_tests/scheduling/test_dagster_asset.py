@@ -145,7 +145,8 @@ def test_definitions_hold_the_asset_the_15_minute_schedule_and_the_signal_deps()
     assert job.executor_def.name == "in_process"
     spec = next(iter(ev_charging_schedule.specs))
     assert {dep.asset_key for dep in spec.deps} == {
-        dg.AssetKey("consumption_price"), dg.AssetKey("load_control_signal"), dg.AssetKey("demand_response_signal")}
+        dg.AssetKey("consumption_price"), dg.AssetKey("load_control_signal"), dg.AssetKey("demand_response_signal"),
+        dg.AssetKey("site_measurements")}
 
 
 def test_a_schedule_failing_the_verifier_is_not_written_and_blocks(store_url, monkeypatch):

@@ -41,6 +41,8 @@ from cariflex_pipeline.site_model import Site
 
 SIGNAL_ASSETS = [dg.AssetKey("consumption_price"), dg.AssetKey("load_control_signal"),
                  dg.AssetKey("demand_response_signal")]
+# PV forecast (sensors 41-50): raises the site limit and is free energy in the bill.
+MEASUREMENT_ASSETS = [dg.AssetKey("site_measurements")]
 CHECK_NAME = "schedule_passes_verifier"
 FLAT_PRICE_EUR_PER_MWH = 100.0
 
@@ -66,7 +68,7 @@ class ScheduleConfig(dg.Config):
 
 @dg.asset(
     group_name="scheduling",
-    deps=SIGNAL_ASSETS,
+    deps=[*SIGNAL_ASSETS, *MEASUREMENT_ASSETS],
     kinds={"pulp", "highs"},
     check_specs=[dg.AssetCheckSpec(CHECK_NAME, asset="ev_charging_schedule", blocking=True,
                                    description="The independent verifier finds no violation in the schedule.")],
