@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-EnvelopeVersion = Literal["1.8", "1.9"]
 ENVELOPE_VERSIONS: tuple[str, ...] = ("1.8", "1.9")
 
 
@@ -20,6 +19,7 @@ class EnvelopeError(ValueError):
 
 
 def station_key(version: str) -> str:
+    """The name of the station field in headers and context for an envelope version."""
     if version not in ENVELOPE_VERSIONS:
         raise ValueError(f"envelope version {version!r}: expected one of {ENVELOPE_VERSIONS}")
     return "stationId" if version == "1.8" else "ocppConnectionName"
@@ -51,33 +51,8 @@ def csms_request(
     now: datetime | None = None,
 ) -> tuple[dict[str, str], bytes]:
     """Headers and body of a CSMS -> station request (origin csms, state 1), as CitrineOS's sender builds them."""
-    key = station_key(version)
-    timestamp = (now or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
-    headers = {
-        "origin": "csms",
-        "eventGroup": event_group,
-        "action": action,
-        "state": "1",
-        key: station_id,
-        "correlationId": correlation_id,
-        "tenantId": str(tenant_id),
-        "timestamp": timestamp,
-    }
-    body = {
-        "origin": "csms",
-        "eventGroup": event_group,
-        "action": action,
-        "state": 1,
-        "context": {
-            key: station_id,
-            "tenantId": _tenant_int(tenant_id),
-            "correlationId": correlation_id,
-            "timestamp": timestamp,
-        },
-        "payload": payload,
-        "protocol": "ocpp2.0.1",
-    }
-    return headers, json.dumps(body, separators=(",", ":")).encode("utf-8")
+    return _message("csms", event_group, action, 1, station_id=station_id, tenant_id=tenant_id, payload=payload,
+                    correlation_id=correlation_id, version=version, now=now)
 
 
 def station_message(
@@ -93,10 +68,19 @@ def station_message(
     now: datetime | None = None,
 ) -> tuple[dict[str, str], bytes]:
     """Headers and body of a station -> CSMS message (origin cs): a request (state 1) or an answer (state 2)."""
+    return _message("cs", event_group, action, state, station_id=station_id, tenant_id=tenant_id, payload=payload,
+                    correlation_id=correlation_id, version=version, now=now)
+
+
+def _message(origin: str, event_group: str, action: str, state: int, *, station_id: str, tenant_id: str | int,
+             payload: dict[str, Any], correlation_id: str, version: str,
+             now: datetime | None) -> tuple[dict[str, str], bytes]:
+    """One envelope for both directions: AMQP headers are all strings; in the body `state` and `tenantId` are
+    integers (a string state there is dropped by CitrineOS as "Unknown message state")."""
     key = station_key(version)
     timestamp = (now or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
     headers = {
-        "origin": "cs",
+        "origin": origin,
         "eventGroup": event_group,
         "action": action,
         "state": str(state),
@@ -106,7 +90,7 @@ def station_message(
         "timestamp": timestamp,
     }
     body = {
-        "origin": "cs",
+        "origin": origin,
         "eventGroup": event_group,
         "action": action,
         "state": state,
