@@ -9,7 +9,16 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from cariflex_pipeline_tests.dispatch.citrineos_sim import CitrineRouter, declare_citrineos_exchange, delete_names
+from cariflex_pipeline.dispatch.profiles import floor_to_grid, round_limit
+from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
+from cariflex_pipeline.store import TimeSeriesStore
+from cariflex_pipeline_tests.dispatch.citrineos_sim import (
+    CitrineRouter,
+    Received,
+    SimStation,
+    declare_citrineos_exchange,
+    delete_names,
+)
 
 NOW = datetime(2026, 11, 28, 13, 7, 30, tzinfo=UTC)
 
@@ -53,3 +62,31 @@ def plan_frame(site, start: datetime, per_station: dict[str, list[float]]) -> pd
     frame = pd.DataFrame(rows)
     frame["event_start"] = pd.to_datetime(frame["event_start"], utc=True)
     return frame
+
+
+def assert_stations_follow_the_schedule(store_url: str, site, stations: dict[str, SimStation],
+                                        dispatch_metadata) -> tuple[dict[str, Received], float]:
+    """Each station received exactly one profile, accepted, whose limits equal the schedule in the store from
+    the profile's start slot on (W, clipped to the charge point, merged). Returns what each station received
+    and the planned kW summed over stations and slots (> 0 shows the comparison is not all zeros)."""
+    sent_start = next(iter(stations.values())).received[0].charging_profile["charging_schedule"][0][
+        "start_schedule"]
+    start = datetime.fromisoformat(sent_start.replace("Z", "+00:00"))
+    assert start == floor_to_grid(start, site.resolution)
+    planned = TimeSeriesStore(store_url).read_latest([cp.sensor_id for cp in site.charge_points], start=start,
+                                                     sources=[SCHEDULER_SOURCE])
+    received: dict[str, Received] = {}
+    planned_kw = 0.0
+    for cp in site.charge_points:
+        rows = planned[planned["sensor_id"] == cp.sensor_id].sort_values("event_start")
+        expected: list[tuple[int, float]] = []
+        for offset, kw in enumerate(rows["value"]):
+            limit = round_limit(min(max(kw, 0.0), cp.max_power_kw) * 1000)
+            if not expected or expected[-1][1] != limit:
+                expected.append((offset * 900, limit))
+        [received[cp.id]] = stations[cp.id].received
+        periods = received[cp.id].charging_profile["charging_schedule"][0]["charging_schedule_period"]
+        assert [(p["start_period"], p["limit"]) for p in periods] == expected, cp.id
+        assert dispatch_metadata[f"station_{cp.id}"].value["status"] == "accepted"
+        planned_kw += float(rows["value"].sum())
+    return received, planned_kw

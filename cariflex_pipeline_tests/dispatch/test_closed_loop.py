@@ -22,9 +22,8 @@ from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResour
 from cariflex_pipeline.defs.scheduling.assets import ev_charging_schedule
 from cariflex_pipeline.defs.scheduling.schedules import ev_schedule_and_dispatch_job
 from cariflex_pipeline.dispatch import station_message
-from cariflex_pipeline.dispatch.profiles import round_limit
-from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
 from cariflex_pipeline.store import TimeSeriesStore
+from cariflex_pipeline_tests.dispatch.conftest import assert_stations_follow_the_schedule
 from cariflex_pipeline_tests.openadr.vtn20b import PRICE_CONTEXT, InProcessVtn
 
 
@@ -89,23 +88,7 @@ def test_vtn_price_event_and_bus_sessions_reach_the_stations(amqp_url, exchange,
 
     # 4. every station got exactly the schedule (W, merged, from the profile's start slot), and was accepted
     dispatch_md = result.asset_materializations_for_node("ocpp_dispatch")[0].metadata
-    first_sent = stations["CP001"].received[0].charging_profile["charging_schedule"][0]["start_schedule"]
-    slot0 = datetime.fromisoformat(first_sent.replace("Z", "+00:00"))
-    planned = TimeSeriesStore(store_url).read_latest([cp.sensor_id for cp in site.charge_points], start=slot0,
-                                                     sources=[SCHEDULER_SOURCE])
-    planned_kw_total = 0.0
-    for cp in site.charge_points:
-        rows = planned[planned["sensor_id"] == cp.sensor_id].sort_values("event_start")
-        expected: list[tuple[int, float]] = []
-        for offset, kw in enumerate(rows["value"]):
-            limit = round_limit(min(max(kw, 0.0), cp.max_power_kw) * 1000)
-            if not expected or expected[-1][1] != limit:
-                expected.append((offset * 900, limit))
-        [received] = stations[cp.id].received
-        periods = received.charging_profile["charging_schedule"][0]["charging_schedule_period"]
-        assert [(p["start_period"], p["limit"]) for p in periods] == expected, cp.id
-        assert dispatch_md[f"station_{cp.id}"].value["status"] == "accepted"
-        planned_kw_total += float(rows["value"].sum())
-        if cp.id in ("CP002", "CP009"):
-            assert received.charging_profile["transaction_id"] == f"loop-tx-{cp.id}"
+    received, planned_kw_total = assert_stations_follow_the_schedule(store_url, site, stations, dispatch_md)
+    for station in ("CP002", "CP009"):
+        assert received[station].charging_profile["transaction_id"] == f"loop-tx-{station}"
     assert planned_kw_total > 0  # the 24 h horizon always holds sessions of the bundled day: not all zeros
