@@ -40,3 +40,15 @@ class VtnError(OpenAdrError):
 
 class VtnAuthError(VtnError):
     """The VTN refused our client credentials or token."""
+
+
+REDACTED = "[redacted]"
+
+
+def redact(text: str, secrets: tuple[str | None, ...]) -> str:
+    """`text` with every non-empty secret replaced: for messages built from what a server answered, which may
+    echo what it was sent (a client secret, a token)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text

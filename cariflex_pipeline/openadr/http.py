@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from cariflex_pipeline.openadr.errors import VtnError
+from cariflex_pipeline.openadr.errors import VtnError, redact
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,14 @@ def send(
     *,
     policy: RetryPolicy,
     what: str,
+    secrets: tuple[str | None, ...] = (),
     **kwargs: Any,
 ) -> httpx.Response:
-    """Send with retries on timeouts, connection errors and 5xx; any other answer is returned as it is."""
+    """Send with retries on timeouts, connection errors and 5xx; any other answer is returned as it is.
+
+    `secrets` (what the request carries: a client secret, a token) are redacted from what is logged and raised,
+    in case the server echoes them in an error body.
+    """
     last_failure = "no attempt made"
     status: int | None = None
     problem: dict[str, Any] | None = None
@@ -77,10 +82,18 @@ def send(
             if response.status_code < 500:
                 return response
             last_failure, status, problem = describe_failure(response), response.status_code, problem_of(response)
+        last_failure = redact(last_failure, secrets)
         if attempt < policy.attempts:
             delay = policy.delay(attempt)
             log.warning("%s: %s %s: %s; retry %d/%d in %.1fs", what, method, url, last_failure, attempt,
                         policy.attempts - 1, delay)
             policy.sleep(delay)
     raise VtnError(f"{what}: {method} {url} failed after {policy.attempts} attempts: {last_failure}",
-                   status=status, problem=problem)
+                   status=status, problem=redact_problem(problem, secrets))
+
+
+def redact_problem(problem: dict[str, Any] | None, secrets: tuple[str | None, ...]) -> dict[str, Any] | None:
+    """An RFC 7807 body with `secrets` redacted from its text fields."""
+    if problem is None:
+        return None
+    return {key: redact(value, secrets) if isinstance(value, str) else value for key, value in problem.items()}

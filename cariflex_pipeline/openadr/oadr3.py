@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 
 from cariflex_pipeline.openadr.durations import parse_duration, parse_moment
-from cariflex_pipeline.openadr.errors import MalformedMessageError, VtnAuthError, VtnError
-from cariflex_pipeline.openadr.http import RetryPolicy, describe_failure, problem_of, send
+from cariflex_pipeline.openadr.errors import MalformedMessageError, VtnAuthError, VtnError, redact
+from cariflex_pipeline.openadr.http import RetryPolicy, describe_failure, problem_of, redact_problem, send
 from cariflex_pipeline.openadr.ingest import IngestReport, ingest_events, withdraw_absent
 from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, SignalInterval
 from cariflex_pipeline.site_model import Site
@@ -83,8 +83,9 @@ class Ven301:
     def token(self) -> str:
         if self._token and (self._token_expires_at is None or self.clock() < self._token_expires_at):
             return self._token
+        secrets = (self._client_secret,)
         response = send(
-            self.client, "POST", self.token_url, policy=self.retry, what="OpenADR 3.0.1 token",
+            self.client, "POST", self.token_url, policy=self.retry, what="OpenADR 3.0.1 token", secrets=secrets,
             data={"grant_type": "client_credentials", "client_id": self.client_id,
                   "client_secret": self._client_secret},
         )
@@ -92,7 +93,8 @@ class Ven301:
             body = problem_of(response) or _json_or_none(response) or {}
             reason = body.get("error_description") or body.get("error") or describe_failure(response)
             raise VtnAuthError(f"OpenADR 3.0.1 token at {self.token_url} refused for client {self.client_id!r}: "
-                               f"{reason}", status=response.status_code, problem=problem_of(response))
+                               f"{redact(str(reason), secrets)}", status=response.status_code,
+                               problem=redact_problem(problem_of(response), secrets))
         body = _json_or_none(response)
         if not isinstance(body, dict) or not body.get("access_token"):
             raise VtnAuthError(f"OpenADR 3.0.1 token at {self.token_url}: answer without access_token")
@@ -111,19 +113,22 @@ class Ven301:
     def _get(self, path: str, params: list[tuple[str, str | int]]) -> Any:
         url = f"{self.base_url}/{path.lstrip('/')}"
         for attempt in (1, 2):
-            response = send(self.client, "GET", url, policy=self.retry, what="OpenADR 3.0.1",
-                            params=params, headers={"Authorization": f"Bearer {self.token()}"})
+            token = self.token()
+            response = send(self.client, "GET", url, policy=self.retry, what="OpenADR 3.0.1", secrets=(token,),
+                            params=params, headers={"Authorization": f"Bearer {token}"})
             if response.status_code == 401 and attempt == 1:
                 log.info("OpenADR 3.0.1: %s answered 401, fetching a new token", url)
                 self._token = None
                 continue
             break
+        secrets = (token, self._client_secret)
+        failure = redact(describe_failure(response), secrets)
         if response.status_code == 401:
-            raise VtnAuthError(f"OpenADR 3.0.1 GET {url}: {describe_failure(response)}",
-                               status=401, problem=problem_of(response))
+            raise VtnAuthError(f"OpenADR 3.0.1 GET {url}: {failure}", status=401,
+                               problem=redact_problem(problem_of(response), secrets))
         if response.status_code != 200:
-            raise VtnError(f"OpenADR 3.0.1 GET {url}: {describe_failure(response)}",
-                           status=response.status_code, problem=problem_of(response))
+            raise VtnError(f"OpenADR 3.0.1 GET {url}: {failure}", status=response.status_code,
+                           problem=redact_problem(problem_of(response), secrets))
         try:
             return response.json()
         except ValueError:
