@@ -24,9 +24,9 @@ import pika
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cariflex_pipeline.dispatch.amqp_transport import AmqpTransport
 from cariflex_pipeline.dispatch.outbox import OutboxEntry, payload_hash
 from cariflex_pipeline.dispatch.profiles import StationTarget, build_profile
-from cariflex_pipeline.dispatch.transports import AmqpTransport
 from cariflex_pipeline.dispatch.validation import validate_request
 
 

@@ -3,6 +3,7 @@
 Do not rename this package `ocpp`: it would shadow the `ocpp` library.
 """
 
+from cariflex_pipeline.dispatch.amqp_transport import AmqpTransport
 from cariflex_pipeline.dispatch.config import DispatchSettings
 from cariflex_pipeline.dispatch.dispatcher import DispatchReport, dispatch_profiles, record_answers
 from cariflex_pipeline.dispatch.envelope import csms_request, decode, station_message
@@ -16,6 +17,7 @@ from cariflex_pipeline.dispatch.profiles import (
     build_profile,
     profile_id_for,
 )
+from cariflex_pipeline.dispatch.rest_transport import RestTransport
 from cariflex_pipeline.dispatch.sessions import (
     METER_SOURCE,
     DrainReport,
@@ -28,14 +30,7 @@ from cariflex_pipeline.dispatch.sessions import (
     has_session_history,
     stations_from_site,
 )
-from cariflex_pipeline.dispatch.transports import (
-    AmqpTransport,
-    Answer,
-    OutboxOnlyTransport,
-    RestTransport,
-    SendResult,
-    Transport,
-)
+from cariflex_pipeline.dispatch.transports import Answer, OutboxOnlyTransport, SendResult, Transport
 from cariflex_pipeline.dispatch.validation import ProfileValidationError, request_violations, validate_request
 
 __all__ = [

@@ -18,13 +18,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cariflex_pipeline.dispatch.transports import (
-    AmqpTransport,
-    OutboxOnlyTransport,
-    RestTransport,
-    Transport,
-    safe_url,
-)
+from cariflex_pipeline.dispatch.amqp_transport import AmqpTransport
+from cariflex_pipeline.dispatch.connections import safe_url
+from cariflex_pipeline.dispatch.rest_transport import RestTransport
+from cariflex_pipeline.dispatch.transports import OutboxOnlyTransport, Transport
 
 TRANSPORTS = ("outbox", "amqp", "rest")
 

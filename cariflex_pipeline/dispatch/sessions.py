@@ -29,13 +29,12 @@ from typing import Any
 import jsonschema
 import pandas as pd
 import pika
-import pika.exceptions
 from sqlalchemy import Engine, and_, insert, select, update
 
+from cariflex_pipeline.dispatch.connections import close_quietly, connect_blocking, declare_exchange_passively
 from cariflex_pipeline.dispatch.envelope import BusMessage, EnvelopeError, decode
 from cariflex_pipeline.dispatch.profiles import floor_to_grid
 from cariflex_pipeline.dispatch.tables import ev_sessions, ev_station_status
-from cariflex_pipeline.dispatch.transports import amqp_parameters, safe_url
 from cariflex_pipeline.store.times import from_db_time, to_db_time
 
 LOG = logging.getLogger(__name__)
@@ -440,18 +439,9 @@ class SessionConsumer:
         self.tenant_id = tenant_id
         self.connection_name = connection_name
 
-    def _connect(self) -> pika.BlockingConnection:
-        try:
-            return pika.BlockingConnection(amqp_parameters(self.url, self.connection_name, self.ca_file))
-        except (pika.exceptions.AMQPError, OSError) as error:  # OSError: TLS verification, refused, DNS
-            raise ConnectionError(f"RabbitMQ at {safe_url(self.url)} unreachable: {type(error).__name__}") from None
-
     def setup(self, channel: Any) -> None:
-        try:
-            channel.exchange_declare(self.exchange, passive=True)
-        except pika.exceptions.ChannelClosedByBroker as error:
-            raise ConnectionError(f"exchange {self.exchange!r} not found on {safe_url(self.url)}: "
-                                  f"{error.reply_text}") from None
+        """Check CitrineOS's exchange, declare our durable queue and its dead letters, bind what we follow."""
+        declare_exchange_passively(channel, self.exchange, self.url)
         channel.queue_declare(self.dead_letter_queue, durable=True)
         channel.queue_declare(self.queue, durable=True)
         for action in FOLLOWED_ACTIONS:
@@ -461,19 +451,19 @@ class SessionConsumer:
             channel.queue_bind(self.queue, self.exchange, routing_key="", arguments=arguments)
 
     def ensure_queue(self) -> None:
-        connection = self._connect()
+        """Declare and bind our queue now, so that nothing published from here on is missed."""
+        connection = connect_blocking(self.url, self.connection_name, self.ca_file)
         try:
             self.setup(connection.channel())
         finally:
-            if connection.is_open:
-                connection.close()
+            close_quietly(connection)
 
     def drain(self, max_messages: int = 10_000, idle_timeout: float = 0.2,
               now: Callable[[], datetime] | None = None) -> DrainReport:
         """Consume what is queued (up to `max_messages`), then return. Acks only after the data is stored."""
         report = DrainReport()
         samples: list[tuple[int, datetime, float]] = []
-        connection = self._connect()
+        connection = connect_blocking(self.url, self.connection_name, self.ca_file)
         try:
             channel = connection.channel()
             self.setup(channel)
@@ -507,8 +497,7 @@ class SessionConsumer:
                 channel.basic_ack(to_ack[-1], multiple=True)
             channel.cancel()
         finally:
-            if connection.is_open:
-                connection.close()
+            close_quietly(connection)
         return report
 
     def _store_samples(self, samples: list[tuple[int, datetime, float]], report: DrainReport) -> None:

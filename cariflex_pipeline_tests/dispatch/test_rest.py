@@ -98,7 +98,7 @@ def test_settings_choose_the_transport_from_the_environment(citrine_rest) -> Non
 
 
 def test_amqps_url_gets_tls_and_errors_never_show_the_password() -> None:
-    from cariflex_pipeline.dispatch.transports import amqp_parameters, safe_url
+    from cariflex_pipeline.dispatch.connections import amqp_parameters, safe_url
 
     parameters = amqp_parameters("amqps://user:hunter2@broker.example:5671/%2F")
     assert parameters.ssl_options is not None and parameters.port == 5671

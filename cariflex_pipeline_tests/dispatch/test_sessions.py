@@ -230,3 +230,25 @@ def test_a_rejected_station_message_names_the_station(action, state, payload, ex
         book.apply(message, now=T0)
     assert str(caught.value) == expected
     assert active_sessions(store.engine) == []
+
+
+def test_consumer_and_transport_report_a_missing_exchange_alike(amqp_url, names, store, site) -> None:
+    """Both connect through one setup: the same error naming the exchange and the broker, never the password."""
+    from urllib.parse import urlsplit
+
+    from cariflex_pipeline.dispatch import AmqpTransport
+    from cariflex_pipeline.dispatch.connections import safe_url
+
+    parts = urlsplit(amqp_url)
+    missing = f"missing.{names['sessions']}"
+    consumer = SessionConsumer(amqp_url, SessionBook(store.engine, stations_from_site(site)), exchange=missing,
+                               queue=names["sessions"])
+    transport = AmqpTransport(amqp_url, exchange=missing, answer_queue=names["answers"])
+    messages = []
+    for call in (consumer.ensure_queue, consumer.drain, transport.ensure_answer_queue):
+        with pytest.raises(ConnectionError) as caught:
+            call()
+        messages.append(str(caught.value).split(": NOT_FOUND")[0])
+    expected = f"exchange '{missing}' not found on {safe_url(amqp_url)} (is CitrineOS running?)"
+    assert messages == [expected] * 3
+    assert not parts.password or all(parts.password not in message for message in messages)
