@@ -24,20 +24,6 @@ def parse_duration(text: str) -> timedelta:
     return -duration if match.group("sign") == "-" else duration
 
 
-def format_duration(duration: timedelta) -> str:
-    seconds = int(duration.total_seconds())
-    sign = "-" if seconds < 0 else ""
-    seconds = abs(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    text = f"{sign}P{days}D" if days else f"{sign}P"
-    time = "".join(f"{value}{unit}" for value, unit in ((hours, "H"), (minutes, "M"), (seconds, "S")) if value)
-    if time or not days:
-        text += "T" + (time or "0S")
-    return text
-
-
 def parse_moment(value: Any, what: str, problems: list[str]) -> datetime | None:
     """An ISO 8601 date-time (or a datetime a parser already made) for the field `what`; None when absent.
 

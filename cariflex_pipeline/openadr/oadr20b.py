@@ -6,7 +6,6 @@ dict, but only after `xml_safety.safe_tree` has refused DTDs/entities and the sc
 
 from __future__ import annotations
 
-import logging
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,8 +17,6 @@ from cariflex_pipeline.openadr.durations import parse_moment
 from cariflex_pipeline.openadr.errors import MalformedMessageError
 from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, SignalInterval
 from cariflex_pipeline.openadr.xml_safety import safe_tree, validate_20b_schema
-
-log = logging.getLogger(__name__)
 
 OADR_NS = "http://openadr.org/oadr-2.0b/2012/07"
 EI_NS = "http://docs.oasis-open.org/ns/energyinterop/201110"

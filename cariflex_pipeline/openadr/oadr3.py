@@ -74,7 +74,6 @@ class Ven301:
         self.token_margin_seconds = token_margin_seconds
         self._token: str | None = None
         self._token_expires_at: float | None = None
-        self.tokens_fetched = 0
 
     def __repr__(self) -> str:  # never show the secret
         return f"Ven301({self.base_url!r}, client_id={self.client_id!r})"
@@ -106,7 +105,6 @@ class Ven301:
             self.clock() + max(float(expires_in) - self.token_margin_seconds, 0.0)
             if isinstance(expires_in, int | float) else None
         )
-        self.tokens_fetched += 1
         log.info("OpenADR 3.0.1: token for client %r obtained (expires in %s s)", self.client_id, expires_in)
         return self._token
 

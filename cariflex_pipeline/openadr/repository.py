@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, RowMapping, and_, func, insert, select, update
 
 from cariflex_pipeline.openadr.model import OpenAdrEvent
 from cariflex_pipeline.openadr.tables import openadr_events, openadr_ven_state
@@ -41,34 +40,11 @@ class EventLog:
         covered: tuple[datetime, datetime] | None,
         sensor_ids: list[int],
         values_written: int,
-        status: str | None = None,
-        connection: Connection | None = None,
-    ) -> bool:
-        """Log one event version; False when it was already logged (a concurrent run got there first).
-
-        With `connection` (a store transaction) the row commits with the values it describes, and a duplicate
-        raises IntegrityError instead, so that the caller's whole transaction rolls back.
-        """
-        if connection is not None:
-            self._insert(connection, event, received_at, covered, sensor_ids, values_written, status)
-            return True
-        try:
-            with self.engine.begin() as own:
-                self._insert(own, event, received_at, covered, sensor_ids, values_written, status)
-        except IntegrityError:
-            return False
-        return True
-
-    def _insert(
-        self,
         connection: Connection,
-        event: OpenAdrEvent,
-        received_at: datetime,
-        covered: tuple[datetime, datetime] | None,
-        sensor_ids: list[int],
-        values_written: int,
-        status: str | None,
     ) -> None:
+        """Log one event version inside `connection` (a store transaction), so that the row commits with the values
+        it describes. A version logged already (a concurrent run got there first) raises IntegrityError, and the
+        caller's whole transaction rolls back."""
         connection.execute(
             insert(openadr_events).values(
                 vtn_id=event.vtn_id,
@@ -76,7 +52,7 @@ class EventLog:
                 modification_number=event.modification_number,
                 protocol=event.protocol,
                 program=event.program,
-                status=status or event.status,
+                status=event.status,
                 raw_payload=event.raw_payload,
                 received_at=to_db_time(self.engine, received_at),
                 covered_start=to_db_time(self.engine, covered[0]) if covered else None,
@@ -128,7 +104,7 @@ class EventLog:
         return [_record(row) for row in rows]
 
 
-def _record(row) -> EventRecord:
+def _record(row: RowMapping) -> EventRecord:
     return EventRecord(
         vtn_id=row["vtn_id"],
         event_id=row["event_id"],

@@ -127,10 +127,6 @@ class EventChange:
     kind: Literal["new", "modified", "cancelled"]
     days: tuple[date, ...]  # local days the event covers (partitions to rerun)
 
-    @property
-    def run_key(self) -> str:
-        return f"openadr:{self.event_id}:{self.modification_number}"
-
 
 def changes_of(events: list[OpenAdrEvent], site: Site, store: TimeSeriesStore) -> list[EventChange]:
     """Which events differ from what the store holds (unknown, another modification, newly cancelled)."""

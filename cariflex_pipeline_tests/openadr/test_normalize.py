@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from cariflex_pipeline.openadr.errors import EventRejected
 from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, SignalInterval
@@ -66,8 +67,10 @@ def test_zero_duration_and_too_long_intervals_are_rejected(site):
 def test_event_log_records_a_version_once(store, site):
     event = _event([(T0, timedelta(minutes=15), 0.1)])
     log = EventLog(store.engine)
-    assert log.record(event, T0, None, [], 0) is True
-    assert log.record(event, T0, None, [], 0) is False  # a concurrent run logged it first
+    with store.transaction() as connection:
+        log.record(event, T0, None, [], 0, connection=connection)
+    with pytest.raises(IntegrityError), store.transaction() as connection:  # a concurrent run logged it first
+        log.record(event, T0 + timedelta(minutes=1), None, [], 0, connection=connection)
     assert len(log.all()) == 1 and log.latest("vtn3", "e1").received_at == T0
 
 
