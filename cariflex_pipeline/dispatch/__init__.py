@@ -18,12 +18,11 @@ from cariflex_pipeline.dispatch.profiles import (
     profile_id_for,
 )
 from cariflex_pipeline.dispatch.rest_transport import RestTransport
+from cariflex_pipeline.dispatch.session_consumer import DrainReport, SessionConsumer
 from cariflex_pipeline.dispatch.sessions import (
     METER_SOURCE,
-    DrainReport,
     SessionBook,
     SessionChange,
-    SessionConsumer,
     SessionDefaults,
     active_sessions,
     active_transactions,

@@ -1,18 +1,16 @@
-"""Live EV sessions from the CitrineOS bus.
+"""What the CitrineOS bus tells us about EV sessions, and the open sessions for the scheduler.
 
-A durable queue of our own is bound to the CitrineOS exchange once per station request we follow
-(origin=cs, state="1", action=TransactionEvent | MeterValues | StatusNotification | NotifyEVChargingNeeds).
-`SessionConsumer.drain()` turns those messages into:
+`SessionBook.apply` turns one decoded station request (TransactionEvent, MeterValues, StatusNotification,
+NotifyEVChargingNeeds; validated against the OCPP 2.0.1 schema) into:
 
 - rows of `ev_sessions` (one per station and transaction: arrival, departure, energy requested/delivered,
   with `*_is_default` flags when the EV did not say and configured defaults apply);
 - station/EVSE status rows in `ev_station_status`;
-- measured power (Power.Active.Import) as beliefs of the charge point's sensor (61-70) in the store, source
-  "citrineos-meter", one value per slot: the slot's energy-weighted average (see `power_frame`).
+- Power.Active.Import samples of the charge point's sensor (61-70), which the consumer averages per slot
+  (`meter.power_frame`) and stores as measured power, source "citrineos-meter".
 
-A malformed or unexpected message is published to a dead-letter queue with the reason in its headers
-(`x-cariflex-reason`) and acknowledged; the consumer keeps going. A message from a station that is not in the
-site model is logged and acknowledged. `active_sessions(engine)` gives the scheduler the open sessions.
+The bus side (our queue, dead letters, acks) is `session_consumer.SessionConsumer`. `active_sessions(engine)`
+gives the scheduler the open sessions.
 """
 
 from __future__ import annotations
@@ -20,20 +18,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import jsonschema
-import pandas as pd
-import pika
 from sqlalchemy import Engine, and_, insert, select, update
 
-from cariflex_pipeline.dispatch.connections import close_quietly, connect_blocking, declare_exchange_passively
-from cariflex_pipeline.dispatch.envelope import BusMessage, EnvelopeError, decode
-from cariflex_pipeline.dispatch.profiles import floor_to_grid
+from cariflex_pipeline.dispatch.envelope import BusMessage
 from cariflex_pipeline.dispatch.tables import ev_sessions, ev_station_status
 from cariflex_pipeline.store.times import from_db_time, to_db_time
 
@@ -82,16 +76,6 @@ class SessionChange:
     @property
     def key(self) -> str:
         return f"{self.kind}:{self.station_id}:{self.transaction_id}:{self.at.isoformat()}"
-
-
-@dataclass
-class DrainReport:
-    processed: int = 0
-    dead_lettered: int = 0
-    unknown_station: int = 0
-    beliefs_written: int = 0
-    changes: list[SessionChange] = field(default_factory=list)
-    dead_letter_reasons: list[str] = field(default_factory=list)
 
 
 @cache
@@ -323,49 +307,6 @@ class SessionBook:
             connection.execute(update(ev_station_status).where(key).values(updated_at=self._t(now), **values))
 
 
-SlotCoverage = dict[tuple[int, datetime], tuple[float, datetime]]  # (sensor, slot) -> (average kW, covered to)
-
-
-def power_frame(samples: Iterable[tuple[int, datetime, float]], resolution: timedelta,
-                previous: SlotCoverage | None = None) -> pd.DataFrame:
-    """Samples -> belief frame: one value per sensor and slot, the slot's energy-weighted average power.
-
-    The slot's latest sample alone is not what the slot consumed: a car that charged at 11 kW for 14 minutes
-    and stopped a minute before the slot ended would show 0 kW. So each sample stands for the power since the
-    sample before it, clipped to its slot (as the energy register's difference between two readings would),
-    and a slot's value is its energy over the time covered so far, from the slot's start to its latest
-    sample. That time is the belief time, so a later drain continues a slot from `previous` (the slot's
-    stored average and belief time) without counting a sample twice: samples at or before it are ignored.
-    A lone sample exactly on the slot's start covers no time and stands for itself.
-    """
-    coverage: SlotCoverage = dict(previous or {})
-    energy: dict[tuple[int, datetime], float] = {}  # kW*s since the slot start
-    touched: set[tuple[int, datetime]] = set()
-    last_at: dict[int, datetime] = {}
-    for sensor_id, at, kw in sorted(samples, key=lambda sample: (sample[0], sample[1])):
-        slot = floor_to_grid(at, resolution)
-        key = (sensor_id, slot)
-        if key not in energy:
-            average, covered = coverage.get(key, (0.0, slot))
-            energy[key] = average * (covered - slot).total_seconds()
-        _, covered = coverage.get(key, (0.0, slot))
-        if key in coverage and at <= covered:
-            continue  # counted by an earlier drain (a redelivery or a late sample)
-        start = max(slot, covered, last_at.get(sensor_id, slot))
-        energy[key] += kw * (at - start).total_seconds()
-        span = (at - slot).total_seconds()
-        coverage[key] = (energy[key] / span if span > 0 else kw, at)
-        last_at[sensor_id] = at
-        touched.add(key)
-    rows = [{"sensor_id": s, "event_start": slot, "value": coverage[(s, slot)][0],
-             "belief_time": coverage[(s, slot)][1]} for s, slot in sorted(touched)]
-    frame = pd.DataFrame(rows, columns=["sensor_id", "event_start", "value", "belief_time"])
-    if not frame.empty:
-        frame["event_start"] = pd.to_datetime(frame["event_start"], utc=True)
-        frame["belief_time"] = pd.to_datetime(frame["belief_time"], utc=True)
-    return frame
-
-
 def active_sessions(engine: Engine, station_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Open EV sessions in a plain shape for the scheduler.
 
@@ -411,125 +352,8 @@ def active_transactions(engine: Engine) -> dict[str, str]:
     return out
 
 
-class SessionConsumer:
-    """Drains our session queue: station requests -> sessions, station status and measured power."""
-
-    def __init__(
-        self,
-        url: str,
-        book: SessionBook,
-        *,
-        write_beliefs: Callable[[pd.DataFrame], int] | None = None,
-        read_beliefs: Callable[[list[int], datetime, datetime], pd.DataFrame] | None = None,
-        exchange: str = "citrineos",
-        queue: str = "cariflex.sessions",
-        dead_letter_queue: str | None = None,
-        tenant_id: str | None = None,
-        connection_name: str = "cariflex-sessions",
-        ca_file: str | None = None,
-    ) -> None:
-        self.url = url
-        self.ca_file = ca_file
-        self.book = book
-        self.write_beliefs = write_beliefs
-        self.read_beliefs = read_beliefs  # (sensor ids, start, end) -> the measured power already stored
-        self.exchange = exchange
-        self.queue = queue
-        self.dead_letter_queue = dead_letter_queue or f"{queue}.dead"
-        self.tenant_id = tenant_id
-        self.connection_name = connection_name
-
-    def setup(self, channel: Any) -> None:
-        """Check CitrineOS's exchange, declare our durable queue and its dead letters, bind what we follow."""
-        declare_exchange_passively(channel, self.exchange, self.url)
-        channel.queue_declare(self.dead_letter_queue, durable=True)
-        channel.queue_declare(self.queue, durable=True)
-        for action in FOLLOWED_ACTIONS:
-            arguments = {"x-match": "all", "origin": "cs", "state": "1", "action": action}
-            if self.tenant_id is not None:
-                arguments["tenantId"] = str(self.tenant_id)
-            channel.queue_bind(self.queue, self.exchange, routing_key="", arguments=arguments)
-
-    def ensure_queue(self) -> None:
-        """Declare and bind our queue now, so that nothing published from here on is missed."""
-        connection = connect_blocking(self.url, self.connection_name, self.ca_file)
-        try:
-            self.setup(connection.channel())
-        finally:
-            close_quietly(connection)
-
-    def drain(self, max_messages: int = 10_000, idle_timeout: float = 0.2,
-              now: Callable[[], datetime] | None = None) -> DrainReport:
-        """Consume what is queued (up to `max_messages`), then return. Acks only after the data is stored."""
-        report = DrainReport()
-        samples: list[tuple[int, datetime, float]] = []
-        connection = connect_blocking(self.url, self.connection_name, self.ca_file)
-        try:
-            channel = connection.channel()
-            self.setup(channel)
-            channel.confirm_delivery()
-            channel.basic_qos(prefetch_count=200)
-            to_ack: list[int] = []
-            for method, properties, body in channel.consume(self.queue, inactivity_timeout=idle_timeout):
-                if method is None:
-                    break
-                headers = dict(properties.headers or {})
-                try:
-                    message = decode(headers, body)
-                    changes, new_samples = self.book.apply(message, now() if now else None)
-                    report.changes += changes
-                    samples += new_samples
-                    report.processed += 1
-                except (EnvelopeError, SessionMessageError, UnknownStationError, TypeError, ValueError) as error:
-                    if isinstance(error, UnknownStationError):
-                        LOG.warning("station %s is not in the site model: message ignored", error.station_id)
-                        report.unknown_station += 1
-                    else:
-                        reason = str(error) or type(error).__name__
-                        self._dead_letter(channel, headers, body, reason)
-                        report.dead_lettered += 1
-                        report.dead_letter_reasons.append(reason)
-                to_ack.append(method.delivery_tag)
-                if len(to_ack) >= max_messages:
-                    break
-            self._store_samples(samples, report)
-            if to_ack:
-                channel.basic_ack(to_ack[-1], multiple=True)
-            channel.cancel()
-        finally:
-            close_quietly(connection)
-        return report
-
-    def _store_samples(self, samples: list[tuple[int, datetime, float]], report: DrainReport) -> None:
-        if not samples or self.write_beliefs is None:
-            return
-        resolution = next(iter(self.book.stations.values())).resolution
-        previous: SlotCoverage = {}
-        if self.read_beliefs is not None:
-            slots = [floor_to_grid(at, resolution) for _, at, _ in samples]
-            stored = self.read_beliefs(sorted({sensor for sensor, _, _ in samples}), min(slots),
-                                       max(slots) + resolution)
-            for row in stored.itertuples():
-                previous[(int(row.sensor_id), row.event_start.to_pydatetime())] = (
-                    float(row.value), row.belief_time.to_pydatetime())
-        frame = power_frame(samples, resolution, previous)
-        report.beliefs_written = self.write_beliefs(frame)
-
-    def _dead_letter(self, channel: Any, headers: dict[str, Any], body: bytes, reason: str) -> None:
-        LOG.warning("session queue %s: dead-lettering a message: %s", self.queue, reason)
-        dead_headers = {k: v for k, v in headers.items() if isinstance(v, str | int | float | bool)}
-        dead_headers.update({"x-cariflex-reason": reason[:1000], "x-cariflex-queue": self.queue})
-        channel.basic_publish("", self.dead_letter_queue, body,
-                              pika.BasicProperties(headers=dead_headers, delivery_mode=2,
-                                                   content_type="application/json"))
-
-
 def stations_from_site(site: Any) -> dict[str, StationInfo]:
     """station id -> StationInfo for every charge point of a site model."""
     resolution = site.resolution
     return {cp.id: StationInfo(cp.id, cp.sensor_id, site.sensor(cp.sensor_id).resolution or resolution)
             for cp in site.charge_points}
-
-
-def session_dicts(changes: Iterable[SessionChange]) -> list[dict[str, Any]]:
-    return [asdict(change) for change in changes]

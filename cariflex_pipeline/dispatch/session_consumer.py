@@ -1,0 +1,159 @@
+"""The session queue on the CitrineOS bus: station requests in, sessions and measured power out.
+
+A durable queue of our own is bound to the CitrineOS exchange once per station request we follow
+(origin=cs, state="1", action=TransactionEvent | MeterValues | StatusNotification | NotifyEVChargingNeeds).
+`SessionConsumer.drain()` applies each message with `SessionBook` and writes the measured power of the drained
+samples as slot averages, continuing what earlier drains stored for the same slots.
+
+A malformed or unexpected message is published to a dead-letter queue with the reason in its headers
+(`x-cariflex-reason`) and acknowledged; the consumer keeps going. A message from a station that is not in the
+site model is logged and acknowledged. Messages are acknowledged only after their data is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import pika
+
+from cariflex_pipeline.dispatch.connections import close_quietly, connect_blocking, declare_exchange_passively
+from cariflex_pipeline.dispatch.envelope import EnvelopeError, decode
+from cariflex_pipeline.dispatch.meter import SlotCoverage, power_frame
+from cariflex_pipeline.dispatch.profiles import floor_to_grid
+from cariflex_pipeline.dispatch.sessions import (
+    FOLLOWED_ACTIONS,
+    SessionBook,
+    SessionChange,
+    SessionMessageError,
+    UnknownStationError,
+)
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class DrainReport:
+    processed: int = 0
+    dead_lettered: int = 0
+    unknown_station: int = 0
+    beliefs_written: int = 0
+    changes: list[SessionChange] = field(default_factory=list)
+    dead_letter_reasons: list[str] = field(default_factory=list)
+
+
+class SessionConsumer:
+    """Drains our session queue: station requests -> sessions, station status and measured power."""
+
+    def __init__(
+        self,
+        url: str,
+        book: SessionBook,
+        *,
+        write_beliefs: Callable[[pd.DataFrame], int] | None = None,
+        read_beliefs: Callable[[list[int], datetime, datetime], pd.DataFrame] | None = None,
+        exchange: str = "citrineos",
+        queue: str = "cariflex.sessions",
+        dead_letter_queue: str | None = None,
+        tenant_id: str | None = None,
+        connection_name: str = "cariflex-sessions",
+        ca_file: str | None = None,
+    ) -> None:
+        self.url = url
+        self.ca_file = ca_file
+        self.book = book
+        self.write_beliefs = write_beliefs
+        self.read_beliefs = read_beliefs  # (sensor ids, start, end) -> the measured power already stored
+        self.exchange = exchange
+        self.queue = queue
+        self.dead_letter_queue = dead_letter_queue or f"{queue}.dead"
+        self.tenant_id = tenant_id
+        self.connection_name = connection_name
+
+    def setup(self, channel: Any) -> None:
+        """Check CitrineOS's exchange, declare our durable queue and its dead letters, bind what we follow."""
+        declare_exchange_passively(channel, self.exchange, self.url)
+        channel.queue_declare(self.dead_letter_queue, durable=True)
+        channel.queue_declare(self.queue, durable=True)
+        for action in FOLLOWED_ACTIONS:
+            arguments = {"x-match": "all", "origin": "cs", "state": "1", "action": action}
+            if self.tenant_id is not None:
+                arguments["tenantId"] = str(self.tenant_id)
+            channel.queue_bind(self.queue, self.exchange, routing_key="", arguments=arguments)
+
+    def ensure_queue(self) -> None:
+        """Declare and bind our queue now, so that nothing published from here on is missed."""
+        connection = connect_blocking(self.url, self.connection_name, self.ca_file)
+        try:
+            self.setup(connection.channel())
+        finally:
+            close_quietly(connection)
+
+    def drain(self, max_messages: int = 10_000, idle_timeout: float = 0.2,
+              now: Callable[[], datetime] | None = None) -> DrainReport:
+        """Consume what is queued (up to `max_messages`), then return. Acks only after the data is stored."""
+        report = DrainReport()
+        samples: list[tuple[int, datetime, float]] = []
+        connection = connect_blocking(self.url, self.connection_name, self.ca_file)
+        try:
+            channel = connection.channel()
+            self.setup(channel)
+            channel.confirm_delivery()
+            channel.basic_qos(prefetch_count=200)
+            to_ack: list[int] = []
+            for method, properties, body in channel.consume(self.queue, inactivity_timeout=idle_timeout):
+                if method is None:
+                    break
+                headers = dict(properties.headers or {})
+                try:
+                    message = decode(headers, body)
+                    changes, new_samples = self.book.apply(message, now() if now else None)
+                    report.changes += changes
+                    samples += new_samples
+                    report.processed += 1
+                except (EnvelopeError, SessionMessageError, UnknownStationError, TypeError, ValueError) as error:
+                    if isinstance(error, UnknownStationError):
+                        LOG.warning("station %s is not in the site model: message ignored", error.station_id)
+                        report.unknown_station += 1
+                    else:
+                        reason = str(error) or type(error).__name__
+                        self._dead_letter(channel, headers, body, reason)
+                        report.dead_lettered += 1
+                        report.dead_letter_reasons.append(reason)
+                to_ack.append(method.delivery_tag)
+                if len(to_ack) >= max_messages:
+                    break
+            self._store_samples(samples, report)
+            if to_ack:
+                channel.basic_ack(to_ack[-1], multiple=True)
+            channel.cancel()
+        finally:
+            close_quietly(connection)
+        return report
+
+    def _store_samples(self, samples: list[tuple[int, datetime, float]], report: DrainReport) -> None:
+        if not samples or self.write_beliefs is None:
+            return
+        resolution = next(iter(self.book.stations.values())).resolution
+        previous: SlotCoverage = {}
+        if self.read_beliefs is not None:
+            slots = [floor_to_grid(at, resolution) for _, at, _ in samples]
+            stored = self.read_beliefs(sorted({sensor for sensor, _, _ in samples}), min(slots),
+                                       max(slots) + resolution)
+            for row in stored.itertuples():
+                previous[(int(row.sensor_id), row.event_start.to_pydatetime())] = (
+                    float(row.value), row.belief_time.to_pydatetime())
+        frame = power_frame(samples, resolution, previous)
+        report.beliefs_written = self.write_beliefs(frame)
+
+    def _dead_letter(self, channel: Any, headers: dict[str, Any], body: bytes, reason: str) -> None:
+        LOG.warning("session queue %s: dead-lettering a message: %s", self.queue, reason)
+        dead_headers = {k: v for k, v in headers.items() if isinstance(v, str | int | float | bool)}
+        dead_headers.update({"x-cariflex-reason": reason[:1000], "x-cariflex-queue": self.queue})
+        channel.basic_publish("", self.dead_letter_queue, body,
+                              pika.BasicProperties(headers=dead_headers, delivery_mode=2,
+                                                   content_type="application/json"))
