@@ -21,12 +21,12 @@ from cariflex_pipeline.openadr.errors import VtnError
 from cariflex_pipeline.openadr.http import RetryPolicy
 from cariflex_pipeline.openadr.ingest import IngestReport, ingest_events
 from cariflex_pipeline.openadr.model import OpenAdrEvent
-from cariflex_pipeline.openadr.oadr3 import Ven301
-from cariflex_pipeline.openadr.oadr3 import sync as sync_301
 from cariflex_pipeline.openadr.repository import EventLog
 from cariflex_pipeline.openadr.sample_feed import sample_events
 from cariflex_pipeline.openadr.ven20b import Ven20b, answer_early
 from cariflex_pipeline.openadr.ven20b import sync as sync_20b
+from cariflex_pipeline.openadr.ven301 import Ven301
+from cariflex_pipeline.openadr.ven301 import sync as sync_301
 from cariflex_pipeline.site_model import Site
 from cariflex_pipeline.store import TimeSeriesStore
 

@@ -122,9 +122,9 @@ def test_wrong_value_type_in_301_rejects_that_event_only(bad_value, store, site)
 
 
 def test_malformed_json_is_refused(store):
-    with pytest.raises(MalformedMessageError, match="malformed JSON"):
+    with pytest.raises(MalformedMessageError, match="VTN 'vtn3': malformed JSON"):
         parse_events_json('[{"id": "e1", "programID": ', "vtn3")
-    with pytest.raises(MalformedMessageError, match="expected a JSON array"):
+    with pytest.raises(MalformedMessageError, match="VTN 'vtn3': expected a JSON array"):
         parse_events_json('{"id": "e1"}', "vtn3")
     _assert_nothing_written(store)
 

@@ -10,7 +10,7 @@ from cariflex_pipeline.openadr.durations import parse_duration, parse_moment
 from cariflex_pipeline.openadr.errors import VtnAuthError, VtnError
 from cariflex_pipeline.openadr.http import RetryPolicy
 from cariflex_pipeline.openadr.ingest import source_name
-from cariflex_pipeline.openadr.oadr3 import Ven301, sync
+from cariflex_pipeline.openadr.ven301 import Ven301, sync
 from cariflex_pipeline_tests.openadr.helpers import Q, audit_rows, belief_count, next_day_start, series, slots
 from cariflex_pipeline_tests.openadr.messages import event_301, iso
 from cariflex_pipeline_tests.openadr.vtn301 import problem

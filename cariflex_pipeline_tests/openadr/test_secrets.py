@@ -14,7 +14,7 @@ from cariflex_pipeline.defs.openadr.resources import VtnResource
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.openadr.errors import VtnAuthError, VtnError
 from cariflex_pipeline.openadr.http import RetryPolicy
-from cariflex_pipeline.openadr.oadr3 import Ven301
+from cariflex_pipeline.openadr.ven301 import Ven301
 from cariflex_pipeline_tests.openadr.messages import event_301
 from cariflex_pipeline_tests.openadr.vtn301 import problem
 
