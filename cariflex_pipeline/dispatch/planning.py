@@ -6,7 +6,6 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pandas as pd
 
@@ -20,6 +19,7 @@ from cariflex_pipeline.dispatch.profiles import (
     ceil_to_grid,
 )
 from cariflex_pipeline.dispatch.validation import ProfileValidationError, validate_request
+from cariflex_pipeline.site_model import Site
 
 
 @dataclass
@@ -30,7 +30,7 @@ class ProfileSet:
 
 
 def profiles_from_plan(
-    site: Any,
+    site: Site,
     planned: pd.DataFrame,
     *,
     now: datetime | None = None,
@@ -56,7 +56,7 @@ def profiles_from_plan(
     transactions = transactions or {}
     in_force = in_force or {}
     result = ProfileSet()
-    resolution = getattr(site, "resolution", timedelta(minutes=15))
+    resolution = site.resolution
     for cp in site.charge_points:
         rows = planned[planned["sensor_id"] == cp.sensor_id] if not planned.empty else planned
         station = StationTarget(cp.id, cp.evse_id, cp.max_power_kw, transactions.get(cp.id))

@@ -24,9 +24,6 @@ from typing import Any, Literal
 PurposePolicy = Literal["auto", "tx_default_only", "tx_only"]
 RateUnit = Literal["W", "A"]
 
-MAX_PERIODS = 1024
-_INT32_MAX = 2**31 - 1
-
 
 class ProfileBuildError(ValueError):
     """A planned-power series that cannot become a profile; the message names the station."""

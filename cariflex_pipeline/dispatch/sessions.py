@@ -29,6 +29,7 @@ from sqlalchemy import Engine, and_, insert, select, update
 
 from cariflex_pipeline.dispatch.envelope import BusMessage
 from cariflex_pipeline.dispatch.tables import ev_sessions, ev_station_status
+from cariflex_pipeline.site_model import Site
 from cariflex_pipeline.store.times import from_db_time, to_db_time
 
 LOG = logging.getLogger(__name__)
@@ -352,7 +353,7 @@ def active_transactions(engine: Engine) -> dict[str, str]:
     return out
 
 
-def stations_from_site(site: Any) -> dict[str, StationInfo]:
+def stations_from_site(site: Site) -> dict[str, StationInfo]:
     """station id -> StationInfo for every charge point of a site model."""
     resolution = site.resolution
     return {cp.id: StationInfo(cp.id, cp.sensor_id, site.sensor(cp.sensor_id).resolution or resolution)
