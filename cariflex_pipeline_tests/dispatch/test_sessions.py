@@ -112,10 +112,11 @@ def test_session_lifecycle_defaults_needs_and_measured_power(amqp_url, exchange,
 
     # the EV tells its needs (ISO 15118), then meters 5 kWh at 11 kW
     departure = T0 + timedelta(hours=3)
-    bus.send("CP001", "NotifyEVChargingNeeds", {"evseId": 1, "chargingNeeds": {
+    needs = {"evseId": 1, "chargingNeeds": {
         "requestedEnergyTransfer": "AC_three_phase", "departureTime": _iso(departure),
         "acChargingParameters": {"energyAmount": 30000, "evMinCurrent": 6, "evMaxCurrent": 32,
-                                 "evMaxVoltage": 400}}})
+                                 "evMaxVoltage": 400}}}
+    bus.send("CP001", "NotifyEVChargingNeeds", needs)
     t1 = T0 + timedelta(minutes=20)
     bus.send("CP001", "TransactionEvent", transaction_event(
         "Updated", "tx-1", t1, 1, meterValue=_meter(t1, watts=11000, register_wh=6000)))
@@ -127,10 +128,7 @@ def test_session_lifecycle_defaults_needs_and_measured_power(amqp_url, exchange,
     assert cp1["defaults"] is False
 
     # the same needs again change nothing; Ended closes the session
-    bus.send("CP001", "NotifyEVChargingNeeds", {"evseId": 1, "chargingNeeds": {
-        "requestedEnergyTransfer": "AC_three_phase", "departureTime": _iso(departure),
-        "acChargingParameters": {"energyAmount": 30000, "evMinCurrent": 6, "evMaxCurrent": 32,
-                                 "evMaxVoltage": 400}}})
+    bus.send("CP001", "NotifyEVChargingNeeds", needs)
     t2 = T0 + timedelta(minutes=40)
     bus.send("CP001", "TransactionEvent", transaction_event(
         "Ended", "tx-1", t2, 2, meterValue=_meter(t2, watts=0, register_wh=9000)))
