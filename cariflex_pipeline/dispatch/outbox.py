@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, insert, select, update
+from sqlalchemy import Engine, and_, func, insert, select, update
 
 from cariflex_pipeline.dispatch.profiles import BuiltProfile
 from cariflex_pipeline.dispatch.tables import RETRYABLE_STATUSES, ocpp_outbox
@@ -292,16 +292,16 @@ class Outbox:
 
     def last_in_force(self, now: datetime) -> dict[str, OutboxEntry]:
         """station -> its newest profile the station follows or will be sent (not superseded, expired or
-        rejected), when its validTo still lies ahead: what a station with nothing planned must be told to drop."""
+        rejected), when its validTo still lies ahead: what a station with nothing planned must be told to drop.
+
+        Reads one row per station (the outbox keeps every accepted profile, so it only grows)."""
+        newest = (select(func.max(ocpp_outbox.c.id))
+                  .where(ocpp_outbox.c.status.not_in(("superseded", "expired", "rejected")))
+                  .group_by(ocpp_outbox.c.station_id))
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(ocpp_outbox)
-                .where(ocpp_outbox.c.status.not_in(("superseded", "expired", "rejected")))
-                .order_by(ocpp_outbox.c.id)).all()
-        newest: dict[str, OutboxEntry] = {}
-        for row in rows:
-            newest[row.station_id] = _entry(row)
-        return {station: entry for station, entry in newest.items() if entry.valid_to > now}
+            rows = connection.execute(select(ocpp_outbox).where(ocpp_outbox.c.id.in_(newest))).all()
+        entries = [_entry(row) for row in rows]
+        return {entry.station_id: entry for entry in entries if entry.valid_to > now}
 
     def latest_by_station(self) -> dict[str, OutboxEntry]:
         latest: dict[str, OutboxEntry] = {}
