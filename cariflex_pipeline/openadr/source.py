@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -86,15 +87,33 @@ def ven_20b(config: VtnConfig, site: Site, store: TimeSeriesStore) -> Ven20b:
                   retry=RetryPolicy(attempts=config.retry_attempts, backoff_seconds=config.retry_backoff_seconds))
 
 
+_VENS_301: dict[tuple[VtnConfig, tuple[str | None, ...]], Ven301] = {}
+_VENS_301_LOCK = threading.Lock()
+_VENS_301_KEPT = 8
+
+
 def ven_301(config: VtnConfig, site: Site) -> Ven301:
+    """The 3.0.1 VEN of `config`, one per configuration and process: its token (and connection pool) outlives a
+    call, so a sensor polling every 30 s asks the token endpoint again only when the token expires or is refused,
+    not on every tick."""
     if not config.client_id or not config.client_secret:
         raise ValueError(f"{config.describe()}: OpenADR 3.0.1 needs a client id and secret "
                          "(CARIFLEX_VTN_CLIENT_ID / CARIFLEX_VTN_CLIENT_SECRET)")
-    return Ven301(config.url or "", config.client_id, config.client_secret, vtn_id=config.vtn_id,
-                  programs=programs_301(site), target_type=config.target_type,
-                  target_values=list(config.target_values), token_url=config.token_url,
-                  timeout_seconds=config.timeout_seconds,
-                  retry=RetryPolicy(attempts=config.retry_attempts, backoff_seconds=config.retry_backoff_seconds))
+    programs = programs_301(site)
+    key = (config, tuple(programs))
+    with _VENS_301_LOCK:
+        ven = _VENS_301.get(key)
+        if ven is None:
+            ven = Ven301(config.url or "", config.client_id, config.client_secret, vtn_id=config.vtn_id,
+                         programs=programs, target_type=config.target_type,
+                         target_values=list(config.target_values), token_url=config.token_url,
+                         timeout_seconds=config.timeout_seconds,
+                         retry=RetryPolicy(attempts=config.retry_attempts,
+                                           backoff_seconds=config.retry_backoff_seconds))
+            while len(_VENS_301) >= _VENS_301_KEPT:  # a changed configuration: forget the oldest
+                _VENS_301.pop(next(iter(_VENS_301))).client.close()
+            _VENS_301[key] = ven
+        return ven
 
 
 def with_day_ahead(days: list[date], today: date) -> list[date]:

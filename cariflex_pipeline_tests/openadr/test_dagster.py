@@ -249,3 +249,12 @@ def test_sensor_runs_an_event_published_days_ahead_as_the_last_partition(databas
         assert list(frame["value"]) == [120.0] * 4 and frame["event_start"].iloc[0].to_pydatetime() == start
     finally:
         vtn.stop()
+
+
+def test_sensor_ticks_reuse_the_301_token(database_url, vtn3):
+    resources = _with_one_301_event(database_url, vtn3)
+    cursor = None
+    for _tick_number in range(3):
+        cursor = _tick(resources, cursor).cursor
+    assert len(vtn3.event_requests) >= 3  # every tick asked for the events
+    assert vtn3.token_requests == 1  # with one token, valid for an hour
