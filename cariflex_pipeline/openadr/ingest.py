@@ -218,6 +218,19 @@ def _withdraw(prior: EventRecord | None, store: TimeSeriesStore, connection: Con
     }
 
 
+def absent_events(present: Iterable[OpenAdrEvent], vtn_id: str, programs: set[str | None], event_log: EventLog,
+                  now: datetime) -> list[EventRecord]:
+    """3.0.1: the stored events of `vtn_id` (of `programs`; None: any) that the VTN no longer lists (deleted) and
+    whose values still lie ahead. Past values are kept: a VTN purging old events does not rewrite history."""
+    listed = {event.event_id for event in present}
+    return [
+        record for (_vtn, event_id), record in event_log.latest_versions(vtn_id).items()
+        if event_id not in listed and record.status != "cancelled"
+        and (None in programs or record.program in programs)
+        and record.covered_end is not None and record.covered_end > now
+    ]
+
+
 def withdraw_absent(
     present: Iterable[OpenAdrEvent],
     vtn_id: str,
@@ -227,21 +240,12 @@ def withdraw_absent(
     now: datetime,
     received_at: datetime | None = None,
 ) -> IngestReport:
-    """3.0.1: an event the VTN no longer lists (deleted) whose values still lie ahead is treated as cancelled.
-
-    Past values are kept: a VTN purging old events does not rewrite history.
-    """
+    """3.0.1: an event the VTN no longer lists (deleted) whose values still lie ahead is treated as cancelled."""
     received_at = received_at or datetime.now(UTC)
     event_log = EventLog(store.engine)
     report = IngestReport()
-    listed = {event.event_id for event in present}
-    for (_vtn, event_id), record in event_log.latest_versions(vtn_id).items():
-        if event_id in listed or record.status == "cancelled":
-            continue
-        if None not in programs and record.program not in programs:
-            continue
-        if record.covered_end is None or record.covered_end <= now:
-            continue
+    for record in absent_events(present, vtn_id, programs, event_log, now):
+        event_id = record.event_id
         tombstone = OpenAdrEvent(
             protocol="3.0.1", vtn_id=vtn_id, event_id=event_id,
             modification_number=record.modification_number + 1, status="cancelled", program=record.program,

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
-from cariflex_pipeline.openadr.days import days_between, event_days
+from cariflex_pipeline.openadr.days import event_days, local_days
 from cariflex_pipeline.openadr.errors import VtnError
 from cariflex_pipeline.openadr.http import RetryPolicy
-from cariflex_pipeline.openadr.ingest import IngestReport, ingest_events
+from cariflex_pipeline.openadr.ingest import IngestReport, absent_events, ingest_events
 from cariflex_pipeline.openadr.model import OpenAdrEvent
 from cariflex_pipeline.openadr.repository import EventLog
 from cariflex_pipeline.openadr.sample_feed import sample_events
@@ -160,8 +160,7 @@ def changes_of(events: list[OpenAdrEvent], site: Site, store: TimeSeriesStore) -
         )
         days = event_days(event, site.tz)
         if not days and record is not None and record.covered_start and record.covered_end:
-            days = tuple(days_between(record.covered_start.astimezone(site.tz).date(),
-                                      record.covered_end.astimezone(site.tz).date() + timedelta(days=1)))
+            days = local_days(record.covered_start, record.covered_end, site.tz)
         changes.append(EventChange(event.event_id, event.modification_number, kind, days))
     return changes
 
@@ -197,16 +196,8 @@ def poll_changes(config: VtnConfig, site: Site, store: TimeSeriesStore,
 def deleted_301(events: list[OpenAdrEvent], ven: Ven301, site: Site, store: TimeSeriesStore,
                 now: datetime) -> list[EventChange]:
     """3.0.1 events the store holds with values still ahead that the VTN no longer lists (deleted)."""
-    listed = {event.event_id for event in events}
-    programs = set(ven.programs)
-    changes = []
-    for (_vtn, event_id), record in EventLog(store.engine).latest_versions(ven.vtn_id).items():
-        if event_id in listed or record.status == "cancelled" or record.covered_end is None:
-            continue
-        if record.covered_end <= now or (None not in programs and record.program not in programs):
-            continue
-        first = max(record.covered_start or now, now).astimezone(site.tz).date()
-        last = (record.covered_end - timedelta(microseconds=1)).astimezone(site.tz).date()
-        changes.append(EventChange(event_id, record.modification_number + 1, "cancelled",
-                                   tuple(days_between(first, last + timedelta(days=1)))))
-    return changes
+    return [
+        EventChange(record.event_id, record.modification_number + 1, "cancelled",
+                    local_days(max(record.covered_start or now, now), record.covered_end or now, site.tz))
+        for record in absent_events(events, ven.vtn_id, set(ven.programs), EventLog(store.engine), now)
+    ]

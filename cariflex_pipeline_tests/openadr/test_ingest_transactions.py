@@ -11,6 +11,7 @@ import pytest
 from cariflex_pipeline.openadr.ingest import ingest_events
 from cariflex_pipeline.openadr.oadr3 import parse_events_json
 from cariflex_pipeline.openadr.repository import EventLog
+from cariflex_pipeline.openadr.source import changes_of
 from cariflex_pipeline_tests.openadr.helpers import audit_rows, series
 from cariflex_pipeline_tests.openadr.messages import event_301
 
@@ -80,3 +81,14 @@ def test_figures_are_counted_per_local_day(store, site):
     report = ingest_events([cancelled], site, store)
     assert [report.day(day).values_withdrawn for day in (first, second)] == [8, 8]
     assert [report.day(day).events["cancelled"] for day in (first, second)] == [1, 1]
+
+
+def test_a_cancelled_event_reruns_only_the_days_it_covered(store, site):
+    # one whole local day: 2026-12-01 00:00 to 2026-12-02 00:00 in Martinique (04:00 UTC to 04:00 UTC)
+    payload = event_301("A", datetime(2026, 12, 1, 4, tzinfo=UTC), [0.1], duration="P1D")
+    ingest_events(_events(payload), site, store)
+    [event] = _events(payload)
+    cancelled = dataclasses.replace(event, status="cancelled", modification_number=event.modification_number + 1,
+                                    signals=())  # a cancellation without intervals: days come from the store
+    [change] = changes_of([cancelled], site, store)
+    assert change.kind == "cancelled" and change.days == (date(2026, 12, 1),)
