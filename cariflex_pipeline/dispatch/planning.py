@@ -47,7 +47,8 @@ def profiles_from_plan(
     A charge point with nothing planned would otherwise go on following the last profile it got (a plan
     that no longer exists): when `in_force` (`Outbox.last_in_force`) shows one with a non-zero limit, the
     station gets a limit-0 profile under the same profile id and stack level - which replaces it on the
-    station (OCPP 2.0.1 K01: same id replaces) - from the current slot to that profile's validTo. Nothing
+    station (OCPP 2.0.1 K01: same id replaces) - from the current slot to one slot past that profile's validTo
+    (so that it outlasts it, as CitrineOS requires of a profile at the same stack level and purpose). Nothing
     planned means no charging, as for unplanned slots inside a plan; a new session reruns the plan at once.
     A SetChargingProfile rather than ClearChargingProfile keeps the station under a known limit instead of
     falling back to its own maximum, and goes through the same outbox, answers and dedup as any profile.
@@ -67,7 +68,9 @@ def profiles_from_plan(
                 continue
             plan: dict[datetime, float] = {}
             station_config = dataclasses.replace(config or ProfileConfig(), stack_level=stale.stack_level)
-            station_end = ceil_to_grid(stale.valid_to, resolution)
+            # one slot past the stale validTo: CitrineOS 1.8's REST side refuses a profile with the same stack
+            # level, purpose and EVSE as an active one unless the new one outlasts it
+            station_end = ceil_to_grid(stale.valid_to, resolution) + resolution
         else:
             plan = {pd.Timestamp(t).to_pydatetime(): float(v)
                     for t, v in zip(rows["event_start"], rows["value"], strict=True)}
@@ -83,7 +86,7 @@ def profiles_from_plan(
             continue
         if stale is not None:
             profile = dataclasses.replace(profile, notes=(
-                f"nothing planned: limit 0 until {stale.valid_to.isoformat()} replaces outbox #{stale.id} "
+                f"nothing planned: limit 0 until {station_end.isoformat()} replaces outbox #{stale.id} "
                 f"(profile {stale.profile_id})", *profile.notes))
             result.cleared[cp.id] = stale.id
         result.profiles.append(profile)

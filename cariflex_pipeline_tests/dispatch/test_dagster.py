@@ -44,6 +44,10 @@ def _write_plan(url: str, site, per_station: dict[str, list[float]]) -> datetime
     return start
 
 
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def _resources(store_url: str, broker: BrokerResource) -> dict:
     return {"site": SiteResource(), "store": TimeSeriesStoreResource(database_url=store_url),
             "dispatch_broker": broker}
@@ -218,7 +222,7 @@ def test_a_station_whose_plan_disappeared_is_told_to_stop_following_it(amqp_url,
     assert len(station.received) == 2
     stale, zero = (r.charging_profile for r in station.received)
     assert zero["id"] == stale["id"]  # the same id: the station replaces the stale profile
-    assert zero["valid_to"] == stale["valid_to"]
+    assert _utc(zero["valid_to"]) == _utc(stale["valid_to"]) + timedelta(minutes=15)  # outlasts it
     assert [p["limit"] for p in zero["charging_schedule"][0]["charging_schedule_period"]] == [0.0]
     # and only once: a third run has nothing left to clear
     third = dg.materialize([ocpp_charging_profiles, ocpp_dispatch], resources=resources, run_config=run_config)

@@ -147,7 +147,7 @@ def test_nothing_planned_replaces_a_stale_profile_with_limit_zero_once(store, si
     assert zero.limits == ((0, 0.0),)
     charging = zero.payload["chargingProfile"]
     assert (charging["chargingSchedule"][0]["startSchedule"], charging["validTo"]) == (
-        "2026-11-28T13:15:00Z", "2026-11-28T15:00:00Z")
+        "2026-11-28T13:15:00Z", "2026-11-28T15:15:00Z")  # one slot past the stale 15:00: outlasts it
     assert "nothing planned" in zero.notes[0]
     second = dispatch_profiles(outbox, OutboxOnlyTransport(), nothing.profiles, run_id="r2", now=later)
     assert second.entries["CP001"].limits == [(0, 0.0)]
