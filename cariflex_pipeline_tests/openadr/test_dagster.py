@@ -258,3 +258,14 @@ def test_sensor_ticks_reuse_the_301_token(database_url, vtn3):
         cursor = _tick(resources, cursor).cursor
     assert len(vtn3.event_requests) >= 3  # every tick asked for the events
     assert vtn3.token_requests == 1  # with one token, valid for an hour
+
+
+def test_sensor_cursor_forgets_what_the_store_holds(database_url):
+    resources = _resources(database_url)  # the bundled feed: today's and tomorrow's events
+    first = _tick(resources, None)
+    assert [request.partition_key for request in first.run_requests] == [daily_partitions.get_partition_keys()[-1]]
+    assert len(json.loads(first.cursor)) == 6  # requested, not ingested yet
+    assert _tick(resources, first.cursor).run_requests == []  # still pending: not requested twice
+    assert dg.materialize(ASSETS, partition_key=first.run_requests[0].partition_key, resources=resources).success
+    after = _tick(resources, first.cursor)
+    assert after.run_requests == [] and json.loads(after.cursor) == {}

@@ -9,6 +9,7 @@ feed for today and tomorrow is "polled" instead.
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import date
 
 import dagster as dg
@@ -17,6 +18,7 @@ from cariflex_pipeline.defs.openadr.assets import openadr_events
 from cariflex_pipeline.defs.openadr.partitions import daily_partitions
 from cariflex_pipeline.defs.openadr.resources import VtnResource
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
+from cariflex_pipeline.openadr.repository import EventLog, EventRecord
 from cariflex_pipeline.openadr.source import EventChange, poll_changes
 
 openadr_ingest_job = dg.define_asset_job(
@@ -52,6 +54,16 @@ def run_requests_for(changes: list[EventChange], cursor: dict[str, int]) -> tupl
     return requests, new_cursor
 
 
+def still_pending(cursor: dict[str, int], stored: Mapping[tuple[str, str], EventRecord]) -> dict[str, int]:
+    """The cursor without the versions the store now holds: their runs are done, and the store itself tells
+    `poll_changes` not to request them again. Without this the cursor grew by every event the VTN ever sent."""
+    held: dict[str, int] = {}
+    for (_vtn, event_id), record in stored.items():
+        held[event_id] = max(held.get(event_id, record.modification_number), record.modification_number)
+    return {event_id: version for event_id, version in cursor.items()
+            if event_id not in held or held[event_id] < version}
+
+
 def partition_days_of(change: EventChange, first: str, last: str) -> tuple[date, ...]:
     """The partitions to run for `change`: its days, with days after the last partition (an event published
     more than a day ahead) run as the last one and days before the first as the first. The run resyncs every
@@ -80,6 +92,7 @@ def openadr_vtn_sensor(
         for c in changes
     ]
     requests, new_cursor = run_requests_for(changes, cursor)
+    new_cursor = still_pending(new_cursor, EventLog(series.engine).latest_versions())
     if requests:
         context.log.info("OpenADR: %d change(s) -> %d run request(s)", len(changes), len(requests))
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(new_cursor, sort_keys=True))
