@@ -112,10 +112,10 @@ class AmqpTransport:
                     if not waiting or time.monotonic() >= deadline:
                         break
                     continue
-                answer = _parse_answer(properties.headers, body)
+                answer, problem = _parse_answer(properties.headers, body)
                 if answer is None:
-                    LOG.warning("answer queue %s: dropping a message that is not a SetChargingProfile answer",
-                                self.answer_queue)
+                    LOG.warning("answer queue %s: dropping a message that is not a SetChargingProfile answer: %s",
+                                self.answer_queue, problem)
                 else:
                     known = record(answer)
                     if known:
@@ -134,17 +134,19 @@ class AmqpTransport:
         return None
 
 
-def _parse_answer(headers: dict[str, Any] | None, body: bytes) -> Answer | None:
+def _parse_answer(headers: dict[str, Any] | None, body: bytes) -> tuple[Answer | None, str]:
+    """The station's answer, or None and what is wrong with the message (naming station and correlation id)."""
     try:
         message = decode(headers, body)
-    except EnvelopeError:
-        return None
+    except EnvelopeError as error:
+        return None, str(error)
     if message.action != "SetChargingProfile" or message.state != 2 or not message.correlation_id:
-        return None
+        return None, (f"station {message.station_id}: {message.action} state {message.state} correlation id "
+                      f"{message.correlation_id or 'missing'}")
     status = message.payload.get("status")
     info = message.payload.get("statusInfo") or {}
     reason = " ".join(str(info.get(k, "")) for k in ("reasonCode", "additionalInfo") if info.get(k)).strip()
-    return Answer(message.correlation_id, message.station_id, str(status), reason)
+    return Answer(message.correlation_id, message.station_id, str(status), reason), ""
 
 
 def publish_confirmed(

@@ -219,3 +219,24 @@ def test_lost_confirms_are_not_resent_when_the_station_answered(amqp_url, exchan
     assert second.entries == {}
     assert {s: len(sim.received) for s, sim in simulated.items()} == dict.fromkeys(stations, 1)
     assert {e.status for e in outbox.entries()} == {"accepted"}
+
+
+def test_a_dropped_answer_queue_message_is_logged_with_its_station(amqp_url, exchange, names, caplog) -> None:
+    """A message on our answer queue that is not a usable answer is acknowledged and logged, naming the station."""
+    import logging
+
+    import pika
+
+    from cariflex_pipeline.dispatch import station_message
+
+    transport = _transport(amqp_url, exchange, names)
+    transport.ensure_answer_queue()
+    headers, body = station_message(station_id="CP007", tenant_id="1", action="SetChargingProfile", state=2,
+                                    payload={"status": "Accepted"}, correlation_id="")
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    connection.channel().basic_publish("", names["answers"], body, pika.BasicProperties(headers=headers))
+    connection.close()
+    with caplog.at_level(logging.WARNING):
+        assert transport.collect_answers(lambda answer: True, expected={"x"}, timeout=0.5) == []
+    assert "station CP007: SetChargingProfile state 2 correlation id missing" in caplog.text
+    assert transport.collect_answers(lambda answer: True) == []  # acknowledged, not redelivered
