@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
+from urllib.parse import urlsplit
 
 from cariflex_pipeline.openadr.days import event_days, local_days
 from cariflex_pipeline.openadr.errors import VtnError
@@ -47,6 +48,13 @@ class VtnConfig:
     timeout_seconds: float = 10.0
     retry_attempts: int = 4
     retry_backoff_seconds: float = 0.5
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url or "")
+        if "@" in parts.netloc:
+            # the URL is logged, put in errors and metadata, and keys the stored VEN state: no password in it
+            raise ValueError(f"CARIFLEX_VTN_URL for host {parts.hostname!r} carries credentials (user:password@); "
+                             "they would be logged and stored. Give the URL without them.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> VtnConfig:

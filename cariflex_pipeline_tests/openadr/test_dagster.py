@@ -15,6 +15,7 @@ from cariflex_pipeline.defs.openadr.partitions import daily_partitions
 from cariflex_pipeline.defs.openadr.resources import VtnResource, vtn_resource_from_env
 from cariflex_pipeline.defs.openadr.sensors import openadr_ingest_job, openadr_vtn_sensor
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
+from cariflex_pipeline.openadr.source import VtnConfig
 from cariflex_pipeline_tests.openadr.messages import event_301
 from cariflex_pipeline_tests.openadr.vtn20b import DR_CONTEXT, PRICE_CONTEXT, InProcessVtn
 from cariflex_pipeline_tests.openadr.vtn301 import Vtn301Server
@@ -269,3 +270,14 @@ def test_sensor_cursor_forgets_what_the_store_holds(database_url):
     assert dg.materialize(ASSETS, partition_key=first.run_requests[0].partition_key, resources=resources).success
     after = _tick(resources, first.cursor)
     assert after.run_requests == [] and json.loads(after.cursor) == {}
+
+
+def test_a_vtn_url_with_a_password_is_refused_without_showing_it(monkeypatch):
+    url = "https://cariflex:pa55word@vtn.example/OpenADR2/Simple/2.0b"
+    with pytest.raises(ValueError) as from_resource:
+        VtnResource(url=url).config()
+    monkeypatch.setenv("CARIFLEX_VTN_URL", url)
+    with pytest.raises(ValueError) as from_env:
+        VtnConfig.from_env()
+    for error in (from_resource.value, from_env.value):
+        assert "'vtn.example'" in str(error) and "pa55word" not in str(error)
