@@ -240,25 +240,16 @@ def withdraw_absent(
     now: datetime,
     received_at: datetime | None = None,
 ) -> IngestReport:
-    """3.0.1: an event the VTN no longer lists (deleted) whose values still lie ahead is treated as cancelled."""
-    received_at = received_at or datetime.now(UTC)
-    event_log = EventLog(store.engine)
-    report = IngestReport()
-    for record in absent_events(present, vtn_id, programs, event_log, now):
-        event_id = record.event_id
-        tombstone = OpenAdrEvent(
-            protocol="3.0.1", vtn_id=vtn_id, event_id=event_id,
+    """3.0.1: an event the VTN no longer lists (deleted) whose values still lie ahead is treated as cancelled: a
+    cancelled version of it (a tombstone) goes through ingestion like any cancellation."""
+    tombstones = [
+        OpenAdrEvent(
+            protocol="3.0.1", vtn_id=vtn_id, event_id=record.event_id,
             modification_number=record.modification_number + 1, status="cancelled", program=record.program,
             response_required=False, signals=(), raw_payload='{"absent": "event no longer listed by the VTN"}',
         )
-        try:
-            with store.transaction() as connection:
-                withdrawn = _withdraw(record, store, connection, site.tz)
-                event_log.record(tombstone, received_at, None, [], 0, connection=connection)
-        except IntegrityError:
-            continue  # a concurrent run withdrew it first
-        report.values_withdrawn += sum(withdrawn.values())
-        report._add_values("values_withdrawn", withdrawn)
-        report.cancelled.append(event_id)
-        report._count("cancelled", _covered_days(record, site.tz))
+        for record in absent_events(present, vtn_id, programs, EventLog(store.engine), now)
+    ]
+    report = ingest_events(tombstones, site, store, received_at)
+    report.events_seen = 0  # tombstones are not events the VTN sent
     return report
