@@ -210,6 +210,8 @@ class SessionBook:
                     ev_station_status.c.station_id == station.station_id, ev_station_status.c.evse_id == evse_id)
                 ).values(pending_departure=None, pending_energy_kwh=None, updated_at=self._t(now)))
             ended = event_type == "Ended"
+            if not ended:
+                changes += self._close_superseded(connection, station.station_id, evse_id, transaction_id, at, now)
             connection.execute(insert(ev_sessions).values(
                 station_id=station.station_id, transaction_id=transaction_id, evse_id=evse_id,
                 status="ended" if ended else "active", arrival=self._t(at), departure=self._t(departure),
@@ -236,6 +238,22 @@ class SessionBook:
             ev_sessions.c.station_id == station.station_id, ev_sessions.c.transaction_id == transaction_id)
         ).values(**values))
         return changes
+
+    def _close_superseded(self, connection: Any, station_id: str, evse_id: int, transaction_id: str,
+                          at: datetime, now: datetime) -> list[SessionChange]:
+        """A new transaction on an EVSE ends any older one still open there: its Ended message was lost, and
+        two open sessions on one connector would make the schedule plan for a car that left."""
+        stale = connection.execute(select(ev_sessions.c.transaction_id).where(and_(
+            ev_sessions.c.station_id == station_id, ev_sessions.c.evse_id == evse_id,
+            ev_sessions.c.status == "active", ev_sessions.c.transaction_id != transaction_id))).scalars().all()
+        for old in stale:
+            LOG.warning("station %s EVSE %d: transaction %s started while %s was still open; closing %s "
+                        "(its TransactionEvent Ended never arrived)", station_id, evse_id, transaction_id, old, old)
+            connection.execute(update(ev_sessions).where(and_(
+                ev_sessions.c.station_id == station_id, ev_sessions.c.transaction_id == old)
+            ).values(status="ended", ended_at=self._t(at), stopped_reason="SupersededByNewTransaction",
+                     updated_at=self._t(now)))
+        return [SessionChange("ended", station_id, old, at) for old in stale]
 
     def _on_MeterValues(self, connection: Any, station: StationInfo, payload: dict[str, Any], now: datetime,
                         samples: list) -> list[SessionChange]:

@@ -250,3 +250,22 @@ def test_consumer_and_transport_report_a_missing_exchange_alike(amqp_url, names,
     expected = f"exchange '{missing}' not found on {safe_url(amqp_url)} (is CitrineOS running?)"
     assert messages == [expected] * 3
     assert not parts.password or all(parts.password not in message for message in messages)
+
+
+def test_a_new_transaction_closes_an_open_one_whose_end_was_lost(store, site) -> None:
+    from cariflex_pipeline.dispatch.envelope import BusMessage
+
+    book = SessionBook(store.engine, stations_from_site(site))
+
+    def started(tx: str, at: datetime, station: str = "CP003") -> list:
+        message = BusMessage(station_id=station, tenant_id="1", action="TransactionEvent", state=1, origin="cs",
+                             correlation_id=f"c-{tx}", payload=transaction_event("Started", tx, at, 0))
+        changes, _ = book.apply(message, now=at)
+        return [(change.kind, change.transaction_id) for change in changes]
+
+    assert started("tx-a", T0) == [("started", "tx-a")]
+    assert started("tx-other", T0, station="CP004") == [("started", "tx-other")]
+    later = T0 + timedelta(hours=3)
+    assert started("tx-b", later) == [("ended", "tx-a"), ("started", "tx-b")]
+    open_sessions = {(s["station_id"], s["transaction_id"]) for s in active_sessions(store.engine)}
+    assert open_sessions == {("CP003", "tx-b"), ("CP004", "tx-other")}
