@@ -23,6 +23,13 @@ ALLOWED_UNITS = frozenset({"kW", "kWh", "MW", "EUR/MWh", "EUR/kWh", "%", "dimens
 PositiveKw = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
+def known_unit(unit: str, allowed: frozenset[str]) -> str:
+    """`unit` if it is one of `allowed`, else a ValueError listing them (a typo, or a conversion we do not do)."""
+    if unit not in allowed:
+        raise ValueError(f"unknown unit {unit!r}; expected one of {sorted(allowed)}")
+    return unit
+
+
 class SiteModelError(ValueError):
     """A site file that cannot be used; the message names the file, the entry and the field."""
 
@@ -43,9 +50,7 @@ class Sensor(StrictModel):
     @field_validator("unit")
     @classmethod
     def _known_unit(cls, unit: str) -> str:
-        if unit not in ALLOWED_UNITS:
-            raise ValueError(f"unknown unit {unit!r}; expected one of {sorted(ALLOWED_UNITS)}")
-        return unit
+        return known_unit(unit, ALLOWED_UNITS)
 
     @field_validator("resolution")
     @classmethod
@@ -147,9 +152,7 @@ class OpenAdrSignal(StrictModel):
     @field_validator("unit")
     @classmethod
     def _known_openadr_unit(cls, unit: str) -> str:
-        if unit not in OPENADR_UNITS:
-            raise ValueError(f"unknown unit {unit!r}; expected one of {sorted(OPENADR_UNITS)}")
-        return unit
+        return known_unit(unit, OPENADR_UNITS)
 
     @model_validator(mode="after")
     def _matches_something(self) -> OpenAdrSignal:
