@@ -50,6 +50,8 @@ class VtnConfig:
     retry_backoff_seconds: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.protocol not in ("2.0b", "3.0.1"):
+            raise ValueError(f"CARIFLEX_VTN_PROTOCOL must be 2.0b or 3.0.1, not {self.protocol!r}")
         parts = urlsplit(self.url or "")
         if "@" in parts.netloc:
             # the URL is logged, put in errors and metadata, and keys the stored VEN state: no password in it
@@ -62,8 +64,6 @@ class VtnConfig:
         _TARGET_VALUES (comma-separated); an unset URL means the bundled sample feed."""
         env = os.environ if environ is None else environ
         protocol = env.get("CARIFLEX_VTN_PROTOCOL", "2.0b").strip() or "2.0b"
-        if protocol not in ("2.0b", "3.0.1"):
-            raise ValueError(f"CARIFLEX_VTN_PROTOCOL must be 2.0b or 3.0.1, not {protocol!r}")
         return cls(
             url=env.get("CARIFLEX_VTN_URL") or None, protocol=protocol,  # type: ignore[arg-type]
             client_id=env.get("CARIFLEX_VTN_CLIENT_ID") or None,

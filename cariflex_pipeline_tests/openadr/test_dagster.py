@@ -102,6 +102,10 @@ def test_resource_from_environment(monkeypatch):
     assert VtnResource().config().is_sample
     with pytest.raises(ValueError, match=r"2\.0b or 3\.0\.1"):
         VtnResource(protocol="1.0").config()
+    with pytest.raises(ValueError, match=r"2\.0b or 3\.0\.1"):
+        VtnConfig.from_env({"CARIFLEX_VTN_URL": "http://vtn.example", "CARIFLEX_VTN_PROTOCOL": "2.0a"})
+    with pytest.raises(ValueError, match=r"2\.0b or 3\.0\.1"):  # however it is built
+        VtnConfig(url="http://vtn.example", protocol="3.0")  # type: ignore[arg-type]
 
 
 def _tick(resources: dict, cursor: str | None) -> dg.SensorResult:

@@ -48,8 +48,6 @@ class VtnResource(dg.ConfigurableResource):
 
     def config(self) -> VtnConfig:
         protocol = (self.protocol or "2.0b").strip()
-        if protocol not in ("2.0b", "3.0.1"):
-            raise ValueError(f"CARIFLEX_VTN_PROTOCOL must be 2.0b or 3.0.1, not {protocol!r}")
         return VtnConfig(
             url=self.url or None, protocol=protocol, client_id=self.client_id or None,  # type: ignore[arg-type]
             client_secret=self.client_secret or None, token_url=self.token_url or None,
