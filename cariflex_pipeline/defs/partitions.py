@@ -1,6 +1,7 @@
 """Daily partitions in the site's local time (America/Martinique), shared by every day-partitioned stage.
 
-Tomorrow is included: day-ahead prices and forecasts arrive the day before.
+The last partition is today (`end_offset=1`: the day in progress). Day-ahead prices and forecasts arrive the day
+before, so a run that covers today also writes tomorrow's values (see the OpenADR and measurements assets).
 """
 
 from datetime import date, datetime, time, timedelta
