@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "run":
         if config.is_sample or config.protocol != "2.0b":
             parser.error("run needs CARIFLEX_VTN_URL of an OpenADR 2.0b VTN")
-        report = run_loop(ven_20b(config, site, store), site, store, max_polls=args.max_polls)
+        with ven_20b(config, site, store) as ven:
+            report = run_loop(ven, site, store, max_polls=args.max_polls)
     else:
         for record in EventLog(store.engine).all():
             print(json.dumps({**asdict(record), "raw_payload": f"{len(record.raw_payload)} chars"}, default=str))

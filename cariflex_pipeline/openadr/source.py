@@ -143,7 +143,8 @@ def ingest_from_source(config: VtnConfig, site: Site, store: TimeSeriesStore,
             events.extend(sample_events(day, site.timezone))
         return ingest_events(events, site, store)
     if config.protocol == "2.0b":
-        return sync_20b(ven_20b(config, site, store), site, store)
+        with ven_20b(config, site, store) as ven:
+            return sync_20b(ven, site, store)
     return sync_301(ven_301(config, site), site, store)
 
 
@@ -181,19 +182,20 @@ def poll_changes(config: VtnConfig, site: Site, store: TimeSeriesStore,
         today = now.astimezone(site.tz).date()
         events = sample_events(today, site.timezone) + sample_events(today + timedelta(days=1), site.timezone)
     elif config.protocol == "2.0b":
-        ven = ven_20b(config, site, store)
-        if not ven.poll_due(now):
-            return []
-        distribution = ven.poll(now)
-        events = list(distribution.events)
-        changes = changes_of(events, site, store)
-        changed = {(change.event_id, change.modification_number) for change in changes}
-        try:  # the VTN gets its optIn/optOut now, not only once the requested run has ingested
-            answer_early(ven, replace(distribution, events=tuple(e for e in events if e.key in changed)), site, now)
-        except VtnError as error:
-            log.warning("%s: early oadrCreatedEvent failed (%s); the ingesting run answers again", config.describe(),
-                        error)
-        return changes
+        with ven_20b(config, site, store) as ven:
+            if not ven.poll_due(now):
+                return []
+            distribution = ven.poll(now)
+            events = list(distribution.events)
+            changes = changes_of(events, site, store)
+            changed = {(change.event_id, change.modification_number) for change in changes}
+            try:  # the VTN gets its optIn/optOut now, not only once the requested run has ingested
+                answer_early(ven, replace(distribution, events=tuple(e for e in events if e.key in changed)), site,
+                             now)
+            except VtnError as error:
+                log.warning("%s: early oadrCreatedEvent failed (%s); the ingesting run answers again",
+                            config.describe(), error)
+            return changes
     else:
         ven = ven_301(config, site)
         events = ven.events()

@@ -60,8 +60,20 @@ class Ven20b:
         self.vtn_url = vtn_url.rstrip("/")
         self.ven_name = ven_name
         self.states = VenStateStore(engine)
+        self._owns_client = client is None
         self.client = client or httpx.Client(timeout=timeout_seconds)
         self.retry = retry or RetryPolicy()
+
+    def close(self) -> None:
+        """Close the HTTP connection pool this VEN opened (a client handed in stays its owner's)."""
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> Ven20b:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     # --- state -------------------------------------------------------------------------------------------
     @property

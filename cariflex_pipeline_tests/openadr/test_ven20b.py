@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import httpx
+
 from cariflex_pipeline.openadr.http import RetryPolicy
 from cariflex_pipeline.openadr.ingest import source_name
 from cariflex_pipeline.openadr.repository import EventLog
@@ -218,3 +220,14 @@ def test_reregistration_requested_by_the_vtn():
         finally:
             vtn.stop()
             store.engine.dispose()
+
+
+def test_the_ven_closes_the_connection_pool_it_opened(store) -> None:
+    with Ven20b("http://127.0.0.1:9/OpenADR2/Simple/2.0b", "cariflex", store.engine) as ven:
+        own = ven.client
+    assert own.is_closed
+    shared = httpx.Client()
+    with Ven20b("http://127.0.0.1:9/OpenADR2/Simple/2.0b", "cariflex", store.engine, client=shared):
+        pass
+    assert not shared.is_closed  # a client handed in stays open for its owner
+    shared.close()
