@@ -151,6 +151,22 @@ def _window(problem: SchedulingProblem, session: EvSession) -> tuple[int, int]:
     return first, max(first, end)
 
 
+def share_in_horizon(problem: SchedulingProblem, session: EvSession) -> float:
+    """The share of a session's remaining stay that lies inside the horizon.
+
+    A car leaving after the horizon ends needs only that share of its energy now: held to the whole need, it
+    would be reported unserved (or charged at any price) in the few slots the horizon shows of its stay. The
+    runs every 15 minutes, whose horizons reach its departure, plan the rest.
+    """
+    horizon_end = problem.slot_start(problem.n_slots)
+    if session.departure <= horizon_end:
+        return 1.0
+    stay_start = max(session.arrival, problem.start)
+    if horizon_end <= stay_start:
+        return 0.0
+    return (horizon_end - stay_start) / (session.departure - stay_start)
+
+
 def resolve(problem: SchedulingProblem, site: Site) -> ResolvedProblem:
     """Check the problem against the site and turn it into arrays; raise ProblemError naming what is wrong."""
     errors: list[str] = []
@@ -165,13 +181,14 @@ def resolve(problem: SchedulingProblem, site: Site) -> ResolvedProblem:
     by_point: dict[str, list[EvSession]] = {}
     for session in problem.sessions:
         first, end = _window(problem, session)
+        needed_kwh = session.energy_kwh() * share_in_horizon(problem, session)
         if session.charge_point in charge_points:
             limit = charge_points[session.charge_point].max_power_kw
             if session.max_power_kw is not None:
                 limit = min(limit, session.max_power_kw)
             sessions.append(ResolvedSession(
                 id=session.id, charge_point=session.charge_point, first=first, end=end,
-                energy_kwh=session.energy_kwh(), max_charge_kw=limit, max_discharge_kw=0.0,
+                energy_kwh=needed_kwh, max_charge_kw=limit, max_discharge_kw=0.0,
                 efficiency=session.efficiency or DEFAULT_EFFICIENCY,
             ))
         elif session.charge_point in v2g_chargers:
@@ -185,7 +202,7 @@ def resolve(problem: SchedulingProblem, site: Site) -> ResolvedProblem:
             discharge = min(charger.max_discharge_kw, session.max_discharge_kw or session.max_power_kw or math.inf)
             sessions.append(ResolvedSession(
                 id=session.id, charge_point=session.charge_point, first=first, end=end,
-                energy_kwh=session.energy_kwh(), max_charge_kw=charge, max_discharge_kw=discharge,
+                energy_kwh=needed_kwh, max_charge_kw=charge, max_discharge_kw=discharge,
                 efficiency=session.efficiency or math.sqrt(charger.round_trip_efficiency), v2g=True,
                 soc_initial_kwh=session.soc_now * capacity, soc_min_kwh=session.soc_min * capacity,
                 soc_max_kwh=capacity,

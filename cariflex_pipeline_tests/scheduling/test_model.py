@@ -56,6 +56,16 @@ def test_impossible_target_is_reported_as_unserved(site):
     assert result.sessions[0].unserved_kwh == pytest.approx(19)
 
 
+def test_a_car_leaving_after_the_horizon_needs_only_its_share_now(site):
+    # 4-slot horizon, the car stays 12 slots: a third of its 12 kWh is due inside the horizon, in the two
+    # cheapest slots, and nothing is reported unserved (the later runs plan the rest)
+    p = problem([50, 10, 40, 20], [ev("a", "CP006", 0, 12, energy_needed_kwh=12)])
+    _, result = _solve(site, p)
+    assert result.sessions[0].energy_needed_kwh == pytest.approx(4)
+    assert result.sessions[0].unserved_kwh == pytest.approx(0, abs=1e-9)
+    assert result.power_kw["CP006"] == pytest.approx([0, 11, 0, 5], abs=1e-6)
+
+
 def test_efficiency_counts_against_the_energy(site):
     p = problem([50, 60], [ev("a", "CP001", 0, 2, energy_needed_kwh=4.5, max_power_kw=20, efficiency=0.9)])
     _, result = _solve(site, p)

@@ -148,6 +148,9 @@ def ev_charging_schedule(
         "cost_eur": float(result.cost_eur(resolved)),
         "energy_delivered_kwh": float(result.energy_delivered_kwh),
         "unserved_energy_kwh": float(result.unserved_kwh),
+        # energy of cars leaving after the horizon end, left to later runs (see resolve.share_in_horizon)
+        "energy_after_horizon_kwh": float(sum(session.energy_kwh() for session in problem.sessions)
+                                          - sum(session.energy_kwh for session in resolved.sessions)),
         "peak_site_import_kw": float(site_import.max(initial=0.0)),
         "solve_seconds": float(result.solve_seconds),
         "build_seconds": float(result.build_seconds),
