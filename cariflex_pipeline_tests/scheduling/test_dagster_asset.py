@@ -71,7 +71,7 @@ def test_schedule_is_written_as_planned_power_with_metadata(store_url):
     assert metadata["price_fallback"].value == "none" and metadata["price_slots_filled"].value == 0
     assert metadata["energy_after_horizon_kwh"].value > 0  # tomorrow's cars leaving after the 24-hour horizon
     assert metadata["energy_delivered_kwh"].value > 100
-    assert "| slot (UTC) | kW | EUR/MWh |" in metadata["schedule_CP001"].value
+    assert "| slot (America/Martinique) | kW | EUR/MWh |" in metadata["schedule_CP001"].value
 
     planned = _planned(store_url)
     assert len(planned) == 10 * 96 and set(planned["sensor_id"]) == set(CP_SENSORS)

@@ -18,6 +18,7 @@ export unpaid (cariflex_pipeline/scheduling/problem.py); the site's export capac
 
 from datetime import UTC, datetime
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import numpy as np
@@ -173,7 +174,7 @@ def ev_charging_schedule(
         "problem": dg.MetadataValue.json(problem.model_dump(mode="json")),
     }
     for point, power in result.power_kw.items():
-        metadata[f"schedule_{point}"] = dg.MetadataValue.md(_point_table(result, point, power, prices))
+        metadata[f"schedule_{point}"] = dg.MetadataValue.md(_point_table(result, point, power, prices, site_model.tz))
     check = dg.AssetCheckResult(
         check_name=CHECK_NAME, passed=not violations, severity=dg.AssetCheckSeverity.ERROR,
         metadata={"violations": len(violations),
@@ -196,12 +197,13 @@ def _session_table(result: ScheduleResult) -> str:
                       "|---|---|---|---|---|", *rows])
 
 
-def _point_table(result: ScheduleResult, point: str, power: list[float], prices: list[float | None]) -> str:
-    """Per charge point: each slot with planned power (time in UTC, kW, price)."""
-    rows = [f"| {start:%Y-%m-%d %H:%M} | {kw:.2f} | {price:.2f} |"
+def _point_table(result: ScheduleResult, point: str, power: list[float], prices: list[float | None],
+                 tz: ZoneInfo) -> str:
+    """Per charge point: each slot with planned power (site-local time, as the operator reads a clock; kW; price)."""
+    rows = [f"| {start.astimezone(tz):%Y-%m-%d %H:%M} | {kw:.2f} | {price:.2f} |"
             for start, kw, price in zip(result.slot_starts(), power, prices, strict=True) if abs(kw) > 1e-6]
     total = sum(power) * result.dt_h
-    header = [f"{point}: {total:.1f} kWh planned", "", "| slot (UTC) | kW | EUR/MWh |", "|---|---|---|"]
+    header = [f"{point}: {total:.1f} kWh planned", "", f"| slot ({tz.key}) | kW | EUR/MWh |", "|---|---|---|"]
     return "\n".join([*header, *(rows or ["| - | 0 | - |"])])
 
 
