@@ -7,6 +7,7 @@ from cariflex_pipeline.dispatch.amqp_transport import AmqpTransport
 from cariflex_pipeline.dispatch.config import DispatchSettings
 from cariflex_pipeline.dispatch.dispatcher import DispatchReport, dispatch_profiles, record_answers
 from cariflex_pipeline.dispatch.envelope import csms_request, decode, station_message
+from cariflex_pipeline.dispatch.equivalence import DEFAULT_MIN_VALIDITY_AHEAD, EffectComparison, compare_effect
 from cariflex_pipeline.dispatch.outbox import Outbox, OutboxEntry, payload_hash
 from cariflex_pipeline.dispatch.planning import ProfileSet, profiles_from_plan
 from cariflex_pipeline.dispatch.profiles import (
@@ -33,6 +34,7 @@ from cariflex_pipeline.dispatch.transports import Answer, OutboxOnlyTransport, S
 from cariflex_pipeline.dispatch.validation import ProfileValidationError, request_violations, validate_request
 
 __all__ = [
+    "DEFAULT_MIN_VALIDITY_AHEAD",
     "METER_SOURCE",
     "AmqpTransport",
     "Answer",
@@ -40,6 +42,7 @@ __all__ = [
     "DispatchReport",
     "DispatchSettings",
     "DrainReport",
+    "EffectComparison",
     "Outbox",
     "OutboxEntry",
     "OutboxOnlyTransport",
@@ -58,6 +61,7 @@ __all__ = [
     "active_sessions",
     "active_transactions",
     "build_profile",
+    "compare_effect",
     "csms_request",
     "decode",
     "dispatch_profiles",

@@ -6,8 +6,8 @@ Order matters for "nothing lost, nothing twice":
 1. answers already on the bus are recorded first; for entries whose delivery is uncertain (published, never
    confirmed, connection lost) the run waits up to `uncertain_grace` s for their answers, so that a profile
    the station did receive is not sent again;
-2. the run's profiles are stored as pending (ones identical to the last accepted, or to a rejected one the
-   station has not since replaced, skipped unless forced) and the
+2. the run's profiles are stored as pending (ones identical in effect to the last accepted, or to a rejected
+   one the station has not since replaced, skipped unless forced; see `equivalence`) and the
    open entries of other stations are picked up for retry — at most one entry per station;
 3. the transport sends them; each outcome is written to the outbox;
 4. answers are collected for up to `answer_timeout` s; later answers are recorded by the next run or sensor.
@@ -21,8 +21,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from cariflex_pipeline.dispatch.equivalence import DEFAULT_MIN_VALIDITY_AHEAD
 from cariflex_pipeline.dispatch.outbox import Outbox, OutboxEntry
 from cariflex_pipeline.dispatch.profiles import BuiltProfile
 from cariflex_pipeline.dispatch.transports import Answer, SendResult, Transport
@@ -35,7 +36,8 @@ class DispatchReport:
     run_id: str
     transport: str
     sent: list[SendResult] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # station -> why nothing was sent to it
+    unchanged: dict[str, int] = field(default_factory=dict)  # station -> outbox id it already follows
     repeat_rejected: dict[str, int] = field(default_factory=dict)  # station -> outbox id it refused before
     answers: list[Answer] = field(default_factory=list)
     entries: dict[str, OutboxEntry] = field(default_factory=dict)  # station -> final outbox entry of this run
@@ -44,8 +46,9 @@ class DispatchReport:
         out: dict[str, int] = {}
         for entry in self.entries.values():
             out[entry.status] = out.get(entry.status, 0) + 1
-        out["skipped"] = len(self.skipped)
-        out["skipped_rejected"] = len(self.repeat_rejected)
+        out["skipped"] = len(self.skipped)  # every station left alone, whatever the reason
+        out["skipped_unchanged"] = len(self.unchanged)  # same effect as the profile the station accepted
+        out["skipped_rejected"] = len(self.repeat_rejected)  # same effect as the profile the station refused
         return out
 
 
@@ -71,6 +74,7 @@ def dispatch_profiles(
     answer_timeout: float = 5.0,
     uncertain_grace: float = 3.0,
     now: datetime | None = None,
+    min_validity_ahead: timedelta = DEFAULT_MIN_VALIDITY_AHEAD,
 ) -> DispatchReport:
     now = now or datetime.now(UTC)
     report = DispatchReport(run_id=run_id, transport=transport.name)
@@ -81,8 +85,10 @@ def dispatch_profiles(
     except ConnectionError as error:
         # the broker is down: store the profiles anyway (below), they are retried by the next run
         LOG.warning("could not collect station answers: %s", error)
-    prepared = outbox.prepare(profiles, run_id=run_id, transport=transport.name, force=force, now=now)
+    prepared = outbox.prepare(profiles, run_id=run_id, transport=transport.name, force=force, now=now,
+                              min_validity_ahead=min_validity_ahead)
     report.skipped = prepared.skipped
+    report.unchanged = prepared.unchanged
     report.repeat_rejected = prepared.repeat_rejected
     seen: set[str] = set()
     to_send: list[OutboxEntry] = []

@@ -1,9 +1,13 @@
 """The outbox: every profile is stored before it is sent, with its status, correlation id and timestamps.
 
-Rules:
-- a profile identical (ignoring validFrom) to the station's last accepted one is not sent again unless forced;
+Rules ("identical" is by effect, `equivalence.compare_effect`: same profile id, purpose, transactionId, stack
+level, EVSE and unit, the same limit at every instant both cover from now on, and the old profile in force for at
+least `min_validity_ahead` more - otherwise the new one is sent to extend it; startSchedule, validFrom and validTo
+moving with each 15-minute re-plan change nothing):
+- a profile identical to the station's last accepted one is not sent again unless forced
+  (`PreparedRun.unchanged` names these stations);
 - nor is one identical to the station's last answered profile when the station rejected it: the station would
-  refuse the same bytes again, so resending floods it and the log; forced, or once the plan changes, it is sent
+  refuse the same limits again, so resending floods it and the log; forced, or once the plan changes, it is sent
   (`PreparedRun.repeat_rejected` names these stations);
 - one identical to a profile already sent and awaiting its answer is not sent again unless forced;
 - pending, failed and unroutable profiles are retried by the next run with the same correlation id; a newer
@@ -13,16 +17,21 @@ Rules:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, insert, select, update
 
+from cariflex_pipeline.dispatch.equivalence import (
+    DEFAULT_MIN_VALIDITY_AHEAD,
+    EffectComparison,
+    compare_effect,
+    payload_hash,
+)
 from cariflex_pipeline.dispatch.profiles import BuiltProfile
 from cariflex_pipeline.dispatch.tables import RETRYABLE_STATUSES, ocpp_outbox
 from cariflex_pipeline.store.times import from_db_time, to_db_time
@@ -63,15 +72,9 @@ class PreparedRun:
     """What a run will send, and why the other stations are skipped."""
 
     to_send: list[OutboxEntry] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # station -> why nothing is sent to it in this run
+    unchanged: dict[str, int] = field(default_factory=dict)  # station -> outbox id of the accepted twin
     repeat_rejected: dict[str, int] = field(default_factory=dict)  # station -> outbox id of the rejected twin
-
-
-def payload_hash(payload: dict[str, Any]) -> str:
-    """Hash of the payload without validFrom (which moves with the clock but changes nothing for the station)."""
-    document = json.loads(json.dumps(payload))
-    document.get("chargingProfile", {}).pop("validFrom", None)
-    return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _entry(row: Any) -> OutboxEntry:
@@ -117,8 +120,13 @@ class Outbox:
         transport: str,
         force: bool = False,
         now: datetime | None = None,
+        min_validity_ahead: timedelta = DEFAULT_MIN_VALIDITY_AHEAD,
     ) -> PreparedRun:
-        """Store the run's profiles as pending and pick what to send (at most one entry per station)."""
+        """Store the run's profiles as pending and pick what to send (at most one entry per station).
+
+        A profile with the same effect as the station's last accepted one, its last answered one when that was
+        rejected, or one awaiting its answer (`equivalence.compare_effect`: same limits over the time both
+        cover from `now`, and the old one in force at least `min_validity_ahead` longer) is not sent."""
         now = now or datetime.now(UTC)
         stations = [p.station_id for p in profiles]
         duplicates = {s for s in stations if stations.count(s) > 1}
@@ -136,7 +144,7 @@ class Outbox:
             for profile in profiles:
                 selected = self._prepare_one(connection, profile, by_station.pop(profile.station_id, []),
                                              run_id=run_id, transport=transport, force=force, now=now,
-                                             prepared=prepared)
+                                             min_validity_ahead=min_validity_ahead, prepared=prepared)
                 if selected is not None:
                     prepared.to_send.append(selected)
             # stations without a new profile: retry their newest open entry, expire the outdated ones
@@ -158,40 +166,50 @@ class Outbox:
         return prepared
 
     def _prepare_one(self, connection: Any, profile: BuiltProfile, open_rows: list[Any], *, run_id: str,
-                     transport: str, force: bool, now: datetime, prepared: PreparedRun) -> OutboxEntry | None:
+                     transport: str, force: bool, now: datetime, min_validity_ahead: timedelta,
+                     prepared: PreparedRun) -> OutboxEntry | None:
         digest = payload_hash(profile.payload)
         skipped = prepared.skipped
         if not force:
+            def same(row: Any) -> EffectComparison:
+                return compare_effect(profile.payload, json.loads(row.payload), now=now,
+                                      min_validity_ahead=min_validity_ahead)
+
             last_accepted = connection.execute(
-                select(ocpp_outbox.c.payload_hash, ocpp_outbox.c.id)
+                select(ocpp_outbox.c.payload, ocpp_outbox.c.id)
                 .where(and_(ocpp_outbox.c.station_id == profile.station_id, ocpp_outbox.c.status == "accepted"))
                 .order_by(ocpp_outbox.c.answered_at.desc(), ocpp_outbox.c.id.desc()).limit(1)
             ).first()
             newer_open = [r for r in open_rows if last_accepted is None or r.id > last_accepted.id]
-            if last_accepted is not None and last_accepted.payload_hash == digest and not newer_open:
-                skipped[profile.station_id] = f"identical to last accepted profile (outbox #{last_accepted.id})"
-                return None
+            if last_accepted is not None and not newer_open:
+                comparison = same(last_accepted)
+                if comparison.skip:
+                    skipped[profile.station_id] = (
+                        f"identical to last accepted profile (outbox #{last_accepted.id}) in effect: "
+                        f"{comparison.reason}")
+                    prepared.unchanged[profile.station_id] = last_accepted.id
+                    return None
             last_answered = connection.execute(
-                select(ocpp_outbox.c.payload_hash, ocpp_outbox.c.id, ocpp_outbox.c.status,
-                       ocpp_outbox.c.status_reason)
+                select(ocpp_outbox.c.payload, ocpp_outbox.c.id, ocpp_outbox.c.status, ocpp_outbox.c.status_reason)
                 .where(and_(ocpp_outbox.c.station_id == profile.station_id,
                             ocpp_outbox.c.status.in_(("accepted", "rejected"))))
                 .order_by(ocpp_outbox.c.id.desc()).limit(1)
             ).first()
             if (last_answered is not None and last_answered.status == "rejected"
-                    and last_answered.payload_hash == digest
                     and not any(r.id > last_answered.id for r in open_rows)):
-                reason = f": {last_answered.status_reason}" if last_answered.status_reason else ""
-                skipped[profile.station_id] = (
-                    f"identical to profile rejected by the station (outbox #{last_answered.id}{reason}); "
-                    "not resent unless forced or the plan changes")
-                prepared.repeat_rejected[profile.station_id] = last_answered.id
-                return None
-            same_sent = [r for r in open_rows if r.status == "sent" and r.payload_hash == digest]
+                comparison = same(last_answered)
+                if comparison.skip:
+                    reason = f": {last_answered.status_reason}" if last_answered.status_reason else ""
+                    skipped[profile.station_id] = (
+                        f"identical to profile rejected by the station (outbox #{last_answered.id}{reason}); "
+                        "not resent unless forced or the plan changes")
+                    prepared.repeat_rejected[profile.station_id] = last_answered.id
+                    return None
+            same_sent = [r for r in open_rows if r.status == "sent" and same(r).skip]
             if same_sent:
                 skipped[profile.station_id] = f"identical profile awaiting answer (outbox #{same_sent[-1].id})"
                 return None
-            same_open = [r for r in open_rows if r.status in RETRYABLE_STATUSES and r.payload_hash == digest]
+            same_open = [r for r in open_rows if r.status in RETRYABLE_STATUSES and same(r).skip]
             if same_open:
                 keep = same_open[-1]
                 for row in open_rows:

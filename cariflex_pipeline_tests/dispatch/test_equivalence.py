@@ -1,0 +1,254 @@
+"""A station gets a new profile only when what it should do changes: re-plans every 15 minutes move
+startSchedule and validTo, but a profile with the same limits over the time both cover is not sent again while
+the one the station has stays in force long enough. Hand-built profiles, outbox on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cariflex_pipeline.dispatch import (
+    Answer,
+    BuiltProfile,
+    Outbox,
+    OutboxEntry,
+    SendResult,
+    compare_effect,
+    dispatch_profiles,
+    payload_hash,
+)
+from cariflex_pipeline.dispatch.profiles import iso
+
+SLOT = timedelta(minutes=15)
+T0 = datetime(2026, 11, 28, 13, 0, tzinfo=UTC)
+# a day of planned limits (W) per 15-minute slot from T0, repeated: charge, taper, pause, charge
+PATTERN = [11000.0] * 8 + [4200.0] * 40 + [0.0] * 20 + [7400.0] * 28
+
+
+def at(slot: int) -> datetime:
+    """When the re-plan of `slot` runs: 2.5 minutes into the slot."""
+    return T0 + slot * SLOT + timedelta(minutes=2, seconds=30)
+
+
+def hand_profile(station: str, start: datetime, slot_limits: Sequence[float], *, purpose: str = "TxDefaultProfile",
+                 transaction_id: str | None = None, stack_level: int = 1, evse_id: int = 1, unit: str = "W",
+                 profile_id: int = 101) -> BuiltProfile:
+    """A SetChargingProfileRequest written by hand: one limit per slot from `start`, equal neighbours merged,
+    validTo at the end of the last slot."""
+    periods: list[tuple[int, float]] = []
+    for index, limit in enumerate(slot_limits):
+        if not periods or periods[-1][1] != limit:
+            periods.append((index * 900, limit))
+    end = start + len(slot_limits) * SLOT
+    profile: dict = {
+        "id": profile_id, "stackLevel": stack_level, "chargingProfilePurpose": purpose,
+        "chargingProfileKind": "Absolute", "validFrom": iso(start), "validTo": iso(end),
+        "chargingSchedule": [{"id": profile_id, "startSchedule": iso(start),
+                              "duration": int((end - start).total_seconds()), "chargingRateUnit": unit,
+                              "chargingSchedulePeriod": [{"startPeriod": s, "limit": v} for s, v in periods]}]}
+    if transaction_id is not None:
+        profile["transactionId"] = transaction_id
+    return BuiltProfile(station_id=station, payload={"evseId": evse_id, "chargingProfile": profile},
+                        purpose=purpose, profile_id=profile_id, stack_level=stack_level, limits=tuple(periods),
+                        rate_unit=unit)
+
+
+def replan(station: str, slot: int, *, change: dict[int, float] | None = None, **kwargs) -> BuiltProfile:
+    """The 24-hour plan as re-planned in `slot`: the day's limits from that slot on, `change` (absolute slot ->
+    W) applied."""
+    limits = [PATTERN[k % len(PATTERN)] for k in range(slot, slot + 96)]
+    for k, watts in (change or {}).items():
+        limits[k - slot] = watts
+    return hand_profile(station, T0 + slot * SLOT, limits, **kwargs)
+
+
+def idle(station: str, slot: int) -> BuiltProfile:
+    return hand_profile(station, T0 + slot * SLOT, [0.0] * 96)
+
+
+class StationsTransport:
+    """Sends every entry and has each station answer `answer` (None: no answer, the entry stays sent)."""
+
+    name = "test"
+
+    def __init__(self, answer: str | None = "Accepted", outcome: str = "sent") -> None:
+        self.answer, self.outcome = answer, outcome
+        self.received: list[OutboxEntry] = []
+        self._answers: list[Answer] = []
+
+    def send(self, entries: Sequence[OutboxEntry]) -> list[SendResult]:
+        self.received += entries
+        if self.answer and self.outcome == "sent":
+            self._answers += [Answer(e.correlation_id, e.station_id, self.answer, "InvalidSchedule"
+                                     if self.answer == "Rejected" else "") for e in entries]
+        return [SendResult(e.correlation_id, e.station_id, self.outcome) for e in entries]
+
+    def collect_answers(self, record: Callable[[Answer], bool], *, expected: set[str] | None = None,
+                        timeout: float = 0.0) -> list[Answer]:
+        answers, self._answers = [a for a in self._answers if record(a)], []
+        return answers
+
+    def close(self) -> None:
+        return None
+
+    def count(self, station: str) -> int:
+        return sum(entry.station_id == station for entry in self.received)
+
+
+def test_a_replan_15_minutes_later_with_the_same_limits_is_skipped(store) -> None:
+    outbox, stations = Outbox(store.engine), StationsTransport()
+    first = dispatch_profiles(outbox, stations, [replan("CP001", 0)], run_id="r0", now=at(0))
+    assert first.entries["CP001"].status == "accepted"
+    later = replan("CP001", 1)
+    # not a byte comparison: startSchedule, validFrom, validTo and every startPeriod moved
+    assert payload_hash(later.payload) != payload_hash(first.entries["CP001"].payload)
+    second = dispatch_profiles(outbox, stations, [later], run_id="r1", now=at(1))
+    assert second.entries == {} and stations.count("CP001") == 1
+    assert second.unchanged == {"CP001": first.entries["CP001"].id}
+    assert second.skipped["CP001"] == (
+        f"identical to last accepted profile (outbox #{first.entries['CP001'].id}) in effect: same limits until "
+        "2026-11-29T13:00:00Z; it runs until 2026-11-29T13:00:00Z (23.7 h ahead, margin 12 h)")
+    counts = second.counts()
+    assert (counts["skipped"], counts["skipped_unchanged"], counts["skipped_rejected"]) == (1, 1, 0)
+
+
+def test_a_change_in_any_slots_limit_is_sent(store) -> None:
+    """Every slot both profiles cover, changed by 100 W alone, makes the profile go out (one station per
+    slot); the unchanged re-plan does not, nor a change after the old profile's end while it still runs
+    for more than the margin (it goes out with the extension)."""
+    outbox, stations = Outbox(store.engine), StationsTransport()
+    overlap = range(1, 96)  # the re-plan of slot 1 and the plan of slot 0 both cover slots 1..95
+    names = {k: f"S{k:02d}" for k in overlap}
+    everyone = [*names.values(), "UNCHANGED", "AFTER_END"]
+    dispatch_profiles(outbox, stations, [replan(s, 0) for s in everyone], run_id="r0", now=at(0))
+    assert len(stations.received) == len(everyone)
+    changed = [replan(names[k], 1, change={k: PATTERN[k % 96] + 100.0}) for k in overlap]
+    report = dispatch_profiles(outbox, stations, [*changed, replan("UNCHANGED", 1),
+                                                  replan("AFTER_END", 1, change={96: 22000.0})],
+                               run_id="r1", now=at(1))
+    assert sorted(report.entries) == sorted(names.values())
+    assert {e.status for e in report.entries.values()} == {"accepted"}
+    assert sorted(report.skipped) == ["AFTER_END", "UNCHANGED"]
+
+
+def test_an_idle_stations_zero_profile_is_sent_once_then_skipped(store) -> None:
+    """Twelve hours of re-plans every 15 minutes, nothing planned for the station: one message, not 48."""
+    outbox, stations = Outbox(store.engine), StationsTransport()
+    for slot in range(48):
+        report = dispatch_profiles(outbox, stations, [idle("CP004", slot)], run_id=f"r{slot}", now=at(slot))
+        if slot:
+            assert "identical to last accepted" in report.skipped["CP004"], slot
+    assert stations.count("CP004") == 1
+    assert [e.limits for e in outbox.entries(["CP004"])] == [[(0, 0.0)]]
+
+
+def test_the_new_profile_is_sent_when_the_old_one_gets_within_the_margin(store) -> None:
+    """The profile the station follows ends at T0 + 24 h: with the default 12 h margin the unchanged plan is
+    sent again (extending it) at T0 + 12 h, and then not before T0 + 24 h; with a 2 h margin at T0 + 22 h."""
+    outbox = Outbox(store.engine)
+    for station, margin, expected in (("CP001", None, [0, 48]), ("CP002", timedelta(hours=2), [0, 88])):
+        stations = StationsTransport()
+        sent_in = []
+        for slot in range(96):
+            options = {} if margin is None else {"min_validity_ahead": margin}
+            report = dispatch_profiles(outbox, stations, [replan(station, slot)], run_id=f"{station}-{slot}",
+                                       now=at(slot), **options)
+            if report.entries:
+                sent_in.append(slot)
+        assert sent_in == expected, station
+    # just before: skipped, and the reason says until when the old one runs
+    prepared = outbox.prepare([replan("CP003", 0)], run_id="x", transport="test", now=at(0))
+    outbox.record_answer(prepared.to_send[0].correlation_id, "Accepted")
+    just_before = outbox.prepare([replan("CP003", 47)], run_id="y", transport="test", now=at(47))
+    assert "it runs until 2026-11-29T13:00:00Z (12.2 h ahead, margin 12 h)" in just_before.skipped["CP003"]
+    assert [e.station_id for e in outbox.prepare([replan("CP003", 48)], run_id="z", transport="test",
+                                                 now=at(48)).to_send] == ["CP003"]
+
+
+@pytest.mark.parametrize("different", [
+    {"purpose": "TxProfile", "transaction_id": "tx-1"},
+    {"stack_level": 2},
+    {"evse_id": 2},
+    {"unit": "A"},
+    {"profile_id": 202},
+], ids=lambda d: ",".join(d))
+def test_a_different_transaction_purpose_stack_level_evse_or_unit_is_sent(store, different) -> None:
+    outbox, stations = Outbox(store.engine), StationsTransport()
+    dispatch_profiles(outbox, stations, [replan("SAME", 0), replan("OTHER", 0)], run_id="r0", now=at(0))
+    report = dispatch_profiles(outbox, stations, [replan("SAME", 1), replan("OTHER", 1, **different)],
+                               run_id="r1", now=at(1))
+    assert list(report.entries) == ["OTHER"] and list(report.skipped) == ["SAME"]
+
+
+def test_a_new_transaction_id_is_sent(store) -> None:
+    outbox, stations = Outbox(store.engine), StationsTransport()
+    dispatch_profiles(outbox, stations, [replan("CP006", 0, purpose="TxProfile", transaction_id="tx-1")],
+                      run_id="r0", now=at(0))
+    same = dispatch_profiles(outbox, stations, [replan("CP006", 1, purpose="TxProfile", transaction_id="tx-1")],
+                             run_id="r1", now=at(1))
+    assert same.entries == {} and "identical to last accepted" in same.skipped["CP006"]
+    new_car = dispatch_profiles(outbox, stations, [replan("CP006", 2, purpose="TxProfile", transaction_id="tx-2")],
+                                run_id="r2", now=at(2))
+    assert new_car.entries["CP006"].transaction_id == "tx-2" and stations.count("CP006") == 2
+    # the car leaves: back to the default profile, same limits, still a change
+    left = dispatch_profiles(outbox, stations, [replan("CP006", 3)], run_id="r3", now=at(3))
+    assert left.entries["CP006"].purpose == "TxDefaultProfile" and stations.count("CP006") == 3
+
+
+def test_a_rejected_plan_is_offered_once_per_change_not_once_per_slot(store) -> None:
+    outbox, refusing = Outbox(store.engine), StationsTransport(answer="Rejected")
+    for slot in range(8):
+        report = dispatch_profiles(outbox, refusing, [replan("CP005", slot)], run_id=f"r{slot}", now=at(slot))
+        if slot:
+            assert report.counts()["skipped_rejected"] == 1 and report.counts()["skipped_unchanged"] == 0
+            assert "rejected by the station" in report.skipped["CP005"]
+    assert refusing.count("CP005") == 1
+    changed = dispatch_profiles(outbox, refusing, [replan("CP005", 8, change={20: 3000.0})], run_id="r8",
+                                now=at(8))
+    assert changed.entries["CP005"].status == "rejected" and refusing.count("CP005") == 2
+
+
+def test_same_limits_awaiting_an_answer_or_a_retry_keep_their_outbox_entry(store) -> None:
+    """A profile sent and not yet answered is not sent again for a re-plan with the same limits; one that
+    failed is retried under its correlation id (the station may have got it: its answer must still match)."""
+    outbox = Outbox(store.engine)
+    silent = StationsTransport(answer=None)
+    first = dispatch_profiles(outbox, silent, [replan("CP007", 0)], run_id="r0", now=at(0))
+    again = dispatch_profiles(outbox, silent, [replan("CP007", 1)], run_id="r1", now=at(1))
+    assert again.entries == {} and "awaiting answer" in again.skipped["CP007"]
+    assert silent.count("CP007") == 1
+
+    failing = StationsTransport(outcome="failed")
+    failed = dispatch_profiles(outbox, failing, [replan("CP008", 0)], run_id="r0", now=at(0))
+    retried = dispatch_profiles(outbox, StationsTransport(), [replan("CP008", 1)], run_id="r1", now=at(1))
+    entry = retried.entries["CP008"]
+    assert (entry.correlation_id, entry.attempts, entry.status) == (
+        failed.entries["CP008"].correlation_id, 2, "accepted")
+    assert len(outbox.entries(["CP008"])) == 1
+    assert first.entries["CP007"].status == "sent"
+
+
+def test_force_sends_a_profile_with_the_same_effect(store) -> None:
+    outbox, stations = Outbox(store.engine), StationsTransport()
+    dispatch_profiles(outbox, stations, [replan("CP009", 0)], run_id="r0", now=at(0))
+    assert dispatch_profiles(outbox, stations, [replan("CP009", 1)], run_id="r1", now=at(1)).entries == {}
+    forced = dispatch_profiles(outbox, stations, [replan("CP009", 1)], run_id="r2", now=at(1), force=True)
+    assert forced.entries["CP009"].status == "accepted" and stations.count("CP009") == 2
+
+
+def test_compare_effect_reads_absolute_time_not_offsets() -> None:
+    old = replan("X", 0).payload
+    # starts an hour from now: the old profile limits the station now, the new one would not yet
+    assert not compare_effect(replan("X", 4).payload, old, now=at(0)).same
+    # ends before the old one with the same limits: nothing to extend, nothing to send
+    shorter = hand_profile("X", T0 + SLOT, [PATTERN[k] for k in range(1, 40)]).payload
+    assert compare_effect(shorter, old, now=at(1)).skip
+    # the old one has run out: nothing in common to compare
+    assert not compare_effect(replan("X", 100).payload, old, now=at(100)).same
+    # numberPhases is part of the limit
+    phased = replan("X", 1).payload
+    phased["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"][0]["numberPhases"] = 1
+    comparison = compare_effect(phased, old, now=at(1))
+    assert not comparison.same and "numberPhases=1" in comparison.reason
