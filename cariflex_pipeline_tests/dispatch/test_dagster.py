@@ -32,8 +32,8 @@ def store_url(tmp_path, site) -> str:
     return url
 
 
-def _write_plan(url: str, site, per_station: dict[str, list[float]]) -> datetime:
-    start = floor_to_grid(datetime.now(UTC), site.resolution)
+def _write_plan(url: str, site, per_station: dict[str, list[float]], start: datetime | None = None) -> datetime:
+    start = start or floor_to_grid(datetime.now(UTC), site.resolution)
     rows = [{"sensor_id": site.charge_point(cp).sensor_id, "event_start": start + timedelta(minutes=15 * i),
              "value": kw, "belief_time": datetime.now(UTC)}
             for cp, values in per_station.items() for i, kw in enumerate(values)]
@@ -197,6 +197,41 @@ def test_a_rejected_profile_is_not_resent_and_the_metadata_says_so(amqp_url, exc
     assert "| CP002 | skipped |" in metadata["dispatch_table"].value
     assert "rejected by the station" in metadata["dispatch_table"].value
     assert len(rejecting.received) == 1
+
+
+def test_an_unchanged_replan_is_skipped_and_the_table_says_why(amqp_url, exchange, names, make_router,
+                                                                 store_url, site) -> None:
+    """The plan of the previous slot, re-planned now with the same limits: not sent again, and the dispatch
+    table names the station, the profile it did not send and why; a margin longer than what the station's
+    profile has left sends it to extend it."""
+    router = make_router("1.8")
+    station = router.connect("CP001")
+    now = datetime.now(UTC)
+    previous = floor_to_grid(now, site.resolution) - timedelta(minutes=15)
+    _write_plan(store_url, site, {"CP001": [11.0] * 9 + [4.2] * 100}, start=previous)
+    resources = _resources(store_url, _amqp_broker(amqp_url, exchange, names))
+
+    def run(built_at: datetime, **dispatch_config):
+        result = dg.materialize([ocpp_charging_profiles, ocpp_dispatch], resources=resources, run_config={"ops": {
+            "ocpp_charging_profiles": {"config": {"now": built_at.isoformat()}},
+            "ocpp_dispatch": {"config": {"answer_timeout_seconds": 10, **dispatch_config}}}})
+        return result.asset_materializations_for_node("ocpp_dispatch")[0].metadata
+
+    first = run(now - timedelta(minutes=15))
+    assert first["station_CP001"].value["status"] == "accepted"
+    second = run(now)
+    assert (second["count_skipped"].value, second["count_skipped_unchanged"].value,
+            second["count_skipped_rejected"].value) == (1, 1, 0)
+    assert "station_CP001" not in second
+    profile_id = first["station_CP001"].value["profile_id"]
+    table = second["dispatch_table"].value
+    assert (f"| CP001 | skipped | {profile_id} | TxDefaultProfile | 0min:11000, 120min:4200 | identical to last "
+            f"accepted profile (outbox #1) in effect: same limits until ") in table
+    assert "margin 12 h" in table
+    assert len(station.received) == 1
+    third = run(now, min_validity_ahead_hours=30)
+    assert third["station_CP001"].value["status"] == "accepted"
+    assert len(station.received) == 2
 
 
 def test_a_station_whose_plan_disappeared_is_told_to_stop_following_it(amqp_url, exchange, names, make_router,

@@ -7,7 +7,8 @@ allows charging gets a limit-0 profile under the same id, so it stops following 
 breaks the OCPP schema or CitrineOS's rules is never sent and its violations are named in the metadata and in
 the `profiles_valid` check.
 `ocpp_dispatch` stores them in the outbox and sends them with the configured transport; the metadata shows,
-per station, the status, the limits and the profile id.
+per station, the status, the limits and the profile id, and for a station left alone why (e.g. the same limits
+as the profile it accepted, which stays in force longer than `min_validity_ahead_hours`).
 """
 
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,7 @@ from pydantic import Field
 from cariflex_pipeline.defs.dispatch.resources import BrokerResource
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.dispatch import (
+    DEFAULT_MIN_VALIDITY_AHEAD,
     BuiltProfile,
     Outbox,
     ProfileConfig,
@@ -46,6 +48,11 @@ class ProfileBuildConfig(dg.Config):
 
 class DispatchConfig(dg.Config):
     force: bool = Field(default=False, description="Resend profiles identical to the last accepted ones.")
+    min_validity_ahead_hours: float = Field(
+        default=DEFAULT_MIN_VALIDITY_AHEAD.total_seconds() / 3600, ge=0,
+        description="A profile with the same limits as the station's last accepted (or rejected) one is not "
+                    "resent while that one stays valid at least this many hours ahead; once its validTo is "
+                    "nearer, the new one is sent to extend it. Keep it below the plan's horizon.")
     answer_timeout_seconds: float = Field(default=5.0, ge=0, description="Wait this long for station answers.")
     uncertain_grace_seconds: float = Field(default=3.0, ge=0)
 
@@ -117,7 +124,8 @@ def ocpp_dispatch(
     try:
         report = dispatch_profiles(Outbox(series.engine), transport, ocpp_charging_profiles, run_id=context.run.run_id,
                                    force=config.force, answer_timeout=config.answer_timeout_seconds,
-                                   uncertain_grace=config.uncertain_grace_seconds)
+                                   uncertain_grace=config.uncertain_grace_seconds,
+                                   min_validity_ahead=timedelta(hours=config.min_validity_ahead_hours))
     finally:
         transport.close()
     metadata: dict[str, object] = {"transport": report.transport}
@@ -132,8 +140,13 @@ def ocpp_dispatch(
             "status": entry.status, "profile_id": entry.profile_id, "purpose": entry.purpose,
             "limits": [[start, limit] for start, limit in entry.limits], "correlation_id": entry.correlation_id,
             "reason": entry.status_reason})
-    rows += [f"| {station} | skipped | - | - | - | {reason} | - |"
-             for station, reason in sorted(report.skipped.items())]
+    planned = {p.station_id: p for p in ocpp_charging_profiles}
+    for station, reason in sorted(report.skipped.items()):
+        # the profile this run built and did not send (a station only retried has none)
+        profile = planned.get(station)
+        built = (f"{profile.profile_id} | {profile.purpose} | {_limits_text(profile.limits[:8])}"
+                 f"{' …' if len(profile.limits) > 8 else ''}") if profile else "- | - | -"
+        rows.append(f"| {station} | skipped | {built} | {reason[:300]} | - |")
     metadata["dispatch_table"] = dg.MetadataValue.md("\n".join(
         ["| station | status | profile id | purpose | limits (start:limit) | reason | correlation id |",
          "|---|---|---|---|---|---|---|", *rows]))
