@@ -93,8 +93,13 @@ def test_resource_from_environment(monkeypatch):
     monkeypatch.setenv("CARIFLEX_VTN_PROTOCOL", "3.0.1")
     monkeypatch.setenv("CARIFLEX_VTN_CLIENT_ID", "ven-7")
     monkeypatch.setenv("CARIFLEX_VTN_CLIENT_SECRET", "top-secret")
+    monkeypatch.setenv("CARIFLEX_VTN_RUN_RETRIES", "5")
+    monkeypatch.setenv("CARIFLEX_VTN_RUN_RETRY_DELAY_SECONDS", "30")
     resource = vtn_resource_from_env()
     assert isinstance(resource.client_secret, dg.EnvVar)  # resolved at run time, not shown in the UI
+    retries = resource.process_config_and_initialize().run_retry_policy()
+    assert (retries.max_retries, retries.delay(1), retries.delay(3)) == (5, timedelta(seconds=30), timedelta(minutes=2))
+    assert VtnResource().run_retry_policy().max_retries == 3
     config = VtnResource(url="http://vtn.example:8080/openadr3", protocol="3.0.1", client_id="ven-7",
                          client_secret="top-secret").config()
     assert config.protocol == "3.0.1" and "top-secret" not in repr(config)
@@ -171,7 +176,7 @@ def test_sensor_against_a_301_vtn_that_lists_everything_every_time(database_url,
     vtn3.events = [event_301("price-1", _current_quarter(), [0.25], modified=datetime(2026, 11, 28, 1, tzinfo=UTC))]
     modified = _tick(resources, new.cursor)
     assert len(modified.run_requests) == 1 and modified.run_requests[0].run_key != new.run_requests[0].run_key
-    assert json.loads(modified.cursor)["price-1"] == int(datetime(2026, 11, 28, 1, tzinfo=UTC).timestamp())
+    assert json.loads(modified.cursor)["price-1"]["version"] == int(datetime(2026, 11, 28, 1, tzinfo=UTC).timestamp())
 
 
 def test_sensor_run_request_executes_the_ingestion(database_url):

@@ -9,11 +9,15 @@ CARIFLEX_VTN_TOKEN_URL      3.0.1 token endpoint; default {url}/auth/token
 CARIFLEX_VTN_ID             name of the VTN as a data source (3.0.1; 2.0b VTNs name themselves)
 CARIFLEX_VTN_TARGET_TYPE    3.0.1 targetType filter of GET /events (e.g. GROUP), optional
 CARIFLEX_VTN_TARGET_VALUES  3.0.1 targetValues, comma-separated, optional
+CARIFLEX_VTN_RUN_RETRIES    how often `openadr_vtn_sensor` retries a failed ingestion run of an event version (3)
+CARIFLEX_VTN_RUN_RETRY_DELAY_SECONDS  wait after the first failure before retry 1; doubled for each next one (60)
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from datetime import timedelta
 
 import dagster as dg
 from pydantic import Field
@@ -30,6 +34,22 @@ ENV_VARS = {
     "target_type": "CARIFLEX_VTN_TARGET_TYPE",
     "target_values": "CARIFLEX_VTN_TARGET_VALUES",
 }
+INT_ENV_VARS = {
+    "run_retries": "CARIFLEX_VTN_RUN_RETRIES",
+    "run_retry_delay_seconds": "CARIFLEX_VTN_RUN_RETRY_DELAY_SECONDS",
+}
+
+
+@dataclass(frozen=True)
+class RunRetries:
+    """How `openadr_vtn_sensor` retries an ingestion run that failed: at most `max_retries` more runs, retry n
+    not before `first_delay * 2**(n-1)` after the end of the failed run."""
+
+    max_retries: int
+    first_delay: timedelta
+
+    def delay(self, retry: int) -> timedelta:
+        return self.first_delay * 2 ** (retry - 1)
 
 
 class VtnResource(dg.ConfigurableResource):
@@ -45,6 +65,13 @@ class VtnResource(dg.ConfigurableResource):
     target_values: str | None = Field(default=None, description="3.0.1: targetValues, comma-separated.")
     timeout_seconds: float = Field(default=10.0, gt=0)
     retry_attempts: int = Field(default=4, ge=1)
+    run_retries: int = Field(
+        default=3, ge=0, description="Retries of a failed ingestion run requested by openadr_vtn_sensor.")
+    run_retry_delay_seconds: int = Field(
+        default=60, ge=0, description="Wait after a failed ingestion run before retry 1; doubled for each next one.")
+
+    def run_retry_policy(self) -> RunRetries:
+        return RunRetries(self.run_retries, timedelta(seconds=self.run_retry_delay_seconds))
 
     def config(self) -> VtnConfig:
         protocol = (self.protocol or "2.0b").strip()
@@ -60,4 +87,5 @@ class VtnResource(dg.ConfigurableResource):
 def vtn_resource_from_env() -> VtnResource:
     """A VtnResource whose set variables are dg.EnvVar (resolved at run time); unset ones keep their defaults."""
     fields = {field: dg.EnvVar(variable) for field, variable in ENV_VARS.items() if os.environ.get(variable)}
-    return VtnResource(**fields)
+    numbers = {field: dg.EnvVar.int(variable) for field, variable in INT_ENV_VARS.items() if os.environ.get(variable)}
+    return VtnResource(**fields, **numbers)
