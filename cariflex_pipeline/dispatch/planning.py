@@ -38,6 +38,7 @@ def profiles_from_plan(
     config: ProfileConfig | None = None,
     horizon_end: datetime | None = None,
     in_force: Mapping[str, OutboxEntry] | None = None,
+    outlast: Mapping[tuple[str, str, int], datetime] | None = None,
 ) -> ProfileSet:
     """Build and validate one profile per charge point that has planned power.
 
@@ -52,6 +53,9 @@ def profiles_from_plan(
     planned means no charging, as for unplanned slots inside a plan; a new session reruns the plan at once.
     A SetChargingProfile rather than ClearChargingProfile keeps the station under a known limit instead of
     falling back to its own maximum, and goes through the same outbox, answers and dedup as any profile.
+
+    `outlast` (`Outbox.valid_to_to_outlast`) maps (station, purpose, stack level) to the latest validTo
+    CitrineOS may hold as active: each new profile runs past it (a re-plan inside the same slot).
     """
     now = now or datetime.now(UTC)
     transactions = transactions or {}
@@ -74,9 +78,12 @@ def profiles_from_plan(
         else:
             plan = {pd.Timestamp(t).to_pydatetime(): float(v)
                     for t, v in zip(rows["event_start"], rows["value"], strict=True)}
+        level = (station_config or ProfileConfig()).stack_level
+        previous = {purpose: valid_to for (station_id, purpose, stack_level), valid_to in (outlast or {}).items()
+                    if station_id == cp.id and stack_level == level}
         try:
             profile = build_profile(station, plan, now=now, resolution=resolution, horizon_end=station_end,
-                                    config=station_config)
+                                    config=station_config, outlast=previous)
             validate_request(profile.payload, station_id=cp.id, now=now)
         except ProfileValidationError as error:
             result.invalid[cp.id] = error.violations

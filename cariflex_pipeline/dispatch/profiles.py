@@ -6,20 +6,27 @@ absolute profile covering the horizon:
 - purpose TxProfile (with the transactionId) when the station has a known active transaction, otherwise
   TxDefaultProfile; `purpose_policy` decides ("auto", "tx_default_only", "tx_only");
 - chargingRateUnit W, or A when `rate_unit="A"` with `number_phases` and `voltage`;
-- limits rounded to multiples of 0.1 (CitrineOS rule), clipped to [0, charge point max];
+- limits clipped to [0, charge point max] and rounded *down* to values CitrineOS's schema passes: whole watts,
+  or amps on the 0.1 grid whose floating-point quotient by 0.1 is whole (AJV's `multipleOf` test, which refuses
+  about a third of all 0.1-step values such as 8967.3);
 - equal consecutive slots merged, first startPeriod 0, at most 1024 periods;
-- startSchedule on the slot grid, validFrom not in the future, validTo at the horizon end;
-- profile ids stable per station and stack level.
+- startSchedule on the slot grid, validFrom not in the future, validTo at the horizon end - or later, when the
+  station's last profile of the same stack level and purpose runs that long: CitrineOS refuses a profile that
+  does not outlast the active one (a re-plan inside the same slot);
+- profile ids stable per station, stack level and purpose, so a re-plan replaces the station's profile
+  (K01.FR.05) and a TxProfile never replaces the TxDefaultProfile.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
+
+from cariflex_pipeline.dispatch.peer_schemas import ajv_multiple_of
 
 PurposePolicy = Literal["auto", "tx_default_only", "tx_only"]
 RateUnit = Literal["W", "A"]
@@ -77,9 +84,10 @@ class BuiltProfile:
     notes: tuple[str, ...] = field(default=())
 
 
-def profile_id_for(station_id: str, stack_level: int) -> int:
-    """A stable positive int32 id per station and stack level (the same station always replaces its profile)."""
-    return zlib.crc32(f"cariflex:{station_id}:{stack_level}".encode()) & 0x3FFFFFFF or 1
+def profile_id_for(station_id: str, stack_level: int, purpose: str = "TxDefaultProfile") -> int:
+    """A stable positive int32 id per station, stack level and purpose: each re-plan replaces the station's
+    profile of that purpose, and TxProfile and TxDefaultProfile never replace each other."""
+    return zlib.crc32(f"cariflex:{station_id}:{stack_level}:{purpose}".encode()) & 0x3FFFFFFF or 1
 
 
 def floor_to_grid(moment: datetime, resolution: timedelta) -> datetime:
@@ -103,10 +111,18 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def round_limit(value: float) -> float:
-    """Round to a multiple of 0.1 exactly as a decimal number (7333.33 -> 7333.3)."""
-    rounded = Decimal(repr(float(value))).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
-    return float(rounded)
+def emit_limit(value: float, unit: RateUnit) -> float:
+    """The largest limit at or below `value` that CitrineOS's schema passes: whole watts, or amps on the 0.1
+    grid whose quotient by 0.1 is whole in floating point (AJV's `multipleOf`). Down, never up: a station may
+    take a few watts less than planned, never more than the plan or the connection allows."""
+    if value != value or value < 0:
+        raise ValueError(f"limit {value!r}: expected a finite value >= 0")
+    if unit == "W":
+        return float(math.floor(value + 1e-6))
+    tenths = math.floor(value * 10 + 1e-6)
+    while tenths > 0 and not ajv_multiple_of(tenths / 10, 0.1):
+        tenths -= 1
+    return tenths / 10
 
 
 def build_profile(
@@ -117,12 +133,15 @@ def build_profile(
     resolution: timedelta = timedelta(minutes=15),
     horizon_end: datetime | None = None,
     config: ProfileConfig | None = None,
+    outlast: Mapping[str, datetime] | None = None,
 ) -> BuiltProfile:
     """Build one SetChargingProfileRequest from planned power in kW per slot start.
 
     Slots that ended before the current slot are dropped; slots without a plan between the current slot and
     the horizon end get limit 0 (nothing planned means no charging). `horizon_end` defaults to the end of the
-    last planned slot.
+    last planned slot. `outlast` maps a purpose to the validTo of the station's last profile of that purpose at
+    this stack level: the new one runs at least a second longer (its last period continues), since CitrineOS
+    refuses a profile that does not outlast the active one.
     """
     config = config or ProfileConfig()
     if now.tzinfo is None:
@@ -164,7 +183,7 @@ def build_profile(
         if kw < 0 or kw > station.max_power_kw + 1e-9:
             clipped += 1
         kw = min(max(kw, 0.0), station.max_power_kw)
-        limit = round_limit(_to_unit(kw, config))
+        limit = emit_limit(_to_unit(kw, config), config.rate_unit)
         offset = int((slot - start).total_seconds())
         if not limits or limits[-1][1] != limit:
             limits.append((offset, limit))
@@ -176,11 +195,16 @@ def build_profile(
     if clipped:
         notes.append(f"{clipped} slot(s) clipped to [0, {station.max_power_kw} kW]")
 
-    profile_id = profile_id_for(station.station_id, config.stack_level)
+    valid_to = end
+    previous = (outlast or {}).get(purpose)
+    if previous is not None and previous.astimezone(UTC) >= end:
+        valid_to = previous.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=1)
+        notes.append(f"validTo {iso(valid_to)}: outlasts the station's profile valid to {iso(previous)}")
+    profile_id = profile_id_for(station.station_id, config.stack_level, purpose)
     schedule: dict[str, Any] = {
         "id": profile_id,
         "startSchedule": iso(start),
-        "duration": int((end - start).total_seconds()),
+        "duration": int((valid_to - start).total_seconds()),
         "chargingRateUnit": config.rate_unit,
         "chargingSchedulePeriod": periods,
     }
@@ -190,7 +214,7 @@ def build_profile(
         "chargingProfilePurpose": purpose,
         "chargingProfileKind": "Absolute",
         "validFrom": iso(min(start, now)),
-        "validTo": iso(end),
+        "validTo": iso(valid_to),
         "chargingSchedule": [schedule],
     }
     if transaction_id is not None:

@@ -1,22 +1,18 @@
-"""Validate a SetChargingProfileRequest before anything is sent.
+"""Validate a SetChargingProfileRequest before it is stored as sendable.
 
-Two layers: the OCPP 2.0.1 JSON schema shipped in the `ocpp` package (draft-06, with date-time formats
-checked), then the stricter rules CitrineOS 1.8 applies (see docs: shared/reference/citrineos.md section 3).
-Every violation is named with its JSON path; `validate_request` never stops at the first one.
+Two layers, both CitrineOS 1.8.3's own: its JSON schema file for SetChargingProfileRequest (`peer_schemas`, the
+file CitrineOS validates with, including int32 ranges and the floating-point `multipleOf 0.1` on limits that
+AJV applies), then the business rules its REST handler adds (K01: validFrom, validTo, TxProfile, first period;
+see shared/reference/citrineos.md section 3). Every violation is named with its JSON path; `validate_request`
+never stops at the first one.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from functools import cache
-from importlib import resources
 from typing import Any
 
-import jsonschema
-
-_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+from cariflex_pipeline.dispatch import peer_schemas
 
 
 class ProfileValidationError(ValueError):
@@ -28,58 +24,9 @@ class ProfileValidationError(ValueError):
         super().__init__(f"station {station_id}: SetChargingProfileRequest invalid: " + "; ".join(violations))
 
 
-@cache
-def _schema_validator() -> jsonschema.protocols.Validator:
-    text = (resources.files("ocpp") / "v201" / "schemas" / "SetChargingProfileRequest.json").read_text(
-        encoding="utf-8-sig")
-    schema = json.loads(text)
-    cls = jsonschema.validators.validator_for(schema)
-    # The schema has no recursion: inlining its $refs once makes validation ~30 % faster than resolving them.
-    definitions = schema.pop("definitions", {})
-    return cls(_inline_refs(schema, definitions), format_checker=_format_checker())
-
-
-def _inline_refs(node: Any, definitions: dict[str, Any]) -> Any:
-    if isinstance(node, dict):
-        if "$ref" in node:
-            return _inline_refs(definitions[node["$ref"].rsplit("/", 1)[-1]], definitions)
-        return {key: _inline_refs(value, definitions) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_inline_refs(value, definitions) for value in node]
-    return node
-
-
-def _format_checker() -> jsonschema.FormatChecker:
-    checker = jsonschema.FormatChecker(formats=())
-
-    @checker.checks("date-time", raises=ValueError)
-    def _date_time(value: object) -> bool:
-        if not isinstance(value, str) or "T" not in value:
-            return False
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return parsed.tzinfo is not None
-
-    return checker
-
-
-def _path(parts: Any) -> str:
-    out = "$"
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out
-
-
 def schema_violations(payload: dict[str, Any]) -> list[str]:
-    """Violations of the OCPP 2.0.1 schema from the `ocpp` package."""
-    errors = sorted(_schema_validator().iter_errors(payload), key=lambda e: list(map(str, e.absolute_path)))
-    return [f"{_path(e.absolute_path)}: {e.message} (OCPP 2.0.1 schema)" for e in errors]
-
-
-def _multiple_of_tenth(value: Any) -> bool:
-    try:
-        return Decimal(repr(value)) % Decimal("0.1") == 0
-    except (InvalidOperation, TypeError):
-        return False
+    """Violations of CitrineOS 1.8.3's SetChargingProfileRequest schema (what its AJV check drops or refuses)."""
+    return peer_schemas.violations("SetChargingProfile", payload)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -93,24 +40,12 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def citrineos_violations(payload: dict[str, Any], now: datetime) -> list[str]:
-    """CitrineOS 1.8's stricter schema and REST-side business rules (only on a schema-shaped payload)."""
+    """CitrineOS 1.8.3's REST-side business rules (K01), on a payload shaped like the schema."""
     out: list[str] = []
     evse_id = payload.get("evseId")
     profile = payload.get("chargingProfile")
     if not isinstance(profile, dict):
         return out
-
-    def _ints(node: Any, path: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                _ints(value, f"{path}.{key}")
-        elif isinstance(node, list):
-            for index, value in enumerate(node):
-                _ints(value, f"{path}[{index}]")
-        elif isinstance(node, int) and not isinstance(node, bool) and not _INT32_MIN <= node <= _INT32_MAX:
-            out.append(f"{path}: {node} is outside int32 (CitrineOS)")
-
-    _ints(payload, "$")
     purpose = profile.get("chargingProfilePurpose")
     kind = profile.get("chargingProfileKind")
     if purpose == "TxProfile":
@@ -142,9 +77,6 @@ def citrineos_violations(payload: dict[str, Any], now: datetime) -> list[str]:
             out.append(f"{base}.startSchedule: required for {kind} profiles (CitrineOS)")
         if kind == "Relative" and has_start:
             out.append(f"{base}.startSchedule: forbidden for Relative profiles (CitrineOS)")
-        if "minChargingRate" in schedule and not _multiple_of_tenth(schedule["minChargingRate"]):
-            out.append(f"{base}.minChargingRate: {schedule['minChargingRate']!r} is not a multiple of 0.1 "
-                       "(CitrineOS)")
         unit = schedule.get("chargingRateUnit")
         periods = schedule.get("chargingSchedulePeriod") or []
         if not isinstance(periods, list):
@@ -158,11 +90,8 @@ def citrineos_violations(payload: dict[str, Any], now: datetime) -> list[str]:
             if not isinstance(period, dict):
                 continue
             limit = period.get("limit")
-            if isinstance(limit, int | float) and not isinstance(limit, bool):
-                if not _multiple_of_tenth(limit):
-                    out.append(f"{where}.limit: {limit!r} is not a multiple of 0.1 (CitrineOS)")
-                if limit < 0:
-                    out.append(f"{where}.limit: {limit!r} is negative")
+            if isinstance(limit, int | float) and not isinstance(limit, bool) and limit < 0:
+                out.append(f"{where}.limit: {limit!r} is negative")
             start = period.get("startPeriod")
             if isinstance(start, int) and previous is not None and start <= previous:
                 out.append(f"{where}.startPeriod: {start} not after the previous period's {previous}")
