@@ -6,6 +6,7 @@ Under CI=true a test whose service is missing fails instead of skipping, so a gr
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
@@ -40,6 +41,17 @@ def require_service(name: str, url: str, default_port: int) -> None:
     message = f"{name} is not reachable at {host}:{urlsplit(url).port or default_port}"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{message} (CI=true: services are required)")
+    pytest.skip(message)
+
+
+def require_tool(name: str, why: str) -> str:
+    """The path of a command a test needs: skip locally, fail under CI, when it is not installed."""
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    message = f"{name} is not installed ({why})"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (CI=true: the project installs what its tests need)")
     pytest.skip(message)
 
 

@@ -5,6 +5,7 @@ Do not rename this package `ocpp`: it would shadow the `ocpp` library.
 
 from cariflex_pipeline.dispatch.amqp_transport import AmqpTransport
 from cariflex_pipeline.dispatch.config import DispatchSettings
+from cariflex_pipeline.dispatch.delivery import DeliveryPolicy, StationDelivery
 from cariflex_pipeline.dispatch.dispatcher import DispatchReport, dispatch_profiles, record_answers
 from cariflex_pipeline.dispatch.envelope import csms_request, decode, station_message
 from cariflex_pipeline.dispatch.equivalence import DEFAULT_MIN_VALIDITY_AHEAD, EffectComparison, compare_effect
@@ -16,9 +17,10 @@ from cariflex_pipeline.dispatch.profiles import (
     ProfileConfig,
     StationTarget,
     build_profile,
+    emit_limit,
     profile_id_for,
 )
-from cariflex_pipeline.dispatch.rest_transport import RestTransport
+from cariflex_pipeline.dispatch.rest_transport import AnswerBook, RestTransport
 from cariflex_pipeline.dispatch.session_consumer import DrainReport, SessionConsumer
 from cariflex_pipeline.dispatch.sessions import (
     METER_SOURCE,
@@ -30,7 +32,7 @@ from cariflex_pipeline.dispatch.sessions import (
     has_session_history,
     stations_from_site,
 )
-from cariflex_pipeline.dispatch.transports import Answer, OutboxOnlyTransport, SendResult, Transport
+from cariflex_pipeline.dispatch.transports import Answer, Call, OutboxOnlyTransport, SendResult, Transport
 from cariflex_pipeline.dispatch.validation import ProfileValidationError, request_violations, validate_request
 
 __all__ = [
@@ -38,7 +40,10 @@ __all__ = [
     "METER_SOURCE",
     "AmqpTransport",
     "Answer",
+    "AnswerBook",
     "BuiltProfile",
+    "Call",
+    "DeliveryPolicy",
     "DispatchReport",
     "DispatchSettings",
     "DrainReport",
@@ -56,6 +61,7 @@ __all__ = [
     "SessionChange",
     "SessionConsumer",
     "SessionDefaults",
+    "StationDelivery",
     "StationTarget",
     "Transport",
     "active_sessions",
@@ -65,6 +71,7 @@ __all__ = [
     "csms_request",
     "decode",
     "dispatch_profiles",
+    "emit_limit",
     "has_session_history",
     "payload_hash",
     "profile_id_for",

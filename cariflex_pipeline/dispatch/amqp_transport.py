@@ -3,7 +3,8 @@
 Profiles go onto CitrineOS's headers exchange (declared passively) in its bus envelope (version configurable),
 pipelined on a pika SelectConnection with up to `window` unconfirmed messages, so that an offline station (no
 queue bound for it) shows as unroutable and a broker that drops the connection leaves nothing lost. Station
-answers are read from our own durable queue bound to origin=cs, state="2", action=SetChargingProfile.
+answers (to SetChargingProfile, ClearChargingProfile and GetCompositeSchedule) are read from our own durable queue
+bound to origin=cs, state="2" and those actions.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pika
@@ -25,7 +27,7 @@ from cariflex_pipeline.dispatch.connections import (
 )
 from cariflex_pipeline.dispatch.envelope import EnvelopeError, csms_request, decode, station_key
 from cariflex_pipeline.dispatch.outbox import OutboxEntry
-from cariflex_pipeline.dispatch.transports import Answer, SendResult
+from cariflex_pipeline.dispatch.transports import ANSWERED_ACTIONS, Answer, Call, SendResult
 
 LOG = logging.getLogger(__name__)
 
@@ -75,26 +77,47 @@ class AmqpTransport:
             channel = connection.channel()
             declare_exchange_passively(channel, self.exchange, self.url)
             channel.queue_declare(self.answer_queue, durable=True)
-            channel.queue_bind(self.answer_queue, self.exchange, routing_key="", arguments={
-                "x-match": "all", "origin": "cs", "state": "2", "action": "SetChargingProfile"})
+            for action in ANSWERED_ACTIONS:
+                channel.queue_bind(self.answer_queue, self.exchange, routing_key="", arguments={
+                    "x-match": "all", "origin": "cs", "state": "2", "action": action})
             self._answer_queue_ready = True
         finally:
             close_quietly(connection)
 
-    def envelope(self, entry: OutboxEntry) -> tuple[dict[str, str], bytes]:
-        """The CitrineOS bus message (headers, body) carrying one outbox entry's SetChargingProfileRequest."""
-        return csms_request(station_id=entry.station_id, tenant_id=self.tenant_id, action="SetChargingProfile",
-                            payload=entry.payload, correlation_id=entry.correlation_id,
+    def envelope(self, call: Call) -> tuple[dict[str, str], bytes]:
+        """The CitrineOS bus message (headers, body) carrying one call."""
+        return csms_request(station_id=call.station_id, tenant_id=self.tenant_id, action=call.action,
+                            payload=call.payload, correlation_id=call.correlation_id,
                             version=self.envelope_version)
 
     def send(self, entries: Sequence[OutboxEntry]) -> list[SendResult]:
-        if not entries:
+        """Publish the entries' SetChargingProfileRequests. On the bus a profile with the same id replaces the
+        station's one (K01.FR.05): CitrineOS's REST-side rules do not apply, so no ClearChargingProfile first."""
+        return self.send_calls([Call(e.correlation_id, e.station_id, "SetChargingProfile", e.payload)
+                                for e in entries])
+
+    def send_calls(self, calls: Sequence[Call]) -> list[SendResult]:
+        if not calls:
             return []
         self.ensure_answer_queue()
-        messages = [(e.correlation_id, e.station_id, *self.envelope(e)) for e in entries]
-        return publish_confirmed(self._parameters("publish"), self.exchange, messages, window=self.window,
-                                 timeout=self.confirm_timeout, fault_hook=self.fault_hook,
-                                 where=safe_url(self.url))
+        messages = [(c.correlation_id, c.station_id, *self.envelope(c)) for c in calls]
+        results = publish_confirmed(self._parameters("publish"), self.exchange, messages, window=self.window,
+                                    timeout=self.confirm_timeout, fault_hook=self.fault_hook,
+                                    where=safe_url(self.url))
+        return [self._explain(result) for result in results]
+
+    def _explain(self, result: SendResult) -> SendResult:
+        """An unroutable message names what to check: CitrineOS binds a station's queue only while it is connected,
+        and only for its own envelope version and tenant."""
+        if result.status != "unroutable":
+            return result
+        key = station_key(self.envelope_version)
+        return replace(result, reason=(
+            f"no CitrineOS queue bound for station {result.station_id} on exchange {self.exchange!r} "
+            f"({result.reason}); likely causes: the station is not connected to CitrineOS; CitrineOS expects "
+            f"another envelope version (sent {self.envelope_version}, header {key}: 1.8.x uses stationId, later "
+            f"releases ocppConnectionName; CARIFLEX_CITRINEOS_ENVELOPE); the station belongs to another tenant "
+            f"(sent tenantId {self.tenant_id}; CARIFLEX_CITRINEOS_TENANT)"))
 
     def collect_answers(self, record: Callable[[Answer], bool], *, expected: set[str] | None = None,
                         timeout: float = 0.0) -> list[Answer]:
@@ -114,7 +137,7 @@ class AmqpTransport:
                     continue
                 answer, problem = _parse_answer(properties.headers, body)
                 if answer is None:
-                    LOG.warning("answer queue %s: dropping a message that is not a SetChargingProfile answer: %s",
+                    LOG.warning("answer queue %s: dropping a message that is not an answer we asked for: %s",
                                 self.answer_queue, problem)
                 else:
                     known = record(answer)
@@ -140,13 +163,14 @@ def _parse_answer(headers: dict[str, Any] | None, body: bytes) -> tuple[Answer |
         message = decode(headers, body)
     except EnvelopeError as error:
         return None, str(error)
-    if message.action != "SetChargingProfile" or message.state != 2 or not message.correlation_id:
+    if message.action not in ANSWERED_ACTIONS or message.state != 2 or not message.correlation_id:
         return None, (f"station {message.station_id}: {message.action} state {message.state} correlation id "
                       f"{message.correlation_id or 'missing'}")
     status = message.payload.get("status")
     info = message.payload.get("statusInfo") or {}
     reason = " ".join(str(info.get(k, "")) for k in ("reasonCode", "additionalInfo") if info.get(k)).strip()
-    return Answer(message.correlation_id, message.station_id, str(status), reason), ""
+    return Answer(message.correlation_id, message.station_id, str(status), reason, action=message.action,
+                  payload=message.payload), ""
 
 
 def publish_confirmed(
@@ -203,9 +227,7 @@ def publish_confirmed(
             if corr is None:
                 continue
             if corr in returned:
-                results[corr] = SendResult(corr, stations[corr], "unroutable",
-                                           f"no queue bound for station {stations[corr]} (offline?): "
-                                           f"{returned[corr]}")
+                results[corr] = SendResult(corr, stations[corr], "unroutable", returned[corr])
             elif acked:
                 results[corr] = SendResult(corr, stations[corr], "sent")
             else:

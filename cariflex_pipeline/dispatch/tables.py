@@ -1,7 +1,7 @@
 """Dispatch tables on the store's metadata: the profile outbox, EV sessions and station status.
 
-Created by the Alembic revision `0003_dispatch`. Times are UTC (`timestamptz` on PostgreSQL, naive UTC on
-SQLite); use `cariflex_pipeline.store.times` at the boundary.
+Created by the Alembic revisions `0003_dispatch` and `0004_outbox_delivery`. Times are UTC (`timestamptz` on
+PostgreSQL, naive UTC on SQLite); use `cariflex_pipeline.store.times` at the boundary.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ from sqlalchemy import (
 
 from cariflex_pipeline.store.schema import metadata
 
-OUTBOX_STATUSES = ("pending", "sent", "accepted", "rejected", "unroutable", "failed", "superseded", "expired")
-RETRYABLE_STATUSES = ("pending", "failed", "unroutable")
+OUTBOX_STATUSES = ("pending", "sent", "accepted", "rejected", "unroutable", "failed", "unanswered", "superseded",
+                   "expired")
+# not delivered, or delivered without an answer in time: the station's next profile is rebuilt from the current plan
+UNDELIVERED_STATUSES = ("pending", "failed", "unroutable", "unanswered")
+READBACK_STATUSES = ("requested", "matches", "differs", "failed", "unanswered")
 
 ocpp_outbox = Table(
     "ocpp_outbox",
@@ -50,7 +53,30 @@ ocpp_outbox = Table(
     Column("sent_at", DateTime(timezone=True)),
     Column("answered_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # earliest time the next attempt for this station may go out (backoff after an undelivered attempt)
+    Column("retry_after", DateTime(timezone=True)),
+    # REST: the ClearChargingProfile sent first so CitrineOS accepts a TxProfile update (K01.FR.39)
+    Column("clear_correlation_id", String(64)),
+    Column("clear_status", String(16)),
+    # GetCompositeSchedule after Accepted: what the station will really do, compared with this profile
+    Column("readback_correlation_id", String(64), unique=True),
+    Column("readback_status", String(16)),
+    Column("readback_detail", Text),
+    Column("readback_at", DateTime(timezone=True)),
     Index("ix_ocpp_outbox_station_status", "station_id", "status"),
+)
+
+# Every status change of an outbox entry, with its time and reason: the delivery history an operator reads.
+ocpp_outbox_events = Table(
+    "ocpp_outbox_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("outbox_id", Integer, nullable=False),
+    Column("station_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("event", String(24), nullable=False),  # a status, or readback/clear events
+    Column("reason", Text, nullable=False, server_default=""),
+    Index("ix_ocpp_outbox_events_outbox", "outbox_id"),
 )
 
 ev_sessions = Table(
@@ -86,4 +112,29 @@ ev_station_status = Table(
     Column("pending_departure", DateTime(timezone=True)),
     Column("pending_energy_kwh", Float),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Each NotifyEVChargingNeeds exchange of a station with CitrineOS (Alembic revision `0005_ev_needs_answers`): the
+# needs the station sent (request, origin cs) and CitrineOS's answer (origin csms, same correlationId). Needs are
+# applied to the session only once CitrineOS answered Accepted or Processing.
+EV_NEEDS_STATUSES = ("awaiting", "applied", "rejected", "unmatched")  # unmatched: answer seen, its request not yet
+
+ev_charging_needs = Table(
+    "ev_charging_needs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("station_id", String(64), nullable=False),
+    Column("correlation_id", String(64), nullable=False),
+    Column("evse_id", Integer),  # unknown while only the answer has been seen
+    Column("departure", DateTime(timezone=True)),
+    Column("energy_kwh", Float),
+    Column("status", String(16), nullable=False),
+    Column("answer", String(16)),  # Accepted | Processing | Rejected | CallError
+    Column("reason", Text, nullable=False, server_default=""),  # statusInfo, or the CallError
+    Column("transaction_id", String(36)),  # the session the needs were applied to; none: kept for the next start
+    Column("requested_at", DateTime(timezone=True)),
+    Column("answered_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("station_id", "correlation_id", name="uq_ev_charging_needs_station_correlation"),
+    Index("ix_ev_charging_needs_station_status", "station_id", "status"),
 )

@@ -13,10 +13,11 @@ logged: errors name host and port only (`connections.safe_url`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
-from cariflex_pipeline.dispatch.outbox import OutboxEntry
+if TYPE_CHECKING:  # the outbox imports Answer from here
+    from cariflex_pipeline.dispatch.outbox import OutboxEntry
 
 
 @dataclass(frozen=True)
@@ -30,16 +31,36 @@ class SendResult:
 
 @dataclass(frozen=True)
 class Answer:
+    """A station's answer to one of our calls, correlated by the id we sent it under."""
+
     correlation_id: str
     station_id: str
     status: str  # Accepted | Rejected | ...
     reason: str = ""
+    action: str = "SetChargingProfile"  # or ClearChargingProfile, GetCompositeSchedule
+    payload: dict[str, Any] = field(default_factory=dict, compare=False)  # the whole response payload
+
+
+@dataclass(frozen=True)
+class Call:
+    """One CSMS -> station request other than the profile itself (GetCompositeSchedule, ClearChargingProfile)."""
+
+    correlation_id: str
+    station_id: str
+    action: str
+    payload: dict[str, Any]
+
+
+# the station answers the dispatch stage reads back, by action
+ANSWERED_ACTIONS = ("SetChargingProfile", "ClearChargingProfile", "GetCompositeSchedule")
 
 
 class Transport(Protocol):
     name: str
 
     def send(self, entries: Sequence[OutboxEntry]) -> list[SendResult]: ...
+
+    def send_calls(self, calls: Sequence[Call]) -> list[SendResult]: ...
 
     def collect_answers(self, record: Callable[[Answer], bool], *, expected: set[str] | None = None,
                         timeout: float = 0.0) -> list[Answer]: ...
@@ -55,6 +76,10 @@ class OutboxOnlyTransport:
     def send(self, entries: Sequence[OutboxEntry]) -> list[SendResult]:
         return [SendResult(e.correlation_id, e.station_id, "pending", "outbox-only transport: not sent")
                 for e in entries]
+
+    def send_calls(self, calls: Sequence[Call]) -> list[SendResult]:
+        return [SendResult(c.correlation_id, c.station_id, "failed", "outbox-only transport: not sent")
+                for c in calls]
 
     def collect_answers(self, record: Callable[[Answer], bool], *, expected: set[str] | None = None,
                         timeout: float = 0.0) -> list[Answer]:

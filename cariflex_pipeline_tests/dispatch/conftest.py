@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from cariflex_pipeline.dispatch.profiles import floor_to_grid, round_limit
+from cariflex_pipeline.dispatch.profiles import emit_limit, floor_to_grid
 from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
 from cariflex_pipeline.store import TimeSeriesStore
 from cariflex_pipeline_tests.dispatch.citrineos_sim import (
@@ -21,6 +21,16 @@ from cariflex_pipeline_tests.dispatch.citrineos_sim import (
 )
 
 NOW = datetime(2026, 11, 28, 13, 7, 30, tzinfo=UTC)
+
+
+class Clock:
+    """A 'now' the test moves: for CitrineOS doubles and simulated stations, like the dispatch runs' `now`."""
+
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 @pytest.fixture
@@ -67,8 +77,9 @@ def plan_frame(site, start: datetime, per_station: dict[str, list[float]]) -> pd
 def assert_stations_follow_the_schedule(store_url: str, site, stations: dict[str, SimStation],
                                         dispatch_metadata) -> tuple[dict[str, Received], float]:
     """Each station received exactly one profile, accepted, whose limits equal the schedule in the store from
-    the profile's start slot on (W, clipped to the charge point, merged). Returns what each station received
-    and the planned kW summed over stations and slots (> 0 shows the comparison is not all zeros)."""
+    the profile's start slot on (whole W rounded down, clipped to the charge point, merged). Returns what each
+    station received and the planned kW summed over stations and slots (> 0 shows the comparison is not all
+    zeros)."""
     sent_start = next(iter(stations.values())).received[0].charging_profile["charging_schedule"][0][
         "start_schedule"]
     start = datetime.fromisoformat(sent_start.replace("Z", "+00:00"))
@@ -81,7 +92,7 @@ def assert_stations_follow_the_schedule(store_url: str, site, stations: dict[str
         rows = planned[planned["sensor_id"] == cp.sensor_id].sort_values("event_start")
         expected: list[tuple[int, float]] = []
         for offset, kw in enumerate(rows["value"]):
-            limit = round_limit(min(max(kw, 0.0), cp.max_power_kw) * 1000)
+            limit = emit_limit(min(max(kw, 0.0), cp.max_power_kw) * 1000, "W")
             if not expected or expected[-1][1] != limit:
                 expected.append((offset * 900, limit))
         [received[cp.id]] = stations[cp.id].received

@@ -3,15 +3,17 @@ Accepted, Rejected, offline (unroutable), both envelope versions, a dropped conn
 
 from __future__ import annotations
 
-import shutil
 import subprocess
+from datetime import timedelta
 
 import pytest
 
 from cariflex_pipeline.dispatch import AmqpTransport, Outbox, dispatch_profiles, profiles_from_plan
+from cariflex_pipeline_tests.conftest import require_tool
 from cariflex_pipeline_tests.dispatch.conftest import NOW, plan_frame
 
 START = NOW.replace(minute=0, second=0)
+LATER = NOW + timedelta(minutes=1)  # past the first retry's backoff (30 s)
 
 
 def _plan(site, stations: list[str]) -> dict[str, list[float]]:
@@ -27,7 +29,7 @@ def _transport(amqp_url, exchange, names, version="1.8", **kwargs) -> AmqpTransp
 @pytest.mark.parametrize("version", ["1.8", "1.9"])
 def test_accepted_rejected_and_offline(version, amqp_url, exchange, names, make_router, store, site) -> None:
     router = make_router(version)
-    accepting = router.connect("CP001")
+    accepting = router.connect("CP001", transactions={1: "tx-1"})  # the station runs the transaction
     rejecting = router.connect("CP002", answer="Rejected")
     # CP003 is not connected: CitrineOS has no queue for it
     per_station = _plan(site, ["CP001", "CP002", "CP003"])
@@ -39,7 +41,8 @@ def test_accepted_rejected_and_offline(version, amqp_url, exchange, names, make_
     statuses = {station: entry.status for station, entry in report.entries.items()}
     assert statuses == {"CP001": "accepted", "CP002": "rejected", "CP003": "unroutable"}
     assert "InvalidSchedule" in report.entries["CP002"].status_reason
-    assert "CP003" in report.entries["CP003"].status_reason
+    assert "not connected to CitrineOS" in report.entries["CP003"].status_reason
+    assert "envelope version (sent " + version in report.entries["CP003"].status_reason
     assert router.errors == []
 
     # what the station received is what the schedule says, under the outbox's correlation id
@@ -51,12 +54,15 @@ def test_accepted_rejected_and_offline(version, amqp_url, exchange, names, make_
     assert got.charging_profile["transaction_id"] == "tx-1"
     assert len(rejecting.received) == 1
 
-    # the next run: CP001 unchanged and accepted -> not resent; CP003 (offline) retried, still unroutable
+    # the next run: CP001 unchanged and accepted -> not resent; CP003 (offline) tried again after the backoff,
+    # rebuilt from the plan under the same profile id, still unroutable
     again = dispatch_profiles(outbox, _transport(amqp_url, exchange, names, version), built.profiles,
-                              run_id="run-2", now=NOW, answer_timeout=5)
+                              run_id="run-2", now=LATER, answer_timeout=5)
     assert "identical to last accepted" in again.skipped["CP001"]
-    assert again.entries["CP003"].status == "unroutable"
-    assert again.entries["CP003"].correlation_id == report.entries["CP003"].correlation_id
+    retried = again.entries["CP003"]
+    assert (retried.status, retried.attempts, retried.profile_id) == (
+        "unroutable", 2, report.entries["CP003"].profile_id)
+    assert outbox.get(report.entries["CP003"].correlation_id).status == "superseded"
     assert len(accepting.received) == 1
 
 
@@ -92,11 +98,11 @@ def test_broker_down_then_up_each_profile_delivered_once(amqp_url, exchange, nam
     entry = first.entries["CP001"]
     assert entry.status == "failed" and "127.0.0.1:1" in entry.status_reason
     assert "secret-pw" not in entry.status_reason
-    second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), [], run_id="r2", now=NOW,
-                               answer_timeout=10)
-    assert second.entries["CP001"].status == "accepted"
-    assert second.entries["CP001"].correlation_id == entry.correlation_id
-    assert [r.message_id for r in station.received] == [entry.correlation_id]
+    second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, run_id="r2",
+                               now=LATER, answer_timeout=10)
+    delivered = second.entries["CP001"]
+    assert (delivered.status, delivered.attempts, delivered.profile_id) == ("accepted", 2, entry.profile_id)
+    assert [r.message_id for r in station.received] == [delivered.correlation_id]
 
 
 def _close_server_side(client_name: str) -> None:
@@ -113,8 +119,7 @@ def _close_server_side(client_name: str) -> None:
 def test_broker_closes_the_connection_mid_dispatch(amqp_url, exchange, names, make_router, store, site) -> None:
     """RabbitMQ closes the publisher's connection after the 4th confirm (rabbitmqctl close_connection): the
     other 6 profiles stay in the outbox as failed and the next run delivers each exactly once."""
-    if shutil.which("rabbitmqctl") is None:
-        pytest.skip("rabbitmqctl not available (broker on another host)")
+    require_tool("rabbitmqctl", "to close our connection from the broker's side")
     router = make_router("1.8")
     stations = [cp.id for cp in site.charge_points]
     simulated = {s: router.connect(s) for s in stations}
@@ -132,7 +137,7 @@ def test_broker_closes_the_connection_mid_dispatch(amqp_url, exchange, names, ma
     failed = [e for e in first.entries.values() if e.status == "failed"]
     assert len(failed) == 6 and all("ConnectionClosedByBroker" in e.status_reason for e in failed)
     second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, run_id="run-2",
-                               now=NOW, answer_timeout=10, uncertain_grace=10)
+                               now=LATER, answer_timeout=10, uncertain_grace=10)
     assert len(second.entries) == 6
     assert {s: len(sim.received) for s, sim in simulated.items()} == dict.fromkeys(stations, 1)
     assert {e.status for e in outbox.latest_by_station().values()} == {"accepted"}
@@ -170,7 +175,7 @@ def test_connection_dropped_mid_dispatch_then_each_profile_delivered_exactly_onc
         assert all("lost before confirm" in e.status_reason for e in uncertain)
 
     second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names, window=window), built.profiles,
-                               run_id="run-2", now=NOW, answer_timeout=10, uncertain_grace=10)
+                               run_id="run-2", now=LATER, answer_timeout=10, uncertain_grace=10)
     assert router.errors == []
     received = {station_id: [r.message_id for r in sim.received] for station_id, sim in simulated.items()}
     assert all(len(ids) == 1 for ids in received.values()), received

@@ -3,6 +3,7 @@ the EV-session sensor's run requests and the answer sensor's observations (real 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -53,6 +54,10 @@ def _resources(store_url: str, broker: BrokerResource) -> dict:
             "dispatch_broker": broker}
 
 
+def _checks(result) -> dict:
+    return {evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()}
+
+
 def _amqp_broker(amqp_url, exchange, names) -> BrokerResource:
     return BrokerResource(transport="amqp", amqp_url=amqp_url, exchange=exchange, answer_queue=names["answers"],
                           session_queue=names["sessions"])
@@ -68,9 +73,17 @@ def test_profiles_and_dispatch_reach_the_stations_with_the_schedules_limits(
                             resources=_resources(store_url, _amqp_broker(amqp_url, exchange, names)),
                             run_config={"ops": {"ocpp_dispatch": {"config": {"answer_timeout_seconds": 10}}}})
     assert result.success
-    [check] = result.get_asset_check_evaluations()
-    assert check.passed
+    checks = _checks(result)
+    assert checks["profiles_valid"].passed
+    # CP002 refused, CP003 is offline: a warning naming both (an error only once it lasts past the bound)
+    confirmed = checks["stations_confirmed"]
+    assert (confirmed.passed, confirmed.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert confirmed.metadata["unconfirmed_stations"].value == "CP002, CP003"
+    # CP001 accepted, and the composite schedule it reports equals the plan
+    follows = checks["stations_follow_plan"]
+    assert follows.passed and follows.metadata["matches"].value == 1
     dispatch_md = result.asset_materializations_for_node("ocpp_dispatch")[0].metadata
+    assert dispatch_md["station_CP001"].value["readback"] == "matches"
     status = {cp: dispatch_md[f"station_{cp}"].value["status"] for cp in plan}
     assert status == {"CP001": "accepted", "CP002": "rejected", "CP003": "unroutable"}
     assert dispatch_md["station_CP001"].value["limits"] == [[0, 11000.0], [7200, 4200.0]]
@@ -90,6 +103,10 @@ def test_embedded_default_is_outbox_only(store_url, site) -> None:
     assert metadata["transport"].value == "outbox"
     assert metadata["station_CP004"].value["status"] == "pending"
     assert [e.status for e in Outbox(TimeSeriesStore(store_url).engine).entries()] == ["pending"]
+    # nothing left the machine: the check says so instead of staying green
+    confirmed = _checks(result)["stations_confirmed"]
+    assert (confirmed.passed, confirmed.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert "outbox-only transport" in confirmed.description
 
 
 def test_schema_breaking_profile_is_never_sent_and_named(store_url, site) -> None:
@@ -102,7 +119,7 @@ def test_schema_breaking_profile_is_never_sent_and_named(store_url, site) -> Non
             departure=to_db_time(engine, now + timedelta(hours=4)), departure_is_default=True,
             energy_requested_kwh=20.0, energy_is_default=True, updated_at=to_db_time(engine, now)))
     result = dg.materialize([ocpp_charging_profiles, ocpp_dispatch], resources=_resources(store_url, BrokerResource()))
-    [check] = result.get_asset_check_evaluations()
+    check = _checks(result)["profiles_valid"]
     assert not check.passed
     assert "CP005" in check.metadata["violations"].value and "transactionId" in check.metadata["violations"].value
     assert [e.station_id for e in Outbox(engine).entries()] == ["CP006"]
@@ -113,6 +130,18 @@ def _publish(amqp_url, exchange, station, action, payload, n) -> None:
     headers, body = station_message(station_id=station, tenant_id="1", action=action, state=1, payload=payload,
                                     correlation_id=f"s{n}")
     connection.channel().basic_publish(exchange, "", body, pika.BasicProperties(headers=headers))
+    connection.close()
+
+
+def _publish_citrineos_answer(amqp_url, exchange, station, action, payload, n) -> None:
+    """CitrineOS's answer to the station request `s{n}` (origin csms, state 2, same correlationId)."""
+    headers, body = station_message(station_id=station, tenant_id="1", action=action, state=2, payload=payload,
+                                    correlation_id=f"s{n}")
+    message = json.loads(body)
+    message["origin"] = headers["origin"] = "csms"
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    connection.channel().basic_publish(exchange, "", json.dumps(message).encode(),
+                                       pika.BasicProperties(headers=headers))
     connection.close()
 
 
@@ -140,6 +169,8 @@ def test_session_sensor_requests_a_rerun_on_start_needs_and_end(amqp_url, exchan
                                             "acChargingParameters": {"energyAmount": 9000, "evMinCurrent": 6,
                                                                      "evMaxCurrent": 16, "evMaxVoltage": 230}}}
     _publish(amqp_url, exchange, "CP007", "NotifyEVChargingNeeds", needs, 2)
+    assert tick().run_requests == []  # needs count once CitrineOS accepts them
+    _publish_citrineos_answer(amqp_url, exchange, "CP007", "NotifyEVChargingNeeds", {"status": "Accepted"}, 2)
     third = tick()
     assert [r.tags["cariflex/session_changes"] for r in third.run_requests] == ["needs_changed"]
     assert third.run_requests[0].run_key != second.run_requests[0].run_key

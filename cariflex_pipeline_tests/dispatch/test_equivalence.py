@@ -12,6 +12,7 @@ import pytest
 from cariflex_pipeline.dispatch import (
     Answer,
     BuiltProfile,
+    Call,
     Outbox,
     OutboxEntry,
     SendResult,
@@ -84,6 +85,10 @@ class StationsTransport:
             self._answers += [Answer(e.correlation_id, e.station_id, self.answer, "InvalidSchedule"
                                      if self.answer == "Rejected" else "") for e in entries]
         return [SendResult(e.correlation_id, e.station_id, self.outcome) for e in entries]
+
+    def send_calls(self, calls: Sequence[Call]) -> list[SendResult]:
+        return [SendResult(c.correlation_id, c.station_id, "failed", "no composite schedules in this test")
+                for c in calls]
 
     def collect_answers(self, record: Callable[[Answer], bool], *, expected: set[str] | None = None,
                         timeout: float = 0.0) -> list[Answer]:
@@ -212,21 +217,24 @@ def test_a_rejected_plan_is_offered_once_per_change_not_once_per_slot(store) -> 
 
 def test_same_limits_awaiting_an_answer_or_a_retry_keep_their_outbox_entry(store) -> None:
     """A profile sent and not yet answered is not sent again for a re-plan with the same limits; one that
-    failed is retried under its correlation id (the station may have got it: its answer must still match)."""
+    failed is followed by the re-plan, under the same profile id (the station replaces what it may hold)."""
     outbox = Outbox(store.engine)
     silent = StationsTransport(answer=None)
     first = dispatch_profiles(outbox, silent, [replan("CP007", 0)], run_id="r0", now=at(0))
-    again = dispatch_profiles(outbox, silent, [replan("CP007", 1)], run_id="r1", now=at(1))
+    again = dispatch_profiles(outbox, silent, [replan("CP007", 0)], run_id="r1", now=at(0) + timedelta(seconds=90))
     assert again.entries == {} and "awaiting answer" in again.skipped["CP007"]
     assert silent.count("CP007") == 1
+    # past the answer deadline (2 min) the silent entry is unanswered and the re-plan goes out in its place
+    timed_out = dispatch_profiles(outbox, silent, [replan("CP007", 1)], run_id="r2", now=at(1))
+    assert [e.id for e in timed_out.unanswered] == [first.entries["CP007"].id]
+    assert (timed_out.entries["CP007"].attempts, silent.count("CP007")) == (2, 2)
 
     failing = StationsTransport(outcome="failed")
     failed = dispatch_profiles(outbox, failing, [replan("CP008", 0)], run_id="r0", now=at(0))
     retried = dispatch_profiles(outbox, StationsTransport(), [replan("CP008", 1)], run_id="r1", now=at(1))
-    entry = retried.entries["CP008"]
-    assert (entry.correlation_id, entry.attempts, entry.status) == (
-        failed.entries["CP008"].correlation_id, 2, "accepted")
-    assert len(outbox.entries(["CP008"])) == 1
+    entry, old = retried.entries["CP008"], failed.entries["CP008"]
+    assert (entry.profile_id, entry.attempts, entry.status) == (old.profile_id, 2, "accepted")
+    assert [e.status for e in outbox.entries(["CP008"])] == ["superseded", "accepted"]
     assert first.entries["CP007"].status == "sent"
 
 

@@ -1,44 +1,61 @@
 """Outbox rules on SQLite and the real PostgreSQL: stored before sending, no resend of what was accepted,
-retries of pending/failed entries, at most one entry per station and run."""
+timeouts, backoff, attempts rebuilt from the current plan, a clear before a TxProfile update over REST, the
+history of every change, at most one entry per station and run."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import pandas as pd
 import pytest
 
 from cariflex_pipeline.dispatch import (
+    Answer,
+    DeliveryPolicy,
     Outbox,
     OutboxOnlyTransport,
     StationTarget,
     build_profile,
     dispatch_profiles,
+    profiles_from_plan,
 )
-from cariflex_pipeline_tests.dispatch.conftest import NOW
+from cariflex_pipeline_tests.dispatch.conftest import NOW, plan_frame
 
 SLOT = timedelta(minutes=15)
 START = NOW.replace(minute=0, second=0)
 
 
-def _profile(station: str, kw: float):
-    return build_profile(StationTarget(station, 1, 22.0), {START + SLOT * i: kw for i in range(8)}, now=NOW)
+def _profile(station: str, kw: float, transaction_id: str | None = None):
+    return build_profile(StationTarget(station, 1, 22.0, transaction_id=transaction_id),
+                         {START + SLOT * i: kw for i in range(8)}, now=NOW)
 
 
-def test_profiles_stored_pending_before_sending_and_retried(store) -> None:
+def _sent(outbox: Outbox, profile, run_id: str = "r1", transport: str = "amqp"):
+    [entry] = outbox.prepare([profile], run_id=run_id, transport=transport, now=NOW).to_send
+    outbox.mark(entry.correlation_id, "sent", now=NOW)
+    return entry
+
+
+def test_profiles_stored_pending_before_sending_and_never_resent_stale(store) -> None:
     outbox = Outbox(store.engine)
     report = dispatch_profiles(outbox, OutboxOnlyTransport(), [_profile("CP001", 5.0)], run_id="r1", now=NOW)
     [entry] = outbox.entries()
     assert (entry.station_id, entry.status, entry.attempts) == ("CP001", "pending", 1)
     assert report.entries["CP001"].correlation_id == entry.correlation_id
-    # the next run without a new profile retries the pending one, same correlation id
-    prepared = outbox.prepare([], run_id="r2", transport="amqp", now=NOW)
-    assert [(e.correlation_id, e.attempts) for e in prepared.to_send] == [(entry.correlation_id, 2)]
+    # the next run has the current plan: the pending entry (never handed over) is replaced, not re-sent
+    [fresh] = outbox.prepare([_profile("CP001", 6.0)], run_id="r2", transport="amqp", now=NOW).to_send
+    assert fresh.correlation_id != entry.correlation_id and fresh.attempts == 1
+    assert fresh.limits == [(0, 6000.0)] and fresh.profile_id == entry.profile_id
+    replaced = outbox.get(entry.correlation_id)
+    assert replaced.status_reason == f"superseded by #{fresh.id} (rebuilt from the current plan)"
+    # a run with no profile for the station (nothing planned) supersedes what was not delivered
+    assert outbox.prepare([], run_id="r3", transport="amqp", now=NOW).to_send == []
+    assert outbox.get(fresh.correlation_id).status == "superseded"
 
 
 def test_identical_to_last_accepted_not_resent_unless_forced(store) -> None:
     outbox = Outbox(store.engine)
-    [first] = outbox.prepare([_profile("CP001", 5.0)], run_id="r1", transport="amqp", now=NOW).to_send
-    outbox.mark(first.correlation_id, "sent")
+    first = _sent(outbox, _profile("CP001", 5.0))
     assert outbox.record_answer(first.correlation_id, "Accepted")
     # validFrom moves with the clock; the profile is still identical
     later = build_profile(StationTarget("CP001", 1, 22.0), {START + SLOT * i: 5.0 for i in range(8)},
@@ -54,30 +71,106 @@ def test_identical_to_last_accepted_not_resent_unless_forced(store) -> None:
     assert [e.station_id for e in changed.to_send] == ["CP001"]
 
 
-def test_failed_retried_and_superseded_by_a_newer_profile(store) -> None:
+def test_failed_attempts_back_off_and_are_rebuilt_from_the_current_plan(store) -> None:
+    policy = DeliveryPolicy(retry_base=timedelta(seconds=30), retry_max=timedelta(minutes=2), max_attempts=3)
     outbox = Outbox(store.engine)
-    [old] = outbox.prepare([_profile("CP002", 5.0)], run_id="r1", transport="amqp", now=NOW).to_send
-    outbox.mark(old.correlation_id, "failed", "connection lost")
-    [retry] = outbox.prepare([_profile("CP002", 5.0)], run_id="r2", transport="amqp", now=NOW).to_send
-    assert retry.correlation_id == old.correlation_id and retry.attempts == 2
-    outbox.mark(retry.correlation_id, "unroutable", "offline")
-    [new] = outbox.prepare([_profile("CP002", 9.0)], run_id="r3", transport="amqp", now=NOW).to_send
-    assert new.correlation_id != old.correlation_id
-    statuses = {e.correlation_id: e.status for e in outbox.entries(["CP002"])}
-    assert statuses == {old.correlation_id: "superseded", new.correlation_id: "pending"}
+    [old] = outbox.prepare([_profile("CP002", 5.0)], run_id="r1", transport="amqp", now=NOW,
+                           policy=policy).to_send
+    outbox.mark(old.correlation_id, "failed", "connection lost", now=NOW, policy=policy)
+    assert outbox.get(old.correlation_id).retry_after == NOW + timedelta(seconds=30)
+    # within the backoff: the station is left alone, and the reason says until when
+    early = outbox.prepare([_profile("CP002", 5.0)], run_id="r2", transport="amqp",
+                           now=NOW + timedelta(seconds=29), policy=policy)
+    assert early.to_send == []
+    assert early.backing_off["CP002"] == (f"retry after {(NOW + timedelta(seconds=30)).isoformat()} "
+                                          "(attempt 1 failed: connection lost)")
+    # after it: the current plan (now 7 kW), a new correlation id, the same profile id, attempt 2
+    later = NOW + timedelta(seconds=31)
+    [second] = outbox.prepare([_profile("CP002", 7.0)], run_id="r3", transport="amqp", now=later,
+                              policy=policy).to_send
+    assert (second.attempts, second.profile_id, second.limits) == (2, old.profile_id, [(0, 7000.0)])
+    assert second.correlation_id != old.correlation_id
+    assert outbox.get(old.correlation_id).status == "superseded"
+    outbox.mark(second.correlation_id, "unroutable", "offline", now=later, policy=policy)
+    assert outbox.get(second.correlation_id).retry_after == later + timedelta(seconds=60)  # doubled
+    third_at = later + timedelta(seconds=61)
+    [third] = outbox.prepare([_profile("CP002", 7.0)], run_id="r4", transport="amqp", now=third_at,
+                             policy=policy).to_send
+    outbox.mark(third.correlation_id, "unroutable", "offline", now=third_at, policy=policy)
+    assert outbox.get(third.correlation_id).retry_after == third_at + timedelta(minutes=2)  # capped
+    # three attempts for the same effect: given up until the plan changes (or force)
+    done_at = third_at + timedelta(minutes=3)
+    gave_up = outbox.prepare([_profile("CP002", 7.0)], run_id="r5", transport="amqp", now=done_at, policy=policy)
+    assert gave_up.to_send == [] and gave_up.backing_off["CP002"].startswith("gave up after 3 attempts")
+    [changed] = outbox.prepare([_profile("CP002", 9.0)], run_id="r6", transport="amqp", now=done_at,
+                               policy=policy).to_send
+    assert changed.attempts == 4
+    assert [event for _, event, _ in outbox.events(second.id)] == ["pending", "unroutable", "superseded"]
+
+
+def test_a_sent_profile_without_an_answer_times_out_and_is_rebuilt(store) -> None:
+    """CitrineOS drops a payload its schema refuses (or a broker restart loses it): no answer ever comes. After
+    the deadline the entry is unanswered and the next run sends the current plan under the same profile id."""
+    policy = DeliveryPolicy(answer_deadline=timedelta(minutes=2))
+    outbox = Outbox(store.engine)
+    sent = _sent(outbox, _profile("CP006", 5.0))
+    assert outbox.expire_unanswered(NOW + timedelta(seconds=119), policy) == []
+    waiting = outbox.prepare([_profile("CP006", 5.0)], run_id="r2", transport="amqp",
+                             now=NOW + timedelta(seconds=119), policy=policy)
+    assert waiting.skipped["CP006"] == f"identical profile awaiting answer (outbox #{sent.id})"
+    late = NOW + timedelta(seconds=121)
+    [timed_out] = outbox.expire_unanswered(late, policy)
+    assert (timed_out.id, timed_out.status) == (sent.id, "unanswered")
+    assert timed_out.status_reason == f"no answer within 120 s of sending at {NOW.isoformat()}"
+    [again] = outbox.prepare([_profile("CP006", 5.0)], run_id="r3", transport="amqp", now=late,
+                             policy=policy).to_send
+    assert (again.attempts, again.profile_id) == (2, sent.profile_id)
+    # the first one's answer arrives after all: kept in its history, the newer entry is what counts
+    assert outbox.record_answer(sent.correlation_id, "Accepted", now=late)
+    assert outbox.get(sent.correlation_id).status == "superseded"
+    assert [event for _, event, _ in outbox.events(sent.id)] == [
+        "pending", "sent", "unanswered", "superseded", "late_accepted"]
+
+
+def test_a_tx_profile_update_over_rest_clears_the_held_one_first(store) -> None:
+    """CitrineOS's REST side refuses a second TxProfile of the same transaction and stack level while the first
+    is active (K01.FR.39): such an update carries a ClearChargingProfile. On the bus the same id replaces it."""
+    outbox = Outbox(store.engine)
+    first = _sent(outbox, _profile("CP007", 5.0, "tx-7"), transport="rest")
+    assert first.clear_correlation_id is None  # nothing held yet
+    outbox.record_answer(first.correlation_id, "Accepted", now=NOW)
+    [update] = outbox.prepare([_profile("CP007", 6.0, "tx-7")], run_id="r2", transport="rest", now=NOW).to_send
+    assert (update.clear_status, update.profile_id) == ("pending", first.profile_id)
+    assert update.clear_correlation_id not in (None, update.correlation_id)
+    assert outbox.apply_answer(Answer(update.clear_correlation_id, "CP007", "Accepted",
+                                      action="ClearChargingProfile"))
+    assert outbox.get(update.correlation_id).clear_status == "accepted"
+    outbox.mark(update.correlation_id, "sent", now=NOW)
+    outbox.record_answer(update.correlation_id, "Accepted", now=NOW)
+    [bus] = outbox.prepare([_profile("CP007", 7.0, "tx-7")], run_id="r3", transport="amqp", now=NOW).to_send
+    assert bus.clear_correlation_id is None
+
+
+def test_validity_to_outlast_counts_what_reached_citrineos(store) -> None:
+    outbox = Outbox(store.engine)
+    [entry] = outbox.prepare([_profile("CP008", 5.0)], run_id="r1", transport="rest", now=NOW).to_send
+    assert outbox.valid_to_to_outlast(NOW) == {}  # pending: CitrineOS holds nothing yet
+    outbox.mark(entry.correlation_id, "sent", now=NOW)
+    assert outbox.valid_to_to_outlast(NOW) == {("CP008", "TxDefaultProfile", 1): entry.valid_to}
+    outbox.record_answer(entry.correlation_id, "Rejected", now=NOW)
+    assert outbox.valid_to_to_outlast(NOW) == {}
 
 
 def test_one_entry_per_station_per_run(store) -> None:
     outbox = Outbox(store.engine)
     with pytest.raises(ValueError, match="CP003"):
         outbox.prepare([_profile("CP003", 1.0), _profile("CP003", 2.0)], run_id="r1", transport="amqp", now=NOW)
-    # several open entries for one station: only the newest is retried, the rest superseded
+    # several undelivered entries for one station: one new entry, every older one superseded
     [a] = outbox.prepare([_profile("CP003", 1.0)], run_id="r1", transport="amqp", now=NOW).to_send
-    outbox.mark(a.correlation_id, "failed")
-    [b] = outbox.prepare([_profile("CP003", 2.0)], run_id="r2", transport="amqp", now=NOW).to_send
-    outbox.mark(b.correlation_id, "failed")
-    prepared = outbox.prepare([], run_id="r3", transport="amqp", now=NOW)
-    assert [e.correlation_id for e in prepared.to_send] == [b.correlation_id]
+    outbox.mark(a.correlation_id, "failed", now=NOW)
+    [b] = outbox.prepare([_profile("CP003", 2.0)], run_id="r2", transport="amqp", now=NOW + SLOT).to_send
+    assert outbox.get(a.correlation_id).status == "superseded"
+    assert [e.correlation_id for e in outbox.entries(["CP003"]) if e.status != "superseded"] == [b.correlation_id]
 
 
 def test_sent_awaiting_answer_not_resent_and_answer_not_overwritten(store) -> None:
@@ -85,10 +178,9 @@ def test_sent_awaiting_answer_not_resent_and_answer_not_overwritten(store) -> No
     [entry] = outbox.prepare([_profile("CP004", 4.0)], run_id="r1", transport="amqp", now=NOW).to_send
     # a fast station answers before the transport reports the confirm
     outbox.record_answer(entry.correlation_id, "Rejected", "InvalidSchedule")
-    outbox.mark(entry.correlation_id, "sent")
+    outbox.mark(entry.correlation_id, "sent", now=NOW)
     assert outbox.get(entry.correlation_id).status == "rejected"
-    [again] = outbox.prepare([_profile("CP004", 4.5)], run_id="r2", transport="amqp", now=NOW).to_send
-    outbox.mark(again.correlation_id, "sent")
+    _sent(outbox, _profile("CP004", 4.5), run_id="r2")
     prepared = outbox.prepare([_profile("CP004", 4.5)], run_id="r3", transport="amqp", now=NOW)
     assert prepared.to_send == [] and "awaiting answer" in prepared.skipped["CP004"]
     assert outbox.record_answer("not-ours", "Accepted") is False
@@ -98,8 +190,7 @@ def test_identical_to_a_rejected_profile_not_resent_unless_forced_or_changed(sto
     """A station that refused a profile refuses the same bytes again: resending it every run only floods the
     station and the operator's log. It is sent again when forced or when the plan changes."""
     outbox = Outbox(store.engine)
-    [first] = outbox.prepare([_profile("CP005", 5.0)], run_id="r1", transport="amqp", now=NOW).to_send
-    outbox.mark(first.correlation_id, "sent")
+    first = _sent(outbox, _profile("CP005", 5.0))
     assert outbox.record_answer(first.correlation_id, "Rejected", "InvalidSchedule")
     later = build_profile(StationTarget("CP005", 1, 22.0), {START + SLOT * i: 5.0 for i in range(8)},
                           now=NOW + timedelta(minutes=5))
@@ -125,19 +216,15 @@ def test_identical_to_a_rejected_profile_not_resent_unless_forced_or_changed(sto
 def test_nothing_planned_replaces_a_stale_profile_with_limit_zero_once(store, site) -> None:
     """A station whose plan disappeared must not keep following the last profile it got: it gets a zero-limit
     profile under the same id (which replaces it) until the stale one's validTo, recorded in the outbox."""
-    import pandas as pd
-
-    from cariflex_pipeline.dispatch import profiles_from_plan
-    from cariflex_pipeline_tests.dispatch.conftest import plan_frame
-
     outbox = Outbox(store.engine)
     built = profiles_from_plan(site, plan_frame(site, START, {"CP001": [11.0] * 8, "CP002": [0.0] * 8}), now=NOW)
     first = dispatch_profiles(outbox, OutboxOnlyTransport(), built.profiles, run_id="r1", now=NOW)
-    outbox.mark(first.entries["CP001"].correlation_id, "sent")
+    for station in ("CP001", "CP002"):
+        outbox.mark(first.entries[station].correlation_id, "sent", now=NOW)
     outbox.record_answer(first.entries["CP001"].correlation_id, "Accepted")
     later = NOW + timedelta(minutes=20)
     in_force = outbox.last_in_force(later)
-    assert set(in_force) == {"CP001", "CP002"}
+    assert set(in_force) == {"CP001", "CP002"}  # CP002's awaits its answer: the station may hold it
     nothing = profiles_from_plan(site, pd.DataFrame(), now=later, in_force=in_force)
     # CP002's last profile already says 0 kW: nothing to clear there
     assert [p.station_id for p in nothing.profiles] == ["CP001"]
@@ -151,21 +238,18 @@ def test_nothing_planned_replaces_a_stale_profile_with_limit_zero_once(store, si
     assert "nothing planned" in zero.notes[0]
     second = dispatch_profiles(outbox, OutboxOnlyTransport(), nothing.profiles, run_id="r2", now=later)
     assert second.entries["CP001"].limits == [(0, 0.0)]
-    # CP002's pending zero profile is retried as usual; once CP001's zero profile is the latest, nothing more
+    outbox.mark(second.entries["CP001"].correlation_id, "sent", now=later)
+    # once CP001 may hold the zero profile, nothing more to clear
     assert profiles_from_plan(site, pd.DataFrame(), now=later, in_force=outbox.last_in_force(later)).profiles == []
     # a stale profile that has run out needs no clearing
     assert outbox.last_in_force(NOW + timedelta(hours=3)) == {}
 
 
 def test_a_stale_profile_whose_charging_is_over_needs_no_zero_profile(store, site) -> None:
-    import pandas as pd
-
-    from cariflex_pipeline.dispatch import profiles_from_plan
-    from cariflex_pipeline_tests.dispatch.conftest import plan_frame
-
     outbox = Outbox(store.engine)
     built = profiles_from_plan(site, plan_frame(site, START, {"CP003": [7.0, 7.0] + [0.0] * 6}), now=NOW)
-    dispatch_profiles(outbox, OutboxOnlyTransport(), built.profiles, run_id="r1", now=NOW)
+    report = dispatch_profiles(outbox, OutboxOnlyTransport(), built.profiles, run_id="r1", now=NOW)
+    outbox.mark(report.entries["CP003"].correlation_id, "sent", now=NOW)
     # 13:29: the 7 kW periods still run until 13:30 -> replaced; 13:31: only zeros remain -> left alone
     assert [p.station_id for p in profiles_from_plan(
         site, pd.DataFrame(), now=NOW + timedelta(minutes=21, seconds=30),

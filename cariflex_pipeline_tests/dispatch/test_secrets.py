@@ -85,7 +85,8 @@ def test_password_never_in_errors_logs_or_metadata(port, amqp_url, exchange, nam
 def test_rest_url_credentials_and_token_never_in_the_outbox(store, site) -> None:
     built = profiles_from_plan(site, plan_frame(site, NOW.replace(minute=0, second=0), {"CP001": [7.0] * 4}),
                                now=NOW)
-    transport = RestTransport(f"http://admin:{PASSWORD}@127.0.0.1:1", token=TOKEN)
+    transport = RestTransport(f"http://admin:{PASSWORD}@127.0.0.1:1", token=TOKEN,
+                              callback_base_url="http://127.0.0.1:2")
     report = dispatch_profiles(Outbox(store.engine), transport, built.profiles, run_id="r", now=NOW)
     reason = report.entries["CP001"].status_reason
     assert report.entries["CP001"].status == "failed" and "127.0.0.1:1" in reason

@@ -7,27 +7,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from cariflex_pipeline.dispatch import AmqpTransport, Outbox, RestTransport, dispatch_profiles, profiles_from_plan
+from cariflex_pipeline.dispatch.callbacks import AnswerReceiver
+from cariflex_pipeline_tests.conftest import require_tool
+from cariflex_pipeline_tests.dispatch.citrineos_rest import CitrineRestDouble
 from cariflex_pipeline_tests.dispatch.conftest import NOW, plan_frame
-from cariflex_pipeline_tests.dispatch.test_rest import _CitrineRest
 
 START = NOW.replace(minute=0, second=0)
 
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl not available to make a test certificate")
+    require_tool("openssl", "to make a test certificate")
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
@@ -44,27 +44,26 @@ def _server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
 
 
 @pytest.fixture
-def https_citrine(certificate) -> Iterator[str]:
-    _CitrineRest.calls = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _CitrineRest)
-    server.socket = _server_context(certificate).wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def https_citrine(certificate) -> Iterator[CitrineRestDouble]:
+    with CitrineRestDouble(tls=_server_context(certificate), clock=lambda: NOW) as double:
+        double.connect("CP001")
+        yield double
 
 
 def test_rest_over_https_verified_with_the_configured_ca(https_citrine, certificate, store, site) -> None:
     built = profiles_from_plan(site, plan_frame(site, START, {"CP001": [7.0] * 4}), now=NOW)
     outbox = Outbox(store.engine)
-    untrusted = dispatch_profiles(outbox, RestTransport(https_citrine), built.profiles, run_id="r1", now=NOW)
-    assert untrusted.entries["CP001"].status == "failed"
-    assert "ConnectError" in untrusted.entries["CP001"].status_reason and _CitrineRest.calls == []
-    trusted = dispatch_profiles(outbox, RestTransport(https_citrine, ca_file=str(certificate[0])), [],
-                                run_id="r2", now=NOW)
-    assert trusted.entries["CP001"].status == "sent"
-    assert [call[1]["identifier"] for call in _CitrineRest.calls] == ["CP001"]
+    with AnswerReceiver(outbox.apply_answer) as receiver:
+        untrusted = RestTransport(https_citrine.url, callback_base_url=receiver.url, answer_book=outbox)
+        first = dispatch_profiles(outbox, untrusted, built.profiles, run_id="r1", now=NOW)
+        assert first.entries["CP001"].status == "failed"
+        assert "ConnectError" in first.entries["CP001"].status_reason and https_citrine.calls == []
+        trusted = RestTransport(https_citrine.url, callback_base_url=receiver.url, answer_book=outbox,
+                                ca_file=str(certificate[0]))
+        second = dispatch_profiles(outbox, trusted, built.profiles, run_id="r2", now=NOW + timedelta(minutes=1),
+                                   answer_timeout=5)
+    assert second.entries["CP001"].status == "accepted"
+    assert [call.query["identifier"] for call in https_citrine.calls] == ["CP001", "CP001"]  # profile, read-back
 
 
 class TlsProxy:
@@ -117,6 +116,7 @@ def test_amqps_dispatch_through_tls(amqp_url, exchange, names, make_router, cert
         assert first.entries["CP002"].status == "failed" and station.received == []
         assert broker.password not in first.entries["CP002"].status_reason
         trusted = AmqpTransport(url, exchange=exchange, answer_queue=names["answers"], ca_file=str(certificate[0]))
-        second = dispatch_profiles(outbox, trusted, [], run_id="r2", now=NOW, answer_timeout=10)
-    assert second.entries["CP002"].status == "accepted"
-    assert [r.message_id for r in station.received] == [first.entries["CP002"].correlation_id]
+        second = dispatch_profiles(outbox, trusted, built.profiles, run_id="r2", now=NOW + timedelta(minutes=1),
+                                   answer_timeout=10)
+    assert (second.entries["CP002"].status, second.entries["CP002"].attempts) == ("accepted", 2)
+    assert [r.message_id for r in station.received] == [second.entries["CP002"].correlation_id]

@@ -8,7 +8,10 @@ breaks the OCPP schema or CitrineOS's rules is never sent and its violations are
 the `profiles_valid` check.
 `ocpp_dispatch` stores them in the outbox and sends them with the configured transport; the metadata shows,
 per station, the status, the limits and the profile id, and for a station left alone why (e.g. the same limits
-as the profile it accepted, which stays in force longer than `min_validity_ahead_hours`).
+as the profile it accepted, which stays in force longer than `min_validity_ahead_hours`). Its checks say whether
+every station holds a confirmed profile (`stations_confirmed`: a warning while one is unconfirmed, an error past
+`unconfirmed_error_after_minutes`) and whether the stations' composite schedules, read back after Accepted,
+equal the plan (`stations_follow_plan`).
 """
 
 from collections.abc import Iterator, Sequence
@@ -18,11 +21,13 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
+from cariflex_pipeline.defs.dispatch.checks import CONFIRMED_CHECK, FOLLOW_CHECK, confirmed_check, follow_plan_check
 from cariflex_pipeline.defs.dispatch.resources import BrokerResource
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.dispatch import (
     DEFAULT_MIN_VALIDITY_AHEAD,
     BuiltProfile,
+    DeliveryPolicy,
     Outbox,
     ProfileConfig,
     active_transactions,
@@ -55,6 +60,25 @@ class DispatchConfig(dg.Config):
                     "nearer, the new one is sent to extend it. Keep it below the plan's horizon.")
     answer_timeout_seconds: float = Field(default=5.0, ge=0, description="Wait this long for station answers.")
     uncertain_grace_seconds: float = Field(default=3.0, ge=0)
+    answer_deadline_seconds: float = Field(
+        default=120.0, gt=0, description="A profile sent this long ago without an answer is unanswered and is "
+                                         "re-sent, rebuilt from the current plan, under the same profile id.")
+    retry_base_seconds: float = Field(default=30.0, gt=0, description="Wait after the first undelivered attempt; "
+                                                                      "doubles with each further one.")
+    retry_max_seconds: float = Field(default=900.0, gt=0, description="Longest wait between attempts.")
+    max_attempts: int = Field(default=8, ge=1, description="Attempts for the same effect before giving up.")
+    unconfirmed_error_after_minutes: float = Field(
+        default=30.0, gt=0, description="stations_confirmed fails with an error (not a warning) once a station's "
+                                        "wanted profile has gone unconfirmed this long.")
+    read_back: bool = Field(default=True, description="Ask each station that accepted for its composite "
+                                                       "schedule and compare it with the plan.")
+
+    def policy(self) -> DeliveryPolicy:
+        return DeliveryPolicy(answer_deadline=timedelta(seconds=self.answer_deadline_seconds),
+                              retry_base=timedelta(seconds=self.retry_base_seconds),
+                              retry_max=timedelta(seconds=max(self.retry_max_seconds, self.retry_base_seconds)),
+                              max_attempts=self.max_attempts,
+                              unconfirmed_error_after=timedelta(minutes=self.unconfirmed_error_after_minutes))
 
 
 def _limits_text(profile_limits: Sequence[tuple[int, float]]) -> str:
@@ -85,8 +109,9 @@ def ocpp_charging_profiles(
     profile_config = ProfileConfig(purpose_policy=config.purpose_policy, rate_unit=config.rate_unit,
                                    number_phases=config.number_phases, voltage=config.voltage,
                                    stack_level=config.stack_level)
+    outbox = Outbox(series.engine)
     built = profiles_from_plan(site_model, planned, now=now, transactions=transactions, config=profile_config,
-                               in_force=Outbox(series.engine).last_in_force(now))
+                               in_force=outbox.last_in_force(now), outlast=outbox.valid_to_to_outlast(now))
     for station, violations in built.invalid.items():
         context.log.error("station %s: profile not sent: %s", station, "; ".join(violations))
     rows = [f"| {p.station_id} | {p.purpose} | {p.profile_id} | {len(p.limits)} | {p.rate_unit} | "
@@ -113,19 +138,34 @@ def ocpp_charging_profiles(
     yield check
 
 
-@dg.asset(group_name="dispatch", kinds={"ocpp", "rabbitmq"})
+@dg.asset(
+    group_name="dispatch",
+    kinds={"ocpp", "rabbitmq"},
+    check_specs=[
+        dg.AssetCheckSpec(CONFIRMED_CHECK, asset="ocpp_dispatch",
+                          description="Every station that should follow a profile holds one it confirmed (Accepted); "
+                                      "a warning while one is unconfirmed, an error past the configured bound."),
+        dg.AssetCheckSpec(FOLLOW_CHECK, asset="ocpp_dispatch",
+                          description="The composite schedule each station reports (GetCompositeSchedule after "
+                                      "Accepted) equals the plan; names the station, the period and both limits."),
+    ],
+)
 def ocpp_dispatch(
     context: dg.AssetExecutionContext, config: DispatchConfig, store: TimeSeriesStoreResource,
     site: SiteResource, dispatch_broker: BrokerResource, ocpp_charging_profiles: list[BuiltProfile],
-) -> dg.MaterializeResult:
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """Profiles stored in the outbox and sent to CitrineOS; per station what was sent and what it answered."""
-    series = store.open(site.load())
-    transport = dispatch_broker.make_transport()
+    site_model = site.load()
+    series = store.open(site_model)
+    outbox = Outbox(series.engine)
+    transport = dispatch_broker.make_transport(answer_book=outbox)
+    policy = config.policy()
     try:
-        report = dispatch_profiles(Outbox(series.engine), transport, ocpp_charging_profiles, run_id=context.run.run_id,
+        report = dispatch_profiles(outbox, transport, ocpp_charging_profiles, run_id=context.run.run_id,
                                    force=config.force, answer_timeout=config.answer_timeout_seconds,
                                    uncertain_grace=config.uncertain_grace_seconds,
-                                   min_validity_ahead=timedelta(hours=config.min_validity_ahead_hours))
+                                   min_validity_ahead=timedelta(hours=config.min_validity_ahead_hours),
+                                   policy=policy, read_back=config.read_back)
     finally:
         transport.close()
     metadata: dict[str, object] = {"transport": report.transport}
@@ -139,7 +179,8 @@ def ocpp_dispatch(
         metadata[f"station_{station}"] = dg.MetadataValue.json({
             "status": entry.status, "profile_id": entry.profile_id, "purpose": entry.purpose,
             "limits": [[start, limit] for start, limit in entry.limits], "correlation_id": entry.correlation_id,
-            "reason": entry.status_reason})
+            "reason": entry.status_reason, "attempts": entry.attempts, "readback": entry.readback_status,
+            "readback_detail": entry.readback_detail})
     planned = {p.station_id: p for p in ocpp_charging_profiles}
     for station, reason in sorted(report.skipped.items()):
         # the profile this run built and did not send (a station only retried has none)
@@ -151,4 +192,8 @@ def ocpp_dispatch(
         ["| station | status | profile id | purpose | limits (start:limit) | reason | correlation id |",
          "|---|---|---|---|---|---|---|", *rows]))
     context.log.info("dispatch via %s: %s", report.transport, report.counts())
-    return dg.MaterializeResult(metadata=metadata)
+    now = datetime.now(UTC)
+    delivery = outbox.delivery([cp.id for cp in site_model.charge_points], now)
+    yield dg.Output(None, metadata=metadata)
+    yield confirmed_check(delivery, now, policy, site_model.tz, report.transport)
+    yield follow_plan_check(delivery)

@@ -7,6 +7,7 @@ CARIFLEX_CITRINEOS_ENVELOPE   1.8 (stationId, default) or 1.9 (ocppConnectionNam
 CARIFLEX_CITRINEOS_TENANT     tenant id (default 1)
 CARIFLEX_CITRINEOS_URL        CitrineOS REST base URL (rest transport)
 CARIFLEX_CITRINEOS_TOKEN      Bearer token for REST (resolved at run time, never shown or logged)
+CARIFLEX_CITRINEOS_CALLBACK_URL  where CitrineOS posts REST answers (our callback receiver), required with rest
 CARIFLEX_DISPATCH_ANSWER_QUEUE / CARIFLEX_SESSION_QUEUE   our own queue names
 CARIFLEX_DISPATCH_CA_FILE     PEM of a private CA for amqps:// and https:// (default: the system CAs)
 """
@@ -20,6 +21,7 @@ import pandas as pd
 from pydantic import Field
 
 from cariflex_pipeline.dispatch import (
+    AnswerBook,
     DispatchSettings,
     SessionBook,
     SessionConsumer,
@@ -34,6 +36,7 @@ ENV_VARS = {
     "tenant_id": "CARIFLEX_CITRINEOS_TENANT",
     "rest_url": "CARIFLEX_CITRINEOS_URL",
     "rest_token": "CARIFLEX_CITRINEOS_TOKEN",
+    "callback_url": "CARIFLEX_CITRINEOS_CALLBACK_URL",
     "answer_queue": "CARIFLEX_DISPATCH_ANSWER_QUEUE",
     "session_queue": "CARIFLEX_SESSION_QUEUE",
     "ca_file": "CARIFLEX_DISPATCH_CA_FILE",
@@ -51,6 +54,7 @@ class BrokerResource(dg.ConfigurableResource):
     tenant_id: str = Field(default="1")
     rest_url: str | None = Field(default=None, repr=False, description="CitrineOS REST base URL.")
     rest_token: str | None = Field(default=None, repr=False, description="Bearer token for the REST API.")
+    callback_url: str | None = Field(default=None, description="Base URL of our callback receiver, for REST answers.")
     answer_queue: str = Field(default="cariflex.dispatch.answers")
     session_queue: str = Field(default="cariflex.sessions")
     ca_file: str | None = Field(default=None, description="PEM of a private CA for amqps/https.")
@@ -59,11 +63,12 @@ class BrokerResource(dg.ConfigurableResource):
         return DispatchSettings(
             transport=(self.transport or "outbox").strip(), amqp_url=self.amqp_url or "",
             exchange=self.exchange, envelope_version=self.envelope_version, tenant_id=self.tenant_id,
-            rest_url=self.rest_url or "", rest_token=self.rest_token or "", answer_queue=self.answer_queue,
+            rest_url=self.rest_url or "", rest_token=self.rest_token or "", callback_url=self.callback_url or "",
+            answer_queue=self.answer_queue,
             session_queue=self.session_queue, ca_file=self.ca_file or "")
 
-    def make_transport(self) -> Transport:
-        return self.settings().make_transport()
+    def make_transport(self, answer_book: AnswerBook | None = None) -> Transport:
+        return self.settings().make_transport(answer_book)
 
     def has_bus(self) -> bool:
         return bool(self.amqp_url)
