@@ -1,9 +1,15 @@
 """The session queue on the CitrineOS bus: station requests in, sessions and measured power out.
 
 A durable queue of our own is bound to the CitrineOS exchange once per station request we follow
-(origin=cs, state="1", action=TransactionEvent | MeterValues | StatusNotification | NotifyEVChargingNeeds).
-`SessionConsumer.drain()` applies each message with `SessionBook` and writes the measured power of the drained
-samples as slot averages, continuing what earlier drains stored for the same slots.
+(origin=cs, state="1", action=TransactionEvent | MeterValues | StatusNotification | NotifyEVChargingNeeds), and
+once for CitrineOS's answer to NotifyEVChargingNeeds (origin=csms, state="2", action=NotifyEVChargingNeeds): EV
+needs apply only if CitrineOS accepted them. `SessionConsumer.drain()` applies each message with `SessionBook` and
+writes the measured power of the drained samples as slot averages, continuing what earlier drains stored for the
+same slots.
+
+Request and answer share this one queue. CitrineOS's module publishes its answer only after it has consumed the
+request, which the exchange had routed to our queue as well, so the request is normally ahead of its answer; the
+book does not rely on it (an answer seen first is kept and decides the request when it comes).
 
 A malformed or unexpected message is published to a dead-letter queue with the reason in its headers
 (`x-cariflex-reason`) and acknowledged; the consumer keeps going. A message from a station that is not in the
@@ -26,11 +32,14 @@ from cariflex_pipeline.dispatch.envelope import EnvelopeError, decode
 from cariflex_pipeline.dispatch.meter import SlotCoverage, power_frame
 from cariflex_pipeline.dispatch.profiles import floor_to_grid
 from cariflex_pipeline.dispatch.sessions import (
+    ANSWERED_ACTIONS,
     FOLLOWED_ACTIONS,
+    STANDING_ANSWERS,
     SessionBook,
     SessionChange,
     SessionMessageError,
     UnknownStationError,
+    needs_answer,
 )
 
 LOG = logging.getLogger(__name__)
@@ -44,6 +53,8 @@ class DrainReport:
     beliefs_written: int = 0
     changes: list[SessionChange] = field(default_factory=list)
     dead_letter_reasons: list[str] = field(default_factory=list)
+    needs_answers: int = 0  # CitrineOS's answers to NotifyEVChargingNeeds applied in this drain
+    needs_rejected: list[str] = field(default_factory=list)  # "CP001: Rejected (reason)": needs not applied
 
 
 class SessionConsumer:
@@ -79,8 +90,10 @@ class SessionConsumer:
         declare_exchange_passively(channel, self.exchange, self.url)
         channel.queue_declare(self.dead_letter_queue, durable=True)
         channel.queue_declare(self.queue, durable=True)
-        for action in FOLLOWED_ACTIONS:
-            arguments = {"x-match": "all", "origin": "cs", "state": "1", "action": action}
+        bindings = [("cs", "1", action) for action in FOLLOWED_ACTIONS]
+        bindings += [("csms", "2", action) for action in ANSWERED_ACTIONS]
+        for origin, state, action in bindings:
+            arguments = {"x-match": "all", "origin": origin, "state": state, "action": action}
             if self.tenant_id is not None:
                 arguments["tenantId"] = str(self.tenant_id)
             channel.queue_bind(self.queue, self.exchange, routing_key="", arguments=arguments)
@@ -115,6 +128,8 @@ class SessionConsumer:
                     report.changes += changes
                     samples += new_samples
                     report.processed += 1
+                    if message.state == 2:
+                        self._count_answer(message.station_id, message.payload, report)
                 except (EnvelopeError, SessionMessageError, UnknownStationError, TypeError, ValueError) as error:
                     if isinstance(error, UnknownStationError):
                         LOG.warning("station %s is not in the site model: message ignored", error.station_id)
@@ -134,6 +149,13 @@ class SessionConsumer:
         finally:
             close_quietly(connection)
         return report
+
+    @staticmethod
+    def _count_answer(station_id: str, payload: dict[str, Any], report: DrainReport) -> None:
+        answer, reason = needs_answer(payload)
+        report.needs_answers += 1
+        if answer not in STANDING_ANSWERS:
+            report.needs_rejected.append(f"{station_id}: {answer}" + (f" ({reason})" if reason else ""))
 
     def _store_samples(self, samples: list[tuple[int, datetime, float]], report: DrainReport) -> None:
         if not samples or self.write_beliefs is None:

@@ -1,13 +1,24 @@
 """What the CitrineOS bus tells us about EV sessions, and the open sessions for the scheduler.
 
 `SessionBook.apply` turns one decoded station request (TransactionEvent, MeterValues, StatusNotification,
-NotifyEVChargingNeeds; validated against the OCPP 2.0.1 schema) into:
+NotifyEVChargingNeeds; validated against the OCPP 2.0.1 schema), or CitrineOS's answer to a NotifyEVChargingNeeds,
+into:
 
 - rows of `ev_sessions` (one per station and transaction: arrival, departure, energy requested/delivered,
   with `*_is_default` flags when the EV did not say and configured defaults apply);
 - station/EVSE status rows in `ev_station_status`;
+- rows of `ev_charging_needs`, one per NotifyEVChargingNeeds exchange (station + correlationId);
 - Power.Active.Import samples of the charge point's sensor (61-70), which the consumer averages per slot
   (`meter.power_frame`) and stores as measured power, source "citrineos-meter".
+
+EV charging needs stand only once CitrineOS has accepted them. The station's request (origin cs, state 1) is stored
+as "awaiting"; CitrineOS's answer (origin csms, state 2, same correlationId, payload `{"status": ...}`) decides:
+Accepted or Processing apply the needs (to the active session on that EVSE, or kept for the next TransactionEvent
+Started), Rejected - or a CallError in the answer's place - leaves them unapplied ("rejected", with the reason).
+CitrineOS 1.8.3 answers Rejected, without statusInfo, when it knows no active transaction on the EVSE, when the
+charging parameters do not match `requestedEnergyTransfer`, or when it cannot compute a profile (e.g. the profile
+in force gives 0 now). An answer whose request has not been seen is kept ("unmatched") and decides the request if
+it follows. `unapplied_needs(engine)` lists the needs the scheduler runs without.
 
 The bus side (our queue, dead letters, acks) is `session_consumer.SessionConsumer`. `active_sessions(engine)`
 gives the scheduler the open sessions.
@@ -28,13 +39,18 @@ import jsonschema
 from sqlalchemy import Engine, and_, insert, select, update
 
 from cariflex_pipeline.dispatch.envelope import BusMessage
-from cariflex_pipeline.dispatch.tables import ev_sessions, ev_station_status
+from cariflex_pipeline.dispatch.peer_schemas import violations as peer_violations
+from cariflex_pipeline.dispatch.tables import ev_charging_needs, ev_sessions, ev_station_status
 from cariflex_pipeline.site_model import Site
 from cariflex_pipeline.store.times import from_db_time, to_db_time
 
 LOG = logging.getLogger(__name__)
 
 FOLLOWED_ACTIONS = ("TransactionEvent", "MeterValues", "StatusNotification", "NotifyEVChargingNeeds")
+# station requests whose CitrineOS answer (origin csms, state 2) we follow too: the request stands only if accepted
+ANSWERED_ACTIONS = ("NotifyEVChargingNeeds",)
+# NotifyEVChargingNeeds answers under which the needs stand (Processing: the CSMS is computing a schedule)
+STANDING_ANSWERS = ("Accepted", "Processing")
 METER_SOURCE = "citrineos-meter"
 
 
@@ -77,6 +93,22 @@ class SessionChange:
     @property
     def key(self) -> str:
         return f"{self.kind}:{self.station_id}:{self.transaction_id}:{self.at.isoformat()}"
+
+
+def needs_answer(payload: dict[str, Any]) -> tuple[str, str]:
+    """(answer, reason) of CitrineOS's answer to a NotifyEVChargingNeeds.
+
+    The answer is the payload's status, or "CallError" when CitrineOS put an error in the answer's place (its
+    handler failed: the payload is a serialized OcppError with `_errorCode`, sent to the station as a CALLERROR).
+    The reason is statusInfo's reasonCode and additionalInfo, or the error's code and message.
+    """
+    if "_errorCode" in payload:
+        return "CallError", f"{payload['_errorCode']}: {payload.get('message') or ''}".rstrip(": ")
+    info = payload.get("statusInfo") or {}
+    reason = str(info.get("reasonCode") or "")
+    if info.get("additionalInfo"):
+        reason = f"{reason}: {info['additionalInfo']}" if reason else str(info["additionalInfo"])
+    return str(payload.get("status")), reason
 
 
 @cache
@@ -154,29 +186,50 @@ class SessionBook:
         now = now or datetime.now(UTC)
         if message.action not in FOLLOWED_ACTIONS:
             raise SessionMessageError(f"unexpected action {message.action!r} from station {message.station_id}")
-        if message.state != 1:
-            raise SessionMessageError(f"station {message.station_id}: unexpected state {message.state} for "
-                                      f"{message.action} (expected 1)")
-        violations = sorted(_request_validator(message.action).iter_errors(message.payload), key=str)
-        if violations:
-            first = violations[0]
-            path = "/".join(str(p) for p in first.absolute_path) or "payload"
-            raise SessionMessageError(f"{message.action} from station {message.station_id} breaks the OCPP 2.0.1 "
-                                      f"schema at {path}: {first.message}")
+        is_answer = message.state == 2 and message.action in ANSWERED_ACTIONS
+        if is_answer:
+            self._check_answer(message)
+        else:
+            if message.state != 1:
+                raise SessionMessageError(f"station {message.station_id}: unexpected state {message.state} for "
+                                          f"{message.action} (expected 1)")
+            violations = sorted(_request_validator(message.action).iter_errors(message.payload), key=str)
+            if violations:
+                first = violations[0]
+                path = "/".join(str(p) for p in first.absolute_path) or "payload"
+                raise SessionMessageError(f"{message.action} from station {message.station_id} breaks the OCPP "
+                                          f"2.0.1 schema at {path}: {first.message}")
         station = self.stations.get(message.station_id)
         if station is None:
             raise UnknownStationError(message.station_id)
-        handler: Callable[..., list[SessionChange]] = getattr(self, f"_on_{message.action}")
+        handler: Callable[..., list[SessionChange]] = getattr(
+            self, f"_on_{message.action}_answer" if is_answer else f"_on_{message.action}")
+        extra = {"correlation_id": message.correlation_id} if message.action in ANSWERED_ACTIONS else {}
         samples: list[tuple[int, datetime, float]] = []
         try:
             with self.engine.begin() as connection:
-                changes = handler(connection, station, message.payload, now, samples)
+                changes = handler(connection, station, message.payload, now, samples, **extra)
         except SessionMessageError as error:  # the reason goes to the dead-letter queue: name the station
             text = str(error)
             if f"station {station.station_id}" not in text:
                 raise SessionMessageError(f"station {station.station_id}: {text}") from None
             raise
         return changes, samples
+
+    @staticmethod
+    def _check_answer(message: BusMessage) -> None:
+        """CitrineOS's answer to a station request: origin csms, a correlationId, CitrineOS's response schema."""
+        what = f"{message.action} answer for station {message.station_id}"
+        if message.origin != "csms":
+            raise SessionMessageError(f"station {message.station_id}: unexpected state 2 for {message.action} from "
+                                      f"origin {message.origin!r} (expected CitrineOS's answer, origin csms)")
+        if not message.correlation_id:
+            raise SessionMessageError(f"{what} has no correlationId: it cannot be matched to its request")
+        if "_errorCode" in message.payload:  # a CallError in the answer's place: see needs_answer
+            return
+        violations = peer_violations(message.action, message.payload, "Response")
+        if violations:
+            raise SessionMessageError(f"{what} breaks the schema: {violations[0]}")
 
     # --- handlers -----------------------------------------------------------------------------------------
     def _on_TransactionEvent(self, connection: Any, station: StationInfo, payload: dict[str, Any], now: datetime,
@@ -284,7 +337,9 @@ class SessionBook:
         return []
 
     def _on_NotifyEVChargingNeeds(self, connection: Any, station: StationInfo, payload: dict[str, Any],
-                                  now: datetime, samples: list) -> list[SessionChange]:
+                                  now: datetime, samples: list, correlation_id: str | None = None
+                                  ) -> list[SessionChange]:
+        """The station's needs: stored until CitrineOS answers (or decided now if its answer came first)."""
         needs = payload["chargingNeeds"]
         evse_id = payload["evseId"]
         departure = _parse_time(needs["departureTime"], "chargingNeeds.departureTime") \
@@ -293,6 +348,80 @@ class SessionBook:
         energy_kwh = parameters["energyAmount"] / 1000.0 if "energyAmount" in parameters else None
         if energy_kwh is not None and energy_kwh < 0:
             raise SessionMessageError(f"station {station.station_id}: negative energyAmount {energy_kwh * 1000} Wh")
+        if not correlation_id:
+            raise SessionMessageError(f"station {station.station_id}: NotifyEVChargingNeeds without a correlationId "
+                                      "cannot be matched to CitrineOS's answer")
+        row = self._needs_row(connection, station.station_id, correlation_id)
+        values = {"evse_id": evse_id, "departure": self._t(departure), "energy_kwh": energy_kwh,
+                  "updated_at": self._t(now)}
+        if row is None:
+            connection.execute(insert(ev_charging_needs).values(
+                station_id=station.station_id, correlation_id=correlation_id, status="awaiting",
+                requested_at=self._t(now), **values))
+            LOG.info("station %s EVSE %d: EV charging needs %s (departure %s, %s kWh) await CitrineOS's answer",
+                     station.station_id, evse_id, correlation_id, departure, energy_kwh)
+            return []
+        if row.status != "unmatched":  # redelivered: the first delivery is stored (and maybe answered) already
+            LOG.info("station %s: NotifyEVChargingNeeds %s seen again (%s): ignored", station.station_id,
+                     correlation_id, row.status)
+            return []
+        # CitrineOS's answer came first: it decides now
+        self._update_needs(connection, station.station_id, correlation_id, requested_at=self._t(now), **values)
+        return self._decide_needs(connection, station, correlation_id, evse_id, departure, energy_kwh, row.answer,
+                                  row.reason, now)
+
+    def _on_NotifyEVChargingNeeds_answer(self, connection: Any, station: StationInfo, payload: dict[str, Any],
+                                         now: datetime, samples: list, correlation_id: str | None = None
+                                         ) -> list[SessionChange]:
+        """CitrineOS's answer: Accepted/Processing apply the stored needs, Rejected/CallError leave them out."""
+        assert correlation_id  # checked in _check_answer
+        answer, reason = needs_answer(payload)
+        row = self._needs_row(connection, station.station_id, correlation_id)
+        if row is None:
+            connection.execute(insert(ev_charging_needs).values(
+                station_id=station.station_id, correlation_id=correlation_id, status="unmatched", answer=answer,
+                reason=reason, answered_at=self._t(now), updated_at=self._t(now)))
+            LOG.warning("station %s: CitrineOS answered %s to NotifyEVChargingNeeds %s, whose request we have not "
+                        "seen; kept in case the request follows", station.station_id, answer, correlation_id)
+            return []
+        if row.status != "awaiting":  # a redelivered answer, or a second one
+            log = LOG.info if row.answer == answer else LOG.warning
+            log("station %s: another answer %s to NotifyEVChargingNeeds %s (already %s, answer %s): ignored",
+                station.station_id, answer, correlation_id, row.status, row.answer)
+            return []
+        self._update_needs(connection, station.station_id, correlation_id, answer=answer, reason=reason,
+                           answered_at=self._t(now), updated_at=self._t(now))
+        return self._decide_needs(connection, station, correlation_id, row.evse_id, from_db_time(row.departure),
+                                  row.energy_kwh, answer, reason, now)
+
+    def _needs_row(self, connection: Any, station_id: str, correlation_id: str) -> Any:
+        return connection.execute(select(ev_charging_needs).where(and_(
+            ev_charging_needs.c.station_id == station_id,
+            ev_charging_needs.c.correlation_id == correlation_id))).first()
+
+    def _update_needs(self, connection: Any, station_id: str, correlation_id: str, **values: Any) -> None:
+        connection.execute(update(ev_charging_needs).where(and_(
+            ev_charging_needs.c.station_id == station_id, ev_charging_needs.c.correlation_id == correlation_id)
+        ).values(**values))
+
+    def _decide_needs(self, connection: Any, station: StationInfo, correlation_id: str, evse_id: int,
+                      departure: datetime | None, energy_kwh: float | None, answer: str, reason: str,
+                      now: datetime) -> list[SessionChange]:
+        if answer not in STANDING_ANSWERS:
+            self._update_needs(connection, station.station_id, correlation_id, status="rejected",
+                               updated_at=self._t(now))
+            LOG.warning("station %s EVSE %d: CitrineOS answered %s to NotifyEVChargingNeeds %s (%s): needs not "
+                        "applied (departure %s, %s kWh)", station.station_id, evse_id, answer, correlation_id,
+                        reason or "no reason given", departure, energy_kwh)
+            return []
+        changes, transaction_id = self._apply_needs(connection, station, evse_id, departure, energy_kwh, now)
+        self._update_needs(connection, station.station_id, correlation_id, status="applied",
+                           transaction_id=transaction_id, updated_at=self._t(now))
+        return changes
+
+    def _apply_needs(self, connection: Any, station: StationInfo, evse_id: int, departure: datetime | None,
+                     energy_kwh: float | None, now: datetime) -> tuple[list[SessionChange], str | None]:
+        """Accepted needs: onto the active session of the EVSE, else kept for its next TransactionEvent Started."""
         active = connection.execute(select(ev_sessions).where(and_(
             ev_sessions.c.station_id == station.station_id, ev_sessions.c.status == "active",
             ev_sessions.c.evse_id == evse_id))).first()
@@ -300,7 +429,7 @@ class SessionBook:
             # ISO 15118: needs may arrive before the transaction starts; keep them for TransactionEvent Started
             self._upsert_status(connection, station.station_id, evse_id, now, pending_departure=self._t(departure),
                                 pending_energy_kwh=energy_kwh)
-            return []
+            return [], None
         values: dict[str, Any] = {"updated_at": self._t(now)}
         changed = False
         if departure is not None and (active.departure_is_default or from_db_time(active.departure) != departure):
@@ -313,8 +442,8 @@ class SessionBook:
             ev_sessions.c.station_id == station.station_id,
             ev_sessions.c.transaction_id == active.transaction_id)).values(**values))
         if not changed:
-            return []
-        return [SessionChange("needs_changed", station.station_id, active.transaction_id, now)]
+            return [], active.transaction_id
+        return [SessionChange("needs_changed", station.station_id, active.transaction_id, now)], active.transaction_id
 
     def _upsert_status(self, connection: Any, station_id: str, evse_id: int, now: datetime, **values: Any) -> None:
         key = and_(ev_station_status.c.station_id == station_id, ev_station_status.c.evse_id == evse_id)
@@ -355,6 +484,42 @@ def active_sessions(engine: Engine, station_ids: Iterable[str] | None = None) ->
         }
         for row in rows
     ]
+
+
+def unapplied_needs(engine: Engine, now: datetime | None = None, max_age: timedelta = timedelta(hours=24),
+                    station_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """EV charging needs the scheduler runs without: per station and EVSE, the latest NotifyEVChargingNeeds of the
+    last `max_age`, when CitrineOS rejected it ("rejected") or has not answered it yet ("awaiting"), and no session
+    on that EVSE has ended since (the car is still there).
+
+    Each dict: station_id, evse_id, correlation_id, status, answer (None while awaiting), reason, departure,
+    energy_kwh (what the EV asked for), requested_at, answered_at (tz-aware UTC). Sorted by station and EVSE.
+    """
+    now = now or datetime.now(UTC)
+    query = select(ev_charging_needs).where(and_(
+        ev_charging_needs.c.requested_at.is_not(None),
+        ev_charging_needs.c.requested_at >= to_db_time(engine, now - max_age))).order_by(
+        ev_charging_needs.c.requested_at, ev_charging_needs.c.id)
+    if station_ids is not None:
+        query = query.where(ev_charging_needs.c.station_id.in_(list(station_ids)))
+    with engine.connect() as connection:
+        latest = {(row.station_id, row.evse_id): row for row in connection.execute(query).all()}
+        out = []
+        for (station_id, evse_id), row in sorted(latest.items()):
+            if row.status not in ("rejected", "awaiting"):
+                continue
+            left = connection.execute(select(ev_sessions.c.transaction_id).where(and_(
+                ev_sessions.c.station_id == station_id, ev_sessions.c.evse_id == evse_id,
+                ev_sessions.c.status == "ended", ev_sessions.c.ended_at >= row.requested_at)).limit(1)).first()
+            if left is not None:
+                continue
+            out.append({
+                "station_id": station_id, "evse_id": evse_id, "correlation_id": row.correlation_id,
+                "status": row.status, "answer": row.answer, "reason": row.reason,
+                "departure": from_db_time(row.departure), "energy_kwh": row.energy_kwh,
+                "requested_at": from_db_time(row.requested_at), "answered_at": from_db_time(row.answered_at),
+            })
+    return out
 
 
 def has_session_history(engine: Engine) -> bool:

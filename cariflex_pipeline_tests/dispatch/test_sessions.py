@@ -1,5 +1,6 @@
 """Live EV sessions from the bus (real RabbitMQ): TransactionEvent, MeterValues, StatusNotification and
-NotifyEVChargingNeeds become sessions and measured power; bad messages go to the dead-letter queue."""
+NotifyEVChargingNeeds become sessions and measured power; bad messages go to the dead-letter queue. EV needs count
+only once CitrineOS answered Accepted or Processing to them."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from cariflex_pipeline.dispatch import (
     station_message,
     stations_from_site,
 )
+from cariflex_pipeline.dispatch.envelope import BusMessage
+from cariflex_pipeline.dispatch.sessions import SessionMessageError, unapplied_needs
 
 T0 = datetime(2026, 11, 28, 13, 2, tzinfo=UTC)
 
@@ -45,8 +48,20 @@ def transaction_event(event_type: str, tx: str, at: datetime, seq: int, **extra)
     return payload
 
 
+def citrineos_answer(request_headers: dict, request_body: bytes, payload: dict) -> tuple[dict, bytes]:
+    """CitrineOS 1.8.3's answer to a station request, as `sendCallResultWithMessage` builds it: the request message
+    with origin csms, state 2 and the answer as payload; headers from it as `RabbitMqSender.send` sets them
+    (origin, eventGroup, action, state, the context's stationId/correlationId/timestamp, tenantId as a string)."""
+    message = json.loads(request_body)
+    message.update(origin="csms", state=2, payload=payload)
+    headers = {"origin": "csms", "eventGroup": message["eventGroup"], "action": message["action"], "state": "2",
+               **message["context"], "tenantId": str(message["context"]["tenantId"])}
+    return headers, json.dumps(message).encode("utf-8")
+
+
 class Bus:
-    """Publishes station requests as CitrineOS 1.8 does (origin=cs, state="1", eventGroup=router)."""
+    """Publishes station requests as CitrineOS 1.8 does (origin=cs, state="1", eventGroup=router), and
+    CitrineOS's answers to them (origin=csms, state="2", same correlationId)."""
 
     def __init__(self, amqp_url: str, exchange: str) -> None:
         self.connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
@@ -54,11 +69,17 @@ class Bus:
         self.exchange = exchange
         self.count = 0
 
-    def send(self, station: str, action: str, payload: dict) -> None:
+    def send(self, station: str, action: str, payload: dict) -> tuple[dict, bytes]:
         self.count += 1
         headers, body = station_message(station_id=station, tenant_id="1", action=action, state=1,
                                         payload=payload, correlation_id=f"c{self.count}")
         self.channel.basic_publish(self.exchange, "", body, pika.BasicProperties(headers=headers))
+        return headers, body
+
+    def answer(self, request: tuple[dict, bytes], payload: dict) -> None:
+        headers, body = citrineos_answer(*request, payload)
+        self.channel.basic_publish(self.exchange, "", body, pika.BasicProperties(
+            headers=headers, content_type="application/json", content_encoding="utf-8"))
 
     def raw(self, queue: str, body: bytes, headers: dict | None = None) -> None:
         self.channel.basic_publish("", queue, body, pika.BasicProperties(headers=headers or {}))
@@ -116,19 +137,20 @@ def test_session_lifecycle_defaults_needs_and_measured_power(amqp_url, exchange,
         "requestedEnergyTransfer": "AC_three_phase", "departureTime": _iso(departure),
         "acChargingParameters": {"energyAmount": 30000, "evMinCurrent": 6, "evMaxCurrent": 32,
                                  "evMaxVoltage": 400}}}
-    bus.send("CP001", "NotifyEVChargingNeeds", needs)
+    bus.answer(bus.send("CP001", "NotifyEVChargingNeeds", needs), {"status": "Accepted"})
     t1 = T0 + timedelta(minutes=20)
     bus.send("CP001", "TransactionEvent", transaction_event(
         "Updated", "tx-1", t1, 1, meterValue=_meter(t1, watts=11000, register_wh=6000)))
     report = consumer.drain()
     assert [(c.kind, c.station_id) for c in report.changes] == [("needs_changed", "CP001")]
+    assert (report.processed, report.needs_answers, report.needs_rejected) == (3, 1, [])
     cp1 = {s["station_id"]: s for s in active_sessions(store.engine)}["CP001"]
     assert (cp1["departure"], cp1["energy_requested_kwh"], cp1["energy_delivered_kwh"]) == (departure, 30.0, 5.0)
     assert cp1["energy_needed_kwh"] == pytest.approx(25.0)
     assert cp1["defaults"] is False
 
     # the same needs again change nothing; Ended closes the session
-    bus.send("CP001", "NotifyEVChargingNeeds", needs)
+    bus.answer(bus.send("CP001", "NotifyEVChargingNeeds", needs), {"status": "Accepted"})
     t2 = T0 + timedelta(minutes=40)
     bus.send("CP001", "TransactionEvent", transaction_event(
         "Ended", "tx-1", t2, 2, meterValue=_meter(t2, watts=0, register_wh=9000)))
@@ -148,9 +170,10 @@ def test_session_lifecycle_defaults_needs_and_measured_power(amqp_url, exchange,
 
 def test_needs_before_start_are_kept_and_applied(amqp_url, exchange, consumer, store) -> None:
     bus = Bus(amqp_url, exchange)
-    bus.send("CP005", "NotifyEVChargingNeeds", {"evseId": 1, "chargingNeeds": {
+    request = bus.send("CP005", "NotifyEVChargingNeeds", {"evseId": 1, "chargingNeeds": {
         "requestedEnergyTransfer": "DC", "departureTime": _iso(T0 + timedelta(hours=2)),
         "dcChargingParameters": {"evMaxCurrent": 100, "evMaxVoltage": 400, "energyAmount": 12000}}})
+    bus.answer(request, {"status": "Accepted"})
     bus.send("CP005", "TransactionEvent", transaction_event("Started", "tx-5", T0, 0))
     consumer.drain()
     [session] = active_sessions(store.engine)
@@ -269,3 +292,246 @@ def test_a_new_transaction_closes_an_open_one_whose_end_was_lost(store, site) ->
     assert started("tx-b", later) == [("ended", "tx-a"), ("started", "tx-b")]
     open_sessions = {(s["station_id"], s["transaction_id"]) for s in active_sessions(store.engine)}
     assert open_sessions == {("CP003", "tx-b"), ("CP004", "tx-other")}
+
+
+# --- EV needs stand only when CitrineOS accepts them -----------------------------------------------------------
+
+DEPARTURE = T0 + timedelta(hours=3)
+DEFAULTS = SessionDefaults(dwell=timedelta(hours=6), energy_kwh=18.0)
+
+
+def _needs_payload(departure: datetime = DEPARTURE, energy_wh: int = 30000) -> dict:
+    return {"evseId": 1, "chargingNeeds": {
+        "requestedEnergyTransfer": "AC_three_phase", "departureTime": _iso(departure),
+        "acChargingParameters": {"energyAmount": energy_wh, "evMinCurrent": 6, "evMaxCurrent": 32,
+                                 "evMaxVoltage": 400}}}
+
+
+def _request(station: str, correlation_id: str, payload: dict | None = None) -> BusMessage:
+    return BusMessage(station_id=station, tenant_id="1", action="NotifyEVChargingNeeds", state=1, origin="cs",
+                      correlation_id=correlation_id, payload=payload or _needs_payload())
+
+
+def _answer(station: str, correlation_id: str, payload: dict) -> BusMessage:
+    return BusMessage(station_id=station, tenant_id="1", action="NotifyEVChargingNeeds", state=2, origin="csms",
+                      correlation_id=correlation_id, payload=payload)
+
+
+def _start(book: SessionBook, station: str, tx: str, at: datetime = T0) -> list[tuple[str, str]]:
+    message = BusMessage(station_id=station, tenant_id="1", action="TransactionEvent", state=1, origin="cs",
+                         correlation_id=f"start-{tx}", payload=transaction_event("Started", tx, at, 0))
+    changes, _ = book.apply(message, now=at)
+    return [(change.kind, change.transaction_id) for change in changes]
+
+
+def _kinds(result: tuple[list, list]) -> list[tuple[str, str, str]]:
+    return [(change.kind, change.station_id, change.transaction_id) for change in result[0]]
+
+
+def _needs_of(store, station: str) -> tuple:
+    [session] = [s for s in active_sessions(store.engine) if s["station_id"] == station]
+    return (session["departure"], session["energy_requested_kwh"], session["departure_is_default"],
+            session["energy_is_default"])
+
+
+DEFAULT_NEEDS = (T0 + timedelta(hours=6), 18.0, True, True)
+ASKED_NEEDS = (DEPARTURE, 30.0, False, False)
+
+
+@pytest.mark.parametrize("status", ["Accepted", "Processing"])
+def test_needs_apply_only_once_citrineos_accepts_them(status, store, site) -> None:
+    """The request alone changes nothing (and reruns nothing); Accepted or Processing apply it, once."""
+    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    assert _start(book, "CP001", "tx-1") == [("started", "tx-1")]
+    t1 = T0 + timedelta(minutes=5)
+    assert _kinds(book.apply(_request("CP001", "n-1"), now=t1)) == []
+    assert _needs_of(store, "CP001") == DEFAULT_NEEDS
+    assert [(n["station_id"], n["status"], n["answer"]) for n in unapplied_needs(store.engine, t1)] == [
+        ("CP001", "awaiting", None)]
+
+    t2 = t1 + timedelta(seconds=1)
+    assert _kinds(book.apply(_answer("CP001", "n-1", {"status": status}), now=t2)) == [
+        ("needs_changed", "CP001", "tx-1")]
+    assert _needs_of(store, "CP001") == ASKED_NEEDS
+    assert unapplied_needs(store.engine, t2) == []
+    # redelivered request and answer (a drain cut short before its ack) change nothing
+    assert _kinds(book.apply(_request("CP001", "n-1"), now=t2)) == []
+    assert _kinds(book.apply(_answer("CP001", "n-1", {"status": status}), now=t2)) == []
+    assert _needs_of(store, "CP001") == ASKED_NEEDS
+    # accepted needs equal to those in force change nothing either: no rerun
+    book.apply(_request("CP001", "n-2"), now=t2)
+    assert _kinds(book.apply(_answer("CP001", "n-2", {"status": "Accepted"}), now=t2)) == []
+
+
+def test_rejected_needs_are_not_applied_and_the_operator_sees_why(store, site, caplog) -> None:
+    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    _start(book, "CP002", "tx-2")
+    t1 = T0 + timedelta(minutes=5)
+    book.apply(_request("CP002", "n-7"), now=t1)
+    rejected = {"status": "Rejected", "statusInfo": {"reasonCode": "NoProfile",
+                                                     "additionalInfo": "profile in force gives 0 W now"}}
+    with caplog.at_level(logging.WARNING):
+        assert _kinds(book.apply(_answer("CP002", "n-7", rejected), now=t1 + timedelta(seconds=1))) == []
+    assert _needs_of(store, "CP002") == DEFAULT_NEEDS
+    assert unapplied_needs(store.engine, t1) == [{
+        "station_id": "CP002", "evse_id": 1, "correlation_id": "n-7", "status": "rejected", "answer": "Rejected",
+        "reason": "NoProfile: profile in force gives 0 W now", "departure": DEPARTURE, "energy_kwh": 30.0,
+        "requested_at": t1, "answered_at": t1 + timedelta(seconds=1)}]
+    assert "CP002 EVSE 1: CitrineOS answered Rejected to NotifyEVChargingNeeds n-7" in caplog.text
+    # a redelivered request after the answer does not bring the rejected needs back
+    book.apply(_request("CP002", "n-7"), now=t1 + timedelta(seconds=2))
+    assert [n["status"] for n in unapplied_needs(store.engine, t1)] == ["rejected"]
+    # CitrineOS 1.8.3 rejects without statusInfo; later needs it accepts replace the rejected ones in the view
+    book.apply(_request("CP002", "n-8", _needs_payload(energy_wh=25000)), now=t1 + timedelta(minutes=1))
+    assert _kinds(book.apply(_answer("CP002", "n-8", {"status": "Accepted"}), now=t1 + timedelta(minutes=1))) == [
+        ("needs_changed", "CP002", "tx-2")]
+    assert _needs_of(store, "CP002") == (DEPARTURE, 25.0, False, False)
+    assert unapplied_needs(store.engine, t1) == []
+
+
+def test_a_call_error_in_place_of_the_answer_leaves_the_needs_out(store, site) -> None:
+    """When CitrineOS's handler fails it publishes a serialized OcppError as the answer (the station gets a
+    CALLERROR): the needs do not stand."""
+    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    _start(book, "CP003", "tx-3")
+    book.apply(_request("CP003", "n-1"), now=T0)
+    error = {"name": "OcppError", "_messageId": "n-1", "_errorCode": "InternalError", "_errorDetails": {},
+             "message": "Failed handling message: db down"}
+    assert _kinds(book.apply(_answer("CP003", "n-1", error), now=T0)) == []
+    assert _needs_of(store, "CP003") == DEFAULT_NEEDS
+    assert [(n["status"], n["answer"], n["reason"]) for n in unapplied_needs(store.engine, T0)] == [
+        ("rejected", "CallError", "InternalError: Failed handling message: db down")]
+
+
+def test_needs_before_the_transaction_accepted_then_started_apply_at_the_start(store, site) -> None:
+    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    before = T0 - timedelta(minutes=2)
+    book.apply(_request("CP004", "n-1"), now=before)
+    assert _kinds(book.apply(_answer("CP004", "n-1", {"status": "Accepted"}), now=before)) == []
+    assert unapplied_needs(store.engine, before) == []
+    assert _start(book, "CP004", "tx-4") == [("started", "tx-4")]
+    assert _needs_of(store, "CP004") == ASKED_NEEDS
+
+
+def test_needs_before_the_transaction_awaiting_at_the_start_apply_when_accepted(store, site) -> None:
+    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    book.apply(_request("CP004", "n-1"), now=T0 - timedelta(minutes=2))
+    _start(book, "CP004", "tx-4")
+    assert _needs_of(store, "CP004") == DEFAULT_NEEDS
+    assert _kinds(book.apply(_answer("CP004", "n-1", {"status": "Accepted"}), now=T0)) == [
+        ("needs_changed", "CP004", "tx-4")]
+    assert _needs_of(store, "CP004") == ASKED_NEEDS
+
+
+def test_needs_rejected_before_the_start_leave_the_defaults(store, site) -> None:
+    """CitrineOS 1.8.3 rejects needs for which it knows no active transaction: the session keeps its defaults."""
+    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    before = T0 - timedelta(minutes=2)
+    book.apply(_request("CP005", "n-1"), now=before)
+    book.apply(_answer("CP005", "n-1", {"status": "Rejected"}), now=before)
+    _start(book, "CP005", "tx-5")
+    assert _needs_of(store, "CP005") == DEFAULT_NEEDS
+    assert [(n["station_id"], n["status"], n["reason"]) for n in unapplied_needs(store.engine, T0)] == [
+        ("CP005", "rejected", "")]
+    # once the car has left, its rejected needs are no longer news
+    ended = BusMessage(station_id="CP005", tenant_id="1", action="TransactionEvent", state=1, origin="cs",
+                       correlation_id="end", payload=transaction_event("Ended", "tx-5", T0 + timedelta(hours=1), 1))
+    book.apply(ended, now=T0 + timedelta(hours=1))
+    assert unapplied_needs(store.engine, T0 + timedelta(hours=1)) == []
+
+
+def test_an_orphan_answer_is_logged_and_decides_its_request_if_that_comes_later(store, site, caplog) -> None:
+    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    _start(book, "CP006", "tx-6")
+    with caplog.at_level(logging.WARNING):
+        assert _kinds(book.apply(_answer("CP006", "n-9", {"status": "Accepted"}), now=T0)) == []
+    assert ("CP006: CitrineOS answered Accepted to NotifyEVChargingNeeds n-9, whose request we have not seen"
+            in caplog.text)
+    assert _needs_of(store, "CP006") == DEFAULT_NEEDS
+    assert unapplied_needs(store.engine, T0) == []
+    # the request after its answer (a redelivery can reorder them): decided at once, nothing lost
+    assert _kinds(book.apply(_request("CP006", "n-9"), now=T0)) == [("needs_changed", "CP006", "tx-6")]
+    assert _needs_of(store, "CP006") == ASKED_NEEDS
+    # a Rejected answer first, then its request: not applied, visible
+    book.apply(_answer("CP006", "n-10", {"status": "Rejected"}), now=T0)
+    assert _kinds(book.apply(_request("CP006", "n-10", _needs_payload(energy_wh=5000)), now=T0)) == []
+    assert _needs_of(store, "CP006") == ASKED_NEEDS
+    assert [(n["correlation_id"], n["status"]) for n in unapplied_needs(store.engine, T0)] == [("n-10", "rejected")]
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    (_answer("CP007", "n-1", {"status": "Maybe"}),
+     "NotifyEVChargingNeeds answer for station CP007 breaks the schema: $.status: 'Maybe' is not one of"),
+    (_answer("CP007", "", {"status": "Accepted"}),
+     "NotifyEVChargingNeeds answer for station CP007 has no correlationId: it cannot be matched to its request"),
+    (BusMessage(station_id="CP007", tenant_id="1", action="NotifyEVChargingNeeds", state=2, origin="cs",
+                correlation_id="n-1", payload={"status": "Accepted"}),
+     "station CP007: unexpected state 2 for NotifyEVChargingNeeds from origin 'cs' (expected CitrineOS's answer"),
+])
+def test_a_malformed_answer_is_refused_with_its_reason(message, expected, store, site) -> None:
+    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    with pytest.raises(SessionMessageError) as caught:
+        book.apply(message, now=T0)
+    assert str(caught.value).startswith(expected)
+
+
+def test_citrineos_answers_on_the_bus_decide_the_needs(amqp_url, exchange, names, consumer, store) -> None:
+    """Through the real RabbitMQ: our queue receives CitrineOS's answers (origin csms, state 2) beside the
+    station requests; accepted needs change the session (one rerun), rejected ones do not and are reported."""
+    bus = Bus(amqp_url, exchange)
+    bus.send("CP008", "TransactionEvent", transaction_event("Started", "tx-8", T0, 0))
+    bus.send("CP009", "TransactionEvent", transaction_event("Started", "tx-9", T0, 0))
+    accepted = bus.send("CP008", "NotifyEVChargingNeeds", _needs_payload())
+    rejected = bus.send("CP009", "NotifyEVChargingNeeds", _needs_payload())
+    report = consumer.drain()
+    assert [c.kind for c in report.changes] == ["started", "started"]
+    assert sorted((n["station_id"], n["status"]) for n in unapplied_needs(store.engine)) == [
+        ("CP008", "awaiting"), ("CP009", "awaiting")]
+
+    bus.answer(accepted, {"status": "Accepted"})
+    bus.answer(rejected, {"status": "Rejected", "statusInfo": {"reasonCode": "NoActiveTx"}})
+    # an answer whose request never reached our queue: logged and acked
+    orphan_headers, orphan_body = citrineos_answer(*station_message(
+        station_id="CP010", tenant_id="1", action="NotifyEVChargingNeeds", state=1, payload=_needs_payload(),
+        correlation_id="never-seen"), {"status": "Accepted"})
+    bus.channel.basic_publish(exchange, "", orphan_body, pika.BasicProperties(headers=orphan_headers))
+    report = consumer.drain()
+    assert (report.processed, report.dead_lettered, report.needs_answers) == (3, 0, 3)
+    assert [(c.kind, c.station_id) for c in report.changes] == [("needs_changed", "CP008")]
+    assert report.needs_rejected == ["CP009: Rejected (NoActiveTx)"]
+    sessions = {s["station_id"]: s for s in active_sessions(store.engine)}
+    assert (sessions["CP008"]["departure"], sessions["CP008"]["energy_requested_kwh"]) == (DEPARTURE, 30.0)
+    assert (sessions["CP009"]["departure"], sessions["CP009"]["energy_requested_kwh"]) == (
+        T0 + timedelta(hours=6), 18.0)
+    assert [(n["station_id"], n["status"], n["reason"]) for n in unapplied_needs(store.engine)] == [
+        ("CP009", "rejected", "NoActiveTx")]
+    assert consumer.drain().processed == 0  # all acked
+    bus.close()
+
+
+def test_the_schedule_metadata_names_needs_rejected_by_citrineos_and_awaiting_it(store, site) -> None:
+    """The plan runs on the defaults of CP001 (needs rejected) and CP002 (no answer yet); its metadata says so."""
+    import dagster as dg
+
+    from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
+    from cariflex_pipeline.defs.scheduling.assets import ev_charging_schedule
+
+    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    for station in ("CP001", "CP002", "CP003"):
+        _start(book, station, f"tx-{station}")
+        book.apply(_request(station, f"n-{station}"), now=T0)
+    book.apply(_answer("CP001", "n-CP001", {"status": "Rejected", "statusInfo": {"reasonCode": "NoProfile"}}),
+               now=T0)
+    book.apply(_answer("CP003", "n-CP003", {"status": "Accepted"}), now=T0)
+    url = store.engine.url.render_as_string(hide_password=False)
+    result = dg.materialize(
+        [ev_charging_schedule],
+        resources={"site": SiteResource(), "store": TimeSeriesStoreResource(database_url=url)},
+        run_config={"ops": {"ev_charging_schedule": {"config": {"now": _iso(T0 + timedelta(minutes=1))}}}})
+    metadata = result.asset_materializations_for_node("ev_charging_schedule")[0].metadata
+    assert metadata["sessions_with_default_needs"].value == 2
+    assert metadata["ev_needs_rejected_by_citrineos"].value == "CP001"
+    assert metadata["ev_needs_awaiting_citrineos"].value == "CP002"
+    rows = metadata["ev_needs_not_applied"].value.splitlines()
+    assert rows[2:] == ["| CP001 | 1 | rejected | Rejected | NoProfile | 2026-11-28 12:02 | 30.0 | 2026-11-28 09:02 |",
+                        "| CP002 | 1 | awaiting | - | - | 2026-11-28 12:02 | 30.0 | 2026-11-28 09:02 |"]

@@ -1,9 +1,11 @@
 """Sensors of the dispatch stage.
 
 `ev_session_sensor` drains our session queue on the CitrineOS bus (TransactionEvent, MeterValues,
-StatusNotification, NotifyEVChargingNeeds) into the sessions table and the measured power of sensors 61-70,
-and requests a rerun of scheduling and dispatch, in one process, when a session starts, ends or changes its
-needs. Its run key is made of the changes themselves, so the same change never reruns twice.
+StatusNotification, NotifyEVChargingNeeds and CitrineOS's answer to it) into the sessions table and the measured
+power of sensors 61-70, and requests a rerun of scheduling and dispatch, in one process, when a session starts,
+ends or changes its needs. EV needs change a session only once CitrineOS accepted them; needs it rejected are
+logged here and listed in the schedule's metadata. Its run key is made of the changes themselves, so the same
+change never reruns twice.
 
 `ocpp_answer_sensor` collects station answers (Accepted/Rejected) into the outbox and shows them in the UI as
 observations of `ocpp_dispatch`.
@@ -48,9 +50,11 @@ def ev_session_sensor(
         book, lambda frame: series.write_beliefs(frame, source=METER_SOURCE, source_type="meter"),
         lambda ids, start, end: series.read_latest(ids, start, end, sources=[METER_SOURCE]))
     report = consumer.drain()
-    context.log.info("sessions: %d processed, %d dead-lettered, %d unknown station, %d changes, %d power beliefs",
-                     report.processed, report.dead_lettered, report.unknown_station, len(report.changes),
-                     report.beliefs_written)
+    context.log.info("sessions: %d processed (%d CitrineOS answers to EV needs), %d dead-lettered, %d unknown "
+                     "station, %d changes, %d power beliefs", report.processed, report.needs_answers,
+                     report.dead_lettered, report.unknown_station, len(report.changes), report.beliefs_written)
+    for rejected in report.needs_rejected:
+        context.log.warning("EV needs rejected by CitrineOS, not applied: %s", rejected)
     if not report.changes:
         return dg.SensorResult(run_requests=[])
     keys = sorted(change.key for change in report.changes)

@@ -26,6 +26,7 @@ from pydantic import Field
 
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.dispatch import active_sessions, has_session_history
+from cariflex_pipeline.dispatch.sessions import unapplied_needs
 from cariflex_pipeline.scheduling import (
     BatterySpec,
     ProblemError,
@@ -113,9 +114,16 @@ def ev_charging_schedule(
         if superseded:
             context.log.warning("not scheduled, a later transaction started at the same EVSE: %s",
                                 ", ".join(superseded))
+        # EV needs CitrineOS rejected, or has not answered yet, are not in the sessions planned here
+        not_applied = unapplied_needs(series.engine, now, station_ids=[cp.id for cp in site_model.charge_points])
     else:
         sessions = sessions_for_horizon(load_day_template(config.sessions_file), start, end)
-        sessions_with_defaults, superseded = 0, []
+        sessions_with_defaults, superseded, not_applied = 0, [], []
+    needs_rejected = sorted({n["station_id"] for n in not_applied if n["status"] == "rejected"})
+    needs_awaiting = sorted({n["station_id"] for n in not_applied if n["status"] == "awaiting"})
+    if not_applied:
+        context.log.warning("EV needs not applied: rejected by CitrineOS at %s; awaiting its answer at %s",
+                            ", ".join(needs_rejected) or "none", ", ".join(needs_awaiting) or "none")
     context.log.info("%d sessions from %s", len(sessions), "the bus" if use_live else "the day template")
     problem = SchedulingProblem(
         start=start, resolution_minutes=int(site_model.resolution.total_seconds() // 60),
@@ -160,6 +168,9 @@ def ev_charging_schedule(
         "session_source": "bus" if use_live else "template",
         "sessions_with_default_needs": sessions_with_defaults,
         "sessions_superseded": len(superseded),
+        "ev_needs_rejected_by_citrineos": ", ".join(needs_rejected) or "none",
+        "ev_needs_awaiting_citrineos": ", ".join(needs_awaiting) or "none",
+        "ev_needs_not_applied": dg.MetadataValue.md(_needs_table(not_applied, site_model.tz)),
         "horizon_start": start.isoformat(),
         "horizon_end": end.isoformat(),
         "solver": result.solver,
@@ -195,6 +206,20 @@ def _session_table(result: ScheduleResult) -> str:
             f"{s.unserved_kwh:.1f} |" for s in result.sessions]
     return "\n".join(["| session | charge point | needed kWh | delivered kWh | unserved kWh |",
                       "|---|---|---|---|---|", *rows])
+
+
+def _needs_table(not_applied: list[dict], tz: ZoneInfo) -> str:
+    """EV needs (NotifyEVChargingNeeds) this plan runs without: rejected by CitrineOS, or awaiting its answer."""
+    def local(moment: datetime | None) -> str:
+        return f"{moment.astimezone(tz):%Y-%m-%d %H:%M}" if moment else "-"
+
+    rows = [f"| {n['station_id']} | {n['evse_id']} | {n['status']} | {n['answer'] or '-'} | "
+            f"{n['reason'] or '-'} | {local(n['departure'])} | "
+            f"{'-' if n['energy_kwh'] is None else format(n['energy_kwh'], '.1f')} | {local(n['requested_at'])} |"
+            for n in not_applied]
+    return "\n".join([f"| station | EVSE | status | CitrineOS answer | reason | departure asked ({tz.key}) | "
+                      "energy asked kWh | asked at |", "|---|---|---|---|---|---|---|---|",
+                      *(rows or ["| - | - | none | - | - | - | - | - |"])])
 
 
 def _point_table(result: ScheduleResult, point: str, power: list[float], prices: list[float | None],
