@@ -307,8 +307,14 @@ class Outbox:
         policy = policy or DeliveryPolicy()
         with self.engine.begin() as connection:
             row = connection.execute(select(ocpp_outbox).where(ocpp_outbox.c.correlation_id == correlation_id)).first()
-            # an answer that arrived first (fast station) is never overwritten by the transport's outcome
-            if row is None or row.status in ("accepted", "rejected"):
+            if row is None:
+                return
+            if row.status in ("accepted", "rejected"):
+                # the answer came first (a fast station, a REST callback): it is never overwritten, but the entry
+                # was sent, and what was sent counts for the validity a re-plan must outlast
+                if status == "sent" and row.sent_at is None:
+                    connection.execute(update(ocpp_outbox).where(ocpp_outbox.c.id == row.id)
+                                       .values(sent_at=self._t(now)))
                 return
             values: dict[str, Any] = {"status": status, "delivery_uncertain": uncertain}
             if status == "sent":
@@ -318,24 +324,32 @@ class Outbox:
             self._change(connection, row, status, reason, now, **values)
 
     def mark_clear(self, correlation_id: str, status: str, reason: str = "", now: datetime | None = None) -> None:
-        """Record what became of the ClearChargingProfile sent before a TxProfile update (sent, failed)."""
-        self._set_by("clear_correlation_id", correlation_id, f"clear_{status}", reason, now, clear_status=status)
+        """Record what became of the ClearChargingProfile sent before a TxProfile update (sent, failed); an answer
+        that came first (the callback can beat the HTTP response) is kept."""
+        self._set_by("clear_correlation_id", correlation_id, f"clear_{status}", reason, now,
+                     only_from=("pending",), clear_status=status)
 
     def mark_readback(self, correlation_id: str, status: str, reason: str = "", now: datetime | None = None) -> None:
-        """Record what became of a GetCompositeSchedule request (sent, failed)."""
+        """Record what became of a GetCompositeSchedule request (sent, failed); an answer that came first is
+        kept."""
         values: dict[str, Any] = {"readback_status": "requested" if status == "sent" else status}
         if status != "sent":
             values["readback_detail"] = reason
-        self._set_by("readback_correlation_id", correlation_id, f"readback_{status}", reason, now, **values)
+        self._set_by("readback_correlation_id", correlation_id, f"readback_{status}", reason, now,
+                     only_from=("pending",), **values)
 
     def _set_by(self, column: str, correlation_id: str, event: str, reason: str, now: datetime | None,
-                **values: Any) -> bool:
+                only_from: tuple[str, ...] | None = None, **values: Any) -> bool:
+        """Change the entry whose `column` is `correlation_id`; with `only_from`, only while the status that
+        `column` belongs to (clear or read-back) is one of those. False when no entry has that id."""
         now = now or datetime.now(UTC)
+        status_column = {"clear_correlation_id": "clear_status", "readback_correlation_id": "readback_status"}[column]
         with self.engine.begin() as connection:
             row = connection.execute(select(ocpp_outbox).where(ocpp_outbox.c[column] == correlation_id)).first()
             if row is None:
                 return False
-            self._change(connection, row, event, reason, now, **values)
+            if only_from is None or getattr(row, status_column) in only_from:
+                self._change(connection, row, event, reason, now, **values)
             return True
 
     def apply_answer(self, answer: Answer, now: datetime | None = None) -> bool:
@@ -365,7 +379,7 @@ class Outbox:
                              now, answered_at=self._t(now))
             else:
                 self._change(connection, row, status, reason, now, status=status, delivery_uncertain=False,
-                             answered_at=self._t(now))
+                             answered_at=self._t(now), sent_at=row.sent_at or self._t(now))
             return True
 
     def _record_readback(self, answer: Answer, now: datetime) -> bool:

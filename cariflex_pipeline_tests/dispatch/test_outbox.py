@@ -159,6 +159,12 @@ def test_validity_to_outlast_counts_what_reached_citrineos(store) -> None:
     assert outbox.valid_to_to_outlast(NOW) == {("CP008", "TxDefaultProfile", 1): entry.valid_to}
     outbox.record_answer(entry.correlation_id, "Rejected", now=NOW)
     assert outbox.valid_to_to_outlast(NOW) == {}
+    # the station's answer (a REST callback) may come before the transport reports the send: it still counts
+    # (seen on a real CitrineOS 1.8.3, whose refusal of the next re-plan this prevents)
+    [fast] = outbox.prepare([_profile("CP009", 5.0)], run_id="r2", transport="rest", now=NOW).to_send
+    outbox.record_answer(fast.correlation_id, "Accepted", now=NOW)
+    outbox.mark(fast.correlation_id, "sent", now=NOW)
+    assert outbox.valid_to_to_outlast(NOW) == {("CP009", "TxDefaultProfile", 1): fast.valid_to}
 
 
 def test_one_entry_per_station_per_run(store) -> None:
@@ -256,3 +262,27 @@ def test_a_stale_profile_whose_charging_is_over_needs_no_zero_profile(store, sit
         in_force=outbox.last_in_force(NOW)).profiles] == ["CP003"]
     assert profiles_from_plan(site, pd.DataFrame(), now=NOW + timedelta(minutes=23, seconds=30),
                               in_force=outbox.last_in_force(NOW)).profiles == []
+
+
+def test_answers_that_beat_the_transports_report_are_kept(store) -> None:
+    """Over REST CitrineOS may post the station's answer to our callback before its HTTP response reaches us (seen
+    on a real CitrineOS 1.8.3): the transport's later "sent" must not overwrite the answer."""
+    outbox = Outbox(store.engine)
+    first = _sent(outbox, _profile("CP010", 5.0, "tx-10"), transport="rest")
+    outbox.record_answer(first.correlation_id, "Accepted", now=NOW)
+    [update] = outbox.prepare([_profile("CP010", 6.0, "tx-10")], run_id="r2", transport="rest", now=NOW).to_send
+    assert outbox.apply_answer(Answer(update.clear_correlation_id, "CP010", "Accepted",
+                                      action="ClearChargingProfile"))
+    outbox.mark_clear(update.clear_correlation_id, "sent", now=NOW)
+    assert outbox.get(update.correlation_id).clear_status == "accepted"
+    outbox.record_answer(update.correlation_id, "Accepted", now=NOW)
+    [asked] = outbox.request_readbacks(outbox.entries(ids=[update.id]), now=NOW)
+    schedule = {"evseId": 1, "duration": 3600, "scheduleStart": "2026-11-28T13:07:30Z", "chargingRateUnit": "W",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6000.0}]}
+    assert outbox.apply_answer(Answer(asked.readback_correlation_id, "CP010", "Accepted",
+                                      action="GetCompositeSchedule",
+                                      payload={"status": "Accepted", "schedule": schedule}))
+    outbox.mark_readback(asked.readback_correlation_id, "sent", now=NOW)
+    final = outbox.get(update.correlation_id)
+    assert (final.readback_status, final.readback_detail) == ("matches",
+                                                              "the station's composite schedule equals the plan")
