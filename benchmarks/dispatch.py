@@ -1,13 +1,17 @@
 """Dispatch benchmark: 10 000 SetChargingProfile messages through the AMQP transport (CitrineOS envelope,
-mandatory, publisher confirms) against the raw pika publish rate of the same messages without confirms.
+mandatory, publisher confirms) and the outbox's delivery bookkeeping on PostgreSQL (each entry marked sent with
+its time and event, the answer-deadline scan), against the raw pika publish rate of the same messages without
+confirms.
 
     .venv/bin/python benchmarks/dispatch.py [--amqp-url URL] [--count 10000] [--window 512]
+                                            [--admin-url postgresql+psycopg2://postgres@127.0.0.1:5432/test]
 
 Both runs publish onto a CitrineOS-like headers exchange with one sink queue bound as the CitrineOS router
 binds (x-match all, origin=csms, state="1"), so every message is routed and stored by RabbitMQ.
 The raw rate is timed until a synchronous call on the same channel returns (RabbitMQ has then processed every
 publish before it), so both figures count messages the broker has taken. Prints profiles/s for each and the
-ratio confirmed/raw (aim >= 0.3).
+ratio confirmed/raw (aim >= 0.3). The entries are stored in the outbox beforehand (pending, as every run does
+before it sends); that step is timed and printed on its own.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,15 +30,24 @@ import pika
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cariflex_pipeline.dispatch.amqp_transport import AmqpTransport
-from cariflex_pipeline.dispatch.outbox import OutboxEntry, payload_hash
-from cariflex_pipeline.dispatch.profiles import StationTarget, build_profile
-from cariflex_pipeline.dispatch.validation import validate_request
+from sqlalchemy import create_engine, text
+
+from cariflex_pipeline.dispatch import (
+    AmqpTransport,
+    BuiltProfile,
+    Call,
+    DeliveryPolicy,
+    Outbox,
+    StationTarget,
+    build_profile,
+    validate_request,
+)
+from cariflex_pipeline.store import TimeSeriesStore
 
 
-def make_entries(count: int, now: datetime) -> list[OutboxEntry]:
+def make_profiles(count: int, now: datetime) -> list[BuiltProfile]:
     start = now.replace(minute=0, second=0, microsecond=0)
-    entries = []
+    profiles = []
     for index in range(count):
         station = f"BENCH{index:05d}"
         # a realistic day: 96 slots with a few price-driven steps
@@ -40,13 +55,23 @@ def make_entries(count: int, now: datetime) -> list[OutboxEntry]:
                 for slot in range(96)}
         profile = build_profile(StationTarget(station, 1, 22.0), plan, now=now)
         validate_request(profile.payload, station_id=station, now=now)
-        entries.append(OutboxEntry(
-            id=index, station_id=station, evse_id=1, profile_id=profile.profile_id, stack_level=1,
-            purpose=profile.purpose, transaction_id=None, correlation_id=str(uuid.uuid4()), payload=profile.payload,
-            payload_hash=payload_hash(profile.payload), status="pending", status_reason="",
-            delivery_uncertain=False, transport="amqp", run_id="bench", attempts=1, valid_to=now, created_at=now,
-            sent_at=None, answered_at=None, updated_at=now))
-    return entries
+        profiles.append(profile)
+    return profiles
+
+
+@contextmanager
+def scratch_database(admin_url: str) -> Iterator[str]:
+    """A PostgreSQL database of the benchmark's own, dropped afterwards."""
+    name = f"cariflex_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def main() -> int:
@@ -55,7 +80,16 @@ def main() -> int:
                                                             "amqp://guest:guest@127.0.0.1:5672/%2F"))
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--window", type=int, default=512)
+    parser.add_argument("--admin-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
+    with scratch_database(args.admin_url) as database_url:
+        return run(args, database_url)
+
+
+def run(args: argparse.Namespace, database_url: str) -> int:
+    store = TimeSeriesStore(database_url)
+    store.migrate()
+    outbox = Outbox(store.engine)
 
     tag = uuid.uuid4().hex[:8]
     exchange, sink, answers = f"citrineos.bench.{tag}", f"bench.sink.{tag}", f"bench.answers.{tag}"
@@ -67,16 +101,25 @@ def main() -> int:
 
     now = datetime.now(UTC)
     t0 = time.perf_counter()
-    entries = make_entries(args.count, now)
+    profiles = make_profiles(args.count, now)
     build_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    entries = outbox.prepare(profiles, run_id="bench", transport="amqp", now=now).to_send
+    store_s = time.perf_counter() - t0
     transport = AmqpTransport(args.amqp_url, exchange=exchange, answer_queue=answers, window=args.window,
                               confirm_timeout=600)
     transport.ensure_answer_queue()
-    messages = [(e.correlation_id, e.station_id, *transport.envelope(e)) for e in entries]
+    messages = [(e.correlation_id, e.station_id,
+                 *transport.envelope(Call(e.correlation_id, e.station_id, "SetChargingProfile", e.payload)))
+                for e in entries]
+    policy = DeliveryPolicy()
     try:
-        # 1. through the transport: envelope, mandatory, publisher confirms
+        # 1. through the transport (envelope, mandatory, publisher confirms) and the outbox's bookkeeping: each
+        # entry sent with its time and event, then the scan for entries past their answer deadline
         t0 = time.perf_counter()
         results = transport.send(entries)
+        outbox.mark_sent([r.correlation_id for r in results if r.status == "sent"], now=now)
+        outbox.expire_unanswered(now, policy)
         confirmed_s = time.perf_counter() - t0
         outcome: dict[str, int] = {}
         for result in results:
@@ -112,8 +155,10 @@ def main() -> int:
     raw_rate = args.count / raw_s
     print(f"profiles built and validated: {args.count} in {build_s:.2f} s ({args.count / build_s:,.0f}/s), "
           f"mean body {body_bytes:,.0f} bytes")
-    print(f"AMQP transport (mandatory + confirms, window {args.window}): {confirmed_s:.2f} s, "
-          f"{confirmed_rate:,.0f} profiles/s, outcome {outcome}")
+    print(f"stored in the outbox (pending, before sending): {store_s:.2f} s ({args.count / store_s:,.0f}/s)")
+    sent = sum(e.status == "sent" for e in outbox.entries())
+    print(f"AMQP transport (mandatory + confirms, window {args.window}) + outbox bookkeeping: {confirmed_s:.2f} s, "
+          f"{confirmed_rate:,.0f} profiles/s, outcome {outcome}, {sent} marked sent")
     print(f"raw pika publish (no confirms):                 {raw_s:.2f} s, {raw_rate:,.0f} profiles/s, "
           f"{stored} stored")
     print(f"ratio confirmed / raw: {confirmed_rate / raw_rate:.2f}  (aim >= 0.3)")

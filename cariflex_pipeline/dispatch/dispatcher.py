@@ -114,9 +114,11 @@ def dispatch_profiles(
         raise AssertionError(f"a station was selected twice in run {run_id}")
     if to_send:
         report.sent = _send(transport, to_send, run_id)
+        outbox.mark_sent([r.correlation_id for r in report.sent if r.status == "sent"], now=now)
         for result in report.sent:
-            outbox.mark(result.correlation_id, result.status, result.reason, uncertain=result.uncertain,
-                        now=now, policy=policy)
+            if result.status != "sent":
+                outbox.mark(result.correlation_id, result.status, result.reason, uncertain=result.uncertain,
+                            now=now, policy=policy)
         waiting = {r.correlation_id for r in report.sent if r.status == "sent"}
         _collect(report, outbox, transport, waiting, answer_timeout)
     if read_back and to_send:

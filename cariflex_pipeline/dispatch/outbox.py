@@ -300,9 +300,29 @@ class Outbox:
         return new_id
 
     # --- transport outcomes and answers -----------------------------------------------------------------------
+    def mark_sent(self, correlation_ids: Sequence[str], now: datetime | None = None) -> None:
+        """Record that the transport handed these entries over: status `sent` with its time (what the answer
+        deadline counts from) and the event, in one transaction of a few statements for any number of entries. An
+        entry already answered keeps its answer and gets its time sent."""
+        at = self._t(now or datetime.now(UTC))
+        ids = list(correlation_ids)
+        with self.engine.begin() as connection:
+            for start in range(0, len(ids), 500):
+                chunk = ocpp_outbox.c.correlation_id.in_(ids[start:start + 500])
+                changed = connection.execute(
+                    update(ocpp_outbox).where(and_(chunk, ocpp_outbox.c.status.not_in(("accepted", "rejected"))))
+                    .values(status="sent", status_reason="", delivery_uncertain=False, sent_at=at, updated_at=at)
+                    .returning(ocpp_outbox.c.id, ocpp_outbox.c.station_id)).all()
+                connection.execute(update(ocpp_outbox).where(and_(chunk, ocpp_outbox.c.sent_at.is_(None)))
+                                   .values(sent_at=at))
+                if changed:
+                    connection.execute(insert(ocpp_outbox_events), [
+                        {"outbox_id": row.id, "station_id": row.station_id, "at": at, "event": "sent", "reason": ""}
+                        for row in changed])
+
     def mark(self, correlation_id: str, status: str, reason: str = "", *, uncertain: bool = False,
              now: datetime | None = None, policy: DeliveryPolicy | None = None) -> None:
-        """Record the transport's outcome for an entry (sent, unroutable, failed, pending)."""
+        """Record the transport's outcome for one entry (sent, unroutable, failed, pending)."""
         now = now or datetime.now(UTC)
         policy = policy or DeliveryPolicy()
         with self.engine.begin() as connection:

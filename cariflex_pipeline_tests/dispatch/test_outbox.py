@@ -286,3 +286,16 @@ def test_answers_that_beat_the_transports_report_are_kept(store) -> None:
     final = outbox.get(update.correlation_id)
     assert (final.readback_status, final.readback_detail) == ("matches",
                                                               "the station's composite schedule equals the plan")
+
+
+def test_marking_many_entries_sent_at_once_keeps_answers_and_records_each(store) -> None:
+    outbox = Outbox(store.engine)
+    prepared = outbox.prepare([_profile(f"CP{n:03d}", 5.0) for n in range(1, 4)], run_id="r1", transport="amqp",
+                              now=NOW)
+    first, _, third = prepared.to_send
+    outbox.record_answer(third.correlation_id, "Accepted", now=NOW)  # the station was faster than the confirm
+    outbox.mark_sent([e.correlation_id for e in prepared.to_send], now=NOW)
+    marked = {e.station_id: (e.status, e.sent_at) for e in outbox.entries()}
+    assert marked == {"CP001": ("sent", NOW), "CP002": ("sent", NOW), "CP003": ("accepted", NOW)}
+    assert [event for _, event, _ in outbox.events(first.id)] == ["pending", "sent"]
+    assert [event for _, event, _ in outbox.events(third.id)] == ["pending", "accepted"]
