@@ -35,6 +35,13 @@ def main() -> int:
         }
         shown = ", ".join(f"{key}={value:g}" for key, value in list(figures.items())[:6])
         print(f"  {materialization.asset_key.to_user_string():<28} {shown}")
+    checks = result.get_asset_check_evaluations()
+    if checks:
+        print("\nchecks (a warning is not a failure of the run, but says what it worked without):")
+    for check in checks:
+        verdict = "passed" if check.passed else f"{check.severity.value.lower()}"
+        print(f"  {check.asset_key.to_user_string() + ':' + check.check_name:<50} {verdict:<8} "
+              f"{check.description or ''}")
     print(f"\ntime-series store: {describe_url(parse_database_url(default_database_url()))}")
     print(f"Dagster home (runs, logs): {os.environ.get('DAGSTER_HOME', '(ephemeral)')}")
     print("open the UI: ./scripts/ui, then http://127.0.0.1:3000")

@@ -79,9 +79,12 @@ def test_profiles_and_dispatch_reach_the_stations_with_the_schedules_limits(
     confirmed = checks["stations_confirmed"]
     assert (confirmed.passed, confirmed.severity) == (False, dg.AssetCheckSeverity.WARN)
     assert confirmed.metadata["unconfirmed_stations"].value == "CP002, CP003"
-    # CP001 accepted, and the composite schedule it reports equals the plan
+    # CP001 accepted, and the composite schedule it reports equals the plan; CP002 and CP003 hold none of ours
     follows = checks["stations_follow_plan"]
-    assert follows.passed and follows.metadata["matches"].value == 1
+    assert (follows.passed, follows.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert (follows.metadata["matches"].value, follows.metadata["not_read_back"].value) == (1, 2)
+    assert follows.metadata["stations"].value == ("- CP002: no confirmed profile to read back\n"
+                                                  "- CP003: no confirmed profile to read back")
     dispatch_md = result.asset_materializations_for_node("ocpp_dispatch")[0].metadata
     assert dispatch_md["station_CP001"].value["readback"] == "matches"
     status = {cp: dispatch_md[f"station_{cp}"].value["status"] for cp in plan}
@@ -107,6 +110,8 @@ def test_embedded_default_is_outbox_only(store_url, site) -> None:
     confirmed = _checks(result)["stations_confirmed"]
     assert (confirmed.passed, confirmed.severity) == (False, dg.AssetCheckSeverity.WARN)
     assert "outbox-only transport" in confirmed.description
+    follows = _checks(result)["stations_follow_plan"]  # nothing read back is not a pass either
+    assert (follows.passed, follows.metadata["not_read_back"].value) == (False, 1)
 
 
 def test_schema_breaking_profile_is_never_sent_and_named(store_url, site) -> None:

@@ -50,22 +50,26 @@ def confirmed_check(delivery: Mapping[str, StationDelivery], now: datetime, poli
 
 
 def follow_plan_check(delivery: Mapping[str, StationDelivery]) -> dg.AssetCheckResult:
-    """Compare each station's read-back composite schedule with the profile it confirmed."""
+    """Compare each station's read-back composite schedule with the profile it confirmed. A station that should
+    follow a profile but has none confirmed, or whose read-back is missing, is 'not read back' (a warning): no
+    read-back at all is not a pass."""
     differs: dict[str, str] = {}
     unknown: dict[str, str] = {}
     matches = []
     for station, state in sorted(delivery.items()):
         entry = state.confirmed
-        if entry is None or entry.readback_status is None:
+        if state.state == "nothing_wanted":
             continue
-        if entry.readback_status == "matches":
+        if entry is None:
+            unknown[station] = "no confirmed profile to read back"
+        elif entry.readback_status == "matches":
             matches.append(station)
         elif entry.readback_status == "differs":
             differs[station] = entry.readback_detail or ""
         else:
-            unknown[station] = f"read-back {entry.readback_status}: {entry.readback_detail or ''}".strip()
+            unknown[station] = f"read-back {entry.readback_status or 'not asked'}: {entry.readback_detail or ''}"
     lines = [f"- **{s}** (differs): {_cell(d, 1000)}" for s, d in differs.items()]
-    lines += [f"- {s}: {_cell(d, 300)}" for s, d in unknown.items()]
+    lines += [f"- {s}: {_cell(d.strip(': '), 300)}" for s, d in unknown.items()]
     return dg.AssetCheckResult(
         check_name=FOLLOW_CHECK, asset_key="ocpp_dispatch", passed=not differs and not unknown,
         severity=dg.AssetCheckSeverity.ERROR if differs else dg.AssetCheckSeverity.WARN,
