@@ -334,6 +334,7 @@ class CitrineRestDouble:
         self.answers: list[StationAnswer] = []
         self._stations: dict[str, StationProfiles] = {}
         self._drops: dict[str, int] = {}
+        self._failures: list[int] = []
         self._delay = 0.0
         self._lock = threading.RLock()  # CitrineOS's state: tables, stations, records
         self._queue: deque[_Pending] = deque()
@@ -422,6 +423,12 @@ class CitrineRestDouble:
         with self._lock:
             self._drops[station_id] = self._drops.get(station_id, 0) + n
 
+    def fail_next_request(self, status: int = 503, n: int = 1) -> None:
+        """The next `n` requests get HTTP `status` before anything else happens (CitrineOS restarting, a proxy in
+        front of it failing): nothing is saved or sent."""
+        with self._lock:
+            self._failures.extend([status] * n)
+
     def delay_answers(self, seconds: float) -> None:
         """Answers to calls made from now on arrive `seconds` later (0: at once)."""
         with self._lock:
@@ -444,6 +451,9 @@ class CitrineRestDouble:
             document = body.decode(errors="replace")
         with self._lock:
             self.calls.append(RestCall(parts.path, query, copy.deepcopy(document), auth))
+            failure = self._failures.pop(0) if self._failures else None
+        if failure is not None:
+            return failure, {"statusCode": failure, "error": "Service Unavailable", "message": "injected by the test"}
         try:
             self._authenticate(auth)
             action = ROUTES.get(parts.path.removeprefix(SMARTCHARGING))

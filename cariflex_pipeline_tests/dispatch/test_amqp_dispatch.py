@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 from datetime import timedelta
 
+import pika
+import pika.channel
 import pytest
 
 from cariflex_pipeline.dispatch import AmqpTransport, Outbox, dispatch_profiles, profiles_from_plan
@@ -105,6 +107,48 @@ def test_broker_down_then_up_each_profile_delivered_once(amqp_url, exchange, nam
     assert [r.message_id for r in station.received] == [delivered.correlation_id]
 
 
+@pytest.fixture
+def fault_at(monkeypatch: pytest.MonkeyPatch):
+    """`fault_at(event, n, fault)`: call `fault(connection)` once, right after the n-th publish ("published") or
+    as the n-th confirm ("confirmed") arrives on our publisher's connection. Injected at pika's boundary (its
+    Channel), so the code under test carries no test hook; other connections (the router, the answer reader)
+    are not counted."""
+
+    def install(event: str, n: int, fault) -> None:
+        seen = {"count": 0}
+
+        def fire(connection) -> None:
+            if not (connection.params.client_properties or {}).get("connection_name", "").endswith("-publish"):
+                return
+            seen["count"] += 1
+            if seen["count"] == n:
+                fault(connection)
+
+        if event == "published":
+            publish = pika.channel.Channel.basic_publish
+
+            def basic_publish(channel, *args, **kwargs):
+                publish(channel, *args, **kwargs)
+                fire(channel.connection)
+
+            monkeypatch.setattr(pika.channel.Channel, "basic_publish", basic_publish)
+        else:
+            confirm_delivery = pika.channel.Channel.confirm_delivery
+
+            def counting_confirms(channel, ack_nack_callback, callback=None):
+                def counted(frame) -> None:
+                    # before the confirm is handled: a fault that closes the connection leaves the channel closing,
+                    # so this confirm still counts and nothing more is published
+                    fire(channel.connection)
+                    ack_nack_callback(frame)
+
+                return confirm_delivery(channel, counted, callback)
+
+            monkeypatch.setattr(pika.channel.Channel, "confirm_delivery", counting_confirms)
+
+    return install
+
+
 def _close_server_side(client_name: str) -> None:
     """Close our publisher's connection from the broker (rabbitmqctl close_connection), as a broker would."""
     listing = subprocess.run(["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
@@ -116,7 +160,8 @@ def _close_server_side(client_name: str) -> None:
                        capture_output=True, timeout=60, check=True)
 
 
-def test_broker_closes_the_connection_mid_dispatch(amqp_url, exchange, names, make_router, store, site) -> None:
+def test_broker_closes_the_connection_mid_dispatch(amqp_url, exchange, names, make_router, store, site,
+                                                   fault_at) -> None:
     """RabbitMQ closes the publisher's connection after the 4th confirm (rabbitmqctl close_connection): the
     other 6 profiles stay in the outbox as failed and the next run delivers each exactly once."""
     require_tool("rabbitmqctl", "to close our connection from the broker's side")
@@ -127,13 +172,9 @@ def test_broker_closes_the_connection_mid_dispatch(amqp_url, exchange, names, ma
     outbox = Outbox(store.engine)
     client_name = f"cariflex-test-{names['answers']}-publish"
 
-    def close_from_broker(kind: str, count: int, connection) -> None:
-        if kind == "confirmed" and count == 4:
-            _close_server_side(client_name)
-
-    first = dispatch_profiles(outbox, _transport(amqp_url, exchange, names, window=1,
-                                                 fault_hook=close_from_broker),
-                              built.profiles, run_id="run-1", now=NOW, answer_timeout=5)
+    fault_at("confirmed", 4, lambda _connection: _close_server_side(client_name))
+    first = dispatch_profiles(outbox, _transport(amqp_url, exchange, names, window=1), built.profiles,
+                              run_id="run-1", now=NOW, answer_timeout=5)
     failed = [e for e in first.entries.values() if e.status == "failed"]
     assert len(failed) == 6 and all("ConnectionClosedByBroker" in e.status_reason for e in failed)
     second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, run_id="run-2",
@@ -145,8 +186,8 @@ def test_broker_closes_the_connection_mid_dispatch(amqp_url, exchange, names, ma
 
 @pytest.mark.parametrize(("window", "event"), [(1, "confirmed"), (10, "published")])
 def test_connection_dropped_mid_dispatch_then_each_profile_delivered_exactly_once(
-        window, event, amqp_url, exchange, names, make_router, store, site) -> None:
-    """The publisher's connection is closed mid-dispatch (client side, by the test's fault hook).
+        window, event, amqp_url, exchange, names, make_router, store, site, fault_at) -> None:
+    """The publisher's connection is closed mid-dispatch (client side, injected at pika's boundary).
 
     window 1, after the 3rd confirm: 3 delivered, 7 never published.
     window 10, after the 5th publish: 5 never published; the 5 published are confirmed during the graceful
@@ -160,12 +201,9 @@ def test_connection_dropped_mid_dispatch_then_each_profile_delivered_exactly_onc
     outbox = Outbox(store.engine)
     cut_at = 3 if event == "confirmed" else 5
 
-    def drop(kind: str, count: int, connection) -> None:
-        if kind == event and count == cut_at and connection.is_open:
-            connection.close(reply_code=320, reply_text="fault injected by the test")
-
-    first = dispatch_profiles(outbox, _transport(amqp_url, exchange, names, window=window, fault_hook=drop),
-                              built.profiles, run_id="run-1", now=NOW, answer_timeout=2)
+    fault_at(event, cut_at, lambda connection: connection.close(reply_code=320, reply_text="fault injected"))
+    first = dispatch_profiles(outbox, _transport(amqp_url, exchange, names, window=window), built.profiles,
+                              run_id="run-1", now=NOW, answer_timeout=2)
     failed = [e for e in first.entries.values() if e.status == "failed"]
     uncertain = [e for e in failed if e.delivery_uncertain]
     if event == "confirmed":

@@ -158,6 +158,21 @@ def test_a_lost_callback_times_out_and_the_current_plan_goes_once(citrine, clock
     assert held["chargingSchedule"][0]["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 5000.0}]
 
 
+def test_a_5xx_is_a_failed_attempt_retried_after_the_backoff(citrine, clock, transport, outbox, site) -> None:
+    citrine.connect("CP008")
+    citrine.fail_next_request(503)
+    first = _run(outbox, transport, site, {"CP008": [4.0] * 8}, now=NOW, run_id="r1")
+    failed = first.entries["CP008"]
+    assert failed.status == "failed" and failed.status_reason.startswith("SetChargingProfile: HTTP 503: ")
+    assert failed.retry_after == NOW + timedelta(seconds=30)
+    early = _run(outbox, transport, site, {"CP008": [4.0] * 8}, now=NOW + timedelta(seconds=10), run_id="r2")
+    assert early.entries == {} and "retry after" in early.backing_off["CP008"]
+    clock.now = later = NOW + timedelta(minutes=1)
+    again = _run(outbox, transport, site, {"CP008": [4.0] * 8}, now=later, run_id="r3")
+    assert (again.entries["CP008"].status, again.entries["CP008"].attempts) == ("accepted", 2)
+    assert len(citrine.station("CP008").installed()) == 1
+
+
 def test_settings_choose_the_transport_and_rest_needs_a_callback_url() -> None:
     assert DispatchSettings.from_env({}).make_transport().name == "outbox"
     rest = DispatchSettings.from_env({"CARIFLEX_DISPATCH_TRANSPORT": "rest",
