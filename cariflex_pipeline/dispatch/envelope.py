@@ -104,13 +104,16 @@ def _message(origin: str, event_group: str, action: str, state: int, *, station_
 
 def decode(headers: dict[str, Any] | None, body: bytes) -> BusMessage:
     """Decode a bus message of either envelope version; raise EnvelopeError naming what is wrong."""
+    headers = headers or {}
+    where = (f"{headers.get('action', 'message')} from station "
+             f"{headers.get('stationId') or headers.get('ocppConnectionName') or '(unnamed)'}")
     try:
         document = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise EnvelopeError(f"body is not JSON ({error})") from None
+        raise EnvelopeError(f"{where}: body is not JSON ({error})") from None
     if not isinstance(document, dict):
-        raise EnvelopeError("body is not a JSON object")
-    headers = headers or {}
+        raise EnvelopeError(f"{where}: body is a JSON {type(document).__name__}, not an object: "
+                            f"{body[:80]!r}")
     context = document.get("context") if isinstance(document.get("context"), dict) else {}
     station = (context.get("stationId") or context.get("ocppConnectionName")
                or headers.get("stationId") or headers.get("ocppConnectionName"))

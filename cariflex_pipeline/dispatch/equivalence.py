@@ -127,7 +127,7 @@ def compare_effect(new: dict[str, Any], old: dict[str, Any], *, now: datetime,
                    min_validity_ahead: timedelta = DEFAULT_MIN_VALIDITY_AHEAD) -> EffectComparison:
     """Compare two SetChargingProfileRequest payloads by what they make the station do from `now` on."""
     if now.tzinfo is None:
-        raise ValueError("now has no time zone")
+        raise ValueError(f"comparing profiles at {now.isoformat()}: that time has no time zone")
     now = now.astimezone(UTC)
     differing = _differing_fields(new, old)
     if differing:

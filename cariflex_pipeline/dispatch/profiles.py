@@ -145,56 +145,16 @@ def build_profile(
     """
     config = config or ProfileConfig()
     if now.tzinfo is None:
-        raise ValueError("now has no time zone")
-    items = list(planned_kw.items()) if isinstance(planned_kw, Mapping) else list(planned_kw)
-    notes: list[str] = []
+        raise ValueError(f"station {station.station_id}: now {now.isoformat()} has no time zone")
     step = timedelta(seconds=int(resolution.total_seconds()))
     start = floor_to_grid(now, step)
-    plan: dict[datetime, float] = {}
-    for slot_start, value in items:
-        if slot_start.tzinfo is None:
-            raise ProfileBuildError(f"station {station.station_id}: slot {slot_start} has no time zone")
-        slot = slot_start.astimezone(UTC)
-        if floor_to_grid(slot, step) != slot:
-            raise ProfileBuildError(
-                f"station {station.station_id}: slot {iso(slot)} is not on the {step} grid")
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ProfileBuildError(f"station {station.station_id}: slot {iso(slot)} has a non-finite value")
-        if slot + step > start:
-            plan[slot] = float(value)
-    end = horizon_end.astimezone(UTC) if horizon_end is not None else (max(plan) + step if plan else None)
-    if end is None or end <= start:
-        raise ProfileBuildError(
-            f"station {station.station_id}: no planned power from {iso(start)} on (horizon already over)")
-    if floor_to_grid(end, step) != end:
-        raise ProfileBuildError(f"station {station.station_id}: horizon end {iso(end)} is not on the slot grid")
-
+    plan = _plan_from(station, planned_kw, start, step)
+    end = _horizon_end(station, plan, start, step, horizon_end)
     purpose, transaction_id = _purpose(station, config)
     evse_id = station.evse_id
     if purpose == "TxDefaultProfile" and config.tx_default_evse_id is not None:
         evse_id = config.tx_default_evse_id
-
-    periods: list[dict[str, Any]] = []
-    limits: list[tuple[int, float]] = []
-    slot = start
-    clipped = 0
-    while slot < end:
-        kw = plan.get(slot, 0.0)
-        if kw < 0 or kw > station.max_power_kw + 1e-9:
-            clipped += 1
-        kw = min(max(kw, 0.0), station.max_power_kw)
-        limit = emit_limit(_to_unit(kw, config), config.rate_unit)
-        offset = int((slot - start).total_seconds())
-        if not limits or limits[-1][1] != limit:
-            limits.append((offset, limit))
-            period: dict[str, Any] = {"startPeriod": offset, "limit": limit}
-            if config.number_phases is not None:
-                period["numberPhases"] = config.number_phases
-            periods.append(period)
-        slot += step
-    if clipped:
-        notes.append(f"{clipped} slot(s) clipped to [0, {station.max_power_kw} kW]")
-
+    periods, limits, notes = _periods(station, plan, start, end, step, config)
     valid_to = end
     previous = (outlast or {}).get(purpose)
     if previous is not None and previous.astimezone(UTC) >= end:
@@ -219,17 +179,65 @@ def build_profile(
     }
     if transaction_id is not None:
         profile["transactionId"] = transaction_id
-    payload = {"evseId": evse_id, "chargingProfile": profile}
-    return BuiltProfile(
-        station_id=station.station_id,
-        payload=payload,
-        purpose=purpose,
-        profile_id=profile_id,
-        stack_level=config.stack_level,
-        limits=tuple(limits),
-        rate_unit=config.rate_unit,
-        notes=tuple(notes),
-    )
+    return BuiltProfile(station_id=station.station_id, payload={"evseId": evse_id, "chargingProfile": profile},
+                        purpose=purpose, profile_id=profile_id, stack_level=config.stack_level, limits=tuple(limits),
+                        rate_unit=config.rate_unit, notes=tuple(notes))
+
+
+def _plan_from(station: StationTarget, planned_kw: Mapping[datetime, float] | Sequence[tuple[datetime, float]],
+               start: datetime, step: timedelta) -> dict[datetime, float]:
+    """The planned kW per slot from the current slot on, every slot checked (aware, on the grid, finite)."""
+    items = list(planned_kw.items()) if isinstance(planned_kw, Mapping) else list(planned_kw)
+    plan: dict[datetime, float] = {}
+    for slot_start, value in items:
+        if slot_start.tzinfo is None:
+            raise ProfileBuildError(f"station {station.station_id}: slot {slot_start} has no time zone")
+        slot = slot_start.astimezone(UTC)
+        if floor_to_grid(slot, step) != slot:
+            raise ProfileBuildError(
+                f"station {station.station_id}: slot {iso(slot)} is not on the {step} grid")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ProfileBuildError(f"station {station.station_id}: slot {iso(slot)} has a non-finite value")
+        if slot + step > start:
+            plan[slot] = float(value)
+    return plan
+
+
+def _horizon_end(station: StationTarget, plan: Mapping[datetime, float], start: datetime, step: timedelta,
+                 horizon_end: datetime | None) -> datetime:
+    end = horizon_end.astimezone(UTC) if horizon_end is not None else (max(plan) + step if plan else None)
+    if end is None or end <= start:
+        raise ProfileBuildError(
+            f"station {station.station_id}: no planned power from {iso(start)} on (horizon already over)")
+    if floor_to_grid(end, step) != end:
+        raise ProfileBuildError(f"station {station.station_id}: horizon end {iso(end)} is not on the slot grid")
+    return end
+
+
+def _periods(station: StationTarget, plan: Mapping[datetime, float], start: datetime, end: datetime,
+             step: timedelta, config: ProfileConfig) -> tuple[list[dict[str, Any]], list[tuple[int, float]],
+                                                              list[str]]:
+    """One period per run of equal limits (unplanned slots: 0), clipped to the charge point and emitted as
+    CitrineOS's schema passes them; with the notes on what was clipped."""
+    periods: list[dict[str, Any]] = []
+    limits: list[tuple[int, float]] = []
+    clipped = 0
+    slot = start
+    while slot < end:
+        kw = plan.get(slot, 0.0)
+        if kw < 0 or kw > station.max_power_kw + 1e-9:
+            clipped += 1
+        limit = emit_limit(_to_unit(min(max(kw, 0.0), station.max_power_kw), config), config.rate_unit)
+        offset = int((slot - start).total_seconds())
+        if not limits or limits[-1][1] != limit:
+            limits.append((offset, limit))
+            period: dict[str, Any] = {"startPeriod": offset, "limit": limit}
+            if config.number_phases is not None:
+                period["numberPhases"] = config.number_phases
+            periods.append(period)
+        slot += step
+    notes = [f"{clipped} slot(s) clipped to [0, {station.max_power_kw} kW]"] if clipped else []
+    return periods, limits, notes
 
 
 def _purpose(station: StationTarget, config: ProfileConfig) -> tuple[str, str | None]:

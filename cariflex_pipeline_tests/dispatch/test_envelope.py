@@ -42,3 +42,15 @@ def test_unknown_envelope_version_and_bad_bodies_are_named() -> None:
                      correlation_id="c", version="2.0")
     with pytest.raises(EnvelopeError, match="station CP001: SetChargingProfile payload is not a JSON object"):
         decode({"stationId": "CP001"}, b'{"action": "SetChargingProfile", "state": 2, "payload": []}')
+
+
+def test_a_body_that_is_not_an_object_names_the_action_and_station() -> None:
+    import pytest
+
+    from cariflex_pipeline.dispatch.envelope import EnvelopeError, decode
+
+    with pytest.raises(EnvelopeError) as caught:
+        decode({"action": "MeterValues", "stationId": "CP004"}, b"[1, 2]")
+    assert str(caught.value) == "MeterValues from station CP004: body is a JSON list, not an object: b'[1, 2]'"
+    with pytest.raises(EnvelopeError, match=r"^message from station \(unnamed\): body is not JSON"):
+        decode(None, b"\xff")
