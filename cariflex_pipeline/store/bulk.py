@@ -69,6 +69,9 @@ def upsert_postgres(connection: Connection, rows: pd.DataFrame, source_id: int) 
             cursor.execute(_PG_MERGE, {"source_id": source_id})
         else:
             cursor.execute("RELEASE SAVEPOINT cariflex_plain_insert")
+        # ON COMMIT DROP only drops it at the end of the transaction: a second write in the same store
+        # transaction (site_measurements writes today and the day ahead) would find it still there
+        cursor.execute("DROP TABLE beliefs_staging")
     finally:
         cursor.close()
 

@@ -162,3 +162,20 @@ def test_migrations_form_one_line_and_go_down_and_up_again(store: TimeSeriesStor
     store.migrate()
     assert current_revisions(store.engine) == set(script.get_heads())
     assert {"beliefs", "openadr_events", "ocpp_outbox", "ev_sessions"} <= set(inspect(store.engine).get_table_names())
+
+
+def test_several_writes_in_one_transaction_land_together(store: TimeSeriesStore) -> None:
+    """site_measurements writes today and the day ahead in one transaction; on PostgreSQL the second write used
+    to fail with DuplicateTable (the staging table lived until the commit), which failed the main job and every
+    multi-day backfill there."""
+    with store.transaction() as connection:
+        store.write_beliefs(price_frame([100.0, 110.0], T0 - timedelta(hours=12)), source="vtn", connection=connection)
+        store.write_beliefs(price_frame([120.0], T0 - timedelta(hours=12), start=T0 + timedelta(hours=24)),
+                            source="vtn", connection=connection)
+        store.write_beliefs(price_frame([130.0], T0 - timedelta(hours=12), start=T0 + timedelta(hours=48)),
+                            source="meter", connection=connection)
+    assert row_count(store) == 4
+    with pytest.raises(BeliefValidationError), store.transaction() as connection:
+        store.write_beliefs(price_frame([1.0], T0), source="vtn", connection=connection)
+        store.write_beliefs(price_frame([float("nan")], T0), source="vtn", connection=connection)
+    assert row_count(store) == 4  # all or nothing
