@@ -1,4 +1,5 @@
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -8,6 +9,7 @@ import yaml
 from cariflex_pipeline.definitions import MAIN_JOB_NAME, defs
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.defs.site.assets import sensor_registry
+from cariflex_pipeline.site_model import load_site
 from cariflex_pipeline.store import StoreUnavailableError, TimeSeriesStore
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -77,3 +79,18 @@ def test_the_15_minute_replan_reaches_the_charge_points_and_runs_out_of_the_box(
     }
     session_sensor = defs.resolve_sensor_def("ev_session_sensor")
     assert session_sensor.job_name == schedule.job_name
+
+
+def test_the_main_job_runs_on_both_stores(store: TimeSeriesStore, monkeypatch: pytest.MonkeyPatch,
+                                         tmp_path: Path) -> None:
+    """The first command's job, on SQLite and on PostgreSQL (where a second write in one transaction used to
+    fail with DuplicateTable and fail the run)."""
+    monkeypatch.setenv("CARIFLEX_DATABASE_URL", store.engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    job = defs.resolve_job_def(MAIN_JOB_NAME)
+    today = datetime.now(load_site().tz).strftime("%Y-%m-%d")  # today's run also writes the day ahead
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = job.execute_in_process(instance=instance, partition_key=today, raise_on_error=False)
+    assert result.success, [event.message for event in result.all_events if event.is_failure]
+    [measurements] = result.asset_materializations_for_node("site_measurements")
+    assert measurements.metadata["rows_written_in_run"].value == 2304  # today and the day ahead, one transaction
