@@ -6,7 +6,12 @@ one-call bridge), the total with PuLP's stock HiGHS class ("stock"), then in the
 passed to highspy as numpy arrays (the floor "direct"), the ratio scheduler/direct, the number of site rows at
 their limit, and whether all objectives agree.
 
-    .venv/bin/python benchmarks/lp_scaling.py [K ...]      # default: 10 100 1000 5000
+Then the cost of the storage's one-way binaries (model.py): the same K EVs with 10 batteries and 10 V2G cars
+under prices that go negative at midday (a PV surplus), solved with binaries where needed (the scheduler), with
+binaries in every storage slot (the exact reference: objectives must agree) and, as the LP floor, with the
+negative prices clipped to 0 (no binary at all); the ratio is MILP time / LP time.
+
+    .venv/bin/python benchmarks/lp_scaling.py [K ...]      # default: 10 100 1000 5000 (storage: K <= 1000)
 
 Times are the best of 3 calls for K <= 1000 and one call for K = 5000. Timings on shared 2-core machines move by
 tens of percent between runs: read the ratio, not the seconds.
@@ -25,6 +30,7 @@ import highspy
 import numpy as np
 
 from cariflex_pipeline.scheduling.model import TIE_BREAK, solve
+from cariflex_pipeline.scheduling.problem import BatterySpec
 from cariflex_pipeline.scheduling.resolve import ResolvedProblem, ResolvedSession
 
 SLOTS = 96
@@ -53,6 +59,24 @@ def make_problem(k: int, seed: int = 42) -> ResolvedProblem:
         start=datetime(2026, 11, 28, 4, tzinfo=UTC), resolution=timedelta(minutes=15),
         price_eur_per_mwh=prices, site_limit_kw=limit, sessions=sessions, batteries=[],
         unserved_penalty_eur_per_kwh=PENALTY_EUR_PER_KWH, charge_points=[s.charge_point for s in sessions],
+    )
+
+
+def with_storage(problem: ResolvedProblem, dip_eur_per_mwh: float = -40.0) -> ResolvedProblem:
+    """The problem with 10 batteries, 10 V2G cars and prices at `dip` from 11:00 to 14:00 (slots 28-39)."""
+    prices = problem.price_eur_per_mwh.copy()
+    prices[28:40] = dip_eur_per_mwh
+    batteries = [BatterySpec(name=f"b{i}", capacity_kwh=13.5, max_charge_kw=5, max_discharge_kw=5, soc_min_kwh=1.35,
+                             initial_soc_kwh=6.75, round_trip_efficiency=0.9) for i in range(10)]
+    cars = [ResolvedSession(id=f"car{i}", charge_point=f"v2g{i}", first=4 * i, end=min(SLOTS, 4 * i + 48),
+                            energy_kwh=10.0, max_charge_kw=11.0, max_discharge_kw=11.0, efficiency=0.92, v2g=True,
+                            soc_initial_kwh=20.0, soc_min_kwh=10.0, soc_max_kwh=60.0) for i in range(10)]
+    return ResolvedProblem(
+        start=problem.start, resolution=problem.resolution, price_eur_per_mwh=prices,
+        site_limit_kw=problem.site_limit_kw + 200.0, sessions=[*problem.sessions, *cars], batteries=batteries,
+        unserved_penalty_eur_per_kwh=PENALTY_EUR_PER_KWH,
+        charge_points=[*problem.charge_points, *(car.charge_point for car in cars)],
+        base_load_kw=np.full(SLOTS, 20.0), site_floor_kw=np.full(SLOTS, -60.0),
     )
 
 
@@ -138,12 +162,24 @@ def main(sizes: list[int]) -> int:
         _, (_, direct_objective, binding) = _timed(lambda p=problem: solve_direct(p), 1)
         direct = min(solve_direct(problem)[0] for _ in range(repeats))
         agree = all(math.isclose(objective, direct_objective, rel_tol=1e-6, abs_tol=1e-6)
-                    for objective in (result.objective_eur, stock.objective_eur))
+                    for objective in (result.objective_total_eur, stock.objective_total_eur))
         ok &= agree
         n_vars = sum(len(s.slots) for s in problem.sessions) + k
         print(f"{k:>6} {n_vars:>8} {result.build_seconds:>8.3f} {result.solve_seconds:>8.3f} {total:>8.3f} "
-              f"{result.objective_eur:>14.4f} {stock_total:>8.3f} {direct:>9.3f} {total / direct:>6.2f} {binding:>7} "
-              f"{'yes' if agree else f'NO ({direct_objective:.6f})'}", flush=True)
+              f"{result.objective_total_eur:>14.4f} {stock_total:>8.3f} {direct:>9.3f} {total / direct:>6.2f} "
+              f"{binding:>7} {'yes' if agree else f'NO ({direct_objective:.6f})'}", flush=True)
+    print(f"\nstorage at negative prices\n{'K':>6} {'binaries':>8} {'MILP s':>8} {'every':>8} {'every s':>8} "
+          f"{'LP s':>8} {'ratio':>6} agree")
+    for k in [k for k in sizes if k <= 1000]:
+        problem = with_storage(make_problem(k))
+        floor = with_storage(make_problem(k), dip_eur_per_mwh=0.0)
+        milp_s, milp = _timed(lambda p=problem: solve(p, solver="highs", time_limit_s=600), 3)
+        every_s, every = _timed(lambda p=problem: solve(p, solver="highs", time_limit_s=600, one_way="every_slot"), 3)
+        lp_s, lp = _timed(lambda p=floor: solve(p, solver="highs", time_limit_s=600), 3)
+        agree = math.isclose(milp.objective_total_eur, every.objective_total_eur, rel_tol=1e-6, abs_tol=1e-6)
+        ok &= agree and lp.binaries == 0
+        print(f"{k:>6} {milp.binaries:>8} {milp_s:>8.3f} {every.binaries:>8} {every_s:>8.3f} {lp_s:>8.3f} "
+              f"{milp_s / lp_s:>6.2f} {'yes' if agree else 'NO'}", flush=True)
     return 0 if ok else 1
 
 

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 3
     violations = verify(resolved, result)
-    output = result.to_dict(resolved)
+    output = result.to_dict()
     output["violations"] = [str(v) for v in violations]
     print(json.dumps(output, indent=2))
     return 4 if violations else 0

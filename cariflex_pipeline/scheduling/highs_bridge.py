@@ -4,7 +4,7 @@
 variables by name three times (``LpProblem.variables()``) and reads back duals and slacks row by row. For an LP of
 ~10^5 columns that costs more than solving it. ``FastHiGHS`` keeps PuLP's model and the same HiGHS solver, but
 builds the row-wise matrix as flat arrays, calls ``passModel`` once and reads back only the column values.
-Continuous LPs only (the scheduler has no integer variables).
+Integer and binary columns (the storage's one-way binaries) are passed as HiGHS integrality.
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ class FastHiGHS(pulp.HiGHS):
             row_lower.append(-inf if lower is None else lower)
             row_upper.append(inf if upper is None else upper)
         variables = list(columns)
-        if any(var.cat != pulp.LpContinuous for var in variables):
-            raise pulp.PulpSolverError("FastHiGHS solves continuous LPs only")
         sense = -1.0 if lp.sense == pulp.LpMaximize else 1.0
         model = highspy.HighsLp()
         model.num_col_ = len(variables)
@@ -51,9 +49,14 @@ class FastHiGHS(pulp.HiGHS):
         model.a_matrix_.start_ = np.array(starts, dtype=np.int32)
         model.a_matrix_.index_ = np.array(index, dtype=np.int32)
         model.a_matrix_.value_ = np.array(value, dtype=float)
+        integer = [var.cat == pulp.LpInteger for var in variables]
+        if any(integer):
+            model.integrality_ = [highspy.HighsVarType.kInteger if flag else highspy.HighsVarType.kContinuous
+                                  for flag in integer]
         status = lp.solverModel.passModel(model)
         if status == highspy.HighsStatus.kError:
-            raise pulp.PulpSolverError("HiGHS refused the model (passModel)")
+            raise pulp.PulpSolverError(f"HiGHS refused the model (passModel: {status}; {len(variables)} columns, "
+                                       f"{len(row_lower)} rows)")
         lp._fast_highs_columns = variables
 
     def actualSolve(self, lp: pulp.LpProblem, **kwargs: object) -> int:

@@ -1,18 +1,29 @@
 """The EV-charging LP in PuLP, built with the fast idioms, solved by HiGHS (highspy) or CBC.
 
-    min  Σ_t dt·(x_t·net_t + (price_t − x_t)·import_t)  +  penalty·Σ_k unserved_k  +  ε·Σ_{k,t} t·dt·p[k,t]
-         + a throughput cost on storage (tiny, larger when the horizon has negative prices: see _throughput)
+    min  Σ_t dt·(x_t·net_t + (price_t − x_t)·import_t)  +  penalty·Σ_k unserved_k        (bill + penalty)
+         + ε·Σ_{k,t} t·dt·p[k,t]  +  θ·Σ dt·(charge + discharge)                            (tie-breaks)
     s.t. Σ_t dt·η_k·p[k,t] + unserved_k = E_k             (V2G: SoC at departure + unserved_k ≥ target)
          floor_t ≤ flex_t := Σ flexible power_t ≤ site_limit_t   (EVs, V2G and batteries; discharge negative)
          import_t ≥ net_t := flex_t + inflexible_t − pv_t,  import_t ≥ 0
          0 ≤ p[k,t] ≤ min(charge point, EV)                 (a variable only inside the plug-in window)
          soc_t = soc_{t-1} + dt·(η·charge_t − discharge_t/η), soc_min ≤ soc_t ≤ soc_max  (batteries, V2G)
+         charge_t ≤ C·y_t, discharge_t ≤ D·(1 − y_t), y_t binary       (storage slots where one-way is needed)
 
 x_t = min(export price, price) is what export earns, so the first term is the site's grid bill (see
 problem.py). ``import_t`` is a column only where the site can export (net_t < 0 possible) and x_t < price_t;
 elsewhere net_t is priced linearly. The export floor is a row only where storage can discharge.
-The objective is kept in milli-euros (EUR/MWh × kWh) so that the tie-break ε stays far above the solver's
-tolerances; ``objective_eur`` in the result is converted back.
+The objective is kept in milli-euros (EUR/MWh × kWh) so that the tie-breaks stay far above the solver's
+tolerances; the result reports bill, penalty and tie-breaks separately, in EUR.
+
+A storage device must never charge and discharge in one slot: the schedule carries one net power per device and
+slot, and a simultaneous flow would make the LP's SoC differ from the one that net power gives. Doing both burns
+energy in the losses, which pays only by making room for energy that storage can then take at a negative price
+(flexible power paid to consume) in that slot or a later one: directly, or by absorbing another device's
+discharge that the export limit would refuse, so that the other device makes room. With no negative price ahead,
+more energy in store is never worse (a device can simply charge less later). So a binary per device and slot
+(charge or discharge, not both) is added only in the slots up to the horizon's last negative price: the MILP has
+the optimum of the problem that forbids simultaneous flows everywhere (tested against it), and a horizon without
+negative prices stays an LP. Elsewhere the tie-break θ keeps a burn that pays nothing out of the solution.
 """
 
 from __future__ import annotations
@@ -35,21 +46,50 @@ from cariflex_pipeline.scheduling.result import (
 )
 
 SolverName = Literal["auto", "highs", "highs_pulp", "cbc"]
+# "needed": binaries only up to the last negative price (module docstring); "every_slot": in every storage slot,
+# the exact reference "needed" is measured against (same optimum, more binaries)
+OneWay = Literal["needed", "every_slot"]
 
 TIE_BREAK = 1e-4  # milli-EUR per kWh and slot index: < 0.01 EUR/MWh over 96 slots
-THROUGHPUT = 1e-4  # milli-EUR per kWh through a battery: no simultaneous charge and discharge
+THROUGHPUT = 1e-4  # milli-EUR per kWh through a battery: no simultaneous charge and discharge on ties
 SIMULTANEOUS_TOL_KW = 1e-6  # charge and discharge of one device in one slot both above this: no schedule
+MIP_REL_GAP = 1e-7  # the MILP's optimum within 1e-7 relative (HiGHS' default 1e-4 would lose up to 0.01 %)
 
 
 @dataclass
 class _Device:
     """Variables of one storage device (battery or V2G session): per slot charge, discharge, SoC."""
 
-    name: str
+    name: str  # prefix of its variables' names
+    label: str  # the battery's name or the V2G session's id, for errors
     slots: list[int]
     charge: list[pulp.LpVariable]
     discharge: list[pulp.LpVariable]
     soc: list[pulp.LpVariable]
+    charge_kw: float
+    discharge_kw: float
+    one_way: dict[int, pulp.LpVariable] = field(default_factory=dict)  # slot index -> binary (1: may charge)
+
+    def add_one_way(self, prob: pulp.LpProblem, indices: list[int]) -> dict[str, pulp.LpConstraint]:
+        """A binary in each of these slots (indices into `slots`) and its two rows: charge or discharge, not both."""
+        rows = {}
+        for i in indices:
+            y = self.one_way[i] = prob.add_variable(f"{self.name}y{self.slots[i]:04d}", cat=pulp.LpBinary)
+            rows[f"{self.name}charge_if{self.slots[i]:04d}"] = pulp.LpConstraint(
+                pulp.LpAffineExpression([(self.charge[i], 1.0), (y, -self.charge_kw)]), pulp.LpConstraintLE, rhs=0.0)
+            rows[f"{self.name}discharge_unless{self.slots[i]:04d}"] = pulp.LpConstraint(
+                pulp.LpAffineExpression([(self.discharge[i], 1.0), (y, self.discharge_kw)]), pulp.LpConstraintLE,
+                rhs=self.discharge_kw)
+        return rows
+
+    def flows(self) -> list[tuple[float, float]]:
+        """Charge and discharge per slot of the solution; both at once would make the net power lie about the SoC."""
+        flows = [(_value(c), _value(d)) for c, d in zip(self.charge, self.discharge, strict=True)]
+        for t, (c, d) in zip(self.slots, flows, strict=True):
+            if c > SIMULTANEOUS_TOL_KW and d > SIMULTANEOUS_TOL_KW:
+                raise SolverError(f"{self.label} slot {t}: the solver charges {c:.6g} kW and discharges {d:.6g} kW "
+                                  "at once; no schedule")
+        return flows
 
     @property
     def soc_last(self) -> pulp.LpVariable | None:
@@ -63,11 +103,17 @@ class BuiltModel:
     unserved: list[pulp.LpVariable | None]  # per session
     v2g: dict[int, _Device]  # session index -> device
     batteries: list[_Device]
+    penalty: float  # milli-EUR per kWh unserved, as the LP used it (raised to a floor: see notes)
+    tie_break: list[tuple[pulp.LpVariable, float]]  # the objective's tie-break terms (milli-EUR)
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def storage(self) -> list[_Device]:
+        return [*self.v2g.values(), *self.batteries]
 
-def build_model(problem: ResolvedProblem) -> BuiltModel:
-    """Build the LP: each constraint once as an LpAffineExpression, all added with prob.extend."""
+
+def build_model(problem: ResolvedProblem, one_way: OneWay = "needed") -> BuiltModel:
+    """Build the model: each constraint once as an LpAffineExpression, all added with prob.extend."""
     n, dt = problem.n_slots, problem.dt_h
     prices = problem.price_eur_per_mwh.tolist()
     bill = _bill(problem)
@@ -81,6 +127,8 @@ def build_model(problem: ResolvedProblem) -> BuiltModel:
 
     prob = pulp.LpProblem("ev_charging", pulp.LpMinimize)
     objective: list[tuple[pulp.LpVariable, float]] = []
+    tie_break: list[tuple[pulp.LpVariable, float]] = []
+    costs = _Costs(bill, objective, tie_break)
     site_terms: list[list[tuple[pulp.LpVariable, float]]] = [[] for _ in range(n)]
     constraints: dict[str, pulp.LpConstraint] = {}
     ev_power: list[dict[int, pulp.LpVariable]] = []
@@ -94,10 +142,9 @@ def build_model(problem: ResolvedProblem) -> BuiltModel:
         u = prob.add_variable(f"u{k:06d}", 0, session.energy_kwh) if wants_row else None
         unserved.append(u)
         if session.v2g:
-            device = _storage(prob, f"v{k:06d}", slots, session.max_charge_kw, session.max_discharge_kw,
+            device = _storage(prob, f"v{k:06d}", session.id, slots, session.max_charge_kw, session.max_discharge_kw,
                               session.efficiency, session.efficiency, session.soc_initial_kwh,
-                              session.soc_min_kwh, session.soc_max_kwh, dt, bill, objective, site_terms,
-                              constraints)
+                              session.soc_min_kwh, session.soc_max_kwh, dt, costs, site_terms, constraints)
             v2g[k] = device
             ev_power.append({})
             if u is not None:
@@ -126,21 +173,28 @@ def build_model(problem: ResolvedProblem) -> BuiltModel:
             objective.append((u, penalty))
         for t, p in powers.items():
             objective.append((p, dt * (bill.flex_price[t] + TIE_BREAK * t)))
+            tie_break.append((p, dt * TIE_BREAK * t))
             site_terms[t].append((p, 1.0))
 
     batteries = [
-        _storage(prob, f"b{i:03d}", list(range(n)), b.max_charge_kw, b.max_discharge_kw,
+        _storage(prob, f"b{i:03d}", b.name, list(range(n)), b.max_charge_kw, b.max_discharge_kw,
                  math.sqrt(b.round_trip_efficiency), math.sqrt(b.round_trip_efficiency), b.initial_soc_kwh,
-                 b.soc_min_kwh, b.capacity_kwh if b.soc_max_kwh is None else b.soc_max_kwh, dt, bill,
-                 objective, site_terms, constraints,
+                 b.soc_min_kwh, b.capacity_kwh if b.soc_max_kwh is None else b.soc_max_kwh, dt, costs,
+                 site_terms, constraints,
                  final_min=b.initial_soc_kwh if b.final_soc_min_kwh is None else b.final_soc_min_kwh)
         for i, b in enumerate(problem.batteries)
     ]
 
     _site_rows(prob, problem, bill, site_terms, objective, constraints)
+    negative = [t for t, price in enumerate(bill.flex_price) if price < 0]
+    for device in [*v2g.values(), *batteries]:
+        # up to the horizon's last negative price, not the device's: a burn in one device can absorb another's
+        # discharge (the export limit refusing it), which makes room in that other one after the first has left
+        last = math.inf if one_way == "every_slot" else (negative[-1] if negative else -1)
+        constraints.update(device.add_one_way(prob, [i for i, t in enumerate(device.slots) if t <= last]))
     prob.setObjective(pulp.LpAffineExpression(objective, constant=bill.constant))
     prob.extend(constraints)
-    return BuiltModel(prob, ev_power, unserved, v2g, batteries, notes)
+    return BuiltModel(prob, ev_power, unserved, v2g, batteries, penalty, tie_break, notes)
 
 
 @dataclass
@@ -190,12 +244,20 @@ def _site_rows(prob: pulp.LpProblem, problem: ResolvedProblem, bill: _Bill,
             objective.append((grid, problem.dt_h * bill.import_price[t]))
 
 
-def _storage(prob: pulp.LpProblem, prefix: str, slots: list[int], charge_kw: float, discharge_kw: float, eta_c: float,
-             eta_d: float, soc0: float, soc_min: float, soc_max: float, dt: float, bill: _Bill,
-             objective: list[tuple[pulp.LpVariable, float]], site_terms: list[list[tuple[pulp.LpVariable, float]]],
-             constraints: dict[str, pulp.LpConstraint], final_min: float | None = None) -> _Device:
+@dataclass
+class _Costs:
+    """Where a storage device's objective terms go."""
+
+    bill: _Bill
+    objective: list[tuple[pulp.LpVariable, float]]
+    tie_break: list[tuple[pulp.LpVariable, float]]
+
+
+def _storage(prob: pulp.LpProblem, prefix: str, label: str, slots: list[int], charge_kw: float, discharge_kw: float,
+             eta_c: float, eta_d: float, soc0: float, soc_min: float, soc_max: float, dt: float, costs: _Costs,
+             site_terms: list[list[tuple[pulp.LpVariable, float]]], constraints: dict[str, pulp.LpConstraint],
+             final_min: float | None = None) -> _Device:
     """Charge/discharge/SoC columns and the SoC balance rows of one storage device over `slots`."""
-    throughput = _throughput(bill, eta_c * eta_d)
     charge = [prob.add_variable(f"{prefix}c{t:04d}", 0, charge_kw) for t in slots]
     discharge = [prob.add_variable(f"{prefix}d{t:04d}", 0, discharge_kw) for t in slots]
     upper = None if math.isinf(soc_max) else soc_max
@@ -206,41 +268,24 @@ def _storage(prob: pulp.LpProblem, prefix: str, slots: list[int], charge_kw: flo
             terms.append((soc[i - 1], -1.0))
         constraints[f"{prefix}soc{t:04d}"] = pulp.LpConstraint(
             pulp.LpAffineExpression(terms), pulp.LpConstraintEQ, rhs=soc0 if i == 0 else 0.0)
-        objective.append((charge[i], dt * (bill.flex_price[t] + throughput)))
-        objective.append((discharge[i], dt * (-bill.flex_price[t] + throughput)))
-        site_terms[t].append((charge[i], 1.0))
-        site_terms[t].append((discharge[i], -1.0))
+        price = costs.bill.flex_price[t]
+        costs.objective += [(charge[i], dt * (price + THROUGHPUT)), (discharge[i], dt * (-price + THROUGHPUT))]
+        costs.tie_break += [(charge[i], dt * THROUGHPUT), (discharge[i], dt * THROUGHPUT)]
+        site_terms[t] += [(charge[i], 1.0), (discharge[i], -1.0)]
     if final_min is not None and soc:
         constraints[f"{prefix}final"] = pulp.LpConstraint(
             pulp.LpAffineExpression([(soc[-1], 1.0)]), pulp.LpConstraintGE, rhs=final_min)
-    return _Device(prefix, slots, charge, discharge, soc)
-
-
-def _throughput(bill: _Bill, round_trip: float) -> float:
-    """Cost per kWh charged and per kWh discharged (milli-EUR) that makes burning energy in a device a loss.
-
-    The schedule carries one net power per device and slot, so a device must never charge and discharge in one
-    slot: the LP's SoC would then differ from the one the net power gives (and from what the station does).
-    Doing both destroys energy in the losses, which pays only where a kWh can earn money: let P be the most
-    negative price on flexible power in the horizon (0 if none; η = round_trip = η_c·η_d). Per c kWh:
-
-    - in and out at the same net (d = c): the SoC falls by c·(1 − η)/η_d, room that refilling from the grid
-      later earns at most P/η_c per kWh for: P·c·(1 − η)/η in all, against 2·c·throughput;
-    - in and out at the same SoC (d = η·c): c·(1 − η) more from the grid, worth at most P·c·(1 − η), against
-      (1 + η)·c·throughput, more than the first bound since (1 + η)/(2η) >= 1.
-
-    Any simultaneous flow is a mix of these and a one-way flow, so P·(1 − η)/(2η) on each side makes every burn a
-    loss. It is 0 when no price is negative (THROUGHPUT then only breaks ties); otherwise cycling must beat
-    the round-trip loss at P, which also keeps a battery from cycling only to burn energy across slots.
-    """
-    most = max(0.0, -min(bill.flex_price, default=0.0))
-    return THROUGHPUT + most * (1.0 - round_trip) / (2.0 * round_trip)
+    return _Device(prefix, label, slots, charge, discharge, soc, charge_kw, discharge_kw)
 
 
 def _solver(name: SolverName, time_limit_s: float | None, msg: bool) -> tuple[str, pulp.LpSolver]:
-    """HiGHS through the one-call bridge by default; ``highs_pulp`` is PuLP's stock HiGHS class; CBC last."""
+    """HiGHS through the one-call bridge by default; ``highs_pulp`` is PuLP's stock HiGHS class; CBC last.
+
+    The HiGHS thread count is left at its default: HiGHS keeps one thread pool per process, and a solve that asks
+    for another count than the pool has fails ("Not Set"), so forcing one would break on any other HiGHS user.
+    """
     if name == "highs_pulp":
-        return "highs", pulp.HiGHS(msg=msg, timeLimit=time_limit_s, threads=1)
+        return "highs", pulp.HiGHS(msg=msg, timeLimit=time_limit_s, gapRel=MIP_REL_GAP)
     if name in ("auto", "highs"):
         try:
             from cariflex_pipeline.scheduling.highs_bridge import FastHiGHS
@@ -248,13 +293,13 @@ def _solver(name: SolverName, time_limit_s: float | None, msg: bool) -> tuple[st
             if name == "highs":
                 raise SolverError("HiGHS (highspy) is not available") from None
         else:
-            return "highs", FastHiGHS(msg=msg, timeLimit=time_limit_s, threads=1)
+            return "highs", FastHiGHS(msg=msg, timeLimit=time_limit_s, gapRel=MIP_REL_GAP)
     with warnings.catch_warnings():  # PuLP 3.3 deprecates the bundled CBC for 4.0; it is the one we have
         warnings.simplefilter("ignore", DeprecationWarning)
-        return "cbc", pulp.PULP_CBC_CMD(msg=msg, timeLimit=time_limit_s)
+        return "cbc", pulp.PULP_CBC_CMD(msg=msg, timeLimit=time_limit_s, gapRel=MIP_REL_GAP)
 
 
-def _check_status(prob: pulp.LpProblem, solver: str, time_limit_s: float | None) -> str:
+def _check_status(prob: pulp.LpProblem, solver: str, time_limit_s: float | None) -> None:
     if solver == "highs":
         import highspy
 
@@ -263,21 +308,20 @@ def _check_status(prob: pulp.LpProblem, solver: str, time_limit_s: float | None)
             raise SolverTimeLimitError(f"HiGHS hit the time limit of {time_limit_s} s; no schedule")
         if status != highspy.HighsModelStatus.kOptimal:
             raise SolverError(f"HiGHS ended with {prob.solverModel.modelStatusToString(status)}; no schedule")
-        return "optimal"
+        return
     if prob.status != pulp.LpStatusOptimal or prob.sol_status != pulp.LpSolutionOptimal:
         detail = f"{pulp.LpStatus.get(prob.status)} / solution status {prob.sol_status}"
         if prob.sol_status in (pulp.LpSolutionIntegerFeasible, pulp.LpSolutionNoSolutionFound) and time_limit_s:
             raise SolverTimeLimitError(f"CBC stopped ({detail}) within the time limit of {time_limit_s} s; "
                                        "no schedule")
         raise SolverError(f"CBC ended with {detail}; no schedule")
-    return "optimal"
 
 
 def solve(problem: ResolvedProblem, solver: SolverName = "auto", time_limit_s: float | None = 60.0,
-          msg: bool = False) -> ScheduleResult:
-    """Build and solve the LP; raise SolverError / SolverTimeLimitError rather than return a non-optimal plan."""
+          msg: bool = False, one_way: OneWay = "needed") -> ScheduleResult:
+    """Build and solve the model; raise SolverError / SolverTimeLimitError rather than return a non-optimal plan."""
     started = time.perf_counter()
-    built = build_model(problem)
+    built = build_model(problem, one_way)
     built_at = time.perf_counter()
     name, backend = _solver(solver, time_limit_s, msg)
     try:
@@ -285,8 +329,8 @@ def solve(problem: ResolvedProblem, solver: SolverName = "auto", time_limit_s: f
     except pulp.PulpSolverError as error:
         raise SolverError(f"{name} failed: {error}; no schedule") from error
     solved_at = time.perf_counter()
-    status = _check_status(built.prob, name, time_limit_s)
-    return _extract(problem, built, name, status, built_at - started, solved_at - built_at)
+    _check_status(built.prob, name, time_limit_s)
+    return _extract(problem, built, name, built_at - started, solved_at - built_at)
 
 
 def _value(var: pulp.LpVariable | None) -> float:
@@ -296,16 +340,7 @@ def _value(var: pulp.LpVariable | None) -> float:
     return 0.0 if abs(value) < 1e-9 else float(value)
 
 
-def _check_one_way(device: str, slot: int, charge: pulp.LpVariable, discharge: pulp.LpVariable) -> tuple[float, float]:
-    """Charge and discharge of one device in one slot; both at once would make the net power lie about the SoC."""
-    c, d = _value(charge), _value(discharge)
-    if c > SIMULTANEOUS_TOL_KW and d > SIMULTANEOUS_TOL_KW:
-        raise SolverError(f"{device} slot {slot}: the LP charges {c:.6g} kW and discharges {d:.6g} kW at once; "
-                          "no schedule")
-    return c, d
-
-
-def _extract(problem: ResolvedProblem, built: BuiltModel, solver: str, status: str, build_s: float,
+def _extract(problem: ResolvedProblem, built: BuiltModel, solver: str, build_s: float,
              solve_s: float) -> ScheduleResult:
     n, dt = problem.n_slots, problem.dt_h
     power = {point: [0.0] * n for point in problem.charge_points}
@@ -315,8 +350,7 @@ def _extract(problem: ResolvedProblem, built: BuiltModel, solver: str, status: s
         if session.v2g:
             device = built.v2g[k]
             net = 0.0
-            for i, t in enumerate(device.slots):
-                c, d = _check_one_way(session.id, t, device.charge[i], device.discharge[i])
+            for t, (c, d) in zip(device.slots, device.flows(), strict=True):
                 series[t] = c - d
                 net += dt * (session.efficiency * c - d / session.efficiency)
             delivered = net
@@ -329,13 +363,16 @@ def _extract(problem: ResolvedProblem, built: BuiltModel, solver: str, status: s
                                        _value(built.unserved[k])))
     battery_power = {}
     for spec, device in zip(problem.batteries, built.batteries, strict=True):
-        flows = [_check_one_way(spec.name, t, c, d) for t, c, d in zip(device.slots, device.charge, device.discharge,
-                                                                        strict=True)]
-        battery_power[spec.name] = [c - d for c, d in flows]
+        battery_power[spec.name] = [c - d for c, d in device.flows()]
+    # milli-EUR -> EUR; the bill is what remains of the objective once penalty and tie-breaks are taken out
     objective = pulp.value(built.prob.objective) or 0.0
+    penalty = built.penalty * sum(outcome.unserved_kwh for outcome in outcomes)
+    tie_break = sum(coefficient * _value(var) for var, coefficient in built.tie_break)
     return ScheduleResult(
         start=problem.start, resolution=problem.resolution, power_kw=power, battery_power_kw=battery_power,
-        sessions=outcomes, site_limit_kw=problem.site_limit_kw.tolist(), objective_eur=objective / 1000.0,
-        status=status, solver=solver, build_seconds=build_s, solve_seconds=solve_s,
+        sessions=outcomes, site_limit_kw=problem.site_limit_kw.tolist(),
+        bill_eur=(objective - penalty - tie_break) / 1000.0, unserved_penalty_eur=penalty / 1000.0,
+        tie_break_eur=tie_break / 1000.0, status="optimal", solver=solver, build_seconds=build_s,
+        solve_seconds=solve_s, binaries=sum(len(device.one_way) for device in built.storage),
         notes=built.notes,
     )

@@ -43,13 +43,17 @@ exported: ``cost = Σ_t dt · (price_t · max(0, net_t) − min(export_price_t, 
 PV above the site's load is therefore free for the EVs; export earns nothing by default, and in a slot with a
 negative price exporting costs what importing would earn, so the plan absorbs a PV surplus rather than export it.
 (This keeps the cost convex, an LP.)
+
+Every number must be finite and within its range (the limits below: far beyond any site, near enough to keep the
+LP's coefficients well scaled); anything else is refused with a ProblemError naming the field. The per-slot series
+and the derating factors are checked by ``resolve`` (naming the slots), the rest when the problem is built.
 """
 
 from __future__ import annotations
 
 import math
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field, ValidationError, model_validator
 
@@ -57,27 +61,43 @@ from cariflex_pipeline.scheduling.slots import SlotGrid
 from cariflex_pipeline.site_model import Battery, StrictModel
 
 DEFAULT_DERATING: dict[int, float] = {0: 1.0, 1: 0.75, 2: 0.5, 3: 0.25}
+MAX_PRICE_EUR_PER_MWH = 1e5  # |price| (import and export); day-ahead markets clear within ±5 000
+MAX_POWER_KW = 1e5  # any power: 100 MW
+MAX_ENERGY_KWH = 1e5  # any energy or capacity: 100 MWh
+MAX_PENALTY_EUR_PER_KWH = 1e4
+MAX_RESOLUTION_MINUTES = 24 * 60
 
 
 class ProblemError(ValueError):
     """A problem that cannot be scheduled; the message names every offending session, slot or field."""
 
 
-class EvSession(StrictModel):
+class _Checked(StrictModel):
+    """Built from Python (the library and asset path), a bad value is a ProblemError naming the field, exactly as
+    from JSON (parse_problem), instead of pydantic's own error."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as error:
+            raise ProblemError(_describe(error)) from None
+
+
+class EvSession(_Checked):
     """One EV plugged in (or expected) at a charge point or V2G charger."""
 
     id: str = Field(min_length=1)
     charge_point: str = Field(min_length=1)
     arrival: AwareDatetime
     departure: AwareDatetime
-    energy_needed_kwh: float | None = Field(default=None, allow_inf_nan=False)
-    soc_now: float | None = Field(default=None, ge=0, le=1)
-    soc_target: float | None = Field(default=None, ge=0, le=1)
-    soc_min: float = Field(default=0.0, ge=0, le=1)
-    battery_capacity_kwh: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    max_power_kw: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    max_discharge_kw: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    efficiency: float | None = Field(default=None, gt=0, le=1)
+    energy_needed_kwh: float | None = Field(default=None, le=MAX_ENERGY_KWH, allow_inf_nan=False)
+    soc_now: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    soc_target: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    soc_min: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
+    battery_capacity_kwh: float | None = Field(default=None, gt=0, le=MAX_ENERGY_KWH, allow_inf_nan=False)
+    max_power_kw: float | None = Field(default=None, gt=0, le=MAX_POWER_KW, allow_inf_nan=False)
+    max_discharge_kw: float | None = Field(default=None, gt=0, le=MAX_POWER_KW, allow_inf_nan=False)
+    efficiency: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _consistent(self) -> EvSession:
@@ -104,19 +124,20 @@ class EvSession(StrictModel):
         return max(0.0, (self.soc_target - self.soc_now) * self.battery_capacity_kwh)
 
 
-class BatterySpec(StrictModel):
+class BatterySpec(_Checked):
     """A stationary battery in the same LP (power > 0 charges)."""
 
     name: str
     sensor_id: int | None = None
-    capacity_kwh: float = Field(gt=0, allow_inf_nan=False)
-    max_charge_kw: float = Field(gt=0, allow_inf_nan=False)
-    max_discharge_kw: float = Field(gt=0, allow_inf_nan=False)
-    soc_min_kwh: float = Field(default=0.0, ge=0)
-    soc_max_kwh: float | None = Field(default=None, ge=0)
-    initial_soc_kwh: float = Field(default=0.0, ge=0)
-    final_soc_min_kwh: float | None = Field(default=None, ge=0)  # default: the initial SoC (no free energy)
-    round_trip_efficiency: float = Field(default=0.9, gt=0, le=1)
+    capacity_kwh: float = Field(gt=0, le=MAX_ENERGY_KWH, allow_inf_nan=False)
+    max_charge_kw: float = Field(gt=0, le=MAX_POWER_KW, allow_inf_nan=False)
+    max_discharge_kw: float = Field(gt=0, le=MAX_POWER_KW, allow_inf_nan=False)
+    # the SoC values are held to [0, capacity] by _bounds
+    soc_min_kwh: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    soc_max_kwh: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    initial_soc_kwh: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    final_soc_min_kwh: float | None = Field(default=None, ge=0, allow_inf_nan=False)  # default: the initial SoC
+    round_trip_efficiency: float = Field(default=0.9, gt=0, le=1, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _bounds(self) -> BatterySpec:
@@ -143,12 +164,13 @@ class BatterySpec(StrictModel):
         )
 
 
-class SchedulingProblem(StrictModel, SlotGrid):
+class SchedulingProblem(_Checked, SlotGrid):
     """The documented JSON problem (see the module docstring)."""
 
     start: AwareDatetime
-    resolution_minutes: int = Field(default=15, gt=0)
+    resolution_minutes: int = Field(default=15, gt=0, le=MAX_RESOLUTION_MINUTES)
     prices_eur_per_mwh: list[float | None] = Field(min_length=1)
+    # at most the site's own grid connection (resolve checks): the site limit is never above the connection
     connection_capacity_kw: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     export_capacity_kw: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     export_price_eur_per_mwh: list[float] | None = None
@@ -157,9 +179,18 @@ class SchedulingProblem(StrictModel, SlotGrid):
     pv_forecast_kw: list[float] | None = None
     demand_response_level: list[int] | None = None
     derating: dict[int, float] = Field(default_factory=lambda: dict(DEFAULT_DERATING))
-    unserved_penalty_eur_per_kwh: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    unserved_penalty_eur_per_kwh: float = Field(default=10.0, gt=0, le=MAX_PENALTY_EUR_PER_KWH, allow_inf_nan=False)
     sessions: list[EvSession] = []
     batteries: list[BatterySpec] = []
+
+    @model_validator(mode="after")
+    def _horizon_fits_the_calendar(self) -> SchedulingProblem:
+        try:
+            self.slot_start(self.n_slots)
+        except OverflowError:
+            raise ValueError(f"the horizon from {self.start.isoformat()} ({self.n_slots} slots of "
+                             f"{self.resolution_minutes} minutes) ends after the year 9999") from None
+        return self
 
     @property
     def resolution(self) -> timedelta:
@@ -193,8 +224,8 @@ MissingPricePolicy = Literal["error", "max_known"]
 
 
 def missing_slots(values: list[float | None]) -> list[int]:
-    """The slots without a usable value (None, NaN or infinite)."""
-    return [t for t, v in enumerate(values) if v is None or not math.isfinite(v)]
+    """The slots without a value (None); a non-finite value is not missing but wrong (resolve refuses it)."""
+    return [t for t, v in enumerate(values) if v is None]
 
 
 def fill_missing_prices(
@@ -203,7 +234,7 @@ def fill_missing_prices(
     """Apply the missing-price policy; return the prices and the slots that were filled.
 
     ``error`` leaves the gaps (``resolve`` then names them); ``max_known`` fills each gap with the highest
-    known price of the horizon, so the schedule avoids unknown slots unless an EV needs them.
+    finite known price of the horizon, so the schedule avoids unknown slots unless an EV needs them.
     """
     missing = missing_slots(prices)
     if policy == "error" or not missing:

@@ -15,7 +15,14 @@ from itertools import pairwise
 
 import numpy as np
 
-from cariflex_pipeline.scheduling.problem import BatterySpec, EvSession, ProblemError, SchedulingProblem
+from cariflex_pipeline.scheduling.problem import (
+    MAX_POWER_KW,
+    MAX_PRICE_EUR_PER_MWH,
+    BatterySpec,
+    EvSession,
+    ProblemError,
+    SchedulingProblem,
+)
 from cariflex_pipeline.scheduling.slots import SlotGrid
 from cariflex_pipeline.site_model import Site
 
@@ -83,8 +90,9 @@ class ResolvedProblem(SlotGrid):
 
 
 def _series(problem: SchedulingProblem, name: str, values: list[float] | list[int] | None, default: float,
-            errors: list[str], non_negative: bool = False) -> np.ndarray:
-    """One value per slot, `default` where not given; what is wrong goes to `errors`, naming the slots."""
+            errors: list[str], low: float, high: float) -> np.ndarray:
+    """One value per slot, `default` where not given; what is not finite or outside [low, high] goes to `errors`,
+    naming the field and the slots."""
     n = problem.n_slots
     if values is None:
         return np.full(n, float(default))
@@ -95,9 +103,11 @@ def _series(problem: SchedulingProblem, name: str, values: list[float] | list[in
     finite = np.isfinite(array)
     if not finite.all():
         errors.append(f"{name} is not finite in {problem.describe_slots(np.flatnonzero(~finite).tolist())}")
-    if non_negative and (array < 0).any():
-        errors.append(f"{name} is negative in {problem.describe_slots(np.flatnonzero(array < 0).tolist())}")
-    return np.where(finite, array, float(default))
+    array = np.where(finite, array, float(default))
+    for wrong, bound, label in ((array < low, low, "below"), (array > high, high, "above")):
+        if wrong.any():
+            errors.append(f"{name} is {label} {bound:g} in {problem.describe_slots(np.flatnonzero(wrong).tolist())}")
+    return array
 
 
 @dataclass(frozen=True)
@@ -113,25 +123,16 @@ class SiteLimits:
 def site_limits(problem: SchedulingProblem, import_kw: float, export_kw: float) -> SiteLimits:
     """Import limit: capacity × load-control % × derating(level) − inflexible load + PV, never below 0.
 
-    Export limit: PV − inflexible load − export capacity, never above 0 (see the module docstring).
+    Export limit: PV − inflexible load − export capacity, never above 0 (see the module docstring). Load control
+    is at most 100 % and a derating factor at most 1, so the site never imports more than its connection.
     """
-    n, errors = problem.n_slots, []
-    load_control = _series(problem, "load_control_pct", problem.load_control_pct, 100.0, errors, non_negative=True)
-    inflexible = _series(problem, "inflexible_load_kw", problem.inflexible_load_kw, 0.0, errors)
-    pv = _series(problem, "pv_forecast_kw", problem.pv_forecast_kw, 0.0, errors, non_negative=True)
-    levels = _series(problem, "demand_response_level", problem.demand_response_level, 0.0, errors)
-    export_price = _series(problem, "export_price_eur_per_mwh", problem.export_price_eur_per_mwh, 0.0, errors)
-    factors = np.empty(n)
-    unknown = []
-    for t, level in enumerate(levels):
-        factor = problem.derating.get(int(level))
-        if factor is None:
-            unknown.append(t)
-        else:
-            factors[t] = factor
-    if unknown:
-        errors.append(f"demand-response level without a derating factor in {problem.describe_slots(unknown)}; "
-                      f"known levels: {sorted(problem.derating)}")
+    errors: list[str] = []
+    load_control = _series(problem, "load_control_pct", problem.load_control_pct, 100.0, errors, 0.0, 100.0)
+    inflexible = _series(problem, "inflexible_load_kw", problem.inflexible_load_kw, 0.0, errors, 0.0, MAX_POWER_KW)
+    pv = _series(problem, "pv_forecast_kw", problem.pv_forecast_kw, 0.0, errors, 0.0, MAX_POWER_KW)
+    export_price = _series(problem, "export_price_eur_per_mwh", problem.export_price_eur_per_mwh, 0.0, errors,
+                           -MAX_PRICE_EUR_PER_MWH, MAX_PRICE_EUR_PER_MWH)
+    factors = _derating_factors(problem, errors)
     if errors:
         raise ProblemError("; ".join(errors))
     return SiteLimits(
@@ -140,6 +141,42 @@ def site_limits(problem: SchedulingProblem, import_kw: float, export_kw: float) 
         base_load_kw=inflexible - pv,
         export_price_eur_per_mwh=export_price,
     )
+
+
+def _derating_factors(problem: SchedulingProblem, errors: list[str]) -> np.ndarray:
+    """The site-limit factor of each slot's demand-response level; each factor given must lie in [0, 1]."""
+    for level, factor in sorted(problem.derating.items()):
+        if not 0.0 <= factor <= 1.0:  # also false for NaN
+            errors.append(f"derating[{level}] is {factor}, expected a factor in [0, 1]")
+    levels = _series(problem, "demand_response_level", problem.demand_response_level, 0.0, errors,
+                     -math.inf, math.inf)
+    unknown = [t for t, level in enumerate(levels) if int(level) not in problem.derating]
+    if unknown:
+        errors.append(f"demand-response level without a derating factor in {problem.describe_slots(unknown)}; "
+                      f"known levels: {sorted(problem.derating)}")
+    return np.array([problem.derating.get(int(level), 0.0) for level in levels])
+
+
+def _prices(problem: SchedulingProblem, errors: list[str]) -> np.ndarray:
+    """The import prices: missing (None) and wrong (not finite, beyond ±MAX_PRICE_EUR_PER_MWH) slots are named."""
+    missing = problem.missing_price_slots()
+    if missing:
+        errors.append(f"prices missing for {problem.describe_slots(missing)}")
+    given = [0.0 if price is None else price for price in problem.prices_eur_per_mwh]
+    return _series(problem, "prices_eur_per_mwh", given, 0.0, errors, -MAX_PRICE_EUR_PER_MWH, MAX_PRICE_EUR_PER_MWH)
+
+
+def _connection(problem: SchedulingProblem, site: Site, errors: list[str]) -> tuple[float, float]:
+    """Import and export capacity in kW: the problem's, never above the site's own grid connection."""
+    grid = site.grid_connection
+    chosen = []
+    for name, given, site_kw in (("connection_capacity_kw", problem.connection_capacity_kw, grid.import_capacity_kw),
+                                 ("export_capacity_kw", problem.export_capacity_kw, grid.export_capacity_kw)):
+        if given is not None and given > site_kw:
+            errors.append(f"{name} is {given:g} kW, above the {site_kw:g} kW of site {site.name!r}'s grid connection")
+        # a refused value is replaced by the site's, so that the other checks still run on sane numbers
+        chosen.append(site_kw if given is None or given > site_kw else given)
+    return chosen[0], chosen[1]
 
 
 def _window(problem: SchedulingProblem, session: EvSession) -> tuple[int, int]:
@@ -170,9 +207,7 @@ def share_in_horizon(problem: SchedulingProblem, session: EvSession) -> float:
 def resolve(problem: SchedulingProblem, site: Site) -> ResolvedProblem:
     """Check the problem against the site and turn it into arrays; raise ProblemError naming what is wrong."""
     errors: list[str] = []
-    missing = problem.missing_price_slots()
-    if missing:
-        errors.append(f"prices missing for {problem.describe_slots(missing)}")
+    prices = _prices(problem, errors)
     if problem.start.timestamp() % problem.resolution.total_seconds() != 0:
         errors.append(f"start {problem.start.isoformat()} is not on the {problem.resolution_minutes}-minute grid")
     charge_points = site.charge_point_by_id
@@ -221,15 +256,12 @@ def resolve(problem: SchedulingProblem, site: Site) -> ResolvedProblem:
     if duplicates:
         errors.append(f"duplicate session ids {duplicates}")
     limits = None
-    export_kw = problem.export_capacity_kw
     try:
-        limits = site_limits(problem, problem.connection_capacity_kw or site.grid_connection.import_capacity_kw,
-                             site.grid_connection.export_capacity_kw if export_kw is None else export_kw)
+        limits = site_limits(problem, *_connection(problem, site, errors))
     except ProblemError as error:
         errors.append(str(error))
     if errors or limits is None:
         raise ProblemError("; ".join(errors))
-    prices = np.asarray(problem.prices_eur_per_mwh, dtype=float)
     points = [cp.id for cp in site.charge_points]
     points += [name for name in v2g_chargers if name in by_point]
     return ResolvedProblem(

@@ -38,12 +38,21 @@ class ScheduleResult(SlotGrid):
     battery_power_kw: dict[str, list[float]]  # per stationary battery; discharge is negative
     sessions: list[SessionOutcome]
     site_limit_kw: list[float]
-    objective_eur: float  # cost + unserved penalty + tie-breaks, as the solver saw it
+    # the solver's objective in its three parts, EUR
+    bill_eur: float  # the site's grid bill for the horizon (problem.py), as the LP priced it
+    unserved_penalty_eur: float  # penalty on the energy the EVs do not get (at the LP's penalty: see notes)
+    tie_break_eur: float  # earlier charging on ties, no storage burn on ties: not money anyone pays
     status: str
     solver: str
     build_seconds: float
     solve_seconds: float
+    binaries: int = 0  # one-way binaries of storage in the model (0: it was an LP)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def objective_total_eur(self) -> float:
+        """What the solver minimized: bill + unserved penalty + tie-breaks."""
+        return self.bill_eur + self.unserved_penalty_eur + self.tie_break_eur
 
     @property
     def n_slots(self) -> int:
@@ -68,14 +77,18 @@ class ScheduleResult(SlotGrid):
     def unserved_kwh(self) -> float:
         return float(sum(s.unserved_kwh for s in self.sessions))
 
-    def to_dict(self, problem: ResolvedProblem | None = None) -> dict[str, Any]:
-        data: dict[str, Any] = {
+    def to_dict(self) -> dict[str, Any]:
+        return {
             "start": self.start.isoformat(),
             "resolution_minutes": self.resolution.total_seconds() / 60.0,
             "slot_starts": [s.isoformat() for s in self.slot_starts()],
             "status": self.status,
             "solver": self.solver,
-            "objective_eur": self.objective_eur,
+            "bill_eur": self.bill_eur,
+            "unserved_penalty_eur": self.unserved_penalty_eur,
+            "tie_break_eur": self.tie_break_eur,
+            "objective_total_eur": self.objective_total_eur,
+            "binaries": self.binaries,
             "build_seconds": self.build_seconds,
             "solve_seconds": self.solve_seconds,
             "energy_delivered_kwh": self.energy_delivered_kwh,
@@ -87,9 +100,6 @@ class ScheduleResult(SlotGrid):
             "sessions": [asdict(s) for s in self.sessions],
             "notes": self.notes,
         }
-        if problem is not None:
-            data["cost_eur"] = self.cost_eur(problem)
-        return data
 
-    def to_json(self, problem: ResolvedProblem | None = None) -> str:
-        return json.dumps(self.to_dict(problem), indent=2)
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)

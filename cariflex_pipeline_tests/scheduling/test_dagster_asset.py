@@ -65,9 +65,13 @@ def test_schedule_is_written_as_planned_power_with_metadata(store_url):
     [check] = result.get_asset_check_evaluations()
     assert check.check_name == CHECK_NAME and check.passed
     metadata = result.asset_materializations_for_node("ev_charging_schedule")[0].metadata
-    for name in ("cost_eur", "energy_delivered_kwh", "unserved_energy_kwh", "peak_site_import_kw",
-                 "solve_seconds"):
+    for name in ("bill_eur", "unserved_penalty_eur", "tie_break_eur", "objective_total_eur", "energy_delivered_kwh",
+                 "unserved_energy_kwh", "peak_site_import_kw", "solve_seconds"):
         assert isinstance(metadata[name].value, float), name
+    parts = [metadata[name].value for name in ("bill_eur", "unserved_penalty_eur", "tie_break_eur")]
+    assert metadata["objective_total_eur"].value == pytest.approx(sum(parts), rel=1e-12)
+    assert 0 < parts[2] < 1e-3 * parts[0]  # the tie-break is not part of the bill
+    assert "objective_eur" not in metadata and "cost_eur" not in metadata
     assert metadata["price_fallback"].value == "none" and metadata["price_slots_filled"].value == 0
     assert metadata["energy_after_horizon_kwh"].value > 0  # tomorrow's cars leaving after the 24-hour horizon
     assert metadata["energy_delivered_kwh"].value > 100
@@ -97,7 +101,8 @@ def test_the_run_s_problem_is_in_the_metadata_and_replays_with_the_cli(store_url
     path.write_text(json.dumps(metadata["problem"].value))
     assert cli_main([str(path)]) == 0
     replay = json.loads(capsys.readouterr().out)
-    assert replay["cost_eur"] == pytest.approx(metadata["cost_eur"].value, rel=1e-9, abs=1e-9)
+    for name in ("bill_eur", "unserved_penalty_eur", "tie_break_eur", "objective_total_eur"):
+        assert replay[name] == pytest.approx(metadata[name].value, rel=1e-9, abs=1e-9), name
     assert replay["energy_delivered_kwh"] == pytest.approx(metadata["energy_delivered_kwh"].value, rel=1e-9)
     planned = _planned(store_url)
     cp001 = planned[planned["sensor_id"] == 61].sort_values("event_start")["value"].tolist()
@@ -122,7 +127,8 @@ def test_missing_prices_with_policy_error_fail_naming_the_slots(store_url):
     assert _planned(store_url).empty
 
 
-def test_no_price_at_all_falls_back_to_earliest_charging(store_url):
+def test_no_price_at_all_is_reported_in_the_metadata(store_url):
+    # what the fallback plans (earliest charging) is tested on horizon.price_fallback in test_horizon.py
     result = _materialize(store_url)
     assert result.success
     metadata = result.asset_materializations_for_node("ev_charging_schedule")[0].metadata

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import highspy
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cariflex_pipeline.scheduling import (
     BatterySpec,
     SolverTimeLimitError,
+    build_model,
     parse_problem,
     resolve,
     solve,
@@ -163,7 +167,8 @@ def test_pv_is_used_first_and_the_rest_bought_in_the_cheapest_slot(site, solver)
     p = problem([60, 100], [ev("a", "CP001", 0, 2, energy_needed_kwh=5)], pv_forecast_kw=[0, 10],
                 inflexible_load_kw=[2, 4])
     resolved, result = _solve(site, p, solver)
-    assert result.objective_eur == pytest.approx(result.cost_eur(resolved), abs=1e-6)  # + tie-breaks
+    assert result.bill_eur == pytest.approx(result.cost_eur(resolved), abs=1e-9)
+    assert result.objective_total_eur == pytest.approx(result.bill_eur + result.tie_break_eur, abs=1e-12)
     assert result.power_kw["CP001"] == pytest.approx([14, 6], abs=1e-6)  # 4 kW of the PV feed the site
     assert result.cost_eur(resolved) == pytest.approx(60 * (14 + 2) * 0.25 / 1000)
 
@@ -179,13 +184,52 @@ def test_at_a_negative_price_a_pv_surplus_goes_into_the_evs_not_the_grid(site):
 FULL_BATTERY = {**BATTERY, "initial_soc_kwh": 10}
 
 
-def test_negative_prices_do_not_burn_energy_in_a_full_battery_or_car(site):
-    # both full: charging and discharging in the same slot would "absorb" paid grid energy in losses, which
-    # the net power series cannot show (the verifier would see the SoC go above capacity); nothing is possible
+def test_at_negative_prices_full_storage_cycles_across_slots_never_within_one(site):
+    # both full at -50: discharge first (export costs 50/MWh), then take more back (paid 50/MWh); charging and
+    # discharging in one slot would hide the burn from the net power series (the SoC would go above capacity)
     car = ev("car", "v2g_01", 0, 2, battery_capacity_kwh=40, soc_now=1.0, soc_target=1.0, efficiency=0.9)
-    _, result = _solve(site, problem([-50, -50], [car], batteries=[BatterySpec(**FULL_BATTERY)]))
-    assert result.battery_power_kw["b1"] == pytest.approx([0, 0], abs=1e-6)
-    assert result.power_kw["v2g_01"] == pytest.approx([0, 0], abs=1e-6)
+    resolved, result = _solve(site, problem([-50, -50], [car], batteries=[BatterySpec(**FULL_BATTERY)]))
+    assert result.battery_power_kw["b1"] == pytest.approx([-3.24, 4], abs=1e-6)  # 3.24 = 4 · 0.81
+    assert result.power_kw["v2g_01"] == pytest.approx([-8.91, 11], abs=1e-6)  # 11 kW charger, 0.9 each way
+    assert result.cost_eur(resolved) == pytest.approx(-50 * (4 - 3.24 + 11 - 8.91) * 0.25 / 1000)
+
+
+def test_at_minus_500_storage_earns_what_forbidding_simultaneous_flows_allows(site):
+    # 4 h at -500 EUR/MWh, full battery that must end full: 7 slots discharging 4 kW (28 kW·slots) and 28 / 0.81
+    # kW·slots of charge in the other 9 slots; each kWh absorbed earns 0.5 EUR
+    resolved, result = _solve(site, problem([-500] * 16, [], batteries=[BatterySpec(**FULL_BATTERY)]))
+    assert result.bill_eur == pytest.approx(-500 * (28 / 0.81 - 28) * 0.25 / 1000, rel=1e-9)
+    assert result.cost_eur(resolved) == pytest.approx(result.bill_eur, rel=1e-9)
+    assert sorted(result.battery_power_kw["b1"])[:7] == pytest.approx([-4] * 7, abs=1e-6)
+    assert sum(result.battery_power_kw["b1"]) == pytest.approx(28 / 0.81 - 28, abs=1e-6)
+
+
+def test_without_negative_prices_the_model_stays_an_lp(site):
+    _, result = _solve(site, problem([50, 100], [], batteries=[BatterySpec(**BATTERY)], inflexible_load_kw=[20, 20]))
+    assert result.binaries == 0
+    # a negative price in slot 2 needs the binaries of slots 0-2 (room made early is used there), not of slot 3
+    built = build_model(resolve(problem([50, 100, -10, 60], [], batteries=[BatterySpec(**BATTERY)]), site))
+    assert sorted(y.name for y in built.batteries[0].one_way.values()) == ["b000y0000", "b000y0001", "b000y0002"]
+
+
+def test_solves_do_not_depend_on_another_highs_user_s_threads(site, other_highs_user):
+    # another library in the process ran HiGHS with its own thread count (the default is the machine's cores)
+    resolved = resolve(parse_problem(SAMPLE.read_text()), site)
+    for solver in ("highs", "highs_pulp"):
+        assert solve(resolved, solver=solver).status == "optimal"
+
+
+@pytest.fixture
+def other_highs_user():
+    highspy.Highs.resetGlobalScheduler(True)
+    other = highspy.Highs()
+    other.setOptionValue("output_flag", False)
+    other.setOptionValue("threads", 2)
+    other.addVar(0.0, 1.0)
+    other.run()
+    assert other.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    yield
+    highspy.Highs.resetGlobalScheduler(True)  # the next test starts with a fresh pool, whatever it asks for
 
 
 def test_arbitrage_between_negative_prices_when_the_spread_pays_for_the_losses(site):
@@ -226,12 +270,64 @@ def test_highs_and_cbc_agree_on_the_sample_objective(site):
     cbc = solve(resolved, solver="cbc")
     stock = solve(resolved, solver="highs_pulp")  # PuLP's own HiGHS class instead of the one-call bridge
     assert verify(resolved, highs) == [] and verify(resolved, cbc) == [] and verify(resolved, stock) == []
-    assert highs.objective_eur == pytest.approx(cbc.objective_eur, rel=1e-6)
-    assert highs.objective_eur == pytest.approx(stock.objective_eur, rel=1e-9)
-    assert json.loads(highs.to_json(resolved))["status"] == "optimal"
+    assert highs.objective_total_eur == pytest.approx(cbc.objective_total_eur, rel=1e-6)
+    assert highs.objective_total_eur == pytest.approx(stock.objective_total_eur, rel=1e-9)
+    assert json.loads(highs.to_json())["status"] == "optimal"
 
 
 def test_time_limit_is_an_error_not_a_schedule(site):
     resolved = resolve(parse_problem(SAMPLE.read_text()), site)
     with pytest.raises(SolverTimeLimitError, match="time limit"):
         solve(resolved, solver="highs", time_limit_s=0.0)
+
+
+@st.composite
+def _storage_problems(draw):
+    """Batteries and a V2G car under prices that dip below zero (a PV surplus), with or without EVs."""
+    n = draw(st.integers(2, 10))
+    prices = draw(st.lists(st.sampled_from([-500, -80, -20, 0, 15, 60, 140]), min_size=n, max_size=n))
+    batteries = [BatterySpec(name=f"b{i}", capacity_kwh=10, max_charge_kw=4,
+                             max_discharge_kw=draw(st.sampled_from([3, 4])), soc_min_kwh=1,
+                             initial_soc_kwh=draw(st.sampled_from([1, 6, 10])),
+                             round_trip_efficiency=draw(st.sampled_from([0.81, 0.95])))
+                 for i in range(draw(st.integers(1, 2)))]
+    first = draw(st.integers(0, n - 1))
+    sessions = [ev("car", "v2g_01", first, draw(st.integers(first + 1, n)), battery_capacity_kwh=40,
+                   soc_now=draw(st.sampled_from([0.3, 1.0])), soc_target=draw(st.sampled_from([0.3, 0.9])),
+                   efficiency=0.9)] if draw(st.booleans()) else []
+    if draw(st.booleans()):
+        sessions.append(ev("a", "CP001", 0, n, energy_needed_kwh=draw(st.sampled_from([2, 20]))))
+    return problem(prices, sessions, batteries=batteries,
+                   inflexible_load_kw=draw(st.lists(st.sampled_from([0, 5]), min_size=n, max_size=n)),
+                   pv_forecast_kw=draw(st.lists(st.sampled_from([0, 30]), min_size=n, max_size=n)),
+                   export_capacity_kw=draw(st.sampled_from([0, 5, 60])),
+                   export_price_eur_per_mwh=draw(st.lists(st.sampled_from([0, 40]), min_size=n, max_size=n)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_storage_problems())
+def test_binaries_where_needed_lose_nothing_against_binaries_everywhere(site, p):
+    # the reference forbids simultaneous charge and discharge exactly, in every storage slot
+    resolved = resolve(p, site)
+    ours = solve(resolved, solver="highs")
+    reference = solve(resolved, solver="highs", one_way="every_slot")
+    assert verify(resolved, ours) == []
+    assert ours.binaries <= reference.binaries
+    scale = max(1.0, abs(reference.objective_total_eur))
+    assert abs(ours.objective_total_eur - reference.objective_total_eur) <= 1e-6 * scale
+    money, reference_money = (r.bill_eur + r.unserved_penalty_eur for r in (ours, reference))
+    assert money <= reference_money + 1e-6 * scale
+
+
+def test_a_car_gone_before_the_last_negative_price_still_gets_its_binaries(site):
+    # found by the property above: the car leaves at slot 6, the batteries see -500 until slot 9; without a binary
+    # in the car's 0-EUR slot 5 it would burn there to take in a battery's discharge the export limit (0) refuses
+    batteries = [BatterySpec(name=f"b{i}", capacity_kwh=10, max_charge_kw=4, max_discharge_kw=3, soc_min_kwh=1,
+                             initial_soc_kwh=soc, round_trip_efficiency=eta) for i, (soc, eta) in
+                 enumerate([(6, 0.81), (1, 0.95)])]
+    car = ev("car", "v2g_01", 0, 6, battery_capacity_kwh=40, soc_now=1.0, soc_target=0.3, efficiency=0.9)
+    resolved = resolve(problem([-500] * 5 + [0] + [-500] * 4, [car], batteries=batteries, export_capacity_kw=0),
+                       site)
+    ours, reference = solve(resolved), solve(resolved, one_way="every_slot")
+    assert verify(resolved, ours) == []
+    assert ours.objective_total_eur == pytest.approx(reference.objective_total_eur, rel=1e-6)

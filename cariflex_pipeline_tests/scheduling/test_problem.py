@@ -141,6 +141,40 @@ def test_bad_signal_series_are_all_named_with_their_slots(site):
     with pytest.raises(ProblemError) as error:
         resolve(p, site)
     message = str(error.value)
-    assert f"load_control_pct is negative in slots 1 [{at(1).isoformat()} .. {at(2).isoformat()})" in message
+    assert f"load_control_pct is below 0 in slots 1 [{at(1).isoformat()} .. {at(2).isoformat()})" in message
     assert "pv_forecast_kw is not finite in slots 2 [" in message
-    assert "pv_forecast_kw is negative in slots 3 [" in message
+    assert "pv_forecast_kw is below 0 in slots 3 [" in message
+
+
+def test_non_finite_prices_are_named_as_such_not_as_missing(site):
+    p = problem([50, float("nan"), None, float("inf")], [])
+    with pytest.raises(ProblemError) as error:
+        resolve(p, site)
+    message = str(error.value)
+    assert f"prices missing for slots 2 [{at(2).isoformat()}" in message
+    assert f"prices_eur_per_mwh is not finite in slots 1 [{at(1).isoformat()}" in message
+    assert ", 3 [" in message and "missing for slots 1" not in message
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"load_control_pct": [100, 150]}, "load_control_pct is above 100 in slots 1 ["),
+    ({"demand_response_level": [0, 1], "derating": {0: 1.0, 1: 3.0}}, "derating[1] is 3.0, expected a factor in"),
+    ({"derating": {0: -0.25}}, "derating[0] is -0.25, expected a factor in [0, 1]"),
+    ({"connection_capacity_kw": 121}, "connection_capacity_kw is 121 kW, above the 120 kW of site"),
+])
+def test_nothing_lifts_the_site_limit_above_the_connection(site, fields, message):
+    with pytest.raises(ProblemError) as error:
+        resolve(problem([50, 50], [], **fields), site)
+    assert message in str(error.value)
+
+
+def test_a_problem_built_in_python_is_refused_with_the_project_s_error():
+    with pytest.raises(ProblemError, match=r"unserved_penalty_eur_per_kwh: Input should be a finite number"):
+        problem([50], [], unserved_penalty_eur_per_kwh=float("nan"))
+    with pytest.raises(ProblemError, match=r"max_power_kw: Input should be a finite number"):
+        ev("a", "CP001", 0, 1, energy_needed_kwh=1, max_power_kw=float("inf"))
+
+
+def test_missing_price_fallback_skips_non_finite_prices():
+    # a NaN is not filled (resolve refuses it) and never becomes the fill value
+    assert fill_missing_prices([50, None, float("nan")], "max_known")[0][:2] == [50, 50]

@@ -1,21 +1,18 @@
 """The EV-charging schedule as an asset: signals from the store in, planned power of sensors 61-70 out.
 
 Rolling horizon from the current 15-minute slot (24 h by default). Prices (84), load control (86), demand
-response (87) and, when known, the PV forecast (41-50) are read from the store. Sessions are the live ones from
-the CitrineOS bus (the session table the EV-session sensor fills) once the bus has brought any; before that, and
-on the embedded default, a day template (the bundled day for CP001-CP010 unless configured). Missing inputs,
-documented and reported in the metadata:
-
-- load control: 100 % where unknown; demand response: level 0 where unknown; PV: 0 where unknown.
-- prices, policy ``max_known`` (default): gaps filled with the dearest known price of the horizon, so the plan
-  avoids unknown slots unless an EV needs them; no price at all: a flat price, i.e. earliest charging within the
-  limits. Policy ``error``: the run fails naming the slots.
+response (87) and, when known, the PV forecast (41-50) are read from the store; sessions from the CitrineOS bus
+(the session table the EV-session sensor fills) or a day template. What is done with missing inputs, and where
+the sessions come from, is decided in cariflex_pipeline/scheduling/horizon.py and reported in the metadata.
 
 The verifier runs before anything is written: with violations, nothing is written and the blocking check fails.
-``cost_eur`` is the site's grid bill for the horizon: import of EVs, storage and inflexible load net of PV,
-export unpaid (cariflex_pipeline/scheduling/problem.py); the site's export capacity bounds storage discharge.
+The metadata splits the solver's objective: ``bill_eur`` is the site's grid bill for the horizon (import of EVs,
+storage and inflexible load net of PV, export unpaid: cariflex_pipeline/scheduling/problem.py),
+``unserved_penalty_eur`` the penalty on energy the EVs do not get, ``tie_break_eur`` the tie-breaks, and
+``objective_total_eur`` their sum. The site's export capacity bounds storage discharge.
 """
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -23,30 +20,41 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import numpy as np
 from pydantic import Field
+from sqlalchemy.engine import Engine
 
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.dispatch import active_sessions, has_session_history
 from cariflex_pipeline.dispatch.sessions import unapplied_needs
 from cariflex_pipeline.scheduling import (
     BatterySpec,
+    EvSession,
     ProblemError,
+    ResolvedProblem,
     ScheduleResult,
     SchedulingProblem,
-    fill_missing_prices,
+    Violation,
     resolve,
     solve,
     verify,
 )
+from cariflex_pipeline.scheduling.horizon import (
+    PriceFallback,
+    SessionSource,
+    SlotSignals,
+    horizon_problem,
+    price_fallback,
+    session_source,
+)
 from cariflex_pipeline.scheduling.sessions import load_day_template, sessions_for_horizon, sessions_from_live
 from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE, current_slot, on_slots, schedule_beliefs
 from cariflex_pipeline.site_model import Site
+from cariflex_pipeline.store import TimeSeriesStore
 
 SIGNAL_ASSETS = [dg.AssetKey("consumption_price"), dg.AssetKey("load_control_signal"),
                  dg.AssetKey("demand_response_signal")]
 # PV forecast (sensors 41-50): raises the site limit and is free energy in the bill.
 MEASUREMENT_ASSETS = [dg.AssetKey("site_measurements")]
 CHECK_NAME = "schedule_passes_verifier"
-FLAT_PRICE_EUR_PER_MWH = 100.0
 
 
 class ScheduleConfig(dg.Config):
@@ -68,6 +76,17 @@ class ScheduleConfig(dg.Config):
     now: str | None = Field(default=None, description="ISO time to plan from (replays, tests); default: now.")
 
 
+@dataclass(frozen=True)
+class _Sessions:
+    """The run's sessions and what the metadata says about them."""
+
+    source: SessionSource
+    sessions: list[EvSession]
+    with_default_needs: int
+    superseded: list[str]
+    not_applied: list[dict]  # EV needs CitrineOS rejected or has not answered: not in these sessions
+
+
 @dg.asset(
     group_name="scheduling",
     deps=[*SIGNAL_ASSETS, *MEASUREMENT_ASSETS],
@@ -84,77 +103,89 @@ def ev_charging_schedule(
     now = datetime.fromisoformat(config.now) if config.now else datetime.now(UTC)
     start = current_slot(now, site_model.resolution)
     n = round(config.horizon_hours * 3600 / site_model.resolution.total_seconds())
-    end = start + n * site_model.resolution
-    signals = site_model.signals
-    pv_ids = [pv.sensor_id for pv in site_model.pv_installations] if config.use_pv_forecast else []
-    frame = series.read_latest([signals.consumption_price, signals.load_control, signals.demand_response, *pv_ids],
-                               start, end)
-    raw_prices = on_slots(frame, [signals.consumption_price], start, n, site_model.resolution)
-    load_control = on_slots(frame, [signals.load_control], start, n, site_model.resolution)
-    levels = on_slots(frame, [signals.demand_response], start, n, site_model.resolution)
-    pv = on_slots(frame, pv_ids, start, n, site_model.resolution)
-
-    fallback = "none"
-    if config.missing_price_policy == "max_known" and all(p is None for p in raw_prices):
-        prices, filled = [FLAT_PRICE_EUR_PER_MWH] * n, list(range(n))
-        fallback = "no price known in the horizon: flat price (earliest charging within the limits)"
-    else:
-        prices, filled = fill_missing_prices(raw_prices, config.missing_price_policy)
-        if filled:
-            fallback = f"{len(filled)} slots without a price filled with the dearest known price"
-    if filled:
-        context.log.warning("price fallback: %s", fallback)
-
-    use_live = config.session_source == "live" or (
-        config.session_source == "auto" and has_session_history(series.engine))
-    if use_live:
-        live = active_sessions(series.engine, [cp.id for cp in site_model.charge_points])
-        sessions, superseded = sessions_from_live(live, start, site_model.resolution)
-        sessions_with_defaults = sum(record["defaults"] for record in live)
-        if superseded:
-            context.log.warning("not scheduled, a later transaction started at the same EVSE: %s",
-                                ", ".join(superseded))
-        # EV needs CitrineOS rejected, or has not answered yet, are not in the sessions planned here
-        not_applied = unapplied_needs(series.engine, now, station_ids=[cp.id for cp in site_model.charge_points])
-    else:
-        sessions = sessions_for_horizon(load_day_template(config.sessions_file), start, end)
-        sessions_with_defaults, superseded, not_applied = 0, [], []
-    needs_rejected = sorted({n["station_id"] for n in not_applied if n["status"] == "rejected"})
-    needs_awaiting = sorted({n["station_id"] for n in not_applied if n["status"] == "awaiting"})
-    if not_applied:
-        context.log.warning("EV needs not applied: rejected by CitrineOS at %s; awaiting its answer at %s",
-                            ", ".join(needs_rejected) or "none", ", ".join(needs_awaiting) or "none")
-    context.log.info("%d sessions from %s", len(sessions), "the bus" if use_live else "the day template")
-    problem = SchedulingProblem(
-        start=start, resolution_minutes=int(site_model.resolution.total_seconds() // 60),
-        prices_eur_per_mwh=prices,
-        load_control_pct=[100.0 if v is None else v for v in load_control],
-        demand_response_level=[0 if v is None else round(v) for v in levels],
-        pv_forecast_kw=[0.0 if v is None else v for v in pv],
-        inflexible_load_kw=[config.inflexible_load_kw] * n,
-        unserved_penalty_eur_per_kwh=config.unserved_penalty_eur_per_kwh,
-        sessions=sessions,
-        batteries=[BatterySpec.from_site(b) for b in site_model.batteries] if config.include_batteries else [],
-    )
+    signals = _read_signals(series, site_model, start, n, config.use_pv_forecast)
+    prices = price_fallback(signals.prices_eur_per_mwh, config.missing_price_policy)
+    if prices.filled:
+        context.log.warning("price fallback: %s", prices.description)
+    sessions = _read_sessions(context, config, series.engine, site_model, now, start, n)
+    batteries = [BatterySpec.from_site(b) for b in site_model.batteries] if config.include_batteries else []
     try:
+        problem = horizon_problem(start, site_model.resolution, signals, prices, sessions.sessions, batteries,
+                                  config.inflexible_load_kw, config.unserved_penalty_eur_per_kwh)
         resolved = resolve(problem, site_model)
     except ProblemError as error:
         raise dg.Failure(description=f"scheduling problem refused: {error}") from error
     result = solve(resolved, solver=config.solver, time_limit_s=config.time_limit_seconds)
     violations = verify(resolved, result)
+    written = _write_plan(context, series, site_model, result, violations)
+    metadata = _metadata(problem, resolved, result, signals, prices, sessions, written, site_model.tz)
+    metadata["schedule_written"] = not violations
+    return dg.MaterializeResult(metadata=metadata, check_results=[_check(violations)])
 
-    written = 0
-    if not violations:
-        belief_time = datetime.now(UTC)
-        written = series.write_beliefs(schedule_beliefs(result, _sensor_by_device(site_model), belief_time),
-                                       source=SCHEDULER_SOURCE, source_type="scheduler")
+
+def _read_signals(series: TimeSeriesStore, site: Site, start: datetime, n: int, use_pv: bool) -> SlotSignals:
+    """Prices, load control, demand response and (if used) PV from the store, on the horizon's slots."""
+    signals = site.signals
+    pv_ids = [pv.sensor_id for pv in site.pv_installations] if use_pv else []
+    frame = series.read_latest([signals.consumption_price, signals.load_control, signals.demand_response, *pv_ids],
+                               start, start + n * site.resolution)
+
+    def slots(sensor_ids: list[int]) -> list[float | None]:
+        return on_slots(frame, sensor_ids, start, n, site.resolution)
+
+    return SlotSignals(prices_eur_per_mwh=slots([signals.consumption_price]),
+                       load_control_pct=slots([signals.load_control]),
+                       demand_response_level=slots([signals.demand_response]), pv_forecast_kw=slots(pv_ids))
+
+
+def _read_sessions(context: dg.AssetExecutionContext, config: ScheduleConfig, engine: Engine, site: Site,
+                   now: datetime, start: datetime, n: int) -> _Sessions:
+    """The sessions of the source horizon.session_source picks: the session table, or the day template."""
+    source = session_source(config.session_source, has_session_history(engine))
+    if source == "template":
+        template = load_day_template(config.sessions_file)
+        chosen = _Sessions(source, sessions_for_horizon(template, start, start + n * site.resolution), 0, [], [])
     else:
-        context.log.error("schedule not written: %d violations, first: %s", len(violations), violations[0])
+        points = [cp.id for cp in site.charge_points]
+        live = active_sessions(engine, points)
+        sessions, superseded = sessions_from_live(live, start, site.resolution)
+        chosen = _Sessions(source, sessions, sum(record["defaults"] for record in live), superseded,
+                           unapplied_needs(engine, now, station_ids=points))
+    if chosen.superseded:
+        context.log.warning("not scheduled, a later transaction started at the same EVSE: %s",
+                            ", ".join(chosen.superseded))
+    if chosen.not_applied:
+        context.log.warning("EV needs not applied: rejected by CitrineOS at %s; awaiting its answer at %s",
+                            ", ".join(_stations(chosen.not_applied, "rejected")) or "none",
+                            ", ".join(_stations(chosen.not_applied, "awaiting")) or "none")
+    context.log.info("%d sessions from %s", len(chosen.sessions),
+                     "the bus" if source == "bus" else "the day template")
+    return chosen
 
+
+def _stations(not_applied: list[dict], status: str) -> list[str]:
+    return sorted({need["station_id"] for need in not_applied if need["status"] == status})
+
+
+def _write_plan(context: dg.AssetExecutionContext, series: TimeSeriesStore, site: Site, result: ScheduleResult,
+                violations: list[Violation]) -> int:
+    """The planned power as beliefs, only for a schedule the verifier passes; the number of beliefs written."""
+    if violations:
+        context.log.error("schedule not written: %d violations, first: %s", len(violations), violations[0])
+        return 0
+    beliefs = schedule_beliefs(result, _sensor_by_device(site), datetime.now(UTC))
+    return series.write_beliefs(beliefs, source=SCHEDULER_SOURCE, source_type="scheduler")
+
+
+def _metadata(problem: SchedulingProblem, resolved: ResolvedProblem, result: ScheduleResult, signals: SlotSignals,
+              prices: PriceFallback, sessions: _Sessions, written: int, tz: ZoneInfo) -> dict[str, object]:
     site_import = (result.site_power_kw() + np.asarray(problem.inflexible_load_kw)
                    - np.asarray(problem.pv_forecast_kw))
     metadata: dict[str, object] = {
-        "cost_eur": float(result.cost_eur(resolved)),
+        "bill_eur": float(result.bill_eur),
+        "unserved_penalty_eur": float(result.unserved_penalty_eur),
+        "tie_break_eur": float(result.tie_break_eur),
+        "objective_total_eur": float(result.objective_total_eur),
         "energy_delivered_kwh": float(result.energy_delivered_kwh),
         "unserved_energy_kwh": float(result.unserved_kwh),
         # energy of cars leaving after the horizon end, left to later runs (see resolve.share_in_horizon)
@@ -163,35 +194,37 @@ def ev_charging_schedule(
         "peak_site_import_kw": float(site_import.max(initial=0.0)),
         "solve_seconds": float(result.solve_seconds),
         "build_seconds": float(result.build_seconds),
-        "objective_eur": float(result.objective_eur),
+        "storage_binaries": result.binaries,
         "sessions": len(resolved.sessions),
-        "session_source": "bus" if use_live else "template",
-        "sessions_with_default_needs": sessions_with_defaults,
-        "sessions_superseded": len(superseded),
-        "ev_needs_rejected_by_citrineos": ", ".join(needs_rejected) or "none",
-        "ev_needs_awaiting_citrineos": ", ".join(needs_awaiting) or "none",
-        "ev_needs_not_applied": dg.MetadataValue.md(_needs_table(not_applied, site_model.tz)),
-        "horizon_start": start.isoformat(),
-        "horizon_end": end.isoformat(),
+        "session_source": sessions.source,
+        "sessions_with_default_needs": sessions.with_default_needs,
+        "sessions_superseded": len(sessions.superseded),
+        "ev_needs_rejected_by_citrineos": ", ".join(_stations(sessions.not_applied, "rejected")) or "none",
+        "ev_needs_awaiting_citrineos": ", ".join(_stations(sessions.not_applied, "awaiting")) or "none",
+        "ev_needs_not_applied": dg.MetadataValue.md(_needs_table(sessions.not_applied, tz)),
+        "horizon_start": problem.start.isoformat(),
+        "horizon_end": problem.slot_start(problem.n_slots).isoformat(),
         "solver": result.solver,
-        "price_fallback": fallback,
-        "price_slots_filled": len(filled),
-        "load_control_slots_defaulted": sum(v is None for v in load_control),
+        "price_fallback": prices.description,
+        "price_slots_filled": len(prices.filled),
+        "load_control_slots_defaulted": sum(v is None for v in signals.load_control_pct),
         "beliefs_written": written,
-        "schedule_written": not violations,
         "sessions_table": dg.MetadataValue.md(_session_table(result)),
         # the exact problem this run solved: save it as a file and replay it with
         # `python -m cariflex_pipeline.scheduling PROBLEM.json`
         "problem": dg.MetadataValue.json(problem.model_dump(mode="json")),
     }
     for point, power in result.power_kw.items():
-        metadata[f"schedule_{point}"] = dg.MetadataValue.md(_point_table(result, point, power, prices, site_model.tz))
-    check = dg.AssetCheckResult(
+        metadata[f"schedule_{point}"] = dg.MetadataValue.md(_point_table(result, point, power, prices.prices, tz))
+    return metadata
+
+
+def _check(violations: list[Violation]) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
         check_name=CHECK_NAME, passed=not violations, severity=dg.AssetCheckSeverity.ERROR,
         metadata={"violations": len(violations),
                   "details": dg.MetadataValue.md("\n".join(f"- {v}" for v in violations[:50]) or "none")},
     )
-    return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
 def _sensor_by_device(site: Site) -> dict[str, int]:

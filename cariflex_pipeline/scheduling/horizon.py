@@ -1,0 +1,81 @@
+"""The problem of one rolling-horizon run: what the scheduling asset does with missing inputs, as pure functions.
+
+The asset reads the signals and sessions (store, session table); these functions decide everything else, so the
+rules are tested directly:
+
+- sessions: the live ones from the bus once the bus has brought any session (``auto``), else the day template;
+- prices, policy ``max_known``: gaps filled with the dearest known price of the horizon, so the plan avoids
+  unknown slots unless an EV needs them; no price at all: one flat price, i.e. earliest charging within the
+  limits (the tie-break). Policy ``error``: the gaps stay and ``resolve`` names them;
+- load control: 100 % where unknown; demand response: level 0 where unknown; PV: 0 where unknown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from cariflex_pipeline.scheduling.problem import (
+    BatterySpec,
+    EvSession,
+    MissingPricePolicy,
+    SchedulingProblem,
+    fill_missing_prices,
+)
+
+FLAT_PRICE_EUR_PER_MWH = 100.0  # any one price will do: with every slot alike the tie-break charges earliest
+SessionRequest = Literal["auto", "live", "template"]
+SessionSource = Literal["bus", "template"]
+
+
+def session_source(requested: SessionRequest, bus_has_history: bool) -> SessionSource:
+    """Where this run's sessions come from: ``auto`` trusts the bus once it has brought any session."""
+    if requested == "live" or (requested == "auto" and bus_has_history):
+        return "bus"
+    return "template"
+
+
+@dataclass(frozen=True)
+class PriceFallback:
+    prices: list[float | None]  # one per slot; None only under policy "error"
+    filled: list[int]  # the slots whose price was filled in
+    description: str  # what was done, for the run's metadata and log; "none" when every price was known
+
+
+def price_fallback(raw: list[float | None], policy: MissingPricePolicy) -> PriceFallback:
+    """The prices the plan uses where the store has none (module docstring)."""
+    if policy == "max_known" and all(price is None for price in raw):
+        return PriceFallback([FLAT_PRICE_EUR_PER_MWH] * len(raw), list(range(len(raw))),
+                             "no price known in the horizon: flat price (earliest charging within the limits)")
+    prices, filled = fill_missing_prices(raw, policy)
+    description = f"{len(filled)} slots without a price filled with the dearest known price" if filled else "none"
+    return PriceFallback(prices, filled, description)
+
+
+@dataclass(frozen=True)
+class SlotSignals:
+    """The grid signals and PV on the horizon's slots, None where the store has no value."""
+
+    prices_eur_per_mwh: list[float | None]
+    load_control_pct: list[float | None]
+    demand_response_level: list[float | None]
+    pv_forecast_kw: list[float | None]
+
+
+def horizon_problem(start: datetime, resolution: timedelta, signals: SlotSignals, prices: PriceFallback,
+                    sessions: list[EvSession], batteries: list[BatterySpec], inflexible_load_kw: float,
+                    unserved_penalty_eur_per_kwh: float) -> SchedulingProblem:
+    """The run's problem, the documented defaults in the slots without a signal; ProblemError on a bad value."""
+    n = len(signals.prices_eur_per_mwh)
+    return SchedulingProblem(
+        start=start, resolution_minutes=int(resolution.total_seconds() // 60),
+        prices_eur_per_mwh=prices.prices,
+        load_control_pct=[100.0 if v is None else v for v in signals.load_control_pct],
+        demand_response_level=[0 if v is None else round(v) for v in signals.demand_response_level],
+        pv_forecast_kw=[0.0 if v is None else v for v in signals.pv_forecast_kw],
+        inflexible_load_kw=[inflexible_load_kw] * n,
+        unserved_penalty_eur_per_kwh=unserved_penalty_eur_per_kwh,
+        sessions=sessions,
+        batteries=batteries,
+    )
