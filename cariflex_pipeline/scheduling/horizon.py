@@ -63,6 +63,25 @@ class SlotSignals:
     pv_forecast_kw: list[float | None]
 
 
+def input_gaps(signals: SlotSignals, prices: PriceFallback, source: SessionSource,
+               sessions_with_default_needs: int) -> list[str]:
+    """What this run planned on in place of real inputs, one line each; empty when every input was known. A plan
+    made on these is still a plan, but not one an operator should take for green."""
+    gaps = []
+    if prices.filled:
+        gaps.append(f"prices: {prices.description} ({len(prices.filled)} of {len(prices.prices)} slots)")
+    for name, values, default in (("load control", signals.load_control_pct, "100 %"),
+                                  ("demand response", signals.demand_response_level, "level 0")):
+        unknown = sum(value is None for value in values)
+        if unknown:
+            gaps.append(f"{name}: {unknown} of {len(values)} slots unknown, planned as {default}")
+    if source == "template":
+        gaps.append("sessions: the bundled day template, not live sessions from the bus")
+    if sessions_with_default_needs:
+        gaps.append(f"sessions: {sessions_with_default_needs} with a default departure or energy")
+    return gaps
+
+
 def horizon_problem(start: datetime, resolution: timedelta, signals: SlotSignals, prices: PriceFallback,
                     sessions: list[EvSession], batteries: list[BatterySpec], inflexible_load_kw: float,
                     unserved_penalty_eur_per_kwh: float) -> SchedulingProblem:

@@ -62,8 +62,15 @@ def test_schedule_is_written_as_planned_power_with_metadata(store_url):
     _write(store_url, 87, {t: 2.0 for t in range(32, 36)})  # and level 2 on top 20:00-21:00
     result = _materialize(store_url)
     assert result.success
-    [check] = result.get_asset_check_evaluations()
-    assert check.check_name == CHECK_NAME and check.passed
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks[CHECK_NAME].passed
+    # prices known everywhere, but load control and demand response only in the evening, and the sessions are
+    # the bundled template: the plan is made, and the run says what it was made on
+    inputs = checks["schedule_inputs_known"]
+    assert (inputs.passed, inputs.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert inputs.description == ("load control: 84 of 96 slots unknown, planned as 100 %; demand response: 92 of "
+                                  "96 slots unknown, planned as level 0; sessions: the bundled day template, not "
+                                  "live sessions from the bus")
     metadata = result.asset_materializations_for_node("ev_charging_schedule")[0].metadata
     for name in ("bill_eur", "unserved_penalty_eur", "tie_break_eur", "objective_total_eur", "energy_delivered_kwh",
                  "unserved_energy_kwh", "peak_site_import_kw", "solve_seconds"):
@@ -170,7 +177,7 @@ def test_a_schedule_failing_the_verifier_is_not_written_and_blocks(store_url, mo
     monkeypatch.setattr(assets, "solve", faulty_solve)
     _write(store_url, 84, _prices(range(96)))
     result = _materialize(store_url)
-    [check] = result.get_asset_check_evaluations()
+    check = {c.check_name: c for c in result.get_asset_check_evaluations()}[CHECK_NAME]
     assert not check.passed and check.metadata["violations"].value >= 1
     assert "site_limit" in check.metadata["details"].value
     assert _planned(store_url).empty

@@ -87,3 +87,18 @@ def test_a_bad_signal_is_the_project_s_error_naming_the_field(site):
 ])
 def test_session_source(requested, bus_has_history, source):
     assert session_source(requested, bus_has_history) == source
+
+
+def test_input_gaps_name_every_defaulted_input_and_nothing_when_all_is_known() -> None:
+    from cariflex_pipeline.scheduling.horizon import SlotSignals, input_gaps, price_fallback
+
+    known = SlotSignals([100.0] * 4, [100.0] * 4, [0.0] * 4, [0.0] * 4)
+    assert input_gaps(known, price_fallback(known.prices_eur_per_mwh, "max_known"), "bus", 0) == []
+    blind = SlotSignals([None] * 4, [None, 80.0, None, None], [None] * 4, [None] * 4)
+    assert input_gaps(blind, price_fallback(blind.prices_eur_per_mwh, "max_known"), "template", 2) == [
+        "prices: no price known in the horizon: flat price (earliest charging within the limits) (4 of 4 slots)",
+        "load control: 3 of 4 slots unknown, planned as 100 %",
+        "demand response: 4 of 4 slots unknown, planned as level 0",
+        "sessions: the bundled day template, not live sessions from the bus",
+        "sessions: 2 with a default departure or energy",
+    ]

@@ -42,6 +42,7 @@ from cariflex_pipeline.scheduling.horizon import (
     SessionSource,
     SlotSignals,
     horizon_problem,
+    input_gaps,
     price_fallback,
     session_source,
 )
@@ -55,6 +56,7 @@ SIGNAL_ASSETS = [dg.AssetKey("consumption_price"), dg.AssetKey("load_control_sig
 # PV forecast (sensors 41-50): raises the site limit and is free energy in the bill.
 MEASUREMENT_ASSETS = [dg.AssetKey("site_measurements")]
 CHECK_NAME = "schedule_passes_verifier"
+INPUTS_CHECK = "schedule_inputs_known"
 
 
 class ScheduleConfig(dg.Config):
@@ -92,7 +94,11 @@ class _Sessions:
     deps=[*SIGNAL_ASSETS, *MEASUREMENT_ASSETS],
     kinds={"pulp", "highs"},
     check_specs=[dg.AssetCheckSpec(CHECK_NAME, asset="ev_charging_schedule", blocking=True,
-                                   description="The independent verifier finds no violation in the schedule.")],
+                                   description="The independent verifier finds no violation in the schedule."),
+                 dg.AssetCheckSpec(INPUTS_CHECK, asset="ev_charging_schedule",
+                                   description="Every input was known: prices, load control, demand response and "
+                                               "live sessions with their needs (a warning names what was "
+                                               "defaulted).")],
 )
 def ev_charging_schedule(
     context: dg.AssetExecutionContext, config: ScheduleConfig, site: SiteResource, store: TimeSeriesStoreResource
@@ -120,7 +126,13 @@ def ev_charging_schedule(
     written = _write_plan(context, series, site_model, result, violations)
     metadata = _metadata(problem, resolved, result, signals, prices, sessions, written, site_model.tz)
     metadata["schedule_written"] = not violations
-    return dg.MaterializeResult(metadata=metadata, check_results=[_check(violations)])
+    gaps = input_gaps(signals, prices, sessions.source, sessions.with_default_needs)
+    inputs = dg.AssetCheckResult(
+        check_name=INPUTS_CHECK, passed=not gaps, severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(gaps) if gaps else "every input was known",
+        metadata={"defaulted_inputs": len(gaps), "details": dg.MetadataValue.md(
+            "\n".join(f"- {gap}" for gap in gaps) or "none")})
+    return dg.MaterializeResult(metadata=metadata, check_results=[_check(violations), inputs])
 
 
 def _read_signals(series: TimeSeriesStore, site: Site, start: datetime, n: int, use_pv: bool) -> SlotSignals:
