@@ -98,7 +98,6 @@ ev_sessions = Table(
     Column("ended_at", DateTime(timezone=True)),
     Column("stopped_reason", String(40)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("station_id", "transaction_id", name="uq_ev_sessions_station_tx"),
 )
 
 ev_station_status = Table(
