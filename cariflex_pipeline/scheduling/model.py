@@ -21,7 +21,8 @@ energy in the losses, which pays only by making room for energy that storage can
 (flexible power paid to consume) in that slot or a later one: directly, or by absorbing another device's
 discharge that the export limit would refuse, so that the other device makes room. With no negative price ahead,
 more energy in store is never worse (a device can simply charge less later). So a binary per device and slot
-(charge or discharge, not both) is added only in the slots up to the horizon's last negative price: the MILP has
+(charge or discharge, not both) is added only in the slots up to the horizon's last negative (or zero: a free
+burn the tie-break may reward) price: the MILP has
 the optimum of the problem that forbids simultaneous flows everywhere (tested against it), and a horizon without
 negative prices stays an LP. Elsewhere the tie-break θ keeps a burn that pays nothing out of the solution.
 """
@@ -186,7 +187,10 @@ def build_model(problem: ResolvedProblem, one_way: OneWay = "needed") -> BuiltMo
     ]
 
     _site_rows(prob, problem, bill, site_terms, objective, constraints)
-    negative = [t for t, price in enumerate(bill.flex_price) if price < 0]
+    # a consumption price of 0 counts too: a burn there costs nothing, and the tie-break (earlier charging) can even
+    # reward it (found by the verifier's property test)
+    negative = [t for t, price in enumerate(bill.flex_price)
+                if price < 0 or problem.price_eur_per_mwh[t] <= 0]
     for device in [*v2g.values(), *batteries]:
         # up to the horizon's last negative price, not the device's: a burn in one device can absorb another's
         # discharge (the export limit refusing it), which makes room in that other one after the first has left
