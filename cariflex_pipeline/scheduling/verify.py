@@ -64,14 +64,14 @@ def _checked_series(given: Mapping[str, Sequence[float]], n: int, found: list[Vi
     series = {}
     for name, values in given.items():
         try:
-            array = np.asarray(values, dtype=float)
-            valid = array.shape == (n,) and bool(np.isfinite(array).all())
-        except (TypeError, ValueError):  # nested or not numbers: a hand-edited schedule
-            valid = False
-        if not valid:
+            # no conversion: "7.4", a string, is not a power, and dispatch would not get a number
+            array = np.asarray(values)
+        except ValueError:  # ragged nesting: a hand-edited schedule
+            array = np.asarray(None)
+        if array.shape != (n,) or not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
             found.append(Violation("shape", name, None, f"expected {n} finite values, got {values!r:.80}"))
             array = np.zeros(n)
-        series[name] = array
+        series[name] = array.astype(float)
     return series
 
 

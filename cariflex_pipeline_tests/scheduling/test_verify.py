@@ -418,7 +418,7 @@ def test_a_charge_point_without_a_series_is_caught(point: str, expected: list[tu
 
 
 @pytest.mark.parametrize("field, name", [("power_kw", "CP002"), ("battery_power_kw", "b")])
-@pytest.mark.parametrize("series", [[[1.0], 0.0], ["fast", 0.0], [1.0], [1.0, math.inf]])
+@pytest.mark.parametrize("series", [[[1.0], 0.0], ["fast", 0.0], ["1.0", "0.0"], [None, 0.0], [1.0], [1.0, math.inf]])
 def test_a_series_that_is_not_one_number_per_slot_is_caught(field: str, name: str, series: list[Any]) -> None:
     battery = BatterySpec(name="b", capacity_kwh=10, max_charge_kw=5, max_discharge_kw=5)
     resolved, result = _solved_one_ev(batteries=[battery])
