@@ -149,10 +149,10 @@ def _battery_violations(problem: ResolvedProblem, battery_power: Mapping[str, np
         if power is None:
             yield Violation("shape", battery.name, None, "battery missing from the result")
             continue
+        upper, lower = battery.max_charge_kw, -battery.max_discharge_kw
         for t, value in enumerate(power):
-            if value > battery.max_charge_kw + _tol(battery.max_charge_kw) or \
-                    value < -battery.max_discharge_kw - _tol(battery.max_discharge_kw):
-                yield Violation("power_limit", battery.name, t, f"{value:.6g} kW out of bounds")
+            if value > upper + _tol(upper) or value < lower - _tol(lower):
+                yield Violation("power_limit", battery.name, t, f"{value:.6g} kW outside [{lower:g}, {upper:g}]")
         soc = _battery_soc(battery, power, problem.dt_h)
         soc_max = battery.capacity_kwh if battery.soc_max_kwh is None else battery.soc_max_kwh
         yield from _soc_violations(battery.name, soc, battery.soc_min_kwh, soc_max, 0)
@@ -169,7 +169,7 @@ def _battery_soc(battery: BatterySpec, power: np.ndarray, dt_h: float) -> np.nda
 
 def _site_violations(problem: ResolvedProblem, series: Sequence[np.ndarray]) -> Iterator[Violation]:
     """Per slot, the total of every series (unknown devices too) within [export floor, site limit]."""
-    total = np.sum(series, axis=0) if series else np.zeros(problem.n_slots)
+    total = np.sum([np.zeros(problem.n_slots), *series], axis=0)  # the zeros: a result with no device at all
     for t, (value, limit, floor) in enumerate(zip(total, problem.site_limit_kw, problem.site_floor_kw, strict=True)):
         if value > limit + _tol(limit):
             yield Violation("site_limit", "site", t, f"{value:.6g} kW > limit {limit:.6g} kW")

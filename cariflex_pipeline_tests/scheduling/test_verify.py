@@ -417,6 +417,30 @@ def test_a_charge_point_without_a_series_is_caught(point: str, expected: list[tu
     assert [(v.kind, v.subject) for v in verify(resolved, result)] == expected
 
 
+def test_a_battery_missing_from_the_result_is_caught_and_the_next_one_still_checked() -> None:
+    batteries = [BatterySpec(name=name, capacity_kwh=10, max_charge_kw=5, max_discharge_kw=5) for name in "xy"]
+    resolved, result = _solved_one_ev(batteries=batteries)
+    del result.battery_power_kw["x"]
+    result.battery_power_kw["y"] = [6.0, -1.0]  # 6 kW is over its limit; its SoC (0, 1.42, 1.16 kWh) is not
+    assert [(v.kind, v.subject, v.slot) for v in verify(resolved, result)] == [
+        ("shape", "x", None), ("power_limit", "y", 0)]
+    assert str(verify(resolved, result)[0]) == "shape: x: battery missing from the result"
+
+
+def test_a_battery_out_of_bounds_says_its_limits_and_where_it_ends() -> None:
+    # three slots: the last SoC is not also the second one
+    battery = BatterySpec(name="b", capacity_kwh=10, max_charge_kw=5, max_discharge_kw=5, initial_soc_kwh=5,
+                          round_trip_efficiency=1.0)
+    resolved = resolve(problem([50, 100, 100], [], batteries=[battery], export_capacity_kw=10), SITE)
+    result = solve(resolved, solver="highs")
+    result.battery_power_kw["b"] = [6.0, 0.0, -8.0]  # SoC 6.5, 6.5, 4.5 kWh
+    assert [str(v) for v in verify(resolved, result)] == [
+        "power_limit: b slot 0: 6 kW outside [-5, 5]",
+        "power_limit: b slot 2: -8 kW outside [-5, 5]",
+        "soc: b slot 2: ends at 4.5 kWh < 5 kWh",
+    ]
+
+
 @pytest.mark.parametrize("field, name", [("power_kw", "CP002"), ("battery_power_kw", "b")])
 @pytest.mark.parametrize("series", [[[1.0], 0.0], ["fast", 0.0], ["1.0", "0.0"], [None, 0.0], [1.0], [1.0, math.inf]])
 def test_a_series_that_is_not_one_number_per_slot_is_caught(field: str, name: str, series: list[Any]) -> None:
@@ -424,6 +448,12 @@ def test_a_series_that_is_not_one_number_per_slot_is_caught(field: str, name: st
     resolved, result = _solved_one_ev(batteries=[battery])
     getattr(result, field)[name] = series
     assert [(v.kind, v.subject) for v in verify(resolved, result)] == [("shape", name)]
+
+
+def test_whole_numbers_are_a_power_series_too() -> None:
+    resolved, result = _solved_one_ev()
+    result.power_kw["CP001"] = [4, 0]  # 1 kWh, as the solver's outcome says
+    assert verify(resolved, result) == []
 
 
 def test_each_violation_says_what_where_and_by_how_much() -> None:
