@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from cariflex_pipeline.openadr.limits import duration_problem, moment_problem, shown
 
 _DURATION = re.compile(
     r"^(?P<sign>[+-])?P(?:(?P<weeks>\d+(?:\.\d+)?)W)?(?:(?P<days>\d+(?:\.\d+)?)D)?"
@@ -13,32 +15,49 @@ _DURATION = re.compile(
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse an ISO 8601 duration; calendar units (years, months) are refused: their length is not fixed."""
+    """Parse an ISO 8601 duration; calendar units (years, months) are refused: their length is not fixed, and so
+    is anything longer than `limits.MAX_DURATION` (ValueError, never OverflowError)."""
     if not isinstance(text, str):
-        raise ValueError(f"duration {text!r} is not a string")
+        raise ValueError(f"duration {shown(text)} is not a string")
     match = _DURATION.match(text.strip())
     if match is None or text.strip() in ("P", "PT") or text.strip().endswith("T"):
-        raise ValueError(f"invalid or unsupported ISO 8601 duration {text!r} (years/months are not supported)")
+        raise ValueError(f"invalid or unsupported ISO 8601 duration {shown(text)} (years/months are not supported)")
     parts = {name: float(value) for name, value in match.groupdict().items() if value and name != "sign"}
-    duration = timedelta(**parts)
+    try:
+        duration = timedelta(**parts)
+    except OverflowError:
+        raise ValueError(f"duration {shown(text)} is out of range") from None
+    problem = duration_problem(duration, "duration")
+    if problem is not None:
+        raise ValueError(problem)
     return -duration if match.group("sign") == "-" else duration
 
 
 def parse_moment(value: Any, what: str, problems: list[str]) -> datetime | None:
     """An ISO 8601 date-time (or a datetime a parser already made) for the field `what`; None when absent.
 
-    An unreadable or naive (no time zone) value is noted in `problems`, which gets the event rejected.
+    An unreadable, naive (no time zone) or out-of-bounds (`limits.EARLIEST`..`LATEST`) value is noted in
+    `problems`, which gets the event rejected; an out-of-bounds one is returned as None, so that no later sum of
+    a start and a duration can overflow.
     """
     if value is None:
         return None
     if isinstance(value, datetime):
         moment = value
-    else:
+    elif isinstance(value, str):
         try:
-            moment = datetime.fromisoformat(str(value))
+            moment = datetime.fromisoformat(value)
         except ValueError:
-            problems.append(f"{what} {value!r} is not an ISO 8601 date-time")
+            problems.append(f"{what} {shown(value)} is not an ISO 8601 date-time")
             return None
-    if moment.tzinfo is None:
-        problems.append(f"{what}: naive datetime {str(value)!r} (no time zone)")
+    else:
+        problems.append(f"{what} {shown(value)} is not a date-time string")
+        return None
+    naive = moment.tzinfo is None or moment.utcoffset() is None
+    if naive:
+        problems.append(f"{what}: naive datetime {shown(str(value))} (no time zone)")
+    problem = moment_problem(moment.replace(tzinfo=UTC) if naive else moment, what)
+    if problem is not None:
+        problems.append(problem)
+        return None
     return moment

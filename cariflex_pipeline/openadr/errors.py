@@ -20,10 +20,12 @@ class MalformedMessageError(OpenAdrError):
 class EventRejected(OpenAdrError):
     """One event cannot be ingested (bad value, unit, currency, time); nothing of it is written."""
 
-    def __init__(self, event_id: str, reason: str) -> None:
+    def __init__(self, event_id: str, reason: str, vtn_id: str | None = None) -> None:
         self.event_id = event_id
         self.reason = reason
-        super().__init__(f"event {event_id!r} rejected: {reason}")
+        self.vtn_id = vtn_id
+        where = f"VTN {vtn_id!r}: " if vtn_id is not None else ""
+        super().__init__(f"{where}event {event_id!r} rejected: {reason}")
 
 
 class VtnError(OpenAdrError):

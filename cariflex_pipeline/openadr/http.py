@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 
-from cariflex_pipeline.openadr.errors import VtnError, redact
+from cariflex_pipeline.openadr.errors import MalformedMessageError, VtnError, redact
+from cariflex_pipeline.openadr.limits import load_json
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,8 @@ class RetryPolicy:
 def problem_of(response: httpx.Response) -> dict[str, Any] | None:
     """The RFC 7807 body of a response, if it has one."""
     try:
-        body = response.json()
-    except ValueError:
+        body = load_json(response.content, "problem body")
+    except MalformedMessageError:
         return None
     if isinstance(body, dict) and ({"title", "detail"} & body.keys() or ("status" in body and "type" in body)):
         return body

@@ -5,7 +5,10 @@ For each event version (VTN, event id, modification number):
 - older than the stored one -> ignored with a warning;
 - cancelled -> the values of the previous version are withdrawn (store.delete_beliefs), the version logged;
 - otherwise normalized first (EventRejected: nothing of it is written, it is reported), then the previous
-  version's values are withdrawn, the new values written, and the version logged.
+  version's values are withdrawn, the new values written, and the version logged;
+- a 3.0.1 event whose values were withdrawn because the VTN had deleted it, listed again: its values are
+  written again.
+Anything an event makes fail (its fields, values, times) rejects that event only.
 Withdrawal, values and audit row of one event version share one transaction: all land or none. Each event's
 values carry a data source of their own (`openadr:<VTN>/<event id>`), so withdrawing a modified or cancelled
 event never touches another event's values on the same sensors; where two events overlap, a read takes the
@@ -21,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -32,15 +35,20 @@ from sqlalchemy.exc import IntegrityError
 
 from cariflex_pipeline.openadr.days import event_days, local_days, split_at_midnight
 from cariflex_pipeline.openadr.errors import EventRejected
+from cariflex_pipeline.openadr.limits import identity_problems, shown
 from cariflex_pipeline.openadr.model import OpenAdrEvent
 from cariflex_pipeline.openadr.normalize import normalize_event
-from cariflex_pipeline.openadr.repository import EventLog, EventRecord
+from cariflex_pipeline.openadr.repository import AbsenceLog, EventLog, EventRecord
 from cariflex_pipeline.site_model import Site
 from cariflex_pipeline.store import TimeSeriesStore
 
 log = logging.getLogger(__name__)
 
 SOURCE_TYPE = "vtn"
+# What a hostile event can make Python raise in parsing, normalization or the store's own checks (BeliefValidation-
+# Error is a ValueError): caught per event, so it is that event's rejection, not the end of the batch. Database
+# errors are not among them: a store that fails fails the run, and the checks keep bad fields away from it.
+DATA_ERRORS = (ValueError, TypeError, ArithmeticError, RecursionError, LookupError)
 
 
 Outcome = Literal["new", "modified", "cancelled", "unchanged", "stale", "rejected"]
@@ -109,14 +117,31 @@ def source_name(vtn_id: str, event_id: str) -> str:
     return f"openadr:{vtn_id}/{event_id}"
 
 
+def current_version(event: OpenAdrEvent, stored: EventRecord | None) -> OpenAdrEvent:
+    """`event` numbered as ingestion orders it: by its own version, or, for a `sequenced` 3.0.1 event (no
+    modificationDateTime), by a local sequence kept in the store: the stored number while its content is the
+    same, the next one when it changed. A checksum would say "other", never "newer"."""
+    if not event.sequenced:
+        return event
+    if stored is None:
+        number = 0
+    elif stored.raw_payload == event.raw_payload:
+        number = stored.modification_number
+    else:
+        number = stored.modification_number + 1
+    return replace(event, modification_number=number, sequenced=False)
+
+
 def ingest_events(
     events: Iterable[OpenAdrEvent],
     site: Site,
     store: TimeSeriesStore,
     received_at: datetime | None = None,
 ) -> IngestReport:
+    """Ingest each event on its own: one that cannot be ingested is reported as rejected (with its reason,
+    answered optOut) and never stops the others."""
     received_at = received_at or datetime.now(UTC)
-    event_log = EventLog(store.engine)
+    context = _Context(site, store, EventLog(store.engine), AbsenceLog(store.engine), received_at)
     report = IngestReport()
     latest: dict[tuple[str, str], OpenAdrEvent] = {}
     for event in events:
@@ -125,30 +150,65 @@ def ingest_events(
         if key not in latest or event.modification_number > latest[key].modification_number:
             latest[key] = event
     for event in latest.values():
-        _ingest_one(event, site, store, event_log, received_at, report)
+        try:
+            _ingest_one(event, context, report)
+        except EventRejected as error:
+            _rejected(event, error.reason, report, site.tz)
+        except DATA_ERRORS as error:  # the boundary: whatever slipped past the checks is this event's problem
+            _rejected(event, f"cannot be ingested ({type(error).__name__}: {shown(str(error), 200)})", report,
+                      site.tz)
     return report
 
 
-def _ingest_one(
-    event: OpenAdrEvent,
-    site: Site,
-    store: TimeSeriesStore,
-    event_log: EventLog,
-    received_at: datetime,
-    report: IngestReport,
-) -> None:
+@dataclass
+class _Context:
+    site: Site
+    store: TimeSeriesStore
+    event_log: EventLog
+    absences: AbsenceLog
+    received_at: datetime
+    withdrawn: dict[str, set[str]] = field(default_factory=dict)  # VTN -> events whose values were withdrawn
+
+    def was_withdrawn(self, event: OpenAdrEvent) -> bool:
+        if event.protocol != "3.0.1":
+            return False
+        if event.vtn_id not in self.withdrawn:
+            self.withdrawn[event.vtn_id] = {event_id for event_id, absence in self.absences.of(event.vtn_id).items()
+                                            if absence.withdrawn_at is not None}
+        return event.event_id in self.withdrawn[event.vtn_id]
+
+
+def _rejected(event: OpenAdrEvent, reason: str, report: IngestReport, tz: ZoneInfo) -> None:
+    error = EventRejected(event.event_id, reason, vtn_id=event.vtn_id)
+    log.error("%s", error)
+    report.rejected[event.event_id] = reason
+    report.opt[event.key] = "optOut"
+    try:
+        days = event_days(event, tz)
+    except DATA_ERRORS:  # the days themselves may be what made it fail
+        days = ()
+    report._count("rejected", days)
+
+
+def _ingest_one(event: OpenAdrEvent, context: _Context, report: IngestReport) -> None:
+    problems = identity_problems(event)
+    if problems:  # before any query: these fields key the lookups and the audit row
+        raise EventRejected(event.event_id, "; ".join(problems))
+    site, store, event_log = context.site, context.store, context.event_log
     prior = event_log.latest(event.vtn_id, event.event_id)
+    event = current_version(event, prior)
     key = event.key
     days = event_days(event, site.tz) or _covered_days(prior, site.tz)
 
     def done(outcome: Outcome, opt: str | None = "optIn") -> None:
-        if outcome != "rejected":  # rejected events are listed with their reason
-            getattr(report, outcome).append(event.event_id)
+        getattr(report, outcome).append(event.event_id)
         report._count(outcome, days)
         if opt is not None:
             report.opt[key] = opt
 
-    if prior is not None and prior.modification_number == event.modification_number:
+    restoring = prior is not None and prior.modification_number == event.modification_number \
+        and context.was_withdrawn(event)
+    if prior is not None and prior.modification_number == event.modification_number and not restoring:
         done("unchanged")
         return
     if prior is not None and prior.modification_number > event.modification_number:
@@ -162,23 +222,16 @@ def _ingest_one(
         try:
             with store.transaction() as connection:
                 withdrawn = _withdraw(prior, store, connection, site.tz)
-                event_log.record(event, received_at, None, [], 0, connection=connection)
+                event_log.record(event, context.received_at, None, [], 0, connection=connection)
         except IntegrityError:
             done("unchanged")  # a concurrent run applied this version first
             return
-        report.values_withdrawn += sum(withdrawn.values())
-        report._add_values("values_withdrawn", withdrawn)
+        _count_withdrawn(report, withdrawn)
         done("cancelled")
         log.info("event %r of VTN %r (modification %d) cancelled: values withdrawn", event.event_id, event.vtn_id,
                  event.modification_number)
         return
-    try:
-        normalized = normalize_event(event, site)
-    except EventRejected as error:
-        log.error("VTN %r: %s", event.vtn_id, error)
-        report.rejected[event.event_id] = error.reason
-        done("rejected", opt="optOut")
-        return
+    normalized = normalize_event(event, site)
     report.warnings.extend(normalized.warnings)
     frame = normalized.frame[["sensor_id", "event_start", "value", "belief_time"]]
     try:
@@ -186,18 +239,27 @@ def _ingest_one(
             withdrawn = _withdraw(prior, store, connection, site.tz)
             written = store.write_beliefs(frame, source=source_name(event.vtn_id, event.event_id),
                                           source_type=SOURCE_TYPE, connection=connection)
-            event_log.record(event, received_at, normalized.covered, normalized.sensor_ids, written,
-                             connection=connection)
+            if restoring:  # listed again after its values were withdrawn: the version is logged already
+                context.absences.restored(event.vtn_id, event.event_id, connection)
+            else:
+                event_log.record(event, context.received_at, normalized.covered, normalized.sensor_ids, written,
+                                 connection=connection)
     except IntegrityError:
         done("unchanged")  # a concurrent run applied this version first
         return
-    report.values_withdrawn += sum(withdrawn.values())
+    _count_withdrawn(report, withdrawn)
     report.values_written += written
-    report._add_values("values_withdrawn", withdrawn)
     if not frame.empty:
         local_days_of_values = pd.to_datetime(frame["event_start"], utc=True).dt.tz_convert(site.tz).dt.date
         report._add_values("values_written", {day: int(n) for day, n in local_days_of_values.value_counts().items()})
-    done("modified" if prior is not None else "new")
+    if restoring:
+        log.info("event %r of VTN %r is listed again: its values are back", event.event_id, event.vtn_id)
+    done("modified" if prior is not None and not restoring else "new")
+
+
+def _count_withdrawn(report: IngestReport, withdrawn: dict[date, int]) -> None:
+    report.values_withdrawn += sum(withdrawn.values())
+    report._add_values("values_withdrawn", withdrawn)
 
 
 def _covered_days(record: EventRecord | None, tz: ZoneInfo) -> tuple[date, ...]:
@@ -218,38 +280,19 @@ def _withdraw(prior: EventRecord | None, store: TimeSeriesStore, connection: Con
     }
 
 
-def absent_events(present: Iterable[OpenAdrEvent], vtn_id: str, programs: set[str | None], event_log: EventLog,
-                  now: datetime) -> list[EventRecord]:
-    """3.0.1: the stored events of `vtn_id` (of `programs`; None: any) that the VTN no longer lists (deleted) and
-    whose values still lie ahead. Past values are kept: a VTN purging old events does not rewrite history."""
-    listed = {event.event_id for event in present}
-    return [
-        record for (_vtn, event_id), record in event_log.latest_versions(vtn_id).items()
-        if event_id not in listed and record.status != "cancelled"
-        and (None in programs or record.program in programs)
-        and record.covered_end is not None and record.covered_end > now
-    ]
-
-
-def withdraw_absent(
-    present: Iterable[OpenAdrEvent],
-    vtn_id: str,
-    programs: set[str | None],
-    site: Site,
-    store: TimeSeriesStore,
-    now: datetime,
-    received_at: datetime | None = None,
-) -> IngestReport:
-    """3.0.1: an event the VTN no longer lists (deleted) whose values still lie ahead is treated as cancelled: a
-    cancelled version of it (a tombstone) goes through ingestion like any cancellation."""
-    tombstones = [
-        OpenAdrEvent(
-            protocol="3.0.1", vtn_id=vtn_id, event_id=record.event_id,
-            modification_number=record.modification_number + 1, status="cancelled", program=record.program,
-            response_required=False, signals=(), raw_payload='{"absent": "event no longer listed by the VTN"}',
-        )
-        for record in absent_events(present, vtn_id, programs, EventLog(store.engine), now)
-    ]
-    report = ingest_events(tombstones, site, store, received_at)
-    report.events_seen = 0  # tombstones are not events the VTN sent
+def withdraw_deleted(records: Iterable[EventRecord], site: Site, store: TimeSeriesStore,
+                     now: datetime) -> IngestReport:
+    """3.0.1: withdraw the values of events the VTN deleted (`ven301.deleted_events`); each withdrawal and the
+    mark that it happened land together. The event's logged version stays: listed again, it gets its values
+    back (`ingest_events`)."""
+    absences = AbsenceLog(store.engine)
+    report = IngestReport()
+    for record in records:
+        with store.transaction() as connection:
+            withdrawn = _withdraw(record, store, connection, site.tz)
+            absences.withdrawn(record.vtn_id, record.event_id, now, connection)
+        _count_withdrawn(report, withdrawn)
+        report.cancelled.append(record.event_id)
+        report._count("cancelled", _covered_days(record, site.tz))
+        log.info("event %r of VTN %r deleted: values withdrawn", record.event_id, record.vtn_id)
     return report

@@ -53,6 +53,8 @@ class OpenAdrEvent:
     created: datetime | None = None
     modified: datetime | None = None
     problems: tuple[str, ...] = field(default=())  # found while parsing (naive time, bad field): rejected
+    # 3.0.1 without modificationDateTime: the VTN gives no version, so ingestion numbers it (`versions`)
+    sequenced: bool = False
 
     @property
     def cancelled(self) -> bool:

@@ -4,10 +4,12 @@ Rules (all checked before anything is written):
 - a signal/payload type that no mapping of the site names is ignored with a warning;
 - every interval start is time-zone aware, durations are positive (at most `MAX_INTERVAL`), intervals of one
   signal do not overlap;
-- every value is a finite int/float (not a bool, string or NaN/inf) within the mapping's min/max;
 - the unit is the event's own (2.0b itemBase, 3.0.1 payloadDescriptors) or the program's configured one, and
   must convert to the sensor's unit (EUR/kWh <-> EUR/MWh, kW/MW -> % of the grid connection); the currency
   must be the sensor's (no exchange rates here);
+- every value is an int/float (not a bool or string) that is finite once converted to the sensor's unit
+  (1e308 EUR/kWh is not a price in EUR/MWh) and within the mapping's min/max, converted the same way (the
+  bounds are in the program's unit);
 - values are expanded onto the sensor's resolution: a slot takes the value of the interval its start lies in.
 """
 
@@ -22,6 +24,7 @@ from itertools import pairwise
 import pandas as pd
 
 from cariflex_pipeline.openadr.errors import EventRejected
+from cariflex_pipeline.openadr.limits import shown
 from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent
 from cariflex_pipeline.site_model import Site
 from cariflex_pipeline.site_model.model import OpenAdrSignal
@@ -100,33 +103,55 @@ def _signal_frame(event: OpenAdrEvent, signal: EventSignal, mapping: OpenAdrSign
     if unit.startswith("/"):  # a 3.0.1 price in KWH/MWH without a currency: the program's currency
         unit = f"{currency or sensor.unit.split('/', 1)[0]}{unit}"
     factor = conversion_factor(event.event_id, where, unit, currency, sensor.unit, site)
+    bounds = _bounds(event, where, mapping, sensor.unit, site)
     spans = []
     for position, interval in enumerate(signal.intervals):
         label = f"{where}, interval {interval.uid or position}"
         start = interval.start
         if not isinstance(start, datetime):
-            raise EventRejected(event.event_id, f"{label}: start {start!r} is not a datetime")
+            raise EventRejected(event.event_id, f"{label}: start {shown(start)} is not a datetime")
         if start.tzinfo is None or start.utcoffset() is None:
             raise EventRejected(event.event_id, f"{label}: naive datetime {start.isoformat()} (no time zone)")
         if not timedelta(0) < interval.duration <= MAX_INTERVAL:
             raise EventRejected(event.event_id, f"{label}: duration {interval.duration} is not in (0, {MAX_INTERVAL}]")
-        value = interval.value
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise EventRejected(event.event_id, f"{label}: value {value!r} is not a number")
-        if not math.isfinite(value):
-            raise EventRejected(event.event_id, f"{label}: value {value!r} is not finite")
-        if mapping.min_value is not None and value < mapping.min_value:
-            raise EventRejected(event.event_id, f"{label}: value {value} is below {mapping.min_value}")
-        if mapping.max_value is not None and value > mapping.max_value:
-            raise EventRejected(event.event_id, f"{label}: value {value} is above {mapping.max_value}")
         utc_start = start.astimezone(UTC)
-        spans.append((utc_start, utc_start + interval.duration, float(value) * factor, label))
+        spans.append((utc_start, utc_start + interval.duration, _converted(event, label, interval.value, factor,
+                                                                          bounds, sensor.unit), label))
     spans.sort(key=lambda span: span[0])
     for previous, current in pairwise(spans):
         if current[0] < previous[1]:
             raise EventRejected(event.event_id, f"{current[3]} overlaps {previous[3]} "
                                                 f"({current[0].isoformat()} < {previous[1].isoformat()})")
     return _expand(spans, sensor.id, sensor.resolution)
+
+
+def _bounds(event: OpenAdrEvent, where: str, mapping: OpenAdrSignal, sensor_unit: str,
+            site: Site) -> tuple[float | None, float | None]:
+    """The mapping's min/max (in the program's unit) in the sensor's unit, where values are checked."""
+    if mapping.min_value is None and mapping.max_value is None:
+        return None, None
+    factor = conversion_factor(event.event_id, where, mapping.unit, mapping.currency, sensor_unit, site)
+    return tuple(None if bound is None else bound * factor  # type: ignore[return-value]
+                 for bound in (mapping.min_value, mapping.max_value))
+
+
+def _converted(event: OpenAdrEvent, label: str, value: object, factor: float,
+               bounds: tuple[float | None, float | None], unit: str) -> float:
+    """`value` in the sensor's unit, or EventRejected: checked after conversion, where it is stored."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EventRejected(event.event_id, f"{label}: value {shown(value)} is not a number")
+    try:
+        converted = float(value) * factor
+    except OverflowError:  # an int beyond any float
+        converted = math.inf
+    if not math.isfinite(converted):
+        raise EventRejected(event.event_id, f"{label}: value {shown(value)} is not finite in {unit}")
+    low, high = bounds
+    if low is not None and converted < low:
+        raise EventRejected(event.event_id, f"{label}: value {converted:g} {unit} is below {low:g}")
+    if high is not None and converted > high:
+        raise EventRejected(event.event_id, f"{label}: value {converted:g} {unit} is above {high:g}")
+    return converted
 
 
 def _expand(spans: list[tuple[datetime, datetime, float, str]], sensor_id: int,

@@ -1,12 +1,16 @@
 """OpenADR 2.0b messages: safe parsing of VTN answers into OpenAdrEvent, and the VEN's requests.
 
 openleadr's `create_message` renders the VEN's messages and its `parse_message` turns a VTN message into a
-dict, but only after `xml_safety.safe_tree` has refused DTDs/entities and the schema has been checked.
+dict, but only after `xml_safety.safe_tree` has refused DTDs/entities and the schema has been checked. The events
+of an oadrDistributeEvent are interpreted one by one: one that openleadr cannot read (a duration beyond any
+timedelta) becomes a rejected event of its own instead of refusing the whole message.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +19,15 @@ from openleadr import messaging, utils
 
 from cariflex_pipeline.openadr.durations import parse_moment
 from cariflex_pipeline.openadr.errors import MalformedMessageError
+from cariflex_pipeline.openadr.limits import (
+    INT64,
+    MAX_ID,
+    MAX_PROGRAM,
+    MAX_STATUS,
+    duration_problem,
+    shown,
+    text_problem,
+)
 from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, SignalInterval
 from cariflex_pipeline.openadr.xml_safety import safe_tree, validate_20b_schema
 
@@ -26,14 +39,36 @@ _AWARE = re.compile(r"(Z|[+-]\d{2}:?\d{2})$")
 
 
 def parse_vtn_message(data: bytes | str, what: str = "VTN message") -> tuple[str, dict[str, Any], etree._Element]:
-    """Safely parse a 2.0b message: (message type, openleadr payload dict, lxml tree)."""
+    """Safely parse a 2.0b message: (message type, openleadr payload dict, lxml tree). The payload of an
+    oadrDistributeEvent holds its header only; `events_from_distribute` reads its events from the tree."""
     tree = safe_tree(data, what)
     validate_20b_schema(tree, what)
-    try:
-        message_type, payload = messaging.parse_message(etree.tostring(tree))
-    except Exception as error:  # openleadr raises KeyError/TypeError/ValueError on odd shapes
-        raise MalformedMessageError(f"{what}: cannot be interpreted ({type(error).__name__}: {error})") from None
+    with _detached_events(tree):
+        message_type, payload = _interpret(tree, what)
     return message_type, payload, tree
+
+
+def _interpret(tree: etree._Element, what: str) -> tuple[str, dict[str, Any]]:
+    try:
+        return messaging.parse_message(etree.tostring(tree))
+    except Exception as error:  # openleadr raises KeyError/TypeError/ValueError/OverflowError on odd shapes
+        raise MalformedMessageError(f"{what}: cannot be interpreted ({type(error).__name__}: "
+                                    f"{shown(str(error), 120)})") from None
+
+
+@contextmanager
+def _detached_events(tree: etree._Element) -> Iterator[list[etree._Element]]:
+    """The oadrEvent elements, taken out of the tree for the block (so it can be interpreted without them, or
+    with one of them at a time) and put back, in order, after it."""
+    events = [element for element in tree.iter(f"{{{OADR_NS}}}oadrEvent")]
+    parents = [element.getparent() for element in events]
+    for element, parent in zip(events, parents, strict=True):
+        parent.remove(element)
+    try:
+        yield events
+    finally:
+        for element, parent in zip(events, parents, strict=True):
+            parent.append(element)
 
 
 def create_message(message_type: str, **payload: Any) -> str:
@@ -42,47 +77,68 @@ def create_message(message_type: str, **payload: Any) -> str:
 
 
 def events_from_distribute(payload: dict[str, Any], tree: etree._Element) -> list[OpenAdrEvent]:
-    """Turn an oadrDistributeEvent into events; problems (naive times, odd fields) are kept on each event."""
-    vtn_id = str(payload.get("vtn_id") or "")
-    raw_by_id = {}
-    for element in tree.iter(f"{{{OADR_NS}}}oadrEvent"):
-        event_id = element.findtext(f".//{{{EI_NS}}}eventDescriptor/{{{EI_NS}}}eventID")
-        raw_by_id[event_id] = element
+    """Turn an oadrDistributeEvent into events, each interpreted on its own; problems (naive times, odd fields,
+    an event openleadr cannot read) are kept on each event, which normalization then rejects."""
+    vtn_id = payload.get("vtn_id")
+    vtn_problem = text_problem(vtn_id, "vtnID", MAX_ID)
+    vtn_id = "#invalid-vtn-id" if vtn_problem else vtn_id
     events = []
-    for index, raw_event in enumerate(payload.get("events") or []):
-        events.append(_event(raw_event, vtn_id, raw_by_id, index))
+    with _detached_events(tree) as elements:
+        for index, element in enumerate(elements):
+            element_id = element.findtext(f".//{{{EI_NS}}}eventDescriptor/{{{EI_NS}}}eventID")
+            event_id = f"#{index}" if text_problem(element_id, "eventID", MAX_ID) else element_id
+            events.append(_event_of(element, tree, vtn_id, event_id, vtn_problem))
     return events
 
 
-def _event(raw: dict[str, Any], vtn_id: str, raw_by_id: dict[str, etree._Element], index: int) -> OpenAdrEvent:
+def _event_of(element: etree._Element, tree: etree._Element, vtn_id: str, event_id: str,
+              vtn_problem: str | None) -> OpenAdrEvent:
+    raw_xml = etree.tostring(element, encoding="unicode")
+    parent = next(tree.iter(f"{{{OADR_NS}}}oadrDistributeEvent"))
+    parent.append(element)
+    try:
+        _, payload = _interpret(tree, f"event {event_id!r}")
+        raw_event = (payload.get("events") or [{}])[0]
+        problems = [vtn_problem] if vtn_problem else []
+    except MalformedMessageError as error:
+        raw_event, problems = {}, [str(error)]
+    finally:
+        parent.remove(element)
+    return _event(raw_event, vtn_id, event_id, element, raw_xml, problems)
+
+
+def _event(raw: dict[str, Any], vtn_id: str, event_id: str, element: etree._Element, raw_xml: str,
+           problems: list[str]) -> OpenAdrEvent:
     descriptor = raw.get("event_descriptor") or {}
-    event_id = str(descriptor.get("event_id") or f"#{index}")
-    problems: list[str] = []
-    element = raw_by_id.get(event_id)
-    raw_xml = etree.tostring(element, encoding="unicode") if element is not None else ""
-    if element is not None:
-        for tag in (f"{{{XCAL_NS}}}date-time", f"{{{EI_NS}}}createdDateTime", f"{{{EI_NS}}}modificationDateTime"):
-            for node in element.iter(tag):
-                text = (node.text or "").strip()
-                if text and not _AWARE.search(text):
-                    problems.append(f"naive datetime {text!r} (no time zone)")
+    if descriptor.get("event_id") != event_id:
+        problems.append(f"eventID {shown(descriptor.get('event_id'))} is not a string of 1..{MAX_ID} characters")
+    program = descriptor.get("market_context")
+    program_problem = text_problem(program, "marketContext", MAX_PROGRAM) if program is not None else None
+    if program_problem:
+        problems.append(program_problem)
+        program = None
+    for tag in (f"{{{XCAL_NS}}}date-time", f"{{{EI_NS}}}createdDateTime", f"{{{EI_NS}}}modificationDateTime"):
+        for node in element.iter(tag):
+            text = (node.text or "").strip()
+            if text and not _AWARE.search(text):
+                problems.append(f"naive datetime {text!r} (no time zone)")
     modification = descriptor.get("modification_number", 0)
-    if not isinstance(modification, int):
-        problems.append(f"modification number {modification!r} is not an integer")
+    if isinstance(modification, bool) or not isinstance(modification, int) or not 0 <= modification <= INT64[1]:
+        problems.append(f"modification number {shown(modification)} is not an integer in 0..{INT64[1]}")
         modification = -1
     active = raw.get("active_period") or {}
     period_start = parse_moment(active.get("dtstart"), "activePeriod dtstart", problems)
     signals = []
     for raw_signal in _as_list(raw.get("event_signals")):
         signals.append(_signal(raw_signal, period_start, problems))
-    status = str(descriptor.get("event_status") or "").lower()
+    status = str(descriptor.get("event_status") or "").lower()[:MAX_STATUS]
     return OpenAdrEvent(
         protocol="2.0b",
         vtn_id=vtn_id,
         event_id=event_id,
         modification_number=modification,
         status=status,
-        program=descriptor.get("market_context"),
+        program=program,
         response_required=raw.get("response_required", "always") == "always",
         signals=tuple(signals),
         raw_payload=raw_xml,
@@ -100,8 +156,8 @@ def _signal(raw: dict[str, Any], period_start: datetime | None, problems: list[s
     for position, raw_interval in enumerate(_as_list(raw.get("intervals"))):
         where = f"signal {raw.get('signal_name')}: interval {position}"
         duration = raw_interval.get("duration")
-        if not isinstance(duration, timedelta):
-            problems.append(f"{where} has no valid duration")
+        if not isinstance(duration, timedelta) or duration_problem(duration, where):
+            problems.append(f"{where} has no valid duration ({shown(duration)})")
             duration = timedelta(0)
         start = cursor
         if "dtstart" in raw_interval:

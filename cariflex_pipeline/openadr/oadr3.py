@@ -3,33 +3,33 @@
 - intervals inherit the event's `intervalPeriod`: an interval without its own period starts where the
   previous one ended (the first at the event's start) and lasts the event's duration; its own period overrides;
 - units and currency come from the event's `payloadDescriptors`;
-- problems found (no id, naive or unreadable date-times, odd fields) are kept on the event, which normalization
-  then rejects with its id named.
+- problems found (no id, naive or unreadable date-times, fields of the wrong type or length, values out of
+  `limits`) are kept on the event, which normalization then rejects with its id and the field named. Nothing a
+  VTN sends raises anything but the project's errors here.
 
-Modification number: 3.0.1 has none, so the version of an event is its `modificationDateTime` (epoch
-seconds), or a CRC32 of its canonical JSON when the VTN sends no modification time.
+Version of an event: its `modificationDateTime` in microseconds since the epoch (full precision, so a change a
+fraction of a second later is newer). Without one the event is `sequenced`: ingestion numbers its versions in
+the order it sees their contents change (`versions.resolve`).
 """
 
 from __future__ import annotations
 
 import json
-import zlib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cariflex_pipeline.openadr.durations import parse_duration, parse_moment
 from cariflex_pipeline.openadr.errors import MalformedMessageError
+from cariflex_pipeline.openadr.limits import MAX_ID, MAX_JSON_DEPTH, MAX_PROGRAM, depth, load_json, shown, text_problem
 from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, SignalInterval
 
 _UNIT_NAMES = {"KWH": "kWh", "MWH": "MWh", "PERCENT": "%", "KW": "kW", "MW": "MW"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_events_json(data: bytes | str, vtn_id: str) -> list[OpenAdrEvent]:
     """Parse a JSON array of 3.0.1 events (e.g. a saved GET /events answer)."""
-    try:
-        items = json.loads(data)
-    except ValueError as error:
-        raise MalformedMessageError(f"OpenADR 3.0.1 events of VTN {vtn_id!r}: malformed JSON ({error})") from None
+    items = load_json(data, f"OpenADR 3.0.1 events of VTN {vtn_id!r}")
     if not isinstance(items, list):
         raise MalformedMessageError(f"OpenADR 3.0.1 events of VTN {vtn_id!r}: expected a JSON array, "
                                     f"got {type(items).__name__}")
@@ -38,28 +38,65 @@ def parse_events_json(data: bytes | str, vtn_id: str) -> list[OpenAdrEvent]:
 
 def parse_event(item: Any, vtn_id: str, index: int = 0) -> OpenAdrEvent:
     """One 3.0.1 event object; problems found are kept on the event, which normalization then rejects."""
-    problems: list[str] = []
     if not isinstance(item, dict):
-        return OpenAdrEvent(protocol="3.0.1", vtn_id=vtn_id, event_id=f"#{index}", modification_number=0,
-                            status="active", program=None, response_required=False, signals=(),
-                            raw_payload=json.dumps(item, default=str),
-                            problems=(f"event #{index} is not a JSON object",))
+        return _refused(vtn_id, index, f"event #{index} is not a JSON object", item)
+    if depth(item) > MAX_JSON_DEPTH:
+        return _refused(vtn_id, index, f"event #{index} nests deeper than {MAX_JSON_DEPTH} levels", item)
+    problems: list[str] = []
     raw = json.dumps(item, sort_keys=True, default=str)
-    event_id = str(item.get("id") or f"#{index}")
-    if item.get("id") is None:
-        problems.append("event has no id")
+    id_problem = text_problem(item.get("id"), "id", MAX_ID)
+    event_id = f"#{index}" if id_problem else item["id"]
+    if id_problem:
+        problems.append(id_problem)
     program = item.get("programID")
-    if not program:
-        problems.append("event has no programID")
+    program_problem = text_problem(program, "programID", MAX_PROGRAM)
+    if program_problem:
+        problems.append(program_problem)
+        program = None
     created = parse_moment(item.get("createdDateTime"), "createdDateTime", problems)
     modified = parse_moment(item.get("modificationDateTime"), "modificationDateTime", problems)
-    modification = int(modified.timestamp()) if modified and modified.tzinfo else zlib.crc32(raw.encode())
-    descriptors = {}
-    for descriptor in item.get("payloadDescriptors") or []:
-        if isinstance(descriptor, dict) and descriptor.get("payloadType"):
-            descriptors[descriptor["payloadType"]] = descriptor
-    event_period = item.get("intervalPeriod")
-    default_start, default_duration = _period(event_period, None, None, "event intervalPeriod", problems)
+    aware = modified is not None and modified.utcoffset() is not None
+    signals = _signals(item, _descriptors(item.get("payloadDescriptors"), problems), problems)
+    return OpenAdrEvent(
+        protocol="3.0.1", vtn_id=vtn_id, event_id=event_id,
+        modification_number=(modified - _EPOCH) // timedelta(microseconds=1) if aware else 0,
+        status="active", program=program, response_required=False, signals=signals, raw_payload=raw,
+        created=created, modified=modified, problems=tuple(problems), sequenced=not aware,
+    )
+
+
+def _refused(vtn_id: str, index: int, problem: str, item: Any) -> OpenAdrEvent:
+    """An item that cannot be read as an event at all: kept (so it is reported as rejected), never stored."""
+    own_id = item.get("id") if isinstance(item, dict) else None
+    event_id = f"#{index}" if text_problem(own_id, "id", MAX_ID) else own_id
+    return OpenAdrEvent(protocol="3.0.1", vtn_id=vtn_id, event_id=event_id, modification_number=0,
+                        status="active", program=None, response_required=False, signals=(),
+                        raw_payload=shown(item, 200), problems=(problem,))
+
+
+def _descriptors(descriptors: Any, problems: list[str]) -> dict[str, dict[str, Any]]:
+    """payloadDescriptors by payload type."""
+    if descriptors is None:
+        return {}
+    if not isinstance(descriptors, list):
+        problems.append(f"payloadDescriptors {shown(descriptors)} is not a list")
+        return {}
+    by_type = {}
+    for position, descriptor in enumerate(descriptors):
+        if not isinstance(descriptor, dict) or not isinstance(descriptor.get("payloadType"), str):
+            problems.append(f"payloadDescriptors #{position} {shown(descriptor)} is not an object with a payloadType")
+            continue
+        for field in ("units", "currency"):
+            if descriptor.get(field) is not None and not isinstance(descriptor[field], str):
+                problems.append(f"payloadDescriptors #{position}.{field} {shown(descriptor[field])} is not a string")
+        by_type[descriptor["payloadType"]] = descriptor
+    return by_type
+
+
+def _signals(item: dict[str, Any], descriptors: dict[str, dict[str, Any]],
+             problems: list[str]) -> tuple[EventSignal, ...]:
+    default_start, default_duration = _period(item.get("intervalPeriod"), None, None, "event intervalPeriod",
+                                              problems)
     intervals = item.get("intervals")
     by_type: dict[str, list[SignalInterval]] = {}
     if not isinstance(intervals, list):
@@ -70,7 +107,7 @@ def parse_event(item: Any, vtn_id: str, index: int = 0) -> OpenAdrEvent:
         if not isinstance(interval, dict):
             problems.append(f"interval #{position} is not an object")
             continue
-        uid = str(interval.get("id", position))
+        uid = shown(interval.get("id", position), 40)
         start, duration = _period(interval.get("intervalPeriod"), cursor, default_duration,
                                   f"interval {uid} intervalPeriod", problems)
         if start is None:
@@ -88,32 +125,28 @@ def parse_event(item: Any, vtn_id: str, index: int = 0) -> OpenAdrEvent:
                 continue
             values = payload.get("values")
             if not isinstance(values, list) or len(values) != 1:
-                problems.append(f"interval {uid}: payload {payload['type']} needs exactly one value, got {values!r}")
+                problems.append(f"interval {uid}: payload {shown(payload['type'])} needs exactly one value, "
+                                f"got {shown(values)}")
                 continue
             by_type.setdefault(payload["type"], []).append(
                 SignalInterval(start=start, duration=duration, value=values[0], uid=uid)
             )
     signals = []
     for payload_type, signal_intervals in by_type.items():
-        descriptor = descriptors.get(payload_type, {})
-        unit, currency = _unit(descriptor)
+        unit, currency = _unit(descriptors.get(payload_type, {}))
         signals.append(EventSignal(intervals=tuple(signal_intervals), payload_type=payload_type, unit=unit,
                                    currency=currency))
-    return OpenAdrEvent(
-        protocol="3.0.1", vtn_id=vtn_id, event_id=event_id, modification_number=modification, status="active",
-        program=program, response_required=False, signals=tuple(signals), raw_payload=raw, created=created,
-        modified=modified, problems=tuple(problems),
-    )
+    return tuple(signals)
 
 
 def _unit(descriptor: dict[str, Any]) -> tuple[str | None, str | None]:
     """(unit, currency) from a payloadDescriptor: KWH + EUR -> EUR/kWh; a bare KWH price -> `/kWh`
     (normalization supplies the program's currency); PERCENT -> %; unknown units verbatim."""
     units = descriptor.get("units")
-    currency = descriptor.get("currency")
-    if units is None:
+    currency = descriptor.get("currency") if isinstance(descriptor.get("currency"), str) else None
+    if not isinstance(units, str):  # absent, or noted as a problem by `_descriptors`
         return (None, currency)
-    name = _UNIT_NAMES.get(str(units).upper(), str(units))
+    name = _UNIT_NAMES.get(units.upper(), units)
     if name in ("kWh", "MWh"):
         return f"{currency or ''}/{name}", currency
     return name, currency

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, RowMapping, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, RowMapping, and_, delete, func, insert, select, update
 
 from cariflex_pipeline.openadr.model import OpenAdrEvent
-from cariflex_pipeline.openadr.tables import openadr_events, openadr_ven_state
+from cariflex_pipeline.openadr.tables import openadr_absences, openadr_events, openadr_ven_state
 from cariflex_pipeline.store.times import from_db_time, to_db_time
 
 
@@ -129,6 +129,8 @@ class VenState:
     registration_id: str | None = None
     poll_freq_seconds: float | None = None
     last_poll_at: datetime | None = None
+    open_poll: str | None = None  # the poll (or resync) whose events are not known to be committed yet
+    last_resync_at: datetime | None = None
 
 
 class VenStateStore:
@@ -152,6 +154,8 @@ class VenStateStore:
             registration_id=row["registration_id"],
             poll_freq_seconds=row["poll_freq_seconds"],
             last_poll_at=from_db_time(row["last_poll_at"]),
+            open_poll=row["open_poll"],
+            last_resync_at=from_db_time(row["last_resync_at"]),
         )
 
     def save(self, state: VenState) -> None:
@@ -162,6 +166,8 @@ class VenStateStore:
             "registration_id": state.registration_id,
             "poll_freq_seconds": state.poll_freq_seconds,
             "last_poll_at": to_db_time(self.engine, state.last_poll_at),
+            "open_poll": state.open_poll,
+            "last_resync_at": to_db_time(self.engine, state.last_resync_at),
             "updated_at": to_db_time(self.engine, datetime.now(UTC)),
         }
         with self.engine.begin() as connection:
@@ -170,3 +176,61 @@ class VenStateStore:
             ).rowcount
             if not changed:
                 connection.execute(insert(openadr_ven_state).values(vtn_url=state.vtn_url, **values))
+
+
+@dataclass(frozen=True)
+class Absence:
+    absent_since: datetime
+    withdrawn_at: datetime | None
+
+
+class AbsenceLog:
+    """3.0.1 events that complete listings no longer hold: since when, and whether their values were withdrawn."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def of(self, vtn_id: str) -> dict[str, Absence]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(openadr_absences).where(openadr_absences.c.vtn_id == vtn_id)).all()
+        return {row.event_id: Absence(from_db_time(row.absent_since), from_db_time(row.withdrawn_at))
+                for row in rows}
+
+    def withdrawn_events(self) -> dict[tuple[str, str], datetime]:
+        """(VTN, event) -> when the values were withdrawn, of every VTN."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(openadr_absences).where(openadr_absences.c.withdrawn_at.is_not(None)))
+            return {(row.vtn_id, row.event_id): from_db_time(row.withdrawn_at) for row in rows}
+
+    def note_absent(self, vtn_id: str, event_ids: list[str], now: datetime) -> None:
+        """Start the clock for events missing from a complete listing (where it is not running already)."""
+        known = self.of(vtn_id)
+        rows = [{"vtn_id": vtn_id, "event_id": event_id, "absent_since": to_db_time(self.engine, now)}
+                for event_id in event_ids if event_id not in known]
+        if rows:
+            with self.engine.begin() as connection:
+                connection.execute(insert(openadr_absences), rows)
+
+    def forget_listed(self, vtn_id: str, event_ids: list[str]) -> None:
+        """Listed again before their values were withdrawn: the clock stops (withdrawn ones wait for ingestion,
+        which gives their values back and calls `restored`)."""
+        if not event_ids:
+            return
+        with self.engine.begin() as connection:
+            connection.execute(delete(openadr_absences).where(
+                openadr_absences.c.vtn_id == vtn_id, openadr_absences.c.event_id.in_(event_ids),
+                openadr_absences.c.withdrawn_at.is_(None)))
+
+    def withdrawn(self, vtn_id: str, event_id: str, now: datetime, connection: Connection) -> None:
+        """Inside the transaction that deletes the event's values."""
+        statement = update(openadr_absences).where(
+            openadr_absences.c.vtn_id == vtn_id, openadr_absences.c.event_id == event_id)
+        if not connection.execute(statement.values(withdrawn_at=to_db_time(self.engine, now))).rowcount:
+            connection.execute(insert(openadr_absences).values(
+                vtn_id=vtn_id, event_id=event_id, absent_since=to_db_time(self.engine, now),
+                withdrawn_at=to_db_time(self.engine, now)))
+
+    def restored(self, vtn_id: str, event_id: str, connection: Connection) -> None:
+        """Inside the transaction that writes the event's values again."""
+        connection.execute(delete(openadr_absences).where(
+            openadr_absences.c.vtn_id == vtn_id, openadr_absences.c.event_id == event_id))

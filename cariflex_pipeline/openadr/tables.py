@@ -1,9 +1,14 @@
-"""OpenADR tables, declared on the store's metadata and created by the `0002_openadr` Alembic revision.
+"""OpenADR tables, declared on the store's metadata and created by the `0002_openadr` and
+`0007_openadr_absences` Alembic revisions.
 
 - `openadr_events`: every event version as received (VTN, event id, modification number, raw payload, received
   at) for audit, with what it did: the time range and sensors it covered, the number of values written.
 - `openadr_ven_state`: per VTN URL, the VEN's registration (venID, registrationID), the poll frequency the VTN
-  asked for, and the time of the last poll, so a restarted process carries on without re-registering.
+  asked for, and the time of the last poll, so a restarted process carries on without re-registering; the
+  poll whose events are not known to be committed yet (`open_poll`) and the last full resync, so that a crash
+  between poll and commit costs one tick, not the change.
+- `openadr_absences`: 3.0.1 events a complete listing no longer holds, since when, and when their values were
+  withdrawn; a row goes when the event is listed again (its values come back if they were withdrawn).
 """
 
 from __future__ import annotations
@@ -43,4 +48,15 @@ openadr_ven_state = Table(
     Column("poll_freq_seconds", Float, nullable=True),
     Column("last_poll_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("open_poll", String(64), nullable=True),
+    Column("last_resync_at", DateTime(timezone=True), nullable=True),
+)
+
+openadr_absences = Table(
+    "openadr_absences",
+    metadata,
+    Column("vtn_id", String(200), primary_key=True),
+    Column("event_id", String(200), primary_key=True),
+    Column("absent_since", DateTime(timezone=True), nullable=False),
+    Column("withdrawn_at", DateTime(timezone=True), nullable=True),
 )

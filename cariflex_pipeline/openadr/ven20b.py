@@ -6,7 +6,11 @@
   oadrRequestReregistration (registers again, then resyncs);
 - `request_events()`: oadrRequestEvent, the VTN's full list of events (resync after a restart);
 - `respond()`: oadrCreatedEvent with optIn/optOut per event where the VTN requires a response and the event
-  is not completed; `answer_early()` sends it for a poll's events before they are ingested (the sensor path).
+  is not completed; only ever after the events' values are committed (an optIn is a promise to follow them);
+- `fetch()`: what a periodic caller (the Dagster sensor, `run_loop`) asks instead of `poll()`: a poll, or a full
+  resync (oadrRequestEvent) when one is due (`resync_interval`) or when the previous fetch was never committed.
+  The VTN hands an event over once, so a fetch is recorded (`open_poll`) before it is sent and cleared by
+  `commit()` once what it brought is committed: a crash in between costs one tick, not the change.
 `sync()` and `poll_and_ingest()` glue these to `ingest_events`.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -22,11 +27,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import Engine
 
-from cariflex_pipeline.openadr.errors import EventRejected, VtnError
+from cariflex_pipeline.openadr.errors import VtnError
 from cariflex_pipeline.openadr.http import RetryPolicy, describe_failure, send
 from cariflex_pipeline.openadr.ingest import IngestReport, ingest_events
 from cariflex_pipeline.openadr.model import OpenAdrEvent
-from cariflex_pipeline.openadr.normalize import normalize_event
 from cariflex_pipeline.openadr.oadr20b import create_message, events_from_distribute, new_request_id, parse_vtn_message
 from cariflex_pipeline.openadr.repository import VenState, VenStateStore
 from cariflex_pipeline.site_model import Site
@@ -35,6 +39,7 @@ from cariflex_pipeline.store import TimeSeriesStore
 log = logging.getLogger(__name__)
 
 DEFAULT_POLL_FREQ = timedelta(seconds=10)
+DEFAULT_RESYNC = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,10 @@ class Ven20b:
         client: httpx.Client | None = None,
         timeout_seconds: float = 10.0,
         retry: RetryPolicy | None = None,
+        resync_interval: timedelta = DEFAULT_RESYNC,
     ) -> None:
         self.vtn_url = vtn_url.rstrip("/")
+        self.resync_interval = resync_interval
         self.ven_name = ven_name
         self.states = VenStateStore(engine)
         self._owns_client = client is None
@@ -160,6 +167,29 @@ class Ven20b:
             log.warning("OpenADR 2.0b poll at %s: %s not handled by this VEN", self.vtn_url, message_type)
         return Distribution(request_id=None, vtn_id=state.vtn_id, events=())
 
+    def fetch(self, now: datetime, committed: str | None = None) -> tuple[Distribution, str]:
+        """A poll, or a full resync when one is due or the last fetch was not committed; returns what it
+        brought and its mark, to hand to `commit()` (or, for the sensor, back as `committed` on the next tick:
+        the tick's cursor is where its outcome is committed)."""
+        state = self.register()
+        lost = state.open_poll is not None and state.open_poll != committed
+        due = state.last_resync_at is None or now - state.last_resync_at >= self.resync_interval
+        mark = f"{now.isoformat()}/{uuid.uuid4().hex[:8]}"
+        self.states.save(replace(state, open_poll=mark))  # before the VTN hands anything over
+        if not (lost or due):
+            return self.poll(now), mark
+        if lost:
+            log.warning("OpenADR 2.0b %s: the fetch %s was never committed; resyncing", self.vtn_url, state.open_poll)
+        distribution = self.request_events()
+        self.states.save(replace(self.state, last_poll_at=now, last_resync_at=now))
+        return distribution, mark
+
+    def commit(self, mark: str) -> None:
+        """What the fetch `mark` brought is committed: the next fetch need not resync for it."""
+        state = self.state
+        if state.open_poll == mark:
+            self.states.save(replace(state, open_poll=None))
+
     def request_events(self) -> Distribution:
         state = self.register()
         message_type, payload, tree = self._post(
@@ -212,25 +242,6 @@ def _is_over(event: OpenAdrEvent, now: datetime) -> bool:
     return bool(ends) and max(ends) <= now
 
 
-def answer_early(ven: Ven20b, distribution: Distribution, site: Site, now: datetime | None = None) -> int:
-    """Answer the events of a poll before they are ingested (the Dagster sensor does this; its run ingests).
-
-    optIn/optOut is what ingestion will decide: optOut exactly when normalization rejects the event; nothing is
-    written here. Cancelled events are left to the ingesting run: a VTN may drop a cancelled event once it is
-    answered (OpenLEADR does), and the run's resync must still see it to withdraw its values.
-    """
-    pending = tuple(event for event in distribution.events if not event.cancelled)
-    opt = {}
-    for event in pending:
-        try:
-            normalize_event(event, site)
-        except EventRejected:
-            opt[event.key] = "optOut"
-        else:
-            opt[event.key] = "optIn"
-    return ven.respond(replace(distribution, events=pending), opt, now)
-
-
 def sync(ven: Ven20b, site: Site, store: TimeSeriesStore) -> IngestReport:
     """Resync every event the VTN holds (oadrRequestEvent), ingest, answer."""
     distribution = ven.request_events()
@@ -239,10 +250,12 @@ def sync(ven: Ven20b, site: Site, store: TimeSeriesStore) -> IngestReport:
     return report
 
 
-def poll_and_ingest(ven: Ven20b, site: Site, store: TimeSeriesStore) -> IngestReport:
-    distribution = ven.poll()
+def poll_and_ingest(ven: Ven20b, site: Site, store: TimeSeriesStore, now: datetime | None = None) -> IngestReport:
+    """Fetch (poll or resync), ingest, answer, commit: the answers follow the committed values."""
+    distribution, mark = ven.fetch(now or datetime.now(UTC))
     report = ingest_events(distribution.events, site, store)
     ven.respond(distribution, report.opt)
+    ven.commit(mark)
     return report
 
 

@@ -35,9 +35,11 @@ def safe_tree(data: bytes | str, what: str = "message") -> etree._Element:
         raise UnsafeXmlError(f"{what}: refused XML with a DTD or entities ({type(error).__name__})") from None
     except ParseError as error:
         raise MalformedMessageError(f"{what}: malformed XML ({error})") from None
+    except (ValueError, LookupError) as error:  # expat: a declared encoding it cannot read (utf-7, utf-16 ...)
+        raise MalformedMessageError(f"{what}: unsupported XML encoding ({error})") from None
     try:
         tree = etree.fromstring(raw, _PARSER)
-    except etree.XMLSyntaxError as error:
+    except (etree.XMLSyntaxError, ValueError, LookupError) as error:
         raise MalformedMessageError(f"{what}: malformed XML ({error})") from None
     docinfo = tree.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:

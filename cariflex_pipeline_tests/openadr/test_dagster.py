@@ -15,7 +15,9 @@ from cariflex_pipeline.defs.openadr.partitions import daily_partitions
 from cariflex_pipeline.defs.openadr.resources import VtnResource, vtn_resource_from_env
 from cariflex_pipeline.defs.openadr.sensors import openadr_ingest_job, openadr_vtn_sensor
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
+from cariflex_pipeline.openadr import source
 from cariflex_pipeline.openadr.source import VtnConfig
+from cariflex_pipeline.openadr.ven20b import Ven20b
 from cariflex_pipeline_tests.openadr.messages import event_301
 from cariflex_pipeline_tests.openadr.vtn20b import DR_CONTEXT, PRICE_CONTEXT, InProcessVtn
 from cariflex_pipeline_tests.openadr.vtn301 import Vtn301Server
@@ -161,11 +163,11 @@ def test_sensor_against_the_openleadr_vtn(database_url):
         vtn.stop()
 
 
-def _with_one_301_event(database_url: str, vtn3: Vtn301Server) -> dict:
+def _with_one_301_event(database_url: str, vtn3: Vtn301Server, **settings: int) -> dict:
     """Resources pointing at the 3.0.1 test VTN, which lists one price event for the next hour."""
     vtn3.events = [event_301("price-1", _current_quarter(), [0.2])]
     return _resources(database_url, VtnResource(url=vtn3.url, protocol="3.0.1", client_id=vtn3.client_id,
-                                                client_secret=vtn3.client_secret, vtn_id="vtn3"))
+                                                client_secret=vtn3.client_secret, vtn_id="vtn3", **settings))
 
 
 def test_sensor_against_a_301_vtn_that_lists_everything_every_time(database_url, vtn3):
@@ -176,7 +178,8 @@ def test_sensor_against_a_301_vtn_that_lists_everything_every_time(database_url,
     vtn3.events = [event_301("price-1", _current_quarter(), [0.25], modified=datetime(2026, 11, 28, 1, tzinfo=UTC))]
     modified = _tick(resources, new.cursor)
     assert len(modified.run_requests) == 1 and modified.run_requests[0].run_key != new.run_requests[0].run_key
-    assert json.loads(modified.cursor)["price-1"]["version"] == int(datetime(2026, 11, 28, 1, tzinfo=UTC).timestamp())
+    version = json.loads(modified.cursor)["events"]["price-1"]["version"]
+    assert version == int(datetime(2026, 11, 28, 1, tzinfo=UTC).timestamp()) * 1_000_000  # microseconds
 
 
 def test_sensor_run_request_executes_the_ingestion(database_url):
@@ -205,7 +208,7 @@ def test_days_are_valid_partitions():
 
 
 def test_sensor_sees_a_deleted_301_event_as_cancelled(database_url, vtn3):
-    resources = _with_one_301_event(database_url, vtn3)
+    resources = _with_one_301_event(database_url, vtn3, delete_after_seconds=0)  # deleted once unlisted
     new = _tick(resources, None)
     assert dg.materialize(ASSETS, partition_key=new.run_requests[0].partition_key, resources=resources).success
     vtn3.events = []  # the VTN operator deletes the event
@@ -216,30 +219,61 @@ def test_sensor_sees_a_deleted_301_event_as_cancelled(database_url, vtn3):
     assert resources["store"].open(resources["site"].load()).read_latest([84]).empty
 
 
-def test_sensor_answers_the_vtn_on_the_poll_and_leaves_cancellations_to_the_run(database_url):
+def test_the_vtn_hears_optin_only_once_the_values_are_committed(database_url, monkeypatch):
     vtn = InProcessVtn(poll_freq=timedelta(0))
     try:
         resources = _resources(database_url, VtnResource(url=vtn.url, protocol="2.0b"))
         store = resources["store"].open(resources["site"].load())
+        stored_when_answered: list[int] = []
+        respond = Ven20b.respond
+
+        def watched(self, distribution, opt, now=None):  # what the store held when each answer went out
+            stored_when_answered.append(len(store.read_latest([84, 87])))
+            return respond(self, distribution, opt, now)
+
+        monkeypatch.setattr(Ven20b, "respond", watched)
         first = _tick(resources, None)
         start = _current_quarter()
         good = vtn.add_event("ven_1", "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, timedelta(hours=1), 150.0)])
         bad = vtn.add_event("ven_1", "simple", "level", DR_CONTEXT, [(start, timedelta(hours=1), 7)])  # levels 0..3
 
         new = _tick(resources, first.cursor)
-        # answered on the poll, as ingestion will decide, before any run has ingested anything
-        assert sorted(vtn.opt_answers) == sorted([("ven_1", good, "optIn"), ("ven_1", bad, "optOut")])
-        assert store.read_latest([84, 87]).empty
+        assert vtn.opt_answers == [] and stored_when_answered == []  # the sensor promises nothing
         assert dg.materialize(ASSETS, partition_key=new.run_requests[0].partition_key, resources=resources).success
-        assert len(store.read_latest([84])) == 4
+        assert sorted(vtn.opt_answers) == sorted([("ven_1", good, "optIn"), ("ven_1", bad, "optOut")])
+        assert stored_when_answered == [4]  # answered after the price's 4 values were committed
 
         vtn.cancel_event("ven_1", good)
         cancelled = _tick(resources, new.cursor)
-        # not answered by the sensor: the VTN would drop the event before the run's resync could withdraw it
-        assert vtn.event_status("ven_1", good) == "cancelled"
         result = dg.materialize(ASSETS, partition_key=cancelled.run_requests[0].partition_key, resources=resources)
         assert result.success and store.read_latest([84]).empty
         assert vtn.event_status("ven_1", good) is None  # answered by the run, so the VTN let it go
+    finally:
+        vtn.stop()
+
+
+def test_a_tick_that_dies_after_the_poll_costs_one_tick_not_the_change(database_url, monkeypatch):
+    vtn = InProcessVtn(poll_freq=timedelta(0))
+    try:
+        resources = _resources(database_url, VtnResource(url=vtn.url, protocol="2.0b"))
+        first = _tick(resources, None)
+        start = _current_quarter()
+        event_id = vtn.add_event("ven_1", "ELECTRICITY_PRICE", "price", PRICE_CONTEXT,
+                                 [(start, timedelta(minutes=30), 99.0)])
+        changes_of = source.changes_of
+
+        def daemon_killed(*args, **kwargs):
+            raise KeyboardInterrupt("daemon killed after the poll")
+
+        monkeypatch.setattr(source, "changes_of", daemon_killed)
+        with pytest.raises(KeyboardInterrupt):
+            _tick(resources, first.cursor)  # the VTN handed the event over; the tick's result is lost
+        monkeypatch.setattr(source, "changes_of", changes_of)
+
+        [request] = _tick(resources, first.cursor).run_requests  # the next tick, from the last committed cursor
+        assert request.run_key.endswith(f":{event_id}@0")
+        assert dg.materialize(ASSETS, partition_key=request.partition_key, resources=resources).success
+        assert list(resources["store"].open(resources["site"].load()).read_latest([84])["value"]) == [99.0, 99.0]
     finally:
         vtn.stop()
 
@@ -274,11 +308,11 @@ def test_sensor_cursor_forgets_what_the_store_holds(database_url):
     resources = _resources(database_url)  # the bundled feed: today's and tomorrow's events
     first = _tick(resources, None)
     assert [request.partition_key for request in first.run_requests] == [daily_partitions.get_partition_keys()[-1]]
-    assert len(json.loads(first.cursor)) == 6  # requested, not ingested yet
+    assert len(json.loads(first.cursor)["events"]) == 6  # requested, not ingested yet
     assert _tick(resources, first.cursor).run_requests == []  # still pending: not requested twice
     assert dg.materialize(ASSETS, partition_key=first.run_requests[0].partition_key, resources=resources).success
     after = _tick(resources, first.cursor)
-    assert after.run_requests == [] and json.loads(after.cursor) == {}
+    assert after.run_requests == [] and json.loads(after.cursor)["events"] == {}
 
 
 def test_a_vtn_url_with_a_password_is_refused_without_showing_it(monkeypatch):

@@ -10,7 +10,7 @@ from cariflex_pipeline.openadr.durations import parse_duration, parse_moment
 from cariflex_pipeline.openadr.errors import VtnAuthError, VtnError
 from cariflex_pipeline.openadr.http import RetryPolicy
 from cariflex_pipeline.openadr.ingest import source_name
-from cariflex_pipeline.openadr.ven301 import Ven301, sync
+from cariflex_pipeline.openadr.ven301 import DELETE_AFTER, Ven301, sync
 from cariflex_pipeline_tests.openadr.helpers import Q, audit_rows, belief_count, next_day_start, series, slots
 from cariflex_pipeline_tests.openadr.messages import event_301, iso
 from cariflex_pipeline_tests.openadr.vtn301 import problem
@@ -174,9 +174,11 @@ def test_deleted_event_withdraws_its_future_values(vtn3, store, site):
     start = next_day_start()
     vtn3.events = [event_301("price-1", start, [0.2]), event_301("price-2", start + timedelta(hours=1), [0.3])]
     ven = _ven(vtn3)
-    sync(ven, site, store)
+    now = datetime.now(UTC)
+    sync(ven, site, store, now=now)
     vtn3.events = vtn3.events[1:]
-    report = sync(ven, site, store)
+    assert sync(ven, site, store, now=now).cancelled == []  # absent from one listing: not deleted yet
+    report = sync(ven, site, store, now=now + DELETE_AFTER)
     assert report.cancelled == ["price-1"]
     assert series(store, 84) == slots(start + timedelta(hours=1), [300.0], 4)
 

@@ -129,7 +129,7 @@ def test_a_failed_run_is_retried_after_the_delay_under_a_suffixed_key(tmp_path, 
 
     assert loop.launch(again).dagster_run.status == dg.DagsterRunStatus.SUCCESS  # the store is back
     after = loop.tick(retry.cursor, at=ended + timedelta(hours=1))
-    assert after.run_requests == [] and json.loads(after.cursor) == {}
+    assert after.run_requests == [] and json.loads(after.cursor)["events"] == {}
 
 
 def test_no_retry_before_the_delay_which_doubles_with_each_attempt(tmp_path, vtn, monkeypatch, instance):
@@ -141,7 +141,7 @@ def test_no_retry_before_the_delay_which_doubles_with_each_attempt(tmp_path, vtn
     due = (ended + timedelta(seconds=60)).isoformat()
     assert any(event_id in message and f"retry 1 of 3 at {due}" in message
                for message in loop.log.messages(logging.INFO))
-    assert json.loads(early.cursor)[event_id] == {"version": 0, "kind": "new", "runs": [request.run_key],
+    assert json.loads(early.cursor)["events"][event_id] == {"version": 0, "kind": "new", "runs": [request.run_key],
                                                   "attempt": 0}
 
     retried = loop.tick(early.cursor, at=ended + timedelta(seconds=60))
@@ -168,13 +168,13 @@ def test_after_the_last_retry_no_more_runs_and_an_error_names_the_event(tmp_path
     assert last.run_requests == []
     [error] = loop.log.messages(logging.ERROR)
     assert event_id in error and "no more retries" in error and "3 ingestion run(s)" in error
-    assert json.loads(last.cursor)[event_id]["gave_up"] is True  # still visible in the cursor
+    assert json.loads(last.cursor)["events"][event_id]["gave_up"] is True  # still visible in the cursor
     assert loop.tick(last.cursor, at=ended + timedelta(days=2)).run_requests == []
     assert len(loop.log.messages(logging.ERROR)) == 1  # said once
 
     # an operator ingests it by hand: the cursor lets it go
     assert dg.materialize(ASSETS, partition_key=request.partition_key, resources=loop.resources).success
-    assert json.loads(loop.tick(last.cursor).cursor) == {}
+    assert json.loads(loop.tick(last.cursor).cursor)["events"] == {}
 
 
 def test_the_cursor_forgets_a_failed_event_once_another_run_stored_it(tmp_path, vtn, monkeypatch, instance):
@@ -182,13 +182,13 @@ def test_the_cursor_forgets_a_failed_event_once_another_run_stored_it(tmp_path, 
     event_id, request, cursor = _price_event(loop, vtn)
     ended = loop.fail(request)
     waiting = loop.tick(cursor)
-    assert json.loads(waiting.cursor)[event_id]["runs"] == [request.run_key]  # waiting for its retry
+    assert json.loads(waiting.cursor)["events"][event_id]["runs"] == [request.run_key]  # waiting for its retry
 
     # the main job (no run key, no tag of the sensor) ingests the event before the retry is due
     main = dg.materialize(ASSETS, partition_key=request.partition_key, resources=loop.resources, instance=instance)
     assert main.success
     after = loop.tick(waiting.cursor, at=ended + timedelta(hours=1))
-    assert after.run_requests == [] and json.loads(after.cursor) == {}
+    assert after.run_requests == [] and json.loads(after.cursor)["events"] == {}
 
 
 def test_a_run_canceled_before_it_started_is_retried_too(tmp_path, vtn, monkeypatch, instance):

@@ -209,6 +209,7 @@ def test_reregistration_requested_by_the_vtn():
         try:
             ven = _ven(vtn, store)
             ven_id = ven.register().ven_id
+            poll_and_ingest(ven, site, store)  # the first fetch is a resync: the next one polls
             start = next_day_start()
             event_id = vtn.add_event(ven_id, "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, H, 133.0)])
             vtn.forget_vens()

@@ -5,7 +5,9 @@
 - `GET {base}/events?programID&targetType&targetValues&skip&limit` -> JSON array (limit > 50 -> 400 problem),
   Bearer token required (unknown or revoked token -> 401 problem);
 - faults to inject: `fail_next` (status, problem) answers, `delay_seconds` (to provoke client timeouts),
-  `overlap_pages` (the spec promises no order: each later page repeats the previous page's last event).
+  `overlap_pages` (the spec promises no order: each later page repeats the previous page's last event),
+  `ignore_skip` (every page is the first), `raw_events` (the exact body of every GET /events answer),
+  `token_fields` (merged into the token answer: fields of the wrong type or size).
 Problems are sent as application/json, as the spec does.
 """
 
@@ -39,6 +41,9 @@ class Vtn301Server:
         self.fail_next: list[tuple[int, dict[str, Any] | str]] = []
         self.delay_seconds = 0.0
         self.overlap_pages = False
+        self.ignore_skip = False
+        self.raw_events: str | None = None
+        self.token_fields: dict[str, Any] = {}
         self.lock = threading.Lock()
         vtn = self
 
@@ -82,7 +87,8 @@ class Vtn301Server:
                     return
                 token = uuid.uuid4().hex
                 vtn.valid_tokens.add(token)
-                self._send(200, {"access_token": token, "token_type": "Bearer", "expires_in": vtn.expires_in})
+                self._send(200, {"access_token": token, "token_type": "Bearer", "expires_in": vtn.expires_in,
+                                 **vtn.token_fields})
 
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
@@ -116,8 +122,9 @@ class Vtn301Server:
                                      for target in event.get("targets") or [])]
                 if vtn.overlap_pages and skip:
                     skip -= 1  # the order shifted between requests: the previous page's last event again
-                page = events[skip: skip + limit]
-                self._send(200, page)
+                if vtn.ignore_skip:
+                    skip = 0
+                self._send(200, vtn.raw_events if vtn.raw_events is not None else events[skip: skip + limit])
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="test-vtn-301", daemon=True)

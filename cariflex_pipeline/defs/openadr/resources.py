@@ -11,6 +11,8 @@ CARIFLEX_VTN_TARGET_TYPE    3.0.1 targetType filter of GET /events (e.g. GROUP),
 CARIFLEX_VTN_TARGET_VALUES  3.0.1 targetValues, comma-separated, optional
 CARIFLEX_VTN_RUN_RETRIES    how often `openadr_vtn_sensor` retries a failed ingestion run of an event version (3)
 CARIFLEX_VTN_RUN_RETRY_DELAY_SECONDS  wait after the first failure before retry 1; doubled for each next one (60)
+CARIFLEX_VTN_RESYNC_SECONDS  2.0b: a full resync (oadrRequestEvent) at least this often (900)
+CARIFLEX_VTN_DELETE_AFTER_SECONDS  3.0.1: an event unlisted this long is deleted (600)
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ ENV_VARS = {
 INT_ENV_VARS = {
     "run_retries": "CARIFLEX_VTN_RUN_RETRIES",
     "run_retry_delay_seconds": "CARIFLEX_VTN_RUN_RETRY_DELAY_SECONDS",
+    "resync_seconds": "CARIFLEX_VTN_RESYNC_SECONDS",
+    "delete_after_seconds": "CARIFLEX_VTN_DELETE_AFTER_SECONDS",
 }
 
 
@@ -69,6 +73,9 @@ class VtnResource(dg.ConfigurableResource):
         default=3, ge=0, description="Retries of a failed ingestion run requested by openadr_vtn_sensor.")
     run_retry_delay_seconds: int = Field(
         default=60, ge=0, description="Wait after a failed ingestion run before retry 1; doubled for each next one.")
+    resync_seconds: int = Field(default=900, ge=0, description="2.0b: a full resync at least this often.")
+    delete_after_seconds: int = Field(
+        default=600, ge=0, description="3.0.1: an event absent from complete listings this long is deleted.")
 
     def run_retry_policy(self) -> RunRetries:
         return RunRetries(self.run_retries, timedelta(seconds=self.run_retry_delay_seconds))
@@ -81,6 +88,7 @@ class VtnResource(dg.ConfigurableResource):
             vtn_id=self.vtn_id or None, timeout_seconds=self.timeout_seconds, retry_attempts=self.retry_attempts,
             target_type=self.target_type or None,
             target_values=tuple(v.strip() for v in (self.target_values or "").split(",") if v.strip()),
+            resync_seconds=self.resync_seconds, delete_after_seconds=self.delete_after_seconds,
         )
 
 

@@ -12,13 +12,17 @@ runs failed (or were canceled), the version is requested again under `<run key>#
 that doubles with each attempt, counted from the end of the failed run, and at most `VtnResource.run_retries`
 times; then the sensor logs an error naming the event and keeps it in the cursor (`"gave_up": true`) until the
 store holds it or the VTN sends a newer version.
+
+The cursor also keeps the mark of the 2.0b fetch whose changes it holds (`{"poll": mark, "events": {...}}`): a
+tick that polled and then died (the daemon killed, the store unreachable) left another mark in the VEN state,
+so the next tick resyncs (oadrRequestEvent) and finds what the lost poll had handed over.
 """
 
 import json
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
@@ -28,7 +32,7 @@ from cariflex_pipeline.defs.openadr.assets import openadr_events
 from cariflex_pipeline.defs.openadr.partitions import daily_partitions
 from cariflex_pipeline.defs.openadr.resources import RunRetries, VtnResource
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
-from cariflex_pipeline.openadr.repository import EventLog, EventRecord
+from cariflex_pipeline.openadr.repository import AbsenceLog, EventLog, EventRecord
 from cariflex_pipeline.openadr.source import EventChange, poll_changes
 
 RUN_TAG = "cariflex/openadr_run"  # the run key a run was requested under: how the sensor finds its outcome
@@ -67,12 +71,24 @@ class Pending:
                    value.get("attempt", 0), value.get("gave_up", False))
 
 
-def read_cursor(cursor: str | None) -> dict[str, Pending]:
-    return {event_id: Pending.from_json(value) for event_id, value in json.loads(cursor or "{}").items()}
+@dataclass(frozen=True)
+class Cursor:
+    pending: dict[str, Pending]
+    poll: str | None = None  # the mark of the 2.0b fetch these changes came from
 
 
-def write_cursor(cursor: Mapping[str, Pending]) -> str:
-    return json.dumps({event_id: pending.to_json() for event_id, pending in cursor.items()}, sort_keys=True)
+def read_cursor(cursor: str | None) -> Cursor:
+    value = json.loads(cursor or "{}")
+    if isinstance(value.get("events"), dict) and set(value) <= {"events", "poll"}:
+        return Cursor({event_id: Pending.from_json(entry) for event_id, entry in value["events"].items()},
+                      value.get("poll"))
+    # a cursor written before marks: event id -> entry
+    return Cursor({event_id: Pending.from_json(entry) for event_id, entry in value.items()})
+
+
+def write_cursor(cursor: Mapping[str, Pending], poll: str | None = None) -> str:
+    return json.dumps({"events": {event_id: pending.to_json() for event_id, pending in cursor.items()},
+                       "poll": poll}, sort_keys=True)
 
 
 def utc_now() -> datetime:
@@ -92,7 +108,7 @@ def run_requests_for(changes: list[EventChange], cursor: Mapping[str, Pending]
                      ) -> tuple[list[dg.RunRequest], dict[str, Pending]]:
     fresh = [
         # a version the store does not hold yet, but an earlier one was already requested: a modification
-        EventChange(c.event_id, c.modification_number, "modified", c.days)
+        replace(c, kind="modified")
         if c.kind == "new" and c.event_id in cursor else c
         for c in changes
         if c.event_id not in cursor or cursor[c.event_id].version != c.modification_number
@@ -104,7 +120,7 @@ def run_requests_for(changes: list[EventChange], cursor: Mapping[str, Pending]
     requests = []
     keys: dict[str, list[str]] = defaultdict(list)
     for day, day_changes in sorted(by_day.items()):
-        versions = ",".join(sorted(f"{c.event_id}@{c.modification_number}" for c in day_changes))
+        versions = ",".join(sorted(c.version for c in day_changes))
         key = f"openadr:{day}:{versions}"
         requests.append(_run_request(key, day, versions, {c.kind for c in day_changes}, 0))
         for change in day_changes:
@@ -114,13 +130,15 @@ def run_requests_for(changes: list[EventChange], cursor: Mapping[str, Pending]
     return requests, new_cursor
 
 
-def still_pending(cursor: Mapping[str, Pending], stored: Mapping[tuple[str, str], EventRecord]
-                  ) -> dict[str, Pending]:
+def still_pending(cursor: Mapping[str, Pending], stored: Mapping[tuple[str, str], EventRecord],
+                  withdrawn: Collection[tuple[str, str]] = ()) -> dict[str, Pending]:
     """The cursor without the versions the store now holds: their runs are done, and the store itself tells
-    `poll_changes` not to request them again. Without this the cursor grew by every event the VTN ever sent."""
+    `poll_changes` not to request them again. Without this the cursor grew by every event the VTN ever sent.
+    A 3.0.1 event whose values were withdrawn (deleted) holds the version after its stored one."""
     held: dict[str, int] = {}
-    for (_vtn, event_id), record in stored.items():
-        held[event_id] = max(held.get(event_id, record.modification_number), record.modification_number)
+    for key, record in stored.items():
+        number = record.modification_number + (1 if key in withdrawn else 0)
+        held[key[1]] = max(held.get(key[1], number), number)
     return {event_id: pending for event_id, pending in cursor.items()
             if event_id not in held or held[event_id] < pending.version}
 
@@ -200,17 +218,19 @@ def openadr_vtn_sensor(
 ) -> dg.SensorResult:
     site_model = site.load()
     series = store.open(site_model)
-    changes = poll_changes(vtn.config(), site_model, series)
-    cursor = read_cursor(context.cursor)
+    previous = read_cursor(context.cursor)
+    polled = poll_changes(vtn.config(), site_model, series, committed=previous.poll)
+    cursor = previous.pending
+    changes = polled.changes
     keys = daily_partitions.get_partition_keys(dynamic_partitions_store=None)
     changes = [
-        EventChange(c.event_id, c.modification_number, c.kind, partition_days_of(c, keys[0], keys[-1]))
-        for c in changes
+        replace(c, days=partition_days_of(c, keys[0], keys[-1])) for c in changes
     ]
     requests, new_cursor = run_requests_for(changes, cursor)
-    new_cursor = still_pending(new_cursor, EventLog(series.engine).latest_versions())
+    new_cursor = still_pending(new_cursor, EventLog(series.engine).latest_versions(),
+                               AbsenceLog(series.engine).withdrawn_events())
     if requests:
         context.log.info("OpenADR: %d change(s) -> %d run request(s)", len(changes), len(requests))
     retries, new_cursor = retry_requests(new_cursor, context.instance, vtn.run_retry_policy(), utc_now(),
                                          context.log)
-    return dg.SensorResult(run_requests=requests + retries, cursor=write_cursor(new_cursor))
+    return dg.SensorResult(run_requests=requests + retries, cursor=write_cursor(new_cursor, polled.mark))

@@ -1,0 +1,92 @@
+"""How fast OpenADR 3.0.1 events are parsed and ingested into PostgreSQL, against the store's bulk write of the
+same values, in one run.
+
+    python benchmarks/openadr_ingest.py [--events 5000] [--intervals 96] [--admin-url postgresql://...]
+
+Creates a scratch database; builds one GET /events answer of `--events` price events of `--intervals` 15-minute
+intervals each (one day per event); parses and ingests it (`parse_events_json` + `ingest_events`: checks,
+normalization, audit log, one source and one transaction per event); then empties the beliefs and writes the
+very values ingestion stored with one `TimeSeriesStore.write_beliefs` call. Prints events/s for each and the
+ratio (aim: ingestion >= 0.5x the bulk write).
+"""
+
+import argparse
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import create_engine, text
+
+from cariflex_pipeline.openadr.ingest import ingest_events
+from cariflex_pipeline.openadr.oadr3 import parse_events_json
+from cariflex_pipeline.site_model import load_site
+from cariflex_pipeline.store import TimeSeriesStore
+
+START = datetime(2027, 1, 1, 4, tzinfo=UTC)  # local midnight in Martinique
+
+
+def answer(events: int, intervals: int) -> str:
+    """One GET /events answer: event n covers day n, one price per 15 minutes."""
+    return json.dumps([
+        {
+            "id": f"price-{number:06d}", "objectType": "EVENT", "programID": "martinique-price",
+            "createdDateTime": "2026-11-27T16:00:00Z", "modificationDateTime": "2026-11-27T16:00:00.250000Z",
+            "payloadDescriptors": [{"objectType": "EVENT_PAYLOAD_DESCRIPTOR", "payloadType": "PRICE",
+                                    "units": "KWH", "currency": "EUR"}],
+            "intervalPeriod": {"start": (START + timedelta(days=number)).isoformat(), "duration": "PT15M"},
+            "intervals": [{"id": slot, "payloads": [{"type": "PRICE", "values": [0.1 + (number + slot) % 97 / 1000]}]}
+                          for slot in range(intervals)],
+        }
+        for number in range(events)
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--intervals", type=int, default=96)
+    parser.add_argument("--admin-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+
+    name = f"cariflex_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(args.admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        run(args.admin_url.rsplit("/", 1)[0] + f"/{name}", args.events, args.intervals)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def run(url: str, events: int, intervals: int) -> None:
+    site = load_site()
+    store = TimeSeriesStore(url)
+    store.migrate()
+    store.register_sensors(site.sensors)
+    body = answer(events, intervals)
+
+    started = time.perf_counter()
+    report = ingest_events(parse_events_json(body, "bench-vtn"), site, store)
+    ingest_seconds = time.perf_counter() - started
+    assert len(report.new) == events and report.values_written == events * intervals, report.rejected
+
+    values = store.read_latest([84])
+    with store.engine.begin() as connection:
+        connection.execute(text("TRUNCATE beliefs"))
+    started = time.perf_counter()
+    written = store.write_beliefs(values[["sensor_id", "event_start", "value", "belief_time"]], source="bulk")
+    bulk_seconds = time.perf_counter() - started
+    assert written == events * intervals
+
+    print(f"{events:,} events of {intervals} intervals ({written:,} values); PostgreSQL at {store.describe()}")
+    print(f"  parse + ingest (per event: checks, audit, transaction) {events / ingest_seconds:>10,.0f} events/s"
+          f"  ({ingest_seconds:.1f} s)")
+    print(f"  store.write_beliefs of the same values, one call      {events / bulk_seconds:>10,.0f} events/s"
+          f"  ({bulk_seconds:.1f} s)")
+    print(f"ratio ingestion / bulk write: {bulk_seconds / ingest_seconds:.2f}x   (aim >= 0.5x)")
+
+
+if __name__ == "__main__":
+    main()
