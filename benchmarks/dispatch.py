@@ -21,8 +21,6 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,7 +28,7 @@ import pika
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, text
+from scratch_database import scratch_database
 
 from cariflex_pipeline.dispatch import (
     AmqpTransport,
@@ -57,21 +55,6 @@ def make_profiles(count: int, now: datetime) -> list[BuiltProfile]:
         validate_request(profile.payload, station_id=station, now=now)
         profiles.append(profile)
     return profiles
-
-
-@contextmanager
-def scratch_database(admin_url: str) -> Iterator[str]:
-    """A PostgreSQL database of the benchmark's own, dropped afterwards."""
-    name = f"cariflex_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def main() -> int:

@@ -11,12 +11,12 @@ Prints rows/s for each and the ratios; best of --repeats, each on an emptied tab
 import argparse
 import io
 import time
-import uuid
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import create_engine, text
+from scratch_database import scratch_database
+from sqlalchemy import text
 
 from cariflex_pipeline.site_model import load_site
 from cariflex_pipeline.store import TimeSeriesStore
@@ -68,15 +68,8 @@ def main() -> None:
     parser.add_argument("--admin-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
 
-    name = f"cariflex_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(args.admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        run(args.admin_url.rsplit("/", 1)[0] + f"/{name}", args.rows, args.repeats)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database(args.admin_url) as database_url:
+        run(database_url, args.rows, args.repeats)
 
 
 def run(url: str, row_count: int, repeats: int) -> None:

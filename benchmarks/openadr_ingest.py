@@ -13,10 +13,10 @@ ratio (aim: ingestion >= 0.5x the bulk write).
 import argparse
 import json
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import create_engine, text
+from scratch_database import scratch_database
+from sqlalchemy import text
 
 from cariflex_pipeline.openadr.ingest import ingest_events
 from cariflex_pipeline.openadr.oadr3 import parse_events_json
@@ -49,15 +49,8 @@ def main() -> None:
     parser.add_argument("--admin-url", default="postgresql+psycopg2://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
 
-    name = f"cariflex_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(args.admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        run(args.admin_url.rsplit("/", 1)[0] + f"/{name}", args.events, args.intervals)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database(args.admin_url) as database_url:
+        run(database_url, args.events, args.intervals)
 
 
 def run(url: str, events: int, intervals: int) -> None:
