@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cariflex_pipeline.openadr.days import event_days, local_days, split_at_midnight
 from cariflex_pipeline.openadr.errors import EventRejected
-from cariflex_pipeline.openadr.limits import identity_problems, shown
+from cariflex_pipeline.openadr.limits import identity_problems, shown, source_name
 from cariflex_pipeline.openadr.model import OpenAdrEvent
 from cariflex_pipeline.openadr.normalize import normalize_event
 from cariflex_pipeline.openadr.repository import AbsenceLog, EventLog, EventRecord
@@ -110,11 +110,6 @@ class IngestReport:
         self.opt.update(other.opt)
         for day, figures in other.days.items():
             self.days.setdefault(day, DayFigures()).merge(figures)
-
-
-def source_name(vtn_id: str, event_id: str) -> str:
-    """The data source of one event's values in the store."""
-    return f"openadr:{vtn_id}/{event_id}"
 
 
 def current_version(event: OpenAdrEvent, stored: EventRecord | None) -> OpenAdrEvent:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from cariflex_pipeline.openadr.model import OpenAdrEvent
 
 MAX_ID = 200  # openadr_events.vtn_id, .event_id
+MAX_SOURCE_NAME = 200  # data_sources.name, which holds source_name(vtn id, event id)
 MAX_PROGRAM = 400  # openadr_events.program
 MAX_STATUS = 40  # openadr_events.status
 MAX_JSON_DEPTH = 32  # a 3.0.1 event is 5 levels deep; far deeper is an attack, not an event
@@ -54,11 +55,21 @@ def text_problem(value: Any, field: str, max_length: int, min_length: int = 1) -
     return None
 
 
+def source_name(vtn_id: str, event_id: str) -> str:
+    """The data source of one event's values in the store."""
+    return f"openadr:{vtn_id}/{event_id}"
+
+
 def identity_problems(event: OpenAdrEvent) -> list[str]:
     """What keeps `event` from being looked up and logged: its VTN, id, program, status, version."""
     problems = [text_problem(event.vtn_id, "VTN id", MAX_ID), text_problem(event.event_id, "event id", MAX_ID),
                 None if event.program is None else text_problem(event.program, "program", MAX_PROGRAM),
                 text_problem(event.status, "status", MAX_STATUS, min_length=0)]
+    if isinstance(event.vtn_id, str) and isinstance(event.event_id, str) and len(
+            source_name(event.vtn_id, event.event_id)) > MAX_SOURCE_NAME:
+        # each id fits its own column, yet together they name the event's data source
+        problems.append(f"VTN id and event id are {len(event.vtn_id) + len(event.event_id)} characters together; "
+                        f"at most {MAX_SOURCE_NAME - len(source_name('', ''))} fit the event's data source name")
     number = event.modification_number
     if isinstance(number, bool) or not isinstance(number, int) or not INT64[0] <= number <= INT64[1]:
         problems.append(f"modification number {shown(number)} is not a 64-bit integer")

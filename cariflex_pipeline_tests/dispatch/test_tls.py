@@ -96,7 +96,8 @@ class TlsProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.close()
+        # the server belongs to the loop's thread: closing it from here raced with the loop (seen in CI)
+        self.loop.call_soon_threadsafe(self.server.close)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 
