@@ -27,12 +27,24 @@ def local_days(start: datetime, end: datetime, tz: ZoneInfo) -> tuple[date, ...]
 
 
 def event_days(event: OpenAdrEvent, tz: ZoneInfo) -> tuple[date, ...]:
-    """The local days the intervals of `event` touch (intervals without an aware start are skipped)."""
+    """The local days the intervals of `event` touch (intervals without an aware start are skipped).
+
+    Back-to-back intervals are merged into spans first: a day of 96 quarter hours is one span, not 96."""
+    spans = sorted(
+        (interval.start, interval.start + interval.duration)
+        for signal in event.signals
+        for interval in signal.intervals
+        if isinstance(interval.start, datetime) and interval.start.utcoffset() is not None
+    )
     days: set[date] = set()
-    for signal in event.signals:
-        for interval in signal.intervals:
-            if isinstance(interval.start, datetime) and interval.start.tzinfo is not None:
-                days.update(local_days(interval.start, interval.start + interval.duration, tz))
+    merged: list[list[datetime]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    for start, end in merged:
+        days.update(local_days(start, end, tz))
     return tuple(sorted(days))
 
 

@@ -22,23 +22,27 @@ their slot starts. The Dagster assets turn these into the figures of each day pa
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from itertools import chain
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from cariflex_pipeline.openadr.days import event_days, local_days, split_at_midnight
 from cariflex_pipeline.openadr.errors import EventRejected
-from cariflex_pipeline.openadr.limits import identity_problems, shown, source_name
+from cariflex_pipeline.openadr.limits import gc_paused, identity_problems, shown, source_name
 from cariflex_pipeline.openadr.model import OpenAdrEvent
-from cariflex_pipeline.openadr.normalize import normalize_event
-from cariflex_pipeline.openadr.repository import AbsenceLog, EventLog, EventRecord
+from cariflex_pipeline.openadr.normalize import NormalizedEvent, from_microseconds, microseconds, normalize_event
+from cariflex_pipeline.openadr.repository import AbsenceLog, EventLog, EventRecord, LoggedVersion
 from cariflex_pipeline.site_model import Site
 from cariflex_pipeline.store import TimeSeriesStore
 
@@ -133,8 +137,13 @@ def ingest_events(
     store: TimeSeriesStore,
     received_at: datetime | None = None,
 ) -> IngestReport:
-    """Ingest each event on its own: one that cannot be ingested is reported as rejected (with its reason,
-    answered optOut) and never stops the others."""
+    """Ingest each event on its own terms: one that cannot be ingested is reported as rejected (with its reason,
+    answered optOut) and never stops the others.
+
+    What the events write lands in one transaction (a listing of thousands of events: one bulk write, not
+    thousands). Should that transaction fail on what one event holds, it rolls back whole and each event is
+    written again in a transaction of its own, so that only that event is rejected.
+    """
     received_at = received_at or datetime.now(UTC)
     context = _Context(site, store, EventLog(store.engine), AbsenceLog(store.engine), received_at)
     report = IngestReport()
@@ -144,14 +153,22 @@ def ingest_events(
         key = (event.vtn_id, event.event_id)
         if key not in latest or event.modification_number > latest[key].modification_number:
             latest[key] = event
+    identified = []
     for event in latest.values():
-        try:
-            _ingest_one(event, context, report)
-        except EventRejected as error:
-            _rejected(event, error.reason, report, site.tz)
-        except DATA_ERRORS as error:  # the boundary: whatever slipped past the checks is this event's problem
-            _rejected(event, f"cannot be ingested ({type(error).__name__}: {shown(str(error), 200)})", report,
-                      site.tz)
+        with _event_boundary(event, report, site.tz):
+            problems = identity_problems(event)
+            if problems:  # before any query: these fields key the lookups and the audit row
+                raise EventRejected(event.event_id, "; ".join(problems))
+            identified.append(event)
+    priors = _priors(identified, context.event_log)
+    writes = []
+    with gc_paused():  # normalization builds lists of hundreds of thousands of values (see `gc_paused`)
+        for event in identified:
+            with _event_boundary(event, report, site.tz):
+                write = _plan(event, priors.get((event.vtn_id, event.event_id)), context, report)
+                if write is not None:
+                    writes.append(write)
+    _write_all(writes, context, report)
     return report
 
 
@@ -173,6 +190,29 @@ class _Context:
         return event.event_id in self.withdrawn[event.vtn_id]
 
 
+@dataclass
+class _Write:
+    """An event version that writes: its values (None: a cancellation), after withdrawing its prior's."""
+
+    event: OpenAdrEvent
+    prior: EventRecord | None
+    normalized: NormalizedEvent | None
+    restoring: bool  # listed again after its values were withdrawn: the version is logged already
+    days: tuple[date, ...]
+    outcome: Outcome
+
+
+@contextmanager
+def _event_boundary(event: OpenAdrEvent, report: IngestReport, tz: ZoneInfo) -> Iterator[None]:
+    """Whatever `event` makes fail inside is that event's rejection, not the end of the batch."""
+    try:
+        yield
+    except EventRejected as error:
+        _rejected(event, error.reason, report, tz)
+    except DATA_ERRORS as error:  # whatever slipped past the checks
+        _rejected(event, f"cannot be ingested ({type(error).__name__}: {shown(str(error), 200)})", report, tz)
+
+
 def _rejected(event: OpenAdrEvent, reason: str, report: IngestReport, tz: ZoneInfo) -> None:
     error = EventRejected(event.event_id, reason, vtn_id=event.vtn_id)
     log.error("%s", error)
@@ -185,71 +225,142 @@ def _rejected(event: OpenAdrEvent, reason: str, report: IngestReport, tz: ZoneIn
     report._count("rejected", days)
 
 
-def _ingest_one(event: OpenAdrEvent, context: _Context, report: IngestReport) -> None:
-    problems = identity_problems(event)
-    if problems:  # before any query: these fields key the lookups and the audit row
-        raise EventRejected(event.event_id, "; ".join(problems))
-    site, store, event_log = context.site, context.store, context.event_log
-    prior = event_log.latest(event.vtn_id, event.event_id)
+def _priors(events: list[OpenAdrEvent], event_log: EventLog) -> dict[tuple[str, str], EventRecord]:
+    """The latest stored version of each event, a few queries per VTN."""
+    by_vtn: dict[str, list[str]] = {}
+    for event in events:
+        by_vtn.setdefault(event.vtn_id, []).append(event.event_id)
+    return {(vtn_id, event_id): record for vtn_id, event_ids in by_vtn.items()
+            for event_id, record in event_log.latest_of(vtn_id, event_ids).items()}
+
+
+def _done(report: IngestReport, event: OpenAdrEvent, outcome: Outcome, days: tuple[date, ...],
+          opt: str | None = "optIn") -> None:
+    getattr(report, outcome).append(event.event_id)
+    report._count(outcome, days)
+    if opt is not None:
+        report.opt[event.key] = opt
+
+
+def _plan(event: OpenAdrEvent, prior: EventRecord | None, context: _Context, report: IngestReport) -> _Write | None:
+    """What `event` changes, checked and normalized, nothing written yet; None when it changes nothing."""
     event = current_version(event, prior)
-    key = event.key
-    days = event_days(event, site.tz) or _covered_days(prior, site.tz)
-
-    def done(outcome: Outcome, opt: str | None = "optIn") -> None:
-        getattr(report, outcome).append(event.event_id)
-        report._count(outcome, days)
-        if opt is not None:
-            report.opt[key] = opt
-
-    restoring = prior is not None and prior.modification_number == event.modification_number \
-        and context.was_withdrawn(event)
-    if prior is not None and prior.modification_number == event.modification_number and not restoring:
-        done("unchanged")
-        return
+    days = event_days(event, context.site.tz) or _covered_days(prior, context.site.tz)
+    same_version = prior is not None and prior.modification_number == event.modification_number
+    restoring = same_version and context.was_withdrawn(event)
+    if same_version and not restoring:
+        _done(report, event, "unchanged", days)
+        return None
     if prior is not None and prior.modification_number > event.modification_number:
         message = (f"event {event.event_id!r} of VTN {event.vtn_id!r}: modification {event.modification_number} "
                    f"is older than the stored {prior.modification_number}; ignored")
         log.warning(message)
         report.warnings.append(message)
-        done("stale", opt=None)
-        return
+        _done(report, event, "stale", days, opt=None)
+        return None
     if event.cancelled:
+        return _Write(event, prior, None, restoring, days, "cancelled")
+    normalized = normalize_event(event, context.site)
+    report.warnings.extend(normalized.warnings)
+    return _Write(event, prior, normalized, restoring, days,
+                  "modified" if prior is not None and not restoring else "new")
+
+
+def _write_all(writes: list[_Write], context: _Context, report: IngestReport) -> None:
+    if len(writes) > 1:
         try:
-            with store.transaction() as connection:
-                withdrawn = _withdraw(prior, store, connection, site.tz)
-                event_log.record(event, context.received_at, None, [], 0, connection=connection)
-        except IntegrityError:
-            done("unchanged")  # a concurrent run applied this version first
+            withdrawn = _write_together(writes, context)
+        except (IntegrityError, *DATA_ERRORS) as error:
+            log.warning("writing %d events together failed (%s); writing each on its own", len(writes),
+                        shown(str(error), 200))
+        else:
+            for write, withdrawn_by_day in zip(writes, withdrawn, strict=True):
+                _applied(write, withdrawn_by_day, report, context.site.tz)
             return
-        _count_withdrawn(report, withdrawn)
-        done("cancelled")
+    for write in writes:  # one by one: what made the batch fail is now one event's rejection
+        with _event_boundary(write.event, report, context.site.tz):
+            try:
+                withdrawn = _write_together([write], context)
+            except IntegrityError:
+                _done(report, write.event, "unchanged", write.days)  # a concurrent run applied this version first
+                continue
+            _applied(write, withdrawn[0], report, context.site.tz)
+
+
+def _write_together(writes: list[_Write], context: _Context) -> list[dict[date, int]]:
+    """Withdraw the priors, write the values, log the versions: one transaction. Returns what each withdrew."""
+    store, tz = context.store, context.site.tz
+    valued = [write for write in writes if write.normalized is not None and len(write.normalized)]
+    with store.transaction() as connection:
+        withdrawn = [_withdraw(write.prior, store, connection, tz) for write in writes]
+        if valued:
+            store.write_beliefs_of_sources(_values_frame(valued), source_type=SOURCE_TYPE, connection=connection)
+        context.event_log.record_all([_logged(write) for write in writes if not write.restoring],
+                                     context.received_at, connection)
+        restored: dict[str, list[str]] = {}
+        for write in writes:
+            if write.restoring:
+                restored.setdefault(write.event.vtn_id, []).append(write.event.event_id)
+        for vtn_id, event_ids in restored.items():
+            context.absences.restored(vtn_id, event_ids, connection)
+    return withdrawn
+
+
+def _logged(write: _Write) -> LoggedVersion:
+    normalized = write.normalized
+    if normalized is None:
+        return LoggedVersion(write.event, None, (), 0)
+    return LoggedVersion(write.event, normalized.covered, tuple(normalized.sensor_ids), len(normalized))
+
+
+def _values_frame(writes: list[_Write]) -> pd.DataFrame:
+    """The values of all these events in one frame, each event its own data source."""
+    normalized = [write.normalized for write in writes if write.normalized is not None]
+    sizes = np.array([len(values) for values in normalized])
+    total = int(sizes.sum())
+
+    def joined(column: str) -> np.ndarray:
+        return np.fromiter(chain.from_iterable(getattr(values, column) for values in normalized),
+                           dtype="float64" if column == "values" else "int64", count=total)
+
+    sources = [source_name(values.event.vtn_id, values.event.event_id) for values in normalized]
+    return pd.DataFrame({
+        "sensor_id": joined("value_sensor_ids"),
+        "event_start": pd.to_datetime(joined("starts_us"), unit="us", utc=True),
+        "value": joined("values"),
+        "belief_time": pd.to_datetime(np.repeat([values.belief_time_us for values in normalized], sizes),
+                                      unit="us", utc=True),
+        "source": pd.Categorical.from_codes(np.repeat(np.arange(len(normalized)), sizes), categories=sources),
+    })
+
+
+def _applied(write: _Write, withdrawn: dict[date, int], report: IngestReport, tz: ZoneInfo) -> None:
+    """Report a write that committed."""
+    event = write.event
+    _count_withdrawn(report, withdrawn)
+    if write.normalized is not None and len(write.normalized):
+        report.values_written += len(write.normalized)
+        report._add_values("values_written", _values_per_day(write.normalized.starts_us, tz))
+    if write.outcome == "cancelled":
         log.info("event %r of VTN %r (modification %d) cancelled: values withdrawn", event.event_id, event.vtn_id,
                  event.modification_number)
-        return
-    normalized = normalize_event(event, site)
-    report.warnings.extend(normalized.warnings)
-    frame = normalized.frame[["sensor_id", "event_start", "value", "belief_time"]]
-    try:
-        with store.transaction() as connection:
-            withdrawn = _withdraw(prior, store, connection, site.tz)
-            written = store.write_beliefs(frame, source=source_name(event.vtn_id, event.event_id),
-                                          source_type=SOURCE_TYPE, connection=connection)
-            if restoring:  # listed again after its values were withdrawn: the version is logged already
-                context.absences.restored(event.vtn_id, event.event_id, connection)
-            else:
-                event_log.record(event, context.received_at, normalized.covered, normalized.sensor_ids, written,
-                                 connection=connection)
-    except IntegrityError:
-        done("unchanged")  # a concurrent run applied this version first
-        return
-    _count_withdrawn(report, withdrawn)
-    report.values_written += written
-    if not frame.empty:
-        local_days_of_values = pd.to_datetime(frame["event_start"], utc=True).dt.tz_convert(site.tz).dt.date
-        report._add_values("values_written", {day: int(n) for day, n in local_days_of_values.value_counts().items()})
-    if restoring:
+    elif write.restoring:
         log.info("event %r of VTN %r is listed again: its values are back", event.event_id, event.vtn_id)
-    done("modified" if prior is not None and not restoring else "new")
+    _done(report, event, write.outcome, write.days)
+
+
+def _values_per_day(starts_us: list[int], tz: ZoneInfo) -> dict[date, int]:
+    """How many of these slot starts fall on each local day."""
+    ordered = sorted(starts_us)
+    counts: dict[date, int] = {}
+    position = 0
+    last = from_microseconds(ordered[-1]) + timedelta(microseconds=1)
+    for day, _piece_start, piece_end in split_at_midnight(from_microseconds(ordered[0]), last, tz):
+        index = bisect_left(ordered, microseconds(piece_end), position)
+        if index > position:
+            counts[day] = index - position
+        position = index
+    return counts
 
 
 def _count_withdrawn(report: IngestReport, withdrawn: dict[date, int]) -> None:

@@ -9,9 +9,12 @@ from typing import Any, Literal
 Protocol = Literal["2.0b", "3.0.1"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SignalInterval:
-    """One interval of a signal. `start` may be naive or `value` of any type here: normalization checks."""
+    """One interval of a signal. `start` may be naive or `value` of any type here: normalization checks.
+
+    Not frozen, unlike the event that holds it: a listing holds hundreds of thousands of intervals, and a frozen
+    dataclass takes three times as long to build. Nothing changes one after parsing (`replace` makes new ones)."""
 
     start: datetime | Any
     duration: timedelta

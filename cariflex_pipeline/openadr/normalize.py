@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -32,24 +33,61 @@ from cariflex_pipeline.site_model.model import OpenAdrSignal
 log = logging.getLogger(__name__)
 
 MAX_INTERVAL = timedelta(days=31)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_NO_TIME = timedelta(0)
+_ALIGNMENT = (datetime(2000, 1, 1, tzinfo=UTC) - _EPOCH) // _MICROSECOND  # slots are aligned from here
 _ENERGY = {"kWh": 1.0, "MWh": 1000.0}  # size of the energy unit in kWh
 
 
 @dataclass
 class NormalizedEvent:
+    """An event's values, one per sensor slot, as plain lists: ingestion of a listing of thousands of events
+    puts them into one frame; times are whole microseconds since the Unix epoch (UTC)."""
+
     event: OpenAdrEvent
-    frame: pd.DataFrame  # sensor_id, event_start (UTC), value, belief_time
+    belief_time_us: int
+    value_sensor_ids: list[int] = field(default_factory=list)
+    starts_us: list[int] = field(default_factory=list)
+    resolutions_us: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.values)
 
     @property
     def sensor_ids(self) -> list[int]:
-        return sorted({int(sensor_id) for sensor_id in self.frame["sensor_id"]})
+        return sorted(set(self.value_sensor_ids))
 
     @property
     def covered(self) -> tuple[datetime, datetime] | None:
-        if self.frame.empty:
+        if not self.values:
             return None
-        return self.frame["event_start"].min().to_pydatetime(), self.frame["event_end"].max().to_pydatetime()
+        end_us = max(start + resolution for start, resolution in zip(self.starts_us, self.resolutions_us,
+                                                                     strict=True))
+        return from_microseconds(min(self.starts_us)), from_microseconds(end_us)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """sensor_id, event_start, event_end (UTC), value, belief_time."""
+        starts = pd.to_datetime(pd.Series(self.starts_us, dtype="int64"), unit="us", utc=True)
+        return pd.DataFrame({
+            "sensor_id": pd.Series(self.value_sensor_ids, dtype="int64"),
+            "event_start": starts,
+            "event_end": starts + pd.to_timedelta(pd.Series(self.resolutions_us, dtype="int64"), unit="us"),
+            "value": pd.Series(self.values, dtype="float64"),
+            "belief_time": pd.Timestamp(from_microseconds(self.belief_time_us)),
+        })
+
+
+def microseconds(moment: datetime) -> int:
+    """An aware datetime as whole microseconds since the Unix epoch."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_microseconds(value: int) -> datetime:
+    return _EPOCH + value * _MICROSECOND
 
 
 def find_mapping(site: Site, event: OpenAdrEvent, signal: EventSignal) -> OpenAdrSignal | None:
@@ -73,29 +111,46 @@ def normalize_event(event: OpenAdrEvent, site: Site, belief_time: datetime | Non
     belief_time = belief_time or event.modified or event.created
     if belief_time is None or belief_time.tzinfo is None:
         raise EventRejected(event.event_id, "no time-zone-aware creation/modification time to date its values")
-    warnings: list[str] = []
-    frames = []
+    normalized = NormalizedEvent(event=event, belief_time_us=microseconds(belief_time))
+    fed: set[int] = set()
     for signal in event.signals:
         mapping = find_mapping(site, event, signal)
         if mapping is None:
             message = (f"event {event.event_id!r}: signal {signal.label} of program {event.program!r} "
                        "feeds no sensor; ignored")
             log.warning(message)
-            warnings.append(message)
+            normalized.warnings.append(message)
             continue
-        frames.append(_signal_frame(event, signal, mapping, site))
-    columns = ["sensor_id", "event_start", "event_end", "value"]
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    duplicated = frame.duplicated(["sensor_id", "event_start"])
-    if duplicated.any():
-        row = frame[duplicated].iloc[0]
-        raise EventRejected(event.event_id, f"two signals give sensor {row['sensor_id']} a value at "
-                                            f"{row['event_start'].isoformat()}")
-    frame["belief_time"] = pd.Timestamp(belief_time).tz_convert("UTC")
-    return NormalizedEvent(event=event, frame=frame, warnings=warnings)
+        values = _signal_values(event, signal, mapping, site)
+        if mapping.sensor_id in fed:  # two signals onto one sensor: each slot must still have one value
+            _check_no_shared_slot(event, normalized, values)
+        fed.add(mapping.sensor_id)
+        _append(normalized, values)
+    return normalized
 
 
-def _signal_frame(event: OpenAdrEvent, signal: EventSignal, mapping: OpenAdrSignal, site: Site) -> pd.DataFrame:
+_Values = tuple[int, list[int], int, list[float]]  # sensor, slot starts (us), resolution (us), values
+
+
+def _append(normalized: NormalizedEvent, values: _Values) -> None:
+    sensor_id, starts, resolution, numbers = values
+    normalized.value_sensor_ids.extend([sensor_id] * len(starts))
+    normalized.starts_us.extend(starts)
+    normalized.resolutions_us.extend([resolution] * len(starts))
+    normalized.values.extend(numbers)
+
+
+def _check_no_shared_slot(event: OpenAdrEvent, normalized: NormalizedEvent, values: _Values) -> None:
+    sensor_id = values[0]
+    taken = {start for sensor, start in zip(normalized.value_sensor_ids, normalized.starts_us, strict=True)
+             if sensor == sensor_id}
+    for start in values[1]:
+        if start in taken:
+            raise EventRejected(event.event_id, f"two signals give sensor {sensor_id} a value at "
+                                                f"{from_microseconds(start).isoformat()}")
+
+
+def _signal_values(event: OpenAdrEvent, signal: EventSignal, mapping: OpenAdrSignal, site: Site) -> _Values:
     sensor = site.sensor(mapping.sensor_id)
     where = f"signal {signal.label}"
     unit = signal.unit or mapping.unit
@@ -104,25 +159,34 @@ def _signal_frame(event: OpenAdrEvent, signal: EventSignal, mapping: OpenAdrSign
         unit = f"{currency or sensor.unit.split('/', 1)[0]}{unit}"
     factor = conversion_factor(event.event_id, where, unit, currency, sensor.unit, site)
     bounds = _bounds(event, where, mapping, sensor.unit, site)
+    intervals = signal.intervals
+
+    def label(position: int) -> str:  # built only for a message: a listing holds hundreds of thousands
+        return f"{where}, interval {intervals[position].uid or position}"
+
     spans = []
-    for position, interval in enumerate(signal.intervals):
-        label = f"{where}, interval {interval.uid or position}"
+    for position, interval in enumerate(intervals):
         start = interval.start
         if not isinstance(start, datetime):
-            raise EventRejected(event.event_id, f"{label}: start {shown(start)} is not a datetime")
+            raise EventRejected(event.event_id, f"{label(position)}: start {shown(start)} is not a datetime")
         if start.tzinfo is None or start.utcoffset() is None:
-            raise EventRejected(event.event_id, f"{label}: naive datetime {start.isoformat()} (no time zone)")
-        if not timedelta(0) < interval.duration <= MAX_INTERVAL:
-            raise EventRejected(event.event_id, f"{label}: duration {interval.duration} is not in (0, {MAX_INTERVAL}]")
-        utc_start = start.astimezone(UTC)
-        spans.append((utc_start, utc_start + interval.duration, _converted(event, label, interval.value, factor,
-                                                                          bounds, sensor.unit), label))
+            raise EventRejected(event.event_id, f"{label(position)}: naive datetime {start.isoformat()} "
+                                                "(no time zone)")
+        if not _NO_TIME < interval.duration <= MAX_INTERVAL:
+            raise EventRejected(event.event_id, f"{label(position)}: duration {interval.duration} is not in "
+                                                f"(0, {MAX_INTERVAL}]")
+        start_us = microseconds(start)
+        value = _converted(event, label, position, interval.value, factor, bounds, sensor.unit)
+        spans.append((start_us, start_us + interval.duration // _MICROSECOND, value, position))
     spans.sort(key=lambda span: span[0])
     for previous, current in pairwise(spans):
         if current[0] < previous[1]:
-            raise EventRejected(event.event_id, f"{current[3]} overlaps {previous[3]} "
-                                                f"({current[0].isoformat()} < {previous[1].isoformat()})")
-    return _expand(spans, sensor.id, sensor.resolution)
+            raise EventRejected(event.event_id, f"{label(current[3])} overlaps {label(previous[3])} "
+                                                f"({from_microseconds(current[0]).isoformat()} < "
+                                                f"{from_microseconds(previous[1]).isoformat()})")
+    resolution = sensor.resolution // _MICROSECOND
+    starts, values = _expand(spans, resolution)
+    return sensor.id, starts, resolution, values
 
 
 def _bounds(event: OpenAdrEvent, where: str, mapping: OpenAdrSignal, sensor_unit: str,
@@ -135,39 +199,36 @@ def _bounds(event: OpenAdrEvent, where: str, mapping: OpenAdrSignal, sensor_unit
                  for bound in (mapping.min_value, mapping.max_value))
 
 
-def _converted(event: OpenAdrEvent, label: str, value: object, factor: float,
+def _converted(event: OpenAdrEvent, label: Callable[[int], str], position: int, value: object, factor: float,
                bounds: tuple[float | None, float | None], unit: str) -> float:
     """`value` in the sensor's unit, or EventRejected: checked after conversion, where it is stored."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise EventRejected(event.event_id, f"{label}: value {shown(value)} is not a number")
+        raise EventRejected(event.event_id, f"{label(position)}: value {shown(value)} is not a number")
     try:
         converted = float(value) * factor
     except OverflowError:  # an int beyond any float
         converted = math.inf
     if not math.isfinite(converted):
-        raise EventRejected(event.event_id, f"{label}: value {shown(value)} is not finite in {unit}")
+        raise EventRejected(event.event_id, f"{label(position)}: value {shown(value)} is not finite in {unit}")
     low, high = bounds
     if low is not None and converted < low:
-        raise EventRejected(event.event_id, f"{label}: value {converted:g} {unit} is below {low:g}")
+        raise EventRejected(event.event_id, f"{label(position)}: value {converted:g} {unit} is below {low:g}")
     if high is not None and converted > high:
-        raise EventRejected(event.event_id, f"{label}: value {converted:g} {unit} is above {high:g}")
+        raise EventRejected(event.event_id, f"{label(position)}: value {converted:g} {unit} is above {high:g}")
     return converted
 
 
-def _expand(spans: list[tuple[datetime, datetime, float, str]], sensor_id: int,
-            resolution: timedelta) -> pd.DataFrame:
-    rows = []
-    epoch = datetime(2000, 1, 1, tzinfo=UTC)
-    for start, end, value, _label in spans:
-        offset = (start - epoch) % resolution
-        slot = start if offset == timedelta(0) else start - offset + resolution
-        while slot < end:
-            rows.append((sensor_id, slot, slot + resolution, value))
-            slot += resolution
-    frame = pd.DataFrame(rows, columns=["sensor_id", "event_start", "event_end", "value"])
-    for column in ("event_start", "event_end"):
-        frame[column] = pd.to_datetime(frame[column], utc=True)
-    return frame
+def _expand(spans: list[tuple[int, int, float, int]], resolution: int) -> tuple[list[int], list[float]]:
+    """Slot starts and values: a slot (aligned on the resolution from 2000-01-01 UTC) takes the value of the
+    interval its start lies in."""
+    starts: list[int] = []
+    values: list[float] = []
+    for start, end, value, _position in spans:
+        first = start + (-(start - _ALIGNMENT) % resolution)
+        slots = range(first, end, resolution)
+        starts.extend(slots)
+        values.extend([value] * len(slots))
+    return starts, values
 
 
 def conversion_factor(event_id: str, where: str, unit: str, currency: str | None, sensor_unit: str,

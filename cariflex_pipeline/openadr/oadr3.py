@@ -14,13 +14,22 @@ the order it sees their contents change (`versions.resolve`).
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cariflex_pipeline.openadr.durations import parse_duration, parse_moment
 from cariflex_pipeline.openadr.errors import MalformedMessageError
-from cariflex_pipeline.openadr.limits import MAX_ID, MAX_JSON_DEPTH, MAX_PROGRAM, depth, load_json, shown, text_problem
+from cariflex_pipeline.openadr.limits import (
+    MAX_ID,
+    MAX_JSON_DEPTH,
+    MAX_PROGRAM,
+    canonical_json,
+    depth,
+    gc_paused,
+    load_json,
+    shown,
+    text_problem,
+)
 from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, SignalInterval
 
 _UNIT_NAMES = {"KWH": "kWh", "MWH": "MWh", "PERCENT": "%", "KW": "kW", "MW": "MW"}
@@ -33,7 +42,8 @@ def parse_events_json(data: bytes | str, vtn_id: str) -> list[OpenAdrEvent]:
     if not isinstance(items, list):
         raise MalformedMessageError(f"OpenADR 3.0.1 events of VTN {vtn_id!r}: expected a JSON array, "
                                     f"got {type(items).__name__}")
-    return [parse_event(item, vtn_id, index) for index, item in enumerate(items)]
+    with gc_paused():
+        return [parse_event(item, vtn_id, index) for index, item in enumerate(items)]
 
 
 def parse_event(item: Any, vtn_id: str, index: int = 0) -> OpenAdrEvent:
@@ -43,7 +53,7 @@ def parse_event(item: Any, vtn_id: str, index: int = 0) -> OpenAdrEvent:
     if depth(item) > MAX_JSON_DEPTH:
         return _refused(vtn_id, index, f"event #{index} nests deeper than {MAX_JSON_DEPTH} levels", item)
     problems: list[str] = []
-    raw = json.dumps(item, sort_keys=True, default=str)
+    raw = canonical_json(item)
     id_problem = text_problem(item.get("id"), "id", MAX_ID)
     event_id = f"#{index}" if id_problem else item["id"]
     if id_problem:
@@ -107,9 +117,13 @@ def _signals(item: dict[str, Any], descriptors: dict[str, dict[str, Any]],
         if not isinstance(interval, dict):
             problems.append(f"interval #{position} is not an object")
             continue
-        uid = shown(interval.get("id", position), 40)
-        start, duration = _period(interval.get("intervalPeriod"), cursor, default_duration,
-                                  f"interval {uid} intervalPeriod", problems)
+        own_id = interval.get("id", position)
+        uid = str(own_id) if type(own_id) is int else shown(own_id, 40)
+        period = interval.get("intervalPeriod")
+        if period is None:  # the common case, kept cheap: a listing holds hundreds of thousands of intervals
+            start, duration = cursor, default_duration
+        else:
+            start, duration = _period(period, cursor, default_duration, f"interval {uid} intervalPeriod", problems)
         if start is None:
             problems.append(f"interval {uid} has no start (neither its own nor the event's intervalPeriod)")
         if duration is None:

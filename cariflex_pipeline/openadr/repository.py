@@ -11,6 +11,18 @@ from cariflex_pipeline.openadr.model import OpenAdrEvent
 from cariflex_pipeline.openadr.tables import openadr_absences, openadr_events, openadr_ven_state
 from cariflex_pipeline.store.times import from_db_time, to_db_time
 
+_LOOKUP_CHUNK = 500  # event ids per IN (...) lookup
+
+
+@dataclass(frozen=True)
+class LoggedVersion:
+    """What the audit log keeps of one event version besides the event itself."""
+
+    event: OpenAdrEvent
+    covered: tuple[datetime, datetime] | None
+    sensor_ids: tuple[int, ...]
+    values_written: int
+
 
 @dataclass(frozen=True)
 class EventRecord:
@@ -45,33 +57,50 @@ class EventLog:
         """Log one event version inside `connection` (a store transaction), so that the row commits with the values
         it describes. A version logged already (a concurrent run got there first) raises IntegrityError, and the
         caller's whole transaction rolls back."""
-        connection.execute(
-            insert(openadr_events).values(
-                vtn_id=event.vtn_id,
-                event_id=event.event_id,
-                modification_number=event.modification_number,
-                protocol=event.protocol,
-                program=event.program,
-                status=event.status,
-                raw_payload=event.raw_payload,
-                received_at=to_db_time(self.engine, received_at),
-                covered_start=to_db_time(self.engine, covered[0]) if covered else None,
-                covered_end=to_db_time(self.engine, covered[1]) if covered else None,
-                sensor_ids=",".join(str(sensor_id) for sensor_id in sensor_ids),
-                values_written=values_written,
-            )
-        )
+        self.record_all([LoggedVersion(event, covered, tuple(sensor_ids), values_written)], received_at, connection)
+
+    def record_all(self, versions: list[LoggedVersion], received_at: datetime, connection: Connection) -> None:
+        """`record` for many versions in one statement."""
+        if not versions:
+            return
+        received = to_db_time(self.engine, received_at)
+        connection.execute(insert(openadr_events), [
+            {
+                "vtn_id": version.event.vtn_id,
+                "event_id": version.event.event_id,
+                "modification_number": version.event.modification_number,
+                "protocol": version.event.protocol,
+                "program": version.event.program,
+                "status": version.event.status,
+                "raw_payload": version.event.raw_payload,
+                "received_at": received,
+                "covered_start": to_db_time(self.engine, version.covered[0]) if version.covered else None,
+                "covered_end": to_db_time(self.engine, version.covered[1]) if version.covered else None,
+                "sensor_ids": ",".join(str(sensor_id) for sensor_id in version.sensor_ids),
+                "values_written": version.values_written,
+            }
+            for version in versions
+        ])
 
     def latest(self, vtn_id: str, event_id: str) -> EventRecord | None:
-        query = (
-            select(openadr_events)
-            .where(openadr_events.c.vtn_id == vtn_id, openadr_events.c.event_id == event_id)
-            .order_by(openadr_events.c.modification_number.desc(), openadr_events.c.id.desc())
-            .limit(1)
-        )
-        with self.engine.connect() as connection:
-            row = connection.execute(query).mappings().first()
-        return _record(row) if row else None
+        return self.latest_of(vtn_id, [event_id]).get(event_id)
+
+    def latest_of(self, vtn_id: str, event_ids: list[str]) -> dict[str, EventRecord]:
+        """The latest stored version of each of these events of one VTN (absent: never stored), in a few
+        queries however many events a listing holds."""
+        found: dict[str, EventRecord] = {}
+        for first in range(0, len(event_ids), _LOOKUP_CHUNK):
+            query = (
+                select(openadr_events)
+                .where(openadr_events.c.vtn_id == vtn_id,
+                       openadr_events.c.event_id.in_(event_ids[first:first + _LOOKUP_CHUNK]))
+                .order_by(openadr_events.c.modification_number.desc(), openadr_events.c.id.desc())
+            )
+            with self.engine.connect() as connection:
+                for row in connection.execute(query).mappings():
+                    if row["event_id"] not in found:
+                        found[row["event_id"]] = _record(row)
+        return found
 
     def latest_versions(self, vtn_id: str | None = None) -> dict[tuple[str, str], EventRecord]:
         """The latest stored version of every event (of one VTN, or all), keyed by (vtn_id, event_id)."""
@@ -230,7 +259,9 @@ class AbsenceLog:
                 vtn_id=vtn_id, event_id=event_id, absent_since=to_db_time(self.engine, now),
                 withdrawn_at=to_db_time(self.engine, now)))
 
-    def restored(self, vtn_id: str, event_id: str, connection: Connection) -> None:
-        """Inside the transaction that writes the event's values again."""
-        connection.execute(delete(openadr_absences).where(
-            openadr_absences.c.vtn_id == vtn_id, openadr_absences.c.event_id == event_id))
+    def restored(self, vtn_id: str, event_ids: list[str], connection: Connection) -> None:
+        """Inside the transaction that writes the events' values again."""
+        for first in range(0, len(event_ids), _LOOKUP_CHUNK):
+            connection.execute(delete(openadr_absences).where(
+                openadr_absences.c.vtn_id == vtn_id,
+                openadr_absences.c.event_id.in_(event_ids[first:first + _LOOKUP_CHUNK])))

@@ -23,14 +23,14 @@ _PG_EPOCH = pd.Timestamp("2000-01-01", tz="UTC")  # binary timestamptz: microsec
 
 _PG_STAGE = """
 CREATE TEMPORARY TABLE beliefs_staging (
-    sensor_id integer, event_start timestamptz, belief_time timestamptz,
+    sensor_id integer, event_start timestamptz, source_id integer, belief_time timestamptz,
     event_resolution_seconds integer, value double precision
 ) ON COMMIT DROP
 """
 
 _PG_INSERT = """
 INSERT INTO beliefs (sensor_id, event_start, source_id, belief_time, event_resolution_seconds, value)
-SELECT sensor_id, event_start, %(source_id)s, belief_time, event_resolution_seconds, value
+SELECT sensor_id, event_start, source_id, belief_time, event_resolution_seconds, value
 FROM beliefs_staging
 """
 
@@ -47,6 +47,7 @@ _PG_ROW = np.dtype(
         ("fields", ">i2"),
         ("sensor_id_len", ">i4"), ("sensor_id", ">i4"),
         ("event_start_len", ">i4"), ("event_start", ">i8"),
+        ("source_id_len", ">i4"), ("source_id", ">i4"),
         ("belief_time_len", ">i4"), ("belief_time", ">i8"),
         ("resolution_len", ">i4"), ("resolution", ">i4"),
         ("value_len", ">i4"), ("value", ">f8"),
@@ -56,17 +57,18 @@ _PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_byte
 _PG_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 
 
-def upsert_postgres(connection: Connection, rows: pd.DataFrame, source_id: int) -> None:
+def upsert_postgres(connection: Connection, rows: pd.DataFrame) -> None:
+    """`rows`: normalized beliefs (`validation.normalize_beliefs`) with a `source_id` column."""
     cursor = connection.connection.dbapi_connection.cursor()
     try:
         cursor.execute(_PG_STAGE)
         cursor.copy_expert("COPY beliefs_staging FROM STDIN WITH (FORMAT binary)", io.BytesIO(_copy_binary(rows)))
         cursor.execute("SAVEPOINT cariflex_plain_insert")
         try:
-            cursor.execute(_PG_INSERT, {"source_id": source_id})
+            cursor.execute(_PG_INSERT)
         except psycopg2.errors.UniqueViolation:
             cursor.execute("ROLLBACK TO SAVEPOINT cariflex_plain_insert")
-            cursor.execute(_PG_MERGE, {"source_id": source_id})
+            cursor.execute(_PG_MERGE)
         else:
             cursor.execute("RELEASE SAVEPOINT cariflex_plain_insert")
         # ON COMMIT DROP only drops it at the end of the transaction: a second write in the same store
@@ -78,11 +80,13 @@ def upsert_postgres(connection: Connection, rows: pd.DataFrame, source_id: int) 
 
 def _copy_binary(rows: pd.DataFrame) -> bytes:
     packed = np.empty(len(rows), dtype=_PG_ROW)
-    packed["fields"] = 5
-    for name, size in (("sensor_id", 4), ("event_start", 8), ("belief_time", 8), ("resolution", 4), ("value", 8)):
+    packed["fields"] = 6
+    for name, size in (("sensor_id", 4), ("event_start", 8), ("source_id", 4), ("belief_time", 8),
+                       ("resolution", 4), ("value", 8)):
         packed[f"{name}_len"] = size
     packed["sensor_id"] = rows["sensor_id"].to_numpy()
     packed["event_start"] = _pg_microseconds(rows["event_start"])
+    packed["source_id"] = rows["source_id"].to_numpy()
     packed["belief_time"] = _pg_microseconds(rows["belief_time"])
     packed["resolution"] = rows["event_resolution_seconds"].to_numpy()
     packed["value"] = rows["value"].to_numpy()
@@ -93,19 +97,21 @@ def _pg_microseconds(times: pd.Series) -> np.ndarray:
     return ((times - _PG_EPOCH) // pd.Timedelta(microseconds=1)).to_numpy(dtype="int64")
 
 
-def upsert_sqlite(connection: Connection, rows: pd.DataFrame, source_id: int) -> None:
+def upsert_sqlite(connection: Connection, rows: pd.DataFrame) -> None:
+    """`rows`: normalized beliefs (`validation.normalize_beliefs`) with a `source_id` column."""
     records = [
         {
             "sensor_id": int(sensor_id),
             "event_start": event_start.to_pydatetime().replace(tzinfo=None),
-            "source_id": source_id,
+            "source_id": int(source_id),
             "belief_time": belief_time.to_pydatetime().replace(tzinfo=None),
             "event_resolution_seconds": int(resolution),
             "value": float(value),
         }
-        for sensor_id, event_start, belief_time, resolution, value in zip(
+        for sensor_id, event_start, source_id, belief_time, resolution, value in zip(
             rows["sensor_id"],
             rows["event_start"],
+            rows["source_id"],
             rows["belief_time"],
             rows["event_resolution_seconds"],
             rows["value"],

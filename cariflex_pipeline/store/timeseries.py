@@ -23,6 +23,7 @@ from cariflex_pipeline.store.validation import normalize_beliefs
 
 log = logging.getLogger(__name__)
 
+_LOOKUP_CHUNK = 500  # names per IN (...) lookup: well within SQLite's and PostgreSQL's parameter limits
 BELIEF_COLUMNS = ["sensor_id", "event_start", "event_resolution", "belief_time", "source", "value"]
 
 
@@ -99,13 +100,33 @@ class TimeSeriesStore:
         if rows.empty:
             return 0
         with self._writing(connection) as connection:
-            source_id = self._source_id(connection, source, source_type)
-            if self.is_postgres:
-                bulk.upsert_postgres(connection, rows, source_id)
-            else:
-                bulk.upsert_sqlite(connection, rows, source_id)
+            rows["source_id"] = self._source_ids(connection, [source], source_type)[source]
+            self._upsert(connection, rows)
         log.debug("wrote %d beliefs from %s into %s", len(rows), source, self.describe())
         return len(rows)
+
+    def write_beliefs_of_sources(
+        self, frame: pd.DataFrame, source_type: str = "other", connection: Connection | None = None
+    ) -> int:
+        """`write_beliefs` for the values of many sources at once, named by the frame's `source` column: one
+        validation, one round of source lookups and one bulk upsert instead of one each per source (an OpenADR
+        listing of thousands of events, each its own source). All rows or none."""
+        rows = normalize_beliefs(frame, self._sensor_resolutions(), source_column="source")
+        if rows.empty:
+            return 0
+        with self._writing(connection) as connection:
+            names = rows.pop("source").astype("category")
+            ids = self._source_ids(connection, [str(name) for name in names.cat.categories], source_type)
+            rows["source_id"] = names.cat.rename_categories(ids).astype("int64")
+            self._upsert(connection, rows)
+        log.debug("wrote %d beliefs from %d sources into %s", len(rows), len(ids), self.describe())
+        return len(rows)
+
+    def _upsert(self, connection: Connection, rows: pd.DataFrame) -> None:
+        if connection.dialect.name == "postgresql":
+            bulk.upsert_postgres(connection, rows)
+        else:
+            bulk.upsert_sqlite(connection, rows)
 
     def read_latest(
         self,
@@ -193,10 +214,17 @@ class TimeSeriesStore:
             result = connection.execute(select(sensors.c.id, sensors.c.resolution_seconds))
             return {sensor_id: timedelta(seconds=seconds) for sensor_id, seconds in result}
 
-    def _source_id(self, connection: Connection, name: str, source_type: str) -> int:
-        statement = self._insert(connection, data_sources).values(name=name, type=source_type)
-        connection.execute(statement.on_conflict_do_nothing(index_elements=["name"]))
-        return connection.scalar(select(data_sources.c.id).where(data_sources.c.name == name))
+    def _source_ids(self, connection: Connection, names: list[str], source_type: str) -> dict[str, int]:
+        """The id of each data source, registering those that are new (a source keeps its first type)."""
+        statement = self._insert(connection, data_sources).on_conflict_do_nothing(index_elements=["name"])
+        connection.execute(statement, [{"name": name, "type": source_type} for name in names])
+        ids: dict[str, int] = {}
+        for first in range(0, len(names), _LOOKUP_CHUNK):
+            chunk = names[first:first + _LOOKUP_CHUNK]
+            rows = connection.execute(
+                select(data_sources.c.name, data_sources.c.id).where(data_sources.c.name.in_(chunk)))
+            ids.update((name, source_id) for name, source_id in rows)
+        return ids
 
     @staticmethod
     def _insert(connection: Connection, table):

@@ -15,17 +15,20 @@ class BeliefValidationError(ValueError):
     """A frame of beliefs that cannot be stored; the message names the sensor and event."""
 
 
-def normalize_beliefs(frame: pd.DataFrame, sensor_resolutions: Mapping[int, timedelta]) -> pd.DataFrame:
+def normalize_beliefs(frame: pd.DataFrame, sensor_resolutions: Mapping[int, timedelta],
+                      source_column: str | None = None) -> pd.DataFrame:
     """Validate and return the frame in storage shape: UTC times, resolution in seconds, one row per key.
 
     Raises BeliefValidationError on a missing column, an unknown sensor, a naive or missing time, or a value
-    that is not a finite number. Later rows win over earlier ones with the same key.
+    that is not a finite number. Later rows win over earlier ones with the same key. With `source_column`, the
+    frame holds the values of several sources: that column is kept, and is part of the key.
     """
-    missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
+    required = (*REQUIRED_COLUMNS, source_column) if source_column else REQUIRED_COLUMNS
+    missing = [column for column in required if column not in frame.columns]
     if missing:
         raise BeliefValidationError(f"beliefs frame lacks column(s) {missing}")
     if frame.empty:
-        return _empty()
+        return _empty(source_column)
     sensor_ids = pd.to_numeric(frame["sensor_id"], errors="coerce")
     if sensor_ids.isna().any():
         raise BeliefValidationError(f"sensor_id {frame['sensor_id'][sensor_ids.isna()].iloc[0]!r} is not an integer")
@@ -49,13 +52,15 @@ def normalize_beliefs(frame: pd.DataFrame, sensor_resolutions: Mapping[int, time
             "value": values,
         }
     )
-    return normalized.drop_duplicates(["sensor_id", "event_start", "belief_time"], keep="last").reset_index(
-        drop=True
-    )
+    key = ["sensor_id", "event_start", "belief_time"]
+    if source_column:
+        normalized[source_column] = frame[source_column].array
+        key.append(source_column)
+    return normalized.drop_duplicates(key, keep="last").reset_index(drop=True)
 
 
-def _empty() -> pd.DataFrame:
-    return pd.DataFrame(
+def _empty(source_column: str | None) -> pd.DataFrame:
+    empty = pd.DataFrame(
         {
             "sensor_id": pd.Series(dtype="int64"),
             "event_start": pd.Series(dtype="datetime64[us, UTC]"),
@@ -64,6 +69,9 @@ def _empty() -> pd.DataFrame:
             "value": pd.Series(dtype="float64"),
         }
     )
+    if source_column:
+        empty[source_column] = pd.Series(dtype=object)
+    return empty
 
 
 def _utc(column: pd.Series, name: str, sensor_ids: pd.Series) -> pd.Series:

@@ -50,7 +50,7 @@ def test_a_failure_while_logging_an_event_leaves_none_of_its_values(store, site,
     def disk_full(self, *args, **kwargs):  # stands in for a database failure after the values were written
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(EventLog, "record", disk_full)
+    monkeypatch.setattr(EventLog, "record_all", disk_full)
     modified = event_301("A", T, [0.30], modified=datetime(2026, 11, 28, 16, tzinfo=UTC))
     with pytest.raises(RuntimeError, match="disk full"):
         ingest_events(_events(modified, event_301("C", T + 2 * HOUR, [0.25])), site, store)
