@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from cariflex_pipeline.defs import dispatch, measurements, openadr, scheduling, site
+from cariflex_pipeline.defs import backup, dispatch, measurements, openadr, scheduling, site
 from cariflex_pipeline.defs.resources import SHARED_RESOURCES
 
 MAIN_JOB_NAME = "cariflex_main"
@@ -15,6 +15,8 @@ stage_defs = [
     scheduling.defs,
     dispatch.defs,
 ]
+# Beside the flow: operations.
+operations_defs = [backup.defs]
 
 main_job = dg.define_asset_job(
     MAIN_JOB_NAME,
@@ -26,5 +28,6 @@ main_job = dg.define_asset_job(
 
 defs = dg.Definitions.merge(
     *stage_defs,
+    *operations_defs,
     dg.Definitions(jobs=[main_job], resources=SHARED_RESOURCES),
 )
