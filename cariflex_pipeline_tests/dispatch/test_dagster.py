@@ -11,6 +11,7 @@ import pandas as pd
 import pika
 import pytest
 from sqlalchemy import insert
+from sqlalchemy.exc import DataError
 
 from cariflex_pipeline.defs.dispatch import BrokerResource
 from cariflex_pipeline.defs.dispatch.assets import ocpp_charging_profiles, ocpp_dispatch
@@ -25,12 +26,9 @@ from cariflex_pipeline.store.times import to_db_time
 
 
 @pytest.fixture
-def store_url(tmp_path, site) -> str:
-    url = f"sqlite:///{tmp_path / 'dagster_store.sqlite'}"
-    series = TimeSeriesStore(url)
-    series.migrate()
-    series.register_sensors(site.sensors)
-    return url
+def store_url(store) -> str:
+    """The store of each test, migrated with the site's sensors, on SQLite and on the real PostgreSQL."""
+    return store.engine.url.render_as_string(hide_password=False)
 
 
 def _write_plan(url: str, site, per_station: dict[str, list[float]], start: datetime | None = None) -> datetime:
@@ -118,11 +116,16 @@ def test_schema_breaking_profile_is_never_sent_and_named(store_url, site) -> Non
     _write_plan(store_url, site, {"CP005": [5.0] * 96, "CP006": [3.0] * 96})
     engine = TimeSeriesStore(store_url).engine
     now = datetime.now(UTC)
-    with engine.begin() as connection:  # a transaction id longer than OCPP's 36 characters
-        connection.execute(insert(ev_sessions).values(
-            station_id="CP005", transaction_id="T" * 40, evse_id=1, status="active", arrival=to_db_time(engine, now),
-            departure=to_db_time(engine, now + timedelta(hours=4)), departure_is_default=True,
-            energy_requested_kwh=20.0, energy_is_default=True, updated_at=to_db_time(engine, now)))
+    too_long = insert(ev_sessions).values(  # a transaction id longer than OCPP's 36 characters
+        station_id="CP005", transaction_id="T" * 40, evse_id=1, status="active", arrival=to_db_time(engine, now),
+        departure=to_db_time(engine, now + timedelta(hours=4)), departure_is_default=True,
+        energy_requested_kwh=20.0, energy_is_default=True, updated_at=to_db_time(engine, now))
+    if engine.dialect.name == "postgresql":  # its varchar(36) refuses such a session at the door
+        with pytest.raises(DataError, match="too long"), engine.begin() as connection:
+            connection.execute(too_long)
+        return
+    with engine.begin() as connection:  # SQLite keeps any length: the profile check must catch it
+        connection.execute(too_long)
     result = dg.materialize([ocpp_charging_profiles, ocpp_dispatch], resources=_resources(store_url, BrokerResource()))
     check = _checks(result)["profiles_valid"]
     assert not check.passed

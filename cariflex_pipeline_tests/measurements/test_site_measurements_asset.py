@@ -23,8 +23,8 @@ def materialize(url: str, directory: str | None = None, **kwargs) -> dg.ExecuteI
     )
 
 
-def test_a_three_day_backfill_of_the_sample_day_fills_every_day(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+def test_a_three_day_backfill_of_the_sample_day_fills_every_day(store: TimeSeriesStore) -> None:
+    url = store.engine.url.render_as_string(hide_password=False)  # on SQLite and on the real PostgreSQL
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             [site_measurements],

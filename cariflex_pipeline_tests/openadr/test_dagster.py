@@ -26,8 +26,9 @@ ASSETS = [openadr_events, *SIGNAL_ASSETS]
 
 
 @pytest.fixture
-def database_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'store.sqlite'}"
+def database_url(store) -> str:
+    """The store of each test, on SQLite and on the real PostgreSQL (the Dagster-level runs, on both)."""
+    return store.engine.url.render_as_string(hide_password=False)
 
 
 def _resources(database_url: str, vtn: VtnResource | None = None) -> dict:
