@@ -1,6 +1,8 @@
 """The ev_charging_schedule asset with dg.materialize on a real SQLite store."""
 
+import base64
 import json
+import struct
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -214,3 +216,18 @@ def test_live_sessions_from_the_bus_replace_the_template(store_url, site):
 
     template = _materialize(store_url, session_source="template")
     assert template.asset_materializations_for_node("ev_charging_schedule")[0].metadata["sessions"].value > 1
+
+
+def test_the_plan_is_drawn_first_in_the_metadata(store_url):
+    _write(store_url, 84, _prices(range(96)))
+    result = _materialize(store_url)
+    assert result.success
+    metadata = result.asset_materializations_for_node("ev_charging_schedule")[0].metadata
+    assert next(iter(metadata)) == "horizon_chart"  # what an operator sees first on the asset page
+    markdown = metadata["horizon_chart"].value
+    prefix = "![planned power per device against the site limit, price and load control](data:image/png;base64,"
+    assert markdown.startswith(prefix) and markdown.endswith(")")
+    png = base64.b64decode(markdown[len(prefix):-1])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk
+    assert (width, height) == (720, 384)

@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import Field
 from sqlalchemy.engine import Engine
 
+from cariflex_pipeline.charts import horizon_chart, markdown_image
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.dispatch import active_sessions, has_session_history
 from cariflex_pipeline.dispatch.sessions import unapplied_needs
@@ -194,6 +195,7 @@ def _metadata(problem: SchedulingProblem, resolved: ResolvedProblem, result: Sch
     site_import = (result.site_power_kw() + np.asarray(problem.inflexible_load_kw)
                    - np.asarray(problem.pv_forecast_kw))
     metadata: dict[str, object] = {
+        "horizon_chart": dg.MetadataValue.md(_horizon_chart(problem, resolved, result, signals, prices, tz)),
         "bill_eur": float(result.bill_eur),
         "unserved_penalty_eur": float(result.unserved_penalty_eur),
         "tie_break_eur": float(result.tie_break_eur),
@@ -229,6 +231,16 @@ def _metadata(problem: SchedulingProblem, resolved: ResolvedProblem, result: Sch
     for point, power in result.power_kw.items():
         metadata[f"schedule_{point}"] = dg.MetadataValue.md(_point_table(result, point, power, prices.prices, tz))
     return metadata
+
+
+def _horizon_chart(problem: SchedulingProblem, resolved: ResolvedProblem, result: ScheduleResult,
+                   signals: SlotSignals, prices: PriceFallback, tz: ZoneInfo) -> str:
+    slots = [problem.slot_start(slot).astimezone(tz) for slot in range(problem.n_slots)]
+    title = (f"Plan {slots[0]:%d %b %H:%M} to {problem.slot_start(problem.n_slots).astimezone(tz):%d %b %H:%M} "
+             f"(site time): bill {result.bill_eur:.2f} EUR, {result.energy_delivered_kwh:.1f} kWh delivered")
+    png = horizon_chart(slots, result.power_kw, resolved.site_limit_kw, prices.prices, signals.load_control_pct,
+                        title)
+    return markdown_image(png, "planned power per device against the site limit, price and load control")
 
 
 def _check(violations: list[Violation]) -> dg.AssetCheckResult:
