@@ -89,6 +89,8 @@ def test_three_day_range_in_one_run_gets_figures_per_day(database_url):
     price = _by_partition(result, "consumption_price")
     assert [price[day]["values"] for day in sorted(price)] == [96.0, 96.0, 96.0]
     assert all(figures["coverage_pct"] == 100.0 for figures in price.values())
+    assert all(figures["day_chart"].startswith("![consumption_price over the day](data:image/png;base64,")
+               for figures in price.values())  # each day's curve, drawn
 
 
 def test_resource_from_environment(monkeypatch):

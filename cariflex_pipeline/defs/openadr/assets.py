@@ -13,13 +13,14 @@ from datetime import date, datetime, time, timedelta
 import dagster as dg
 import pandas as pd
 
+from cariflex_pipeline.charts import day_curve_chart, markdown_image
 from cariflex_pipeline.defs.openadr.partitions import daily_partitions, partition_day_windows
 from cariflex_pipeline.defs.openadr.resources import VtnResource
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.openadr.days import days_between
 from cariflex_pipeline.openadr.ingest import IngestReport
 from cariflex_pipeline.openadr.source import ingest_from_source
-from cariflex_pipeline.site_model import Site
+from cariflex_pipeline.site_model import Sensor, Site
 
 GROUP = "openadr"
 
@@ -39,20 +40,38 @@ def partition_days(context: dg.AssetExecutionContext, site: Site) -> tuple[list[
 
 
 def _series_metadata(frame: pd.DataFrame, prefix: str, start: datetime, end: datetime,
-                     resolution: timedelta) -> dict[str, dg.MetadataValue | float | str]:
+                     sensor: Sensor) -> dict[str, dg.MetadataValue | float | str]:
+    resolution = sensor.resolution
     expected = (end - start) / resolution
     values = frame["value"] if not frame.empty else pd.Series(dtype="float64")
     metadata: dict[str, dg.MetadataValue | float | str] = {
         "values": float(len(values)),
-        "coverage_pct": float(100.0 * len(values) / expected) if expected else 0.0,
-        f"{prefix}_min": float(values.min()) if len(values) else float("nan"),
-        f"{prefix}_mean": float(values.mean()) if len(values) else float("nan"),
-        f"{prefix}_max": float(values.max()) if len(values) else float("nan"),
+        "coverage_pct": round(float(100.0 * len(values) / expected), 1) if expected else 0.0,
+        f"{prefix}_min": round(float(values.min()), 3) if len(values) else float("nan"),
+        f"{prefix}_mean": round(float(values.mean()), 3) if len(values) else float("nan"),
+        f"{prefix}_max": round(float(values.max()), 3) if len(values) else float("nan"),
     }
     if not frame.empty:
         latest = frame["event_start"].max() + frame["event_resolution"].iloc[0]
         metadata["latest_interval_covered"] = dg.MetadataValue.timestamp(latest.to_pydatetime())
     return metadata
+
+
+def _charted_series_metadata(frame: pd.DataFrame, prefix: str, start: datetime, end: datetime,
+                             sensor: Sensor) -> dict[str, dg.MetadataValue | float | str]:
+    """`_series_metadata` with the window's curve first."""
+    chart = dg.MetadataValue.md(_day_chart(frame, start, end, sensor))
+    return {"day_chart": chart, **_series_metadata(frame, prefix, start, end, sensor)}
+
+
+def _day_chart(frame: pd.DataFrame, start: datetime, end: datetime, sensor: Sensor) -> str:
+    """The window's curve, slot by slot in site time; a slot without a value is a gap."""
+    slots = [start + n * sensor.resolution for n in range(round((end - start) / sensor.resolution))]
+    known = {} if frame.empty else dict(zip(frame["event_start"], frame["value"], strict=True))
+    values = [known.get(pd.Timestamp(slot)) for slot in slots]
+    title = (f"{sensor.name} (sensor {sensor.id}), {start:%d %b %Y %H:%M} to {end:%d %b %H:%M} site time: "
+             f"{sum(value is not None for value in values)} of {len(slots)} slots known")
+    return markdown_image(day_curve_chart(slots, values, title, sensor.unit), f"{sensor.name} over the day")
 
 
 def day_windows(context: dg.AssetExecutionContext, site: Site) -> list[tuple[str, datetime, datetime]]:
@@ -110,7 +129,7 @@ def openadr_events(
 
     def figures(window_days: list[date], window_start: datetime, window_end: datetime) -> dict:
         prices = series.read_latest([price_sensor], window_start, window_end)
-        price = _series_metadata(prices, "price", window_start, window_end, site_model.resolution)
+        price = _series_metadata(prices, "price", window_start, window_end, site_model.sensor(price_sensor))
         return {**_ingest_figures(report, window_days),
                 **{key: value for key, value in price.items() if key.startswith("price_")
                    or key == "latest_interval_covered"}}
@@ -158,10 +177,10 @@ def _signal_asset(name: str, field: str, prefix: str, description: str) -> dg.As
         if windows:
             for key, day_start, day_end in windows:
                 in_day = frame[(frame["event_start"] >= day_start) & (frame["event_start"] < day_end)]
-                context.add_asset_metadata(_series_metadata(in_day, prefix, day_start, day_end, sensor.resolution),
+                context.add_asset_metadata(_charted_series_metadata(in_day, prefix, day_start, day_end, sensor),
                                            partition_key=key)
         else:
-            metadata.update(_series_metadata(frame, prefix, start, end, sensor.resolution))
+            metadata.update(_charted_series_metadata(frame, prefix, start, end, sensor))
         return dg.MaterializeResult(metadata=metadata)
 
     return _signal
