@@ -45,7 +45,7 @@ def payload_hash(payload: dict[str, Any]) -> str:
 
 
 def _time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    moment = datetime.fromisoformat(text)  # reads a trailing "Z" itself since Python 3.11
     if moment.tzinfo is None:
         raise ValueError(f"time {text!r} has no time zone")
     return moment.astimezone(UTC)
@@ -150,9 +150,10 @@ def compare_effect(new: dict[str, Any], old: dict[str, Any], *, now: datetime,
     same = f"same limits until {_iso(window_end)}"
     ahead = old_cover.end - now
     if ahead >= min_validity_ahead:
-        return EffectComparison(True, True, f"{same}; it runs until {_iso(old_cover.end)} "
-                                            f"({_hours(ahead)} h ahead, margin {_hours(min_validity_ahead)} h)",
-                                old_cover.end)
+        runs = ("it has no end" if old_cover.end == _FOREVER  # not "(69890700 h ahead)"
+                else f"it runs until {_iso(old_cover.end)} ({_hours(ahead)} h ahead, "
+                     f"margin {_hours(min_validity_ahead)} h)")
+        return EffectComparison(True, True, f"{same}; {runs}", old_cover.end)
     if new_cover.end <= old_cover.end:
         return EffectComparison(True, True, f"{same}; the new one would not run longer", old_cover.end)
     return EffectComparison(True, False, f"{same}, but the old one ends at {_iso(old_cover.end)}, within the "

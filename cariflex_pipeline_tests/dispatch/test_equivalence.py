@@ -4,8 +4,10 @@ the one the station has stays in force long enough. Hand-built profiles, outbox 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+import copy
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -20,6 +22,7 @@ from cariflex_pipeline.dispatch import (
     dispatch_profiles,
     payload_hash,
 )
+from cariflex_pipeline.dispatch.equivalence import coverage
 from cariflex_pipeline.dispatch.profiles import iso
 
 SLOT = timedelta(minutes=15)
@@ -260,3 +263,211 @@ def test_compare_effect_reads_absolute_time_not_offsets() -> None:
     phased["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"][0]["numberPhases"] = 1
     comparison = compare_effect(phased, old, now=at(1))
     assert not comparison.same and "numberPhases=1" in comparison.reason
+
+
+def _periods(payload: dict) -> list[dict]:
+    return payload["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"]
+
+
+def _endless(payload: dict) -> dict:
+    """The profile without validTo and duration: it imposes its last limit for ever."""
+    del payload["chargingProfile"]["validTo"]
+    del payload["chargingProfile"]["chargingSchedule"][0]["duration"]
+    return payload
+
+
+def test_a_changed_limit_is_named_with_its_moment_phases_and_phase_to_use() -> None:
+    """The whole reason an operator reads on a row that is sent: when, the new limit, the old one, each with
+    numberPhases and phaseToUse where the profile gives them, and "none" where a profile imposes nothing."""
+    old = replan("X", 0).payload
+    _periods(old)[0]["numberPhases"] = 3
+    phased = replan("X", 1).payload
+    _periods(phased)[0].update(numberPhases=1, phaseToUse=2)
+    assert compare_effect(phased, old, now=at(1)).reason == (
+        "limit at 2026-11-28T13:17:30Z: 11000 numberPhases=1 phaseToUse=2 instead of 11000 numberPhases=3")
+    # phaseToUse alone; a fraction of a watt; a change at a later breakpoint, not at `now`
+    later = replan("X", 1, change={5: 4200.5})
+    _periods(later.payload)[0]["numberPhases"] = 3
+    _periods(later.payload)[1]["phaseToUse"] = 1
+    comparison = compare_effect(later.payload, old, now=at(1))
+    assert (comparison.same, comparison.skip, comparison.old_valid_to) == (False, False, T0 + 96 * SLOT)
+    assert comparison.reason == (
+        "limit at 2026-11-28T14:15:00Z: 4200.5 phaseToUse=1 instead of 11000 numberPhases=3")
+    # starts an hour from now: nothing imposed by the new one yet
+    assert compare_effect(replan("X", 4).payload, replan("X", 0).payload, now=at(0)).reason == (
+        "limit at 2026-11-28T13:02:30Z: none instead of 11000")
+
+
+def test_the_reasons_give_the_hours_ahead_and_the_margin() -> None:
+    """The margin and the hours the old profile still runs, as the operator reads them: each reason whole."""
+    old = replan("X", 0).payload
+    extend = compare_effect(replan("X", 1).payload, old, now=at(1), min_validity_ahead=timedelta(hours=36))
+    assert (extend.same, extend.skip, extend.old_valid_to) == (True, False, T0 + 96 * SLOT)
+    assert extend.reason == ("same limits until 2026-11-29T13:00:00Z, but the old one ends at "
+                             "2026-11-29T13:00:00Z, within the 36 h margin: sent to extend it")
+    # ten days ahead: 240 h, not 239.9 (hours are 3600 s)
+    ten_days = hand_profile("X", T0, [5000.0] * 960).payload
+    longer = hand_profile("X", T0, [5000.0] * 961).payload
+    kept = compare_effect(longer, ten_days, now=T0, min_validity_ahead=timedelta(hours=36))
+    assert (kept.same, kept.skip) == (True, True)
+    assert kept.reason == ("same limits until 2026-12-08T13:00:00Z; it runs until 2026-12-08T13:00:00Z "
+                           "(240 h ahead, margin 36 h)")
+    # within the margin, but the new one would add nothing
+    shorter = hand_profile("X", T0 + 60 * SLOT, [PATTERN[k] for k in range(60, 90)]).payload
+    assert compare_effect(shorter, old, now=at(60)).reason == (
+        "same limits until 2026-11-29T11:30:00Z; the new one would not run longer")
+    # the old one has run out
+    ran_out = compare_effect(replan("X", 100).payload, old, now=at(100))
+    assert (ran_out.same, ran_out.reason) == (False, "the old profile ran out at 2026-11-29T13:00:00Z")
+    # neither ends: no hours ahead to give
+    endless = compare_effect(_endless(hand_profile("X", T0 + SLOT, [5000.0]).payload),
+                             _endless(hand_profile("X", T0, [5000.0]).payload), now=at(1))
+    assert (endless.skip, endless.reason) == (True, "same limits until never; it has no end")
+
+
+def test_a_time_without_a_time_zone_is_refused_by_name() -> None:
+    naive = replan("X", 0).payload
+    naive["chargingProfile"]["chargingSchedule"][0]["startSchedule"] = "2026-11-28T13:00:00"
+    with pytest.raises(ValueError) as caught:
+        coverage(naive)
+    assert str(caught.value) == "time '2026-11-28T13:00:00' has no time zone"
+    with pytest.raises(ValueError) as caught:
+        compare_effect(replan("X", 1).payload, replan("X", 0).payload, now=datetime(2026, 11, 28, 13, 17, 30))
+    assert str(caught.value) == "comparing profiles at 2026-11-28T13:17:30: that time has no time zone"
+
+
+@pytest.fixture
+def martinique_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone set to UTC-4 (a POSIX TZ string, no time zone database needed)."""
+    monkeypatch.setenv("TZ", "AST4")
+    time.tzset()
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_times_with_an_offset_are_read_and_given_in_utc_whatever_the_machines_zone(martinique_machine) -> None:
+    assert datetime(2026, 11, 28, tzinfo=UTC).astimezone().utcoffset() == timedelta(hours=-4)
+    old = replan("X", 0).payload
+    charging = old["chargingProfile"]
+    charging["validFrom"] = "2026-11-28T17:00:00+04:00"
+    charging["validTo"] = "2026-11-29T17:00:00+04:00"
+    charging["chargingSchedule"][0]["startSchedule"] = "2026-11-28T17:00:00+04:00"
+    cover = coverage(old)
+    assert cover is not None
+    assert (cover.start, cover.end, cover.steps[0][0]) == (T0, T0 + 96 * SLOT, T0)
+    assert {moment.utcoffset() for moment in cover.breakpoints()} == {timedelta(0)}
+    assert cover.end.isoformat() == "2026-11-29T13:00:00+00:00"
+    extend = compare_effect(replan("X", 1).payload, old, now=at(1).astimezone(timezone(timedelta(hours=-4))))
+    assert extend.reason == ("same limits until 2026-11-29T13:00:00Z; it runs until 2026-11-29T13:00:00Z "
+                             "(23.7 h ahead, margin 12 h)")
+    assert extend.old_valid_to is not None and extend.old_valid_to.isoformat() == "2026-11-29T13:00:00+00:00"
+
+
+def test_a_coverage_imposes_its_limits_from_its_start_until_just_before_its_end() -> None:
+    """[start, end): the first instant has the first limit, the end none; before a first period that starts late
+    (a hand-made profile) nothing is imposed either."""
+    payload = hand_profile("X", T0, [11000.0, 4200.0]).payload
+    _periods(payload)[0]["startPeriod"] = 60
+    cover = coverage(payload)
+    assert cover is not None and (cover.start, cover.end) == (T0, T0 + 2 * SLOT)
+    second = timedelta(seconds=1)
+    assert [cover.value_at(moment) for moment in (T0 - second, T0, T0 + 60 * second, T0 + SLOT,
+                                                  T0 + 2 * SLOT - second, T0 + 2 * SLOT)] == [
+        None, None, (11000.0, None, None), (4200.0, None, None), (4200.0, None, None), None]
+    assert cover.breakpoints() == {T0, T0 + 60 * second, T0 + SLOT, T0 + 2 * SLOT}
+
+
+def test_a_new_profile_starting_exactly_now_is_compared_from_its_first_instant() -> None:
+    comparison = compare_effect(replan("X", 1).payload, replan("X", 0).payload, now=T0 + SLOT)
+    assert (comparison.same, comparison.skip) == (True, True)
+    late = replan("X", 1).payload
+    _periods(late)[0]["startPeriod"] = 60
+    assert compare_effect(late, replan("X", 0).payload, now=T0 + SLOT).reason == (
+        "limit at 2026-11-28T13:15:00Z: none instead of 11000")
+
+
+def test_a_coverage_spans_the_later_start_and_the_earlier_end_of_its_window_and_schedule() -> None:
+    """start = max(startSchedule, validFrom), end = min(validTo, startSchedule + duration); a missing validFrom,
+    validTo or duration bounds nothing."""
+    second = timedelta(seconds=1)
+
+    def span(valid_from: datetime | None, valid_to: datetime | None, duration: int | None) -> tuple:
+        payload = hand_profile("X", T0, [5000.0] * 8).payload  # startSchedule T0, 2 h
+        charging = payload["chargingProfile"]
+        for key, value in (("validFrom", valid_from), ("validTo", valid_to)):
+            if value is None:
+                del charging[key]
+            else:
+                charging[key] = iso(value)
+        if duration is None:
+            del charging["chargingSchedule"][0]["duration"]
+        else:
+            charging["chargingSchedule"][0]["duration"] = duration
+        cover = coverage(payload)
+        assert cover is not None
+        return cover.start, cover.end
+
+    late, early = T0 + 30 * SLOT, T0 + 3 * SLOT
+    assert span(T0 - SLOT, early, 7200) == (T0, early)  # validFrom before startSchedule, validTo first
+    assert span(T0 + SLOT, T0 + 8 * SLOT, 3600) == (T0 + SLOT, T0 + 4 * SLOT)  # validFrom later, duration first
+    assert span(None, late, None) == (T0, late)
+    assert span(None, None, 600) == (T0, T0 + 600 * second)
+    assert span(T0 + SLOT, None, None) == (T0 + SLOT, datetime.max.replace(tzinfo=UTC))
+
+
+def test_only_one_absolute_schedule_is_compared_by_limits() -> None:
+    """A Relative profile, or an Absolute one with two schedules, has no coverage: compared by its bytes without
+    validFrom; a second schedule is itself a difference in identity."""
+    relative = replan("X", 0).payload
+    relative["chargingProfile"]["chargingProfileKind"] = "Relative"
+    assert coverage(relative) is None
+    moved = copy.deepcopy(relative)
+    moved["chargingProfile"]["validFrom"] = iso(T0 + SLOT)
+    same = compare_effect(moved, relative, now=at(0))
+    assert (same.same, same.skip, same.reason) == (True, True, "identical payload (without validFrom)")
+    later = replan("X", 1).payload
+    later["chargingProfile"]["chargingProfileKind"] = "Relative"
+    different = compare_effect(later, relative, now=at(1))
+    assert (different.same, different.skip, different.reason) == (
+        False, False, "different payload (not an Absolute one-schedule profile)")
+
+    two = replan("X", 1).payload
+    schedules = two["chargingProfile"]["chargingSchedule"]
+    schedules.append({**copy.deepcopy(schedules[0]), "id": 102})
+    assert coverage(two) is None
+    assert compare_effect(two, replan("X", 0).payload, now=at(1)).reason == (
+        "different chargingSchedule count, chargingSchedule[1].chargingRateUnit, chargingSchedule[1].id")
+    unanchored = replan("X", 1).payload  # Absolute without startSchedule: not comparable by limits either
+    del unanchored["chargingProfile"]["chargingSchedule"][0]["startSchedule"]
+    assert compare_effect(unanchored, replan("X", 0).payload, now=at(1)).reason == (
+        "different payload (not an Absolute one-schedule profile)")
+    both = copy.deepcopy(two)
+    both["chargingProfile"]["validFrom"] = iso(T0)
+    assert compare_effect(both, two, now=at(1)).reason == "identical payload (without validFrom)"
+
+
+def test_a_field_only_one_of_the_profiles_has_is_a_difference() -> None:
+    old = replan("X", 0, purpose="TxProfile").payload
+    with_tx = replan("X", 1, purpose="TxProfile", transaction_id="tx-1").payload
+    comparison = compare_effect(with_tx, old, now=at(1))
+    assert (comparison.same, comparison.skip, comparison.reason, comparison.old_valid_to) == (
+        False, False, "different chargingProfile.transactionId", None)
+    assert compare_effect(old, with_tx, now=at(1)).reason == "different chargingProfile.transactionId"
+    floor = replan("X", 1).payload
+    floor["chargingProfile"]["chargingSchedule"][0]["minChargingRate"] = 1380.0
+    floor["evseId"] = 2
+    assert compare_effect(floor, replan("X", 0).payload, now=at(1)).reason == (
+        "different chargingSchedule[0].minChargingRate, evseId")
+
+
+def test_limits_equal_to_six_decimals_are_the_same_limit() -> None:
+    """Floating-point noise in a limit (15.9 A computed as 15.9000004) is no change; a hundred-thousandth is."""
+    old = replan("X", 0, unit="A").payload
+    noisy = replan("X", 1, unit="A").payload
+    _periods(noisy)[0]["limit"] = 11000.0000004
+    assert compare_effect(noisy, old, now=at(1)).same
+    _periods(noisy)[0]["limit"] = 11000.00001
+    assert not compare_effect(noisy, old, now=at(1)).same

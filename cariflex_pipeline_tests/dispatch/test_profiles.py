@@ -4,6 +4,9 @@ named, and a property: whatever the plan, the profiles pass the schema files Cit
 from __future__ import annotations
 
 import copy
+import time
+import zlib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,6 +25,7 @@ from cariflex_pipeline.dispatch import (
     request_violations,
     validate_request,
 )
+from cariflex_pipeline.dispatch.profiles import ceil_to_grid, emit_limit, floor_to_grid, iso
 from cariflex_pipeline_tests.dispatch.conftest import NOW, plan_frame
 
 SLOT = timedelta(minutes=15)
@@ -100,7 +104,16 @@ def test_amps_with_phases_and_voltage() -> None:
 def test_limits_clipped_to_the_charge_point() -> None:
     profile = build_profile(StationTarget("CP007", 1, 11.0), _plan([15.0, -2.0]), now=NOW)
     assert _periods(profile) == [{"startPeriod": 0, "limit": 11000.0}, {"startPeriod": 900, "limit": 0.0}]
-    assert profile.notes and "clipped" in profile.notes[0]
+    assert profile.notes == ("2 slot(s) clipped to [0, 11.0 kW]",)
+
+
+def test_only_slots_outside_the_charge_points_range_count_as_clipped() -> None:
+    """0, a fraction of a kW and exactly the maximum are in range; below 0 and above the maximum (by 0.5 kW, by
+    4 kW) are clipped: three slots. A plan within range has no note at all."""
+    profile = build_profile(StationTarget("CP007", 1, 11.0), _plan([0.0, 0.5, 11.0, -2.0, 11.5, 15.0]), now=NOW)
+    assert profile.notes == ("3 slot(s) clipped to [0, 11.0 kW]",)
+    assert [p["limit"] for p in _periods(profile)] == [0.0, 500.0, 11000.0, 0.0, 11000.0]
+    assert build_profile(StationTarget("CP007", 1, 11.0), _plan([0.0, 0.5, 11.0]), now=NOW).notes == ()
 
 
 def test_profile_ids_stable_per_station_stack_level_and_purpose(site) -> None:
@@ -187,9 +200,128 @@ def test_a_replan_in_the_same_slot_outlasts_the_profile_the_station_may_hold() -
     assert charging["chargingSchedule"][0]["duration"] == 2 * 3600 + 1
     assert _periods(again) == [{"startPeriod": 0, "limit": 6000.0}]
     # only the same purpose counts: a TxProfile is not held back by the TxDefaultProfile's validTo
+    assert again.notes == ("validTo 2026-11-28T15:00:01Z: outlasts the station's profile valid to "
+                           "2026-11-28T15:00:00Z",)
     tx = build_profile(StationTarget("CP002", 1, 22.0, transaction_id="t"), _plan([6.0] * 8), now=NOW,
                        outlast={"TxDefaultProfile": first_to})
     assert tx.payload["chargingProfile"]["validTo"] == "2026-11-28T15:00:00Z"
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"purpose_policy": "always"}, "purpose_policy 'always': expected auto, tx_default_only or tx_only"),
+    ({"rate_unit": "kW"}, "rate_unit 'kW': expected 'W' or 'A'"),
+    ({"rate_unit": "A", "voltage": 230.0}, "rate_unit 'A' needs number_phases (1-3) and a positive voltage"),
+    ({"rate_unit": "A", "number_phases": 3}, "rate_unit 'A' needs number_phases (1-3) and a positive voltage"),
+    ({"rate_unit": "A", "number_phases": 3, "voltage": -230.0},
+     "rate_unit 'A' needs number_phases (1-3) and a positive voltage"),
+    ({"number_phases": 4}, "number_phases 4: expected 1, 2 or 3"),
+    ({"stack_level": -1}, "stack_level -1: expected 0..1000"),
+    ({"stack_level": 1001}, "stack_level 1001: expected 0..1000"),
+], ids=lambda value: str(value) if isinstance(value, dict) else "")
+def test_a_config_that_cannot_build_profiles_is_refused_by_name(options, message) -> None:
+    with pytest.raises(ValueError) as caught:
+        ProfileConfig(**options)
+    assert str(caught.value) == message
+
+
+def test_the_edges_of_the_config_ranges_are_accepted_and_kept_in_the_summary() -> None:
+    """Stack levels 0 and 1000 and any positive voltage (0.5 V too) are fine; the summary carries the stack level
+    and the unit the payload has."""
+    for level in (0, 1000):
+        profile = build_profile(StationTarget("CP001", 1, 22.0), _plan([4.0]), now=NOW,
+                                config=ProfileConfig(stack_level=level))
+        assert (profile.stack_level, profile.payload["chargingProfile"]["stackLevel"]) == (level, level)
+    amps = build_profile(StationTarget("CP001", 1, 22.0), _plan([0.001]), now=NOW,
+                         config=ProfileConfig(rate_unit="A", number_phases=1, voltage=0.5))
+    assert (amps.rate_unit, amps.stack_level, _periods(amps)) == (
+        "A", 1, [{"startPeriod": 0, "limit": 2.0, "numberPhases": 1}])
+
+
+def test_a_station_whose_hash_masks_to_zero_gets_profile_id_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Profile ids are positive: the one hash in 2**30 that masks to 0 gives 1."""
+    monkeypatch.setattr(zlib, "crc32", lambda data: 0x40000000)
+    assert profile_id_for("CP001", 1) == 1
+
+
+def test_slot_grids_start_at_the_utc_epoch() -> None:
+    """Any resolution, not only one that divides a day: a 7-minute grid runs from 1970-01-01T00:00Z."""
+    seven = timedelta(minutes=7)
+    assert floor_to_grid(NOW, seven) == datetime(2026, 11, 28, 13, 1, tzinfo=UTC)
+    assert floor_to_grid(NOW.astimezone(datetime.fromisoformat("2026-01-01T00:00+04:00").tzinfo), SLOT) == START
+    assert (ceil_to_grid(NOW, SLOT), ceil_to_grid(START, SLOT)) == (START + SLOT, START)
+    assert ceil_to_grid(NOW, seven) == datetime(2026, 11, 28, 13, 8, tzinfo=UTC)
+    with pytest.raises(ValueError) as caught:
+        floor_to_grid(datetime(2026, 11, 28, 13, 7, 30), SLOT)
+    assert str(caught.value) == "time 2026-11-28T13:07:30 has no time zone"
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (-0.5, "limit -0.5: expected a finite value >= 0"),
+    (float("nan"), "limit nan: expected a finite value >= 0"),
+])
+def test_a_negative_or_nan_limit_is_refused(value, message) -> None:
+    for unit in ("W", "A"):
+        with pytest.raises(ValueError) as caught:
+            emit_limit(value, unit)
+        assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(("plan", "options", "message"), [
+    ({datetime(2026, 11, 28, 13, 0): 4.0}, {}, "station CP001: slot 2026-11-28 13:00:00 has no time zone"),
+    ({START + timedelta(minutes=5): 4.0}, {},
+     "station CP001: slot 2026-11-28T13:05:00Z is not on the 0:15:00 grid"),
+    ({START: float("nan")}, {}, "station CP001: slot 2026-11-28T13:00:00Z has a non-finite value"),
+    ({START: float("inf")}, {}, "station CP001: slot 2026-11-28T13:00:00Z has a non-finite value"),
+    ({START: float("-inf")}, {}, "station CP001: slot 2026-11-28T13:00:00Z has a non-finite value"),
+    ({}, {}, "station CP001: no planned power from 2026-11-28T13:00:00Z on (horizon already over)"),
+    (_plan([4.0, 4.0], start=START - 2 * SLOT), {},
+     "station CP001: no planned power from 2026-11-28T13:00:00Z on (horizon already over)"),
+    (_plan([4.0]), {"horizon_end": START},
+     "station CP001: no planned power from 2026-11-28T13:00:00Z on (horizon already over)"),
+    (_plan([4.0]), {"horizon_end": START - SLOT},
+     "station CP001: no planned power from 2026-11-28T13:00:00Z on (horizon already over)"),
+    (_plan([4.0]), {"horizon_end": START + timedelta(minutes=65)},
+     "station CP001: horizon end 2026-11-28T14:05:00Z is not on the slot grid"),
+], ids=["naive slot", "off the grid", "nan", "inf", "-inf", "no plan", "plan over", "horizon now",
+        "horizon past", "horizon off the grid"])
+def test_a_plan_that_cannot_become_a_profile_is_refused_naming_the_station(plan, options, message) -> None:
+    with pytest.raises(ProfileBuildError) as caught:
+        build_profile(StationTarget("CP001", 1, 22.0), plan, now=NOW, **options)
+    assert str(caught.value) == message
+
+
+def test_a_time_without_a_time_zone_is_refused_naming_the_station() -> None:
+    with pytest.raises(ValueError) as caught:
+        build_profile(StationTarget("CP001", 1, 22.0), _plan([4.0]), now=datetime(2026, 11, 28, 13, 7, 30))
+    assert str(caught.value) == "station CP001: now 2026-11-28T13:07:30 has no time zone"
+
+
+def test_a_plan_given_as_pairs_is_the_same_as_a_mapping() -> None:
+    plan = _plan([7.0, 7.0, 3.0])
+    as_pairs = build_profile(StationTarget("CP001", 1, 22.0), list(plan.items()), now=NOW)
+    assert as_pairs == build_profile(StationTarget("CP001", 1, 22.0), plan, now=NOW)
+    assert as_pairs.limits == ((0, 7000.0), (1800, 3000.0))
+
+
+@pytest.fixture
+def martinique_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone set to UTC-4 (a POSIX TZ string, no time zone database needed)."""
+    monkeypatch.setenv("TZ", "AST4")
+    time.tzset()
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_times_are_written_in_utc_whatever_the_machines_zone(martinique_machine) -> None:
+    assert datetime(2026, 11, 28, tzinfo=UTC).astimezone().utcoffset() == timedelta(hours=-4)
+    assert iso(datetime(2026, 11, 28, 13, 7, 30, 500000, tzinfo=UTC)) == "2026-11-28T13:07:30Z"
+    profile = build_profile(StationTarget("CP001", 1, 22.0), _plan([4.0] * 4), now=NOW.astimezone())
+    charging = profile.payload["chargingProfile"]
+    assert (charging["validFrom"], charging["validTo"], charging["chargingSchedule"][0]["startSchedule"]) == (
+        "2026-11-28T13:00:00Z", "2026-11-28T14:00:00Z", "2026-11-28T13:00:00Z")
 
 
 _power = st.floats(min_value=-5.0, max_value=400.0, allow_nan=False)
