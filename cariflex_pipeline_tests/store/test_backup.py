@@ -8,7 +8,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ from cariflex_pipeline.store import TimeSeriesStore
 from cariflex_pipeline.store.__main__ import main as store_cli
 from cariflex_pipeline.store.backup import MANIFEST, BackupError, backup, backups, prune
 from cariflex_pipeline.store.restore import check_files, read_manifest, restore
-from cariflex_pipeline_tests.conftest import POSTGRES_ADMIN_URL, _fresh_postgres_schema
+from cariflex_pipeline_tests.conftest import _fresh_postgres_schema, scratch_postgres_database
 
 
 def url_of(store: TimeSeriesStore) -> str:
@@ -52,14 +51,8 @@ def empty_database(store: TimeSeriesStore, tmp_path: Path) -> Iterator[str]:
     if not store.is_postgres:
         yield f"sqlite:///{tmp_path / 'restored' / 'store.sqlite'}"
         return
-    name = f"cariflex_restore_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_postgres_database("cariflex_restore") as url:
+        yield url
 
 
 def run_main_job(store: TimeSeriesStore, monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
