@@ -1,6 +1,6 @@
 """The store by hand.
 
-    python -m cariflex_pipeline.store [URL]                     migrate and register the site's sensors
+    python -m cariflex_pipeline.store [migrate] [URL]           migrate and register the site's sensors
     python -m cariflex_pipeline.store backup DEST [URL]         a new backup folder in DEST (see backup.py)
     python -m cariflex_pipeline.store restore BACKUP URL        into an empty database (see restore.py)
     python -m cariflex_pipeline.store prune DEST [--daily N] [--weekly M]
@@ -20,15 +20,17 @@ from cariflex_pipeline.store import TimeSeriesStore, default_database_url
 from cariflex_pipeline.store.backup import BackupError, backup, configuration_files, instance_database_url, prune
 from cariflex_pipeline.store.restore import restore
 
-COMMANDS = ("backup", "restore", "prune")
+COMMANDS = ("migrate", "backup", "restore", "prune")
 
 
 def main(argv: list[str]) -> int:
     if len(argv) < 2 or argv[1] not in COMMANDS:
-        return _migrate(argv[1] if len(argv) > 1 else default_database_url())
+        argv = [argv[0], "migrate", *argv[1:]]  # the bare form, as the store's first versions took it
     parser = argparse.ArgumentParser(prog="python -m cariflex_pipeline.store", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    migrate_parser = commands.add_parser("migrate", help="migrate the store and register the site's sensors")
+    migrate_parser.add_argument("url", nargs="?", default=None)
     backup_parser = commands.add_parser("backup", help="back up the store into a new folder of DEST")
     backup_parser.add_argument("dest", type=Path)
     backup_parser.add_argument("url", nargs="?", default=None)
@@ -40,6 +42,8 @@ def main(argv: list[str]) -> int:
     prune_parser.add_argument("--daily", type=int, default=7)
     prune_parser.add_argument("--weekly", type=int, default=4)
     args = parser.parse_args(argv[1:])
+    if args.command == "migrate":
+        return _migrate(args.url or default_database_url())
     try:
         if args.command == "backup":
             result = backup(args.url or default_database_url(), args.dest, instance_url=instance_database_url(),
