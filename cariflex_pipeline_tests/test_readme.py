@@ -11,6 +11,7 @@ import argparse
 import importlib
 import re
 import shlex
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -138,3 +139,17 @@ def test_a_broken_command_is_caught(command: str, complaint: str, monkeypatch: p
     with pytest.raises((click.UsageError, SystemExit, AssertionError, pytest.fail.Exception)) as caught:
         check_command(command, monkeypatch)
     assert complaint in str(caught.value) + capsys.readouterr().err
+
+
+def test_sourcing_env_sh_leaves_the_users_shell_as_it_was(tmp_path: Path) -> None:
+    # An interactive shell without -e/-u, elsewhere than the project: after `source scripts/env.sh` it must keep its
+    # options and folder, survive a failing command, and find the project's tools.
+    script = (f"cd {shlex.quote(str(tmp_path))}; before=$-; source {shlex.quote(str(ROOT / 'scripts/env.sh'))}; "
+              'echo "options:$before:$-"; echo "folder:$PWD"; false; echo "alive"; command -v dagster')
+    result = subprocess.run(["bash", "--norc", "-c", script], capture_output=True, text=True, check=False)
+    lines = result.stdout.splitlines()
+    [options] = [line for line in lines if line.startswith("options:")]
+    _, before, after = options.split(":")
+    assert after == before and "e" not in after and "u" not in after
+    assert f"folder:{tmp_path}" in lines and "alive" in lines
+    assert lines[-1] == str(ROOT / ".venv/bin/dagster")
