@@ -50,6 +50,7 @@ class Received:
     message_id: str
     evse_id: int
     charging_profile: dict[str, Any]  # snake_case, as the `ocpp` library hands it to the handler
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # for latency measurements
 
 
 class SimStation(ChargePoint):

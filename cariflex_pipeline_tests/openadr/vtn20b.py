@@ -41,6 +41,15 @@ class InProcessVtn:
             vtn_id=VTN_ID, http_host="127.0.0.1", http_port=self.port, requested_poll_freq=poll_freq,
         ))
         self.server.add_handler("on_create_party_registration", self._on_registration)
+        self.polls: list[datetime] = []  # when each oadrPoll arrived: the VEN's actual poll frequency
+        poll_service = self.server.services["poll_service"]
+        answer_poll = poll_service.handlers["oadrPoll"]
+
+        async def timed_poll(payload: dict[str, Any]) -> Any:
+            self.polls.append(datetime.now(UTC))
+            return await answer_poll(payload)
+
+        poll_service.handlers["oadrPoll"] = timed_poll
         if track_vens:
             # openleadr keeps ven_lookup on the VTNService class: installed here, removed again in stop()
             VTNService.ven_lookup = staticmethod(self._ven_lookup)

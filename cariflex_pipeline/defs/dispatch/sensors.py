@@ -32,7 +32,9 @@ from cariflex_pipeline.dispatch import (
 
 @dg.sensor(
     job=ev_schedule_and_dispatch_job,
-    minimum_interval_seconds=15,
+    # An EV that plugs in waits for this plus the run: as often as the sensor daemon looks (every 5 s). A tick that
+    # finds the queue empty costs one passive queue drain.
+    minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Drains EV session messages from the CitrineOS bus; reruns scheduling and dispatch when a "
                 "session starts, ends or changes its needs.",

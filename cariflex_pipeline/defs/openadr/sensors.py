@@ -205,9 +205,14 @@ def partition_days_of(change: EventChange, first: str, last: str) -> tuple[date,
     return tuple(sorted({min(max(day, lowest), highest) for day in change.days}))
 
 
+# The VTN's requested poll frequency decides how often the VTN is asked (VEN state, `poll_due`); the sensor only has
+# to look often enough not to add to it. Dagster's sensor daemon evaluates at most every 5 s anyway.
+SENSOR_INTERVAL_SECONDS = 5
+
+
 @dg.sensor(
     job=openadr_ingest_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Polls the configured OpenADR VTN (at most as often as it asks) and reruns ingestion and "
                 "everything downstream for the days of every new, modified or cancelled event; retries a failed "
