@@ -98,6 +98,18 @@ def assert_stations_follow_the_schedule(store_url: str, site, stations: dict[str
         [received[cp.id]] = stations[cp.id].received
         periods = received[cp.id].charging_profile["charging_schedule"][0]["charging_schedule_period"]
         assert [(p["start_period"], p["limit"]) for p in periods] == expected, cp.id
-        assert dispatch_metadata[f"station_{cp.id}"].value["status"] == "accepted"
+        assert station_row(dispatch_metadata, cp.id)["status"] == "accepted"
         planned_kw += float(rows["value"].sum())
     return received, planned_kw
+
+
+def station_row(dispatch_metadata, station: str) -> dict[str, str]:
+    """The row of `station` in ocpp_dispatch's first metadata entry, the per-station table."""
+    [row] = [record.data for record in dispatch_metadata["stations"].value.records
+             if record.data["station"] == station]
+    return row
+
+
+def local_hhmm(iso: str, site, plus: timedelta = timedelta(0)) -> str:
+    """An ISO instant (as the station received it) at the site's local time, as the station table shows it."""
+    return (datetime.fromisoformat(iso.replace("Z", "+00:00")) + plus).astimezone(site.tz).strftime("%H:%M")

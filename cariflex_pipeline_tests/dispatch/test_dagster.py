@@ -23,6 +23,7 @@ from cariflex_pipeline.dispatch.tables import ev_sessions
 from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
 from cariflex_pipeline.store import TimeSeriesStore
 from cariflex_pipeline.store.times import to_db_time
+from cariflex_pipeline_tests.dispatch.conftest import local_hhmm, station_row
 
 
 @pytest.fixture
@@ -84,10 +85,21 @@ def test_profiles_and_dispatch_reach_the_stations_with_the_schedules_limits(
     assert follows.metadata["stations"].value == ("- CP002: no confirmed profile to read back\n"
                                                   "- CP003: no confirmed profile to read back")
     dispatch_md = result.asset_materializations_for_node("ocpp_dispatch")[0].metadata
-    assert dispatch_md["station_CP001"].value["readback"] == "matches"
-    status = {cp: dispatch_md[f"station_{cp}"].value["status"] for cp in plan}
+    assert next(iter(dispatch_md)) == "stations"  # what an operator reads first
+    assert [row.data["station"] for row in dispatch_md["stations"].value.records] == [cp.id for cp in
+                                                                                     site.charge_points]
+    status = {cp: station_row(dispatch_md, cp)["status"] for cp in plan}
     assert status == {"CP001": "accepted", "CP002": "rejected", "CP003": "unroutable"}
-    assert dispatch_md["station_CP001"].value["limits"] == [[0, 11000.0], [7200, 4200.0]]
+    start = stations["CP001"].received[0].charging_profile["charging_schedule"][0]["start_schedule"]
+    cp001 = station_row(dispatch_md, "CP001")
+    assert cp001["first limits"] == f"{local_hhmm(start, site)} 11.0 kW · " \
+                                    f"{local_hhmm(start, site, timedelta(hours=2))} 4.2 kW"
+    assert (cp001["read back"], cp001["answer"]) == ("matches", "Accepted")
+    valid_to = stations["CP001"].received[0].charging_profile["valid_to"]
+    assert cp001["valid until"].endswith(local_hhmm(valid_to, site))
+    assert station_row(dispatch_md, "CP004")["status"] == "no profile"
+    assert '"stationId"' not in dispatch_md["payloads_sent"].value  # the request payload, not the envelope
+    assert '"chargingProfilePurpose": "TxDefaultProfile"' in dispatch_md["payloads_sent"].value
     assert dispatch_md["count_accepted"].value == 1
     # what the stations got equals the schedule
     periods = stations["CP001"].received[0].charging_profile["charging_schedule"][0]["charging_schedule_period"]
@@ -102,7 +114,7 @@ def test_embedded_default_is_outbox_only(store_url, site) -> None:
     assert result.success
     metadata = result.asset_materializations_for_node("ocpp_dispatch")[0].metadata
     assert metadata["transport"].value == "outbox"
-    assert metadata["station_CP004"].value["status"] == "pending"
+    assert station_row(metadata, "CP004")["status"] == "pending"
     assert [e.status for e in Outbox(TimeSeriesStore(store_url).engine).entries()] == ["pending"]
     # nothing left the machine: the check says so instead of staying green
     confirmed = _checks(result)["stations_confirmed"]
@@ -203,8 +215,8 @@ def test_answer_sensor_records_late_answers_as_observations(amqp_url, exchange, 
     resources = _resources(store_url, _amqp_broker(amqp_url, exchange, names))
     result = dg.materialize([ocpp_charging_profiles, ocpp_dispatch], resources=resources, run_config={
         "ops": {"ocpp_dispatch": {"config": {"answer_timeout_seconds": 0}}}})
-    assert result.asset_materializations_for_node("ocpp_dispatch")[0].metadata[
-        "station_CP008"].value["status"] in ("sent", "accepted")
+    assert station_row(result.asset_materializations_for_node("ocpp_dispatch")[0].metadata,
+                       "CP008")["status"] in ("sent", "accepted")
     observed = []
     for _ in range(50):  # the station answers within moments; poll the sensor, not the clock
         with dg.build_sensor_context(resources=resources) as context:
@@ -227,12 +239,13 @@ def test_a_rejected_profile_is_not_resent_and_the_metadata_says_so(amqp_url, exc
     run_config = {"ops": {"ocpp_charging_profiles": {"config": {"now": datetime.now(UTC).isoformat()}},
                           "ocpp_dispatch": {"config": {"answer_timeout_seconds": 10}}}}
     first = dg.materialize([ocpp_charging_profiles, ocpp_dispatch], resources=resources, run_config=run_config)
-    assert first.asset_materializations_for_node("ocpp_dispatch")[0].metadata[
-        "station_CP002"].value["status"] == "rejected"
+    assert station_row(first.asset_materializations_for_node("ocpp_dispatch")[0].metadata,
+                       "CP002")["status"] == "rejected"
     second = dg.materialize([ocpp_charging_profiles, ocpp_dispatch], resources=resources, run_config=run_config)
     metadata = second.asset_materializations_for_node("ocpp_dispatch")[0].metadata
     assert metadata["count_skipped_rejected"].value == 1
-    assert "station_CP002" not in metadata
+    assert station_row(metadata, "CP002")["status"] == "skipped"
+    assert "rejected by the station" in station_row(metadata, "CP002")["answer"]
     assert "| CP002 | skipped |" in metadata["dispatch_table"].value
     assert "rejected by the station" in metadata["dispatch_table"].value
     assert len(rejecting.received) == 1
@@ -257,19 +270,20 @@ def test_an_unchanged_replan_is_skipped_and_the_table_says_why(amqp_url, exchang
         return result.asset_materializations_for_node("ocpp_dispatch")[0].metadata
 
     first = run(now - timedelta(minutes=15))
-    assert first["station_CP001"].value["status"] == "accepted"
+    assert station_row(first, "CP001")["status"] == "accepted"
     second = run(now)
     assert (second["count_skipped"].value, second["count_skipped_unchanged"].value,
             second["count_skipped_rejected"].value) == (1, 1, 0)
-    assert "station_CP001" not in second
-    profile_id = first["station_CP001"].value["profile_id"]
+    assert station_row(second, "CP001")["status"] == "skipped"
+    profile_id = station.received[0].charging_profile["id"]
+    assert station_row(first, "CP001")["profile"] == f"TxDefaultProfile #{profile_id}"
     table = second["dispatch_table"].value
     assert (f"| CP001 | skipped | {profile_id} | TxDefaultProfile | 0min:11000, 120min:4200 | identical to last "
             f"accepted profile (outbox #1) in effect: same limits until ") in table
     assert "margin 12 h" in table
     assert len(station.received) == 1
     third = run(now, min_validity_ahead_hours=30)
-    assert third["station_CP001"].value["status"] == "accepted"
+    assert station_row(third, "CP001")["status"] == "accepted"
     assert len(station.received) == 2
 
 
@@ -281,8 +295,9 @@ def test_a_station_whose_plan_disappeared_is_told_to_stop_following_it(amqp_url,
     resources = _resources(store_url, _amqp_broker(amqp_url, exchange, names))
     run_config = {"ops": {"ocpp_dispatch": {"config": {"answer_timeout_seconds": 10}}}}
     first = dg.materialize([ocpp_charging_profiles, ocpp_dispatch], resources=resources, run_config=run_config)
-    assert first.asset_materializations_for_node("ocpp_dispatch")[0].metadata[
-        "station_CP001"].value["limits"] == [[0, 11000.0]]
+    first_row = station_row(first.asset_materializations_for_node("ocpp_dispatch")[0].metadata, "CP001")
+    sent_start = station.received[0].charging_profile["charging_schedule"][0]["start_schedule"]
+    assert first_row["first limits"] == f"{local_hhmm(sent_start, site)} 11.0 kW"
     # the plan is withdrawn (nothing planned for CP001 over the horizon)
     TimeSeriesStore(store_url).delete_beliefs([site.charge_point("CP001").sensor_id], start,
                                               start + timedelta(hours=24), SCHEDULER_SOURCE)
@@ -291,8 +306,9 @@ def test_a_station_whose_plan_disappeared_is_told_to_stop_following_it(amqp_url,
     assert profiles_md["cleared_profiles"].value == 1
     assert "nothing planned" in profiles_md["profiles_table"].value
     dispatch_md = second.asset_materializations_for_node("ocpp_dispatch")[0].metadata
-    assert dispatch_md["station_CP001"].value["status"] == "accepted"
-    assert dispatch_md["station_CP001"].value["limits"] == [[0, 0.0]]
+    zero_start = station.received[1].charging_profile["charging_schedule"][0]["start_schedule"]
+    assert (station_row(dispatch_md, "CP001")["status"], station_row(dispatch_md, "CP001")["first limits"]) == (
+        "accepted", f"{local_hhmm(zero_start, site)} 0.0 kW")
     assert len(station.received) == 2
     stale, zero = (r.charging_profile for r in station.received)
     assert zero["id"] == stale["id"]  # the same id: the station replaces the stale profile

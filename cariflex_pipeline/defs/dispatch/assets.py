@@ -6,11 +6,12 @@ bus told us of an active transaction) and validates it; a station with nothing p
 allows charging gets a limit-0 profile under the same id, so it stops following a stale plan; a profile that
 breaks the OCPP schema or CitrineOS's rules is never sent and its violations are named in the metadata and in
 the `profiles_valid` check.
-`ocpp_dispatch` stores them in the outbox and sends them with the configured transport; the metadata shows,
-per station, the status, the limits and the profile id, and for a station left alone why (e.g. the same limits
-as the profile it accepted, which stays in force longer than `min_validity_ahead_hours`). Its checks say whether
-every station holds a confirmed profile (`stations_confirmed`: a warning while one is unconfirmed, an error past
-`unconfirmed_error_after_minutes`) and whether the stations' composite schedules, read back after Accepted,
+`ocpp_dispatch` stores them in the outbox and sends them with the configured transport; the metadata shows first
+a table per station (status, answer, first limits in kW at site time, valid until, read-back), then the counts,
+the limits and profile ids in detail and the payloads as sent; for a station left alone it says why (e.g. the
+same limits as the profile it accepted, which stays in force longer than `min_validity_ahead_hours`). Its checks
+say whether every station holds a confirmed profile (`stations_confirmed`: a warning while one is unconfirmed, an
+error past `unconfirmed_error_after_minutes`) and whether the stations' composite schedules, read back after Accepted,
 equal the plan (`stations_follow_plan`).
 """
 
@@ -23,6 +24,7 @@ from pydantic import Field
 
 from cariflex_pipeline.defs.dispatch.checks import CONFIRMED_CHECK, FOLLOW_CHECK, confirmed_check, follow_plan_check
 from cariflex_pipeline.defs.dispatch.resources import BrokerResource
+from cariflex_pipeline.defs.dispatch.station_table import raw_payloads, station_rows, station_table
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.dispatch import (
     DEFAULT_MIN_VALIDITY_AHEAD,
@@ -168,7 +170,13 @@ def ocpp_dispatch(
                                    policy=policy, read_back=config.read_back)
     finally:
         transport.close()
-    metadata: dict[str, object] = {"transport": report.transport}
+    planned = {p.station_id: p for p in ocpp_charging_profiles}
+    station_ids = [cp.id for cp in site_model.charge_points]
+    # First what an operator reads: a row per station; the counts for the UI's plots; the details last.
+    metadata: dict[str, object] = {
+        "stations": station_table(station_rows(station_ids, report, planned, site_model.tz)),
+        "transport": report.transport,
+    }
     for status, count in sorted(report.counts().items()):
         metadata[f"count_{status}"] = count
     rows = []
@@ -176,12 +184,6 @@ def ocpp_dispatch(
         limits = _limits_text(entry.limits[:8]) + (" …" if len(entry.limits) > 8 else "")
         rows.append(f"| {station} | {entry.status} | {entry.profile_id} | {entry.purpose} | {limits} | "
                     f"{entry.status_reason[:200]} | {entry.correlation_id} |")
-        metadata[f"station_{station}"] = dg.MetadataValue.json({
-            "status": entry.status, "profile_id": entry.profile_id, "purpose": entry.purpose,
-            "limits": [[start, limit] for start, limit in entry.limits], "correlation_id": entry.correlation_id,
-            "reason": entry.status_reason, "attempts": entry.attempts, "readback": entry.readback_status,
-            "readback_detail": entry.readback_detail})
-    planned = {p.station_id: p for p in ocpp_charging_profiles}
     for station, reason in sorted(report.skipped.items()):
         # the profile this run built and did not send (a station only retried has none)
         profile = planned.get(station)
@@ -191,9 +193,10 @@ def ocpp_dispatch(
     metadata["dispatch_table"] = dg.MetadataValue.md("\n".join(
         ["| station | status | profile id | purpose | limits (start:limit) | reason | correlation id |",
          "|---|---|---|---|---|---|---|", *rows]))
+    metadata["payloads_sent"] = raw_payloads(report)
     context.log.info("dispatch via %s: %s", report.transport, report.counts())
     now = datetime.now(UTC)
-    delivery = outbox.delivery([cp.id for cp in site_model.charge_points], now)
+    delivery = outbox.delivery(station_ids, now)
     yield dg.Output(None, metadata=metadata)
     yield confirmed_check(delivery, now, policy, site_model.tz, report.transport)
     yield follow_plan_check(delivery)
