@@ -6,17 +6,22 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
+from cariflex_pipeline.definitions import defs
 from cariflex_pipeline.defs.derived import DERIVED_ASSETS
 from cariflex_pipeline.defs.derived.assets import DERIVED_SOURCE
+from cariflex_pipeline.defs.partitions import daily_partitions
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.defs.scheduling.schedules import every_15_minutes
 from cariflex_pipeline.derived.sensors import ACTIVE_SESSIONS, GRID_IMPACT, TOTAL_FLEXIBILITY
 from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
 from cariflex_pipeline.site_model import Site
+from cariflex_pipeline.site_model.model import default_site_file
 from cariflex_pipeline.store import TimeSeriesStore
 
 DAYS = ["2026-11-25", "2026-11-26", "2026-11-27"]
+DEFAULT_SITE = default_site_file()
 BATTERY_KW = 0.05  # every battery charges 50 W all three days
 
 
@@ -79,7 +84,29 @@ def test_a_rerun_replaces_the_derived_values_instead_of_adding_beliefs(store: Ti
 
 
 def test_the_15_minute_replan_refreshes_today_in_site_time() -> None:
+    job = defs.resolve_job_def(every_15_minutes.job_name)
+    assert {asset.key for asset in DERIVED_ASSETS} <= set(job.asset_layer.executable_asset_keys)
+    assert job.partitions_def == daily_partitions
     # 02:30 UTC on 28 November is still the 27th in Martinique (UTC-4).
     context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 28, 2, 30, tzinfo=UTC))
     request = every_15_minutes(context)
     assert request.partition_key == "2026-11-27"
+
+
+def test_a_site_without_storage_gets_its_ev_and_grid_series_and_no_soc(tmp_path) -> None:
+    raw = yaml.safe_load(DEFAULT_SITE.read_text(encoding="utf-8"))
+    raw["batteries"], raw["v2g_chargers"] = [], []
+    site_file = tmp_path / "no-storage.yaml"
+    site_file.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            DERIVED_ASSETS, instance=instance, partition_key=DAYS[0],
+            resources={"site": SiteResource(site_file=str(site_file)),
+                       "store": TimeSeriesStoreResource(database_url=url)})
+    assert result.success
+    [soc] = result.asset_materializations_for_node("storage_state_of_charge")
+    assert soc.metadata["batteries_started_from_site_initial_soc"].value == 0
+    store = TimeSeriesStore(url)
+    assert store.read_latest([151, 171]).empty
+    assert len(store.read_latest([ACTIVE_SESSIONS])) == 96

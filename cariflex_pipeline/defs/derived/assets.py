@@ -61,6 +61,8 @@ def _days(context: dg.AssetExecutionContext, site: SiteResource, store: TimeSeri
 
 def _replace(day: _Day, values: dict[int, np.ndarray]) -> int:
     """Write the day's slots of each derived sensor in place of what was there; NaN slots are left empty."""
+    if not values:  # a site without batteries or V2G chargers has no SoC to write
+        return 0
     slots = day.grid.slots[day.grid.day]
     now = datetime.now(UTC)
     frame = pd.concat([pd.DataFrame({"sensor_id": sensor_id, "event_start": slots, "value": series[day.grid.day],
