@@ -1,5 +1,6 @@
 """The derived assets as Dagster runs them: a three-day backfill in one run, on SQLite and the real PostgreSQL."""
 
+import math
 from datetime import UTC, date, datetime, time, timedelta
 
 import dagster as dg
@@ -68,6 +69,9 @@ def test_a_three_day_backfill_writes_every_day_and_carries_the_soc_over(store: T
     assert grid[pd.Timestamp(start + timedelta(hours=12))] == pytest.approx(0.5)
     figures = {m.partition: m.metadata for m in result.asset_materializations_for_node("storage_state_of_charge")}
     assert [figures[day]["batteries_started_from_previous_day"].value for day in DAYS] == [0, 10, 10]
+    grid_figures = {m.partition: m.metadata for m in result.asset_materializations_for_node("grid_impact_series")}
+    assert [(grid_figures[day]["grid_impact_min_kw"].value, grid_figures[day]["grid_impact_max_kw"].value)
+            for day in DAYS] == [(0.5, 7.5)] * 3
 
 
 def test_a_rerun_replaces_the_derived_values_instead_of_adding_beliefs(store: TimeSeriesStore, site: Site) -> None:
@@ -110,3 +114,7 @@ def test_a_site_without_storage_gets_its_ev_and_grid_series_and_no_soc(tmp_path)
     store = TimeSeriesStore(url)
     assert store.read_latest([151, 171]).empty
     assert len(store.read_latest([ACTIVE_SESSIONS])) == 96
+    # no plan and no meter for that day: no grid impact at all, and figures that say so
+    assert store.read_latest([GRID_IMPACT]).empty
+    [grid] = result.asset_materializations_for_node("grid_impact_series")
+    assert math.isnan(grid.metadata["grid_impact_max_kw"].value)

@@ -85,9 +85,11 @@ def _storage(site: Site) -> dict[str, int]:
 
 
 def _figures(values: np.ndarray, unit: str, name: str) -> dict[str, float]:
+    """The day's extremes over the slots with a value; NaN when none has one (no plan, no meter yet)."""
     known = values[~np.isnan(values)]
-    return {f"{name}_max_{unit}": round(float(known.max(initial=0.0)), 3),
-            f"{name}_min_{unit}": round(float(known.min(initial=0.0)), 3)}
+    if not len(known):
+        return {f"{name}_max_{unit}": float("nan"), f"{name}_min_{unit}": float("nan")}
+    return {f"{name}_max_{unit}": round(float(known.max()), 3), f"{name}_min_{unit}": round(float(known.min()), 3)}
 
 
 @dg.asset(group_name="derived", partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
