@@ -2,18 +2,20 @@
 
 import dagster as dg
 
-from cariflex_pipeline.defs import backup, dispatch, measurements, openadr, scheduling, site
+from cariflex_pipeline.defs import backup, derived, dispatch, measurements, openadr, scheduling, site
 from cariflex_pipeline.defs.resources import SHARED_RESOURCES
 
 MAIN_JOB_NAME = "cariflex_main"
 
-# Stages of the flow, in order: site -> measurements, prices and grid signals -> schedule -> dispatch.
+# Stages of the flow, in order: site -> measurements, prices and grid signals -> schedule -> dispatch, and the
+# dashboard's derived series (flexibility, grid impact, state of charge) from the plan and the measurements.
 stage_defs = [
     site.defs,
     measurements.defs,
     openadr.defs,
     scheduling.defs,
     dispatch.defs,
+    derived.defs,
 ]
 # Beside the flow: operations.
 operations_defs = [backup.defs]

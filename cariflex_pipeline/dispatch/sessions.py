@@ -486,6 +486,33 @@ def active_sessions(engine: Engine, station_ids: Iterable[str] | None = None) ->
     ]
 
 
+def sessions_between(engine: Engine, start: datetime, end: datetime, station_ids: Iterable[str] | None = None,
+                     now: datetime | None = None) -> list[dict[str, Any]]:
+    """Every session, active or ended, that was plugged in at some time in [start, end): for the derived series
+    of past days. Each dict: station_id, evse_id, transaction_id, arrival, departure (tz-aware UTC), and
+    energy_requested_kwh. An ended session's departure is when it ended; an active one is still plugged in, so
+    its departure is the expected one or `now` (default: the current time), whichever is later, as the scheduler
+    keeps charging an EV that stays past its departure. Sorted by station and arrival."""
+    now = now or datetime.now(UTC)
+    query = select(ev_sessions).where(and_(
+        ev_sessions.c.arrival < to_db_time(engine, end),
+        (ev_sessions.c.status == "active") | (ev_sessions.c.ended_at > to_db_time(engine, start)),
+    )).order_by(ev_sessions.c.station_id, ev_sessions.c.arrival)
+    if station_ids is not None:
+        query = query.where(ev_sessions.c.station_id.in_(list(station_ids)))
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    sessions = []
+    for row in rows:
+        ended = row.status == "ended"
+        departure = from_db_time(row.ended_at) if ended else max(from_db_time(row.departure), now)
+        if departure > start:
+            sessions.append({"station_id": row.station_id, "evse_id": row.evse_id,
+                             "transaction_id": row.transaction_id, "arrival": from_db_time(row.arrival),
+                             "departure": departure, "energy_requested_kwh": row.energy_requested_kwh})
+    return sessions
+
+
 def unapplied_needs(engine: Engine, now: datetime | None = None, max_age: timedelta = timedelta(hours=24),
                     station_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """EV charging needs the scheduler runs without: per station and EVSE, the latest NotifyEVChargingNeeds of the

@@ -1,0 +1,58 @@
+"""Where the derived series live in the store: sensors of their own, beside the site's (41-87).
+
+Site-wide series take 101-105; the state of charge of each battery and each V2G charger's EV takes its power
+sensor's id + 100 (battery 51 -> 151, V2G 71 -> 171), so the seed's numbering still reads across.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cariflex_pipeline.site_model import Sensor, Site
+
+TOTAL_FLEXIBILITY = 101
+GRID_IMPACT = 102
+FLEXIBILITY_IMPACT = 103
+ACTIVE_SESSIONS = 104
+EV_FLEXIBILITY_POTENTIAL = 105
+SOC_OFFSET = 100
+
+
+@dataclass(frozen=True)
+class DerivedSensors:
+    """The derived sensors of one site: the site-wide ones, and one SoC sensor per battery and V2G charger."""
+
+    sensors: list[Sensor]
+    battery_soc: dict[str, int]  # battery name -> SoC sensor id
+    v2g_soc: dict[str, int]  # V2G charger name -> SoC sensor id
+
+
+def derived_sensors(site: Site) -> DerivedSensors:
+    """The derived sensors of `site`; ValueError naming both when one would take a site sensor's id."""
+    resolution = site.resolution
+    sensors = [
+        Sensor(id=TOTAL_FLEXIBILITY, name="total_flexibility", unit="kWh", resolution=resolution,
+               description="derived: energy the EVs, batteries and V2G EVs could still take up"),
+        Sensor(id=GRID_IMPACT, name="grid_impact", unit="kW", resolution=resolution,
+               description="derived: site exchange with the grid, import > 0 (devices net of PV)"),
+        Sensor(id=FLEXIBILITY_IMPACT, name="flexibility_impact", unit="kW", resolution=resolution,
+               description="derived: grid impact minus the same day with uncontrolled charging"),
+        Sensor(id=ACTIVE_SESSIONS, name="active_charging_sessions", unit="dimensionless", resolution=resolution,
+               description="derived: EVs connected at the slot start"),
+        Sensor(id=EV_FLEXIBILITY_POTENTIAL, name="ev_flexibility_potential", unit="kWh", resolution=resolution,
+               description="derived: energy the connected EVs could take beyond their needs before departure"),
+    ]
+    battery_soc = {battery.name: battery.sensor_id + SOC_OFFSET for battery in site.batteries}
+    v2g_soc = {charger.name: charger.sensor_id + SOC_OFFSET for charger in site.v2g_chargers}
+    sensors += [Sensor(id=sensor_id, name=f"{name}_soc", unit="kWh", resolution=resolution,
+                       description=f"derived: {name} stored energy at the end of the slot")
+                for name, sensor_id in battery_soc.items()]
+    sensors += [Sensor(id=sensor_id, name=f"{name}_ev_soc", unit="kWh", resolution=resolution,
+                       description=f"derived: energy in the EV at {name} at the end of the slot")
+                for name, sensor_id in v2g_soc.items()]
+    taken = site.sensor_by_id
+    for sensor in sensors:
+        if sensor.id in taken:
+            raise ValueError(f"site {site.name!r}: derived sensor {sensor.name!r} needs id {sensor.id}, "
+                             f"which the site's sensor {taken[sensor.id].name!r} already has")
+    return DerivedSensors(sensors, battery_soc, v2g_soc)

@@ -1,0 +1,77 @@
+"""The Cariflex dashboard as Grafana JSON, built with grafana-foundation-sdk from the panel specs (panels.py)."""
+
+from __future__ import annotations
+
+import json
+
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+from grafana_foundation_sdk.builders import stat, timeseries
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants as cogvariants
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models.dashboard import DataSourceRef, DynamicConfigValue
+
+from cariflex_pipeline.grafana.panels import PanelSpec, seed_panels
+from cariflex_pipeline.site_model import Site
+
+DASHBOARD_UID = "cariflex-site"
+# Provisioned in deploy/grafana/provisioning/datasources/cariflex.yaml under this uid.
+DATASOURCE = DataSourceRef(type_val="grafana-postgresql-datasource", uid="cariflex-store")
+PANEL_WIDTH, PANEL_HEIGHT, COLUMNS = 12, 8, 2
+
+
+class SqlQuery(cogvariants.Dataquery):
+    """A raw SQL target of Grafana's PostgreSQL datasource (the SDK ships no builder for it)."""
+
+    def __init__(self, ref_id: str, sql: str) -> None:
+        self.ref_id = ref_id
+        self.sql = sql
+
+    def to_json(self) -> dict[str, object]:
+        return {"refId": self.ref_id, "datasource": DATASOURCE, "editorMode": "code", "format": "time_series",
+                "rawQuery": True, "rawSql": self.sql}
+
+
+class SqlQueryBuilder(cogbuilder.Builder[SqlQuery]):
+    def __init__(self, ref_id: str, sql: str) -> None:
+        self._query = SqlQuery(ref_id, sql)
+
+    def build(self) -> SqlQuery:
+        return self._query
+
+
+def _panel(spec: PanelSpec) -> timeseries.Panel | stat.Panel:
+    if spec.kind == "stat":
+        panel = (stat.Panel().graph_mode(common.BigValueGraphMode.AREA)
+                 .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False)))
+    else:
+        panel = (timeseries.Panel().axis_label(spec.axis_label).fill_opacity(10).line_width(1).show_points(
+            common.VisibilityMode.NEVER).legend(common_builders.VizLegendOptions().display_mode(
+                common.LegendDisplayMode.LIST).placement(common.LegendPlacement.BOTTOM).show_legend(True)))
+        if spec.stacked:
+            panel = panel.stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL))
+        for series, (unit, label) in spec.unit_overrides.items():
+            panel = panel.override_by_name(series, [
+                DynamicConfigValue(id_val="unit", value=unit),
+                DynamicConfigValue(id_val="custom.axisLabel", value=label),
+                DynamicConfigValue(id_val="custom.axisPlacement", value="right")])
+    return (panel.title(spec.title).description(spec.description).datasource(DATASOURCE).unit(spec.unit)
+            .decimals(1).with_target(SqlQueryBuilder("A", spec.sql)).height(PANEL_HEIGHT).span(PANEL_WIDTH))
+
+
+def build_dashboard(site: Site) -> dict[str, object]:
+    """The dashboard as the JSON object Grafana's file provisioning reads."""
+    builder = (dashboard_builders.Dashboard(f"{site.name}: site").uid(DASHBOARD_UID).tags(["cariflex"])
+               .timezone(site.timezone).time("now/d", "now/d").refresh("1m").readonly()
+               .description("The seed dashboard's 17 panels on the time-series store (cariflex_pipeline.grafana; "
+                            "regenerate with python -m cariflex_pipeline.grafana)."))
+    for spec in seed_panels(site):
+        builder = builder.with_panel(_panel(spec))
+    return json.loads(json.dumps(builder.build(), cls=JSONEncoder))
+
+
+def dashboard_json(site: Site) -> str:
+    """The committed file's exact text: sorted keys, two-space indent, final newline (stable diffs)."""
+    return json.dumps(build_dashboard(site), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
