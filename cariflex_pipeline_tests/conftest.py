@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import create_engine, text
 
+from cariflex_pipeline.defs.resources import forget_ready_stores
 from cariflex_pipeline.site_model import Site, load_site
 from cariflex_pipeline.store import TimeSeriesStore
 
@@ -96,6 +97,8 @@ def _fresh_postgres_schema(url: str) -> None:
         connection.execute(text("DROP SCHEMA public CASCADE"))
         connection.execute(text("CREATE SCHEMA public"))
     engine.dispose()
+    # The store resource migrates a URL once per process; the schema it migrated is gone.
+    forget_ready_stores()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

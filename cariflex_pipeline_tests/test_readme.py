@@ -37,6 +37,7 @@ ARGPARSE_MODULES = {
     "cariflex_pipeline.openadr": False,
     "cariflex_pipeline.scheduling": False,
     "cariflex_pipeline.store": True,
+    "cariflex_pipeline.grafana": False,
 }
 NO_ARGUMENT_MODULES = {"cariflex_pipeline", "cariflex_pipeline.dispatch.callbacks"}
 

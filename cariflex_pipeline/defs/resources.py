@@ -47,4 +47,10 @@ def _ready_store(database_url: str, sensors: tuple[Sensor, ...]) -> TimeSeriesSt
     return store
 
 
+def forget_ready_stores() -> None:
+    """Forget which stores this process has migrated: for a database dropped or recreated under a running process
+    (tests that start from an empty schema)."""
+    _ready_store.cache_clear()
+
+
 SHARED_RESOURCES = {"site": SiteResource(), "store": TimeSeriesStoreResource()}

@@ -77,8 +77,16 @@ def test_the_15_minute_replan_reaches_the_charge_points_and_runs_out_of_the_box(
     assert {"ev_charging_schedule", "ocpp_charging_profiles", "ocpp_dispatch"} <= {
         key.to_user_string() for key in job.asset_layer.executable_asset_keys
     }
-    session_sensor = defs.resolve_sensor_def("ev_session_sensor")
-    assert session_sensor.job_name == schedule.job_name
+    # The sensors' runs are latency-critical: nothing but the chain up to the stations (the derived series wait for
+    # the next tick of the schedule, whose job holds them after the same chain).
+    chain = {"ev_charging_schedule", "ocpp_charging_profiles", "ocpp_dispatch"}
+    session_job = defs.resolve_job_def(defs.resolve_sensor_def("ev_session_sensor").job_name)
+    assert {key.to_user_string() for key in session_job.asset_layer.executable_asset_keys} == chain
+    ingest_job = defs.resolve_job_def(defs.resolve_sensor_def("openadr_vtn_sensor").job_name)
+    assert {key.to_user_string() for key in ingest_job.asset_layer.executable_asset_keys} == chain | {
+        "openadr_events", "consumption_price", "load_control_signal", "demand_response_signal"}
+    tick = {key.to_user_string() for key in job.asset_layer.executable_asset_keys}
+    assert {"grid_impact_series", "total_flexibility_series"} <= tick - chain
 
 
 def test_the_main_job_runs_on_both_stores(store: TimeSeriesStore, monkeypatch: pytest.MonkeyPatch,

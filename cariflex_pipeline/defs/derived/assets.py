@@ -17,6 +17,7 @@ from pydantic import Field
 
 from cariflex_pipeline import derived
 from cariflex_pipeline.defs.derived.inputs import LOOKBACK, Grid, day_plug_ins, device_power, known_slots
+from cariflex_pipeline.defs.groups import DERIVED_GROUP
 from cariflex_pipeline.defs.partitions import daily_partitions, partition_day_windows
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.derived.sensors import (
@@ -92,7 +93,7 @@ def _figures(values: np.ndarray, unit: str, name: str) -> dict[str, float]:
     return {f"{name}_max_{unit}": round(float(known.max()), 3), f"{name}_min_{unit}": round(float(known.min()), 3)}
 
 
-@dg.asset(group_name="derived", partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
+@dg.asset(group_name=DERIVED_GROUP, partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
           deps=[dg.AssetKey("ev_charging_schedule"), dg.AssetKey("sensor_registry")], kinds={"numpy"})
 def ev_session_series(context: dg.AssetExecutionContext, config: DerivedConfig, site: SiteResource,
                       store: TimeSeriesStoreResource) -> dg.MaterializeResult:
@@ -111,7 +112,7 @@ def ev_session_series(context: dg.AssetExecutionContext, config: DerivedConfig, 
     return dg.MaterializeResult(metadata={"rows_written_in_run": float(written)})
 
 
-@dg.asset(group_name="derived", partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
+@dg.asset(group_name=DERIVED_GROUP, partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
           deps=[*PLAN_AND_MEASUREMENTS, dg.AssetKey("sensor_registry")], kinds={"numpy"})
 def storage_state_of_charge(context: dg.AssetExecutionContext, config: DerivedConfig, site: SiteResource,
                             store: TimeSeriesStoreResource) -> dg.MaterializeResult:
@@ -153,7 +154,7 @@ def _soc_at(series: TimeSeriesStore, sensor_id: int, slot_start: datetime) -> fl
     return float(frame["value"].iloc[0]) if len(frame) else None
 
 
-@dg.asset(group_name="derived", partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
+@dg.asset(group_name=DERIVED_GROUP, partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
           deps=[*PLAN_AND_MEASUREMENTS, dg.AssetKey("sensor_registry")], kinds={"numpy"})
 def grid_impact_series(context: dg.AssetExecutionContext, config: DerivedConfig, site: SiteResource,
                        store: TimeSeriesStoreResource) -> dg.MaterializeResult:
@@ -182,7 +183,7 @@ def grid_impact_series(context: dg.AssetExecutionContext, config: DerivedConfig,
     return dg.MaterializeResult(metadata={"rows_written_in_run": float(written)})
 
 
-@dg.asset(group_name="derived", partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
+@dg.asset(group_name=DERIVED_GROUP, partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
           deps=[ev_session_series, storage_state_of_charge], kinds={"numpy"})
 def total_flexibility_series(context: dg.AssetExecutionContext, config: DerivedConfig, site: SiteResource,
                              store: TimeSeriesStoreResource) -> dg.MaterializeResult:

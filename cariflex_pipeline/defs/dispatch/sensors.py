@@ -19,7 +19,7 @@ import dagster as dg
 
 from cariflex_pipeline.defs.dispatch.resources import BrokerResource
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
-from cariflex_pipeline.defs.scheduling.schedules import ev_schedule_and_dispatch_job, today_partition
+from cariflex_pipeline.defs.scheduling.schedules import ev_schedule_and_dispatch_job
 from cariflex_pipeline.dispatch import (
     METER_SOURCE,
     Outbox,
@@ -65,7 +65,6 @@ def ev_session_sensor(
     stations = ",".join(sorted({change.station_id for change in report.changes}))
     return dg.SensorResult(run_requests=[dg.RunRequest(
         run_key=f"ev-sessions:{digest}",
-        partition_key=today_partition(),  # the job also refreshes today's derived series
         tags={"cariflex/session_changes": kinds, "cariflex/stations": stations[:200]},
     )])
 

@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
+from cariflex_pipeline.defs.groups import DERIVED_GROUP
 from cariflex_pipeline.defs.openadr.assets import openadr_events
 from cariflex_pipeline.defs.openadr.partitions import daily_partitions
 from cariflex_pipeline.defs.openadr.resources import RunRetries, VtnResource
@@ -40,11 +41,13 @@ ATTEMPT_TAG = "cariflex/openadr_attempt"  # 0: first request, n: retry n
 FAILED = frozenset({dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED})
 FINISHED = FAILED | {dg.DagsterRunStatus.SUCCESS}
 
+# Ingestion and everything downstream up to the stations; the derived series follow at the next 15-minute tick
+# (ev_replan_and_refresh), not between a VTN's event and the charge points.
 openadr_ingest_job = dg.define_asset_job(
     "openadr_ingest",
-    selection=dg.AssetSelection.assets(openadr_events).downstream(),
+    selection=dg.AssetSelection.assets(openadr_events).downstream() - dg.AssetSelection.groups(DERIVED_GROUP),
     executor_def=dg.in_process_executor,
-    description="OpenADR ingestion of one day and everything downstream of it, in one process.",
+    description="OpenADR ingestion of one day and everything downstream of it up to dispatch, in one process.",
 )
 
 

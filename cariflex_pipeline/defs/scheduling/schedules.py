@@ -5,20 +5,31 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from cariflex_pipeline.defs.groups import DERIVED_GROUP
 from cariflex_pipeline.defs.partitions import TIMEZONE
 from cariflex_pipeline.defs.scheduling.assets import ev_charging_schedule
 
-# The schedule and everything downstream of it: profiles and dispatch (a new plan that does not reach the charge
-# points helps no one), and today's derived series (grid impact, flexibility, SoC), so that the dashboard shows
-# the plan that is being dispatched. The EV-session sensor requests the same job.
+# Derived series (grid impact, flexibility, SoC) are for the dashboard: refreshed at every tick, never in the way.
+_PLAN_AND_AFTER = dg.AssetSelection.assets(ev_charging_schedule).downstream()
+
+# The latency-critical chain, requested by the EV-session sensor: the plan and what acts on it (profiles and
+# dispatch; a new plan that does not reach the charge points helps no one), nothing else before the stations.
 ev_schedule_and_dispatch_job = dg.define_asset_job(
     "ev_schedule_and_dispatch",
-    selection=dg.AssetSelection.assets(ev_charging_schedule).downstream(),
-    description="Re-plan EV charging from the latest prices, grid signals and sessions, dispatch the plan "
-    "(latency-critical chain, one process) and refresh today's derived series.",
+    selection=_PLAN_AND_AFTER - dg.AssetSelection.groups(DERIVED_GROUP),
+    description="Re-plan EV charging from the latest prices, grid signals and sessions, and dispatch the plan "
+    "(latency-critical chain, one process).",
     executor_def=dg.in_process_executor,
 )
 
+# The 15-minute tick: the same chain, then today's derived series, so that the dashboard shows the plan that is
+# being dispatched.
+ev_replan_and_refresh_job = dg.define_asset_job(
+    "ev_replan_and_refresh",
+    selection=_PLAN_AND_AFTER,
+    description="Re-plan and dispatch as ev_schedule_and_dispatch does, then refresh today's derived series.",
+    executor_def=dg.in_process_executor,
+)
 
 def today_partition(moment: datetime | None = None) -> str:
     """The day partition that a re-plan at `moment` (default: now) refreshes: the day in progress, site time."""
@@ -27,7 +38,7 @@ def today_partition(moment: datetime | None = None) -> str:
 
 @dg.schedule(
     name="ev_charging_every_15_minutes",
-    job=ev_schedule_and_dispatch_job,
+    job=ev_replan_and_refresh_job,
     cron_schedule="*/15 * * * *",
     execution_timezone=TIMEZONE,
     default_status=dg.DefaultScheduleStatus.RUNNING,
