@@ -4,8 +4,13 @@ import dagster as dg
 
 from cariflex_pipeline.defs import backup, derived, dispatch, measurements, openadr, scheduling, site
 from cariflex_pipeline.defs.resources import SHARED_RESOURCES
+from cariflex_pipeline.site_model import load_site
 
 MAIN_JOB_NAME = "cariflex_main"
+
+# The site file ($CARIFLEX_SITE_FILE, else the bundled one) is validated as the code location loads: an error is a
+# load error in the UI, naming the entry and the field, instead of the first run's failure.
+load_site()
 
 # Stages of the flow, in order: site -> measurements, prices and grid signals -> schedule -> dispatch, and the
 # dashboard's derived series (flexibility, grid impact, state of charge) from the plan and the measurements.

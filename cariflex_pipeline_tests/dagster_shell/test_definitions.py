@@ -1,4 +1,7 @@
+import os
 import shutil
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -6,6 +9,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from cariflex_pipeline import site_model
 from cariflex_pipeline.definitions import MAIN_JOB_NAME, defs
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.defs.site.assets import sensor_registry
@@ -102,3 +106,17 @@ def test_the_main_job_runs_on_both_stores(store: TimeSeriesStore, monkeypatch: p
     assert result.success, [event.message for event in result.all_events if event.is_failure]
     [measurements] = result.asset_materializations_for_node("site_measurements")
     assert measurements.metadata["rows_written_in_run"].value == 2304  # today and the day ahead, one transaction
+
+
+def test_a_broken_site_file_is_a_load_error_naming_the_entry_and_field(tmp_path: Path) -> None:
+    site_file = tmp_path / "site.yaml"
+    bundled = Path(site_model.__file__).with_name("martinique.yaml")
+    site_file.write_text(bundled.read_text(encoding="utf-8").replace(
+        "{id: CP003, evse_id: 1, connector_id: 1, max_power_kw: 22", "{id: CP003, evse_id: 1, connector_id: 1, "
+        "max_power_kw: -22", 1), encoding="utf-8")
+    env = {**os.environ, "CARIFLEX_SITE_FILE": str(site_file), "DAGSTER_HOME": str(tmp_path)}
+    result = subprocess.run([str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-m",
+                             "cariflex_pipeline.definitions"], capture_output=True, text=True, env=env, check=False)
+    assert result.returncode != 0
+    assert f"site file {site_file}: charge_points entry 'CP003', field max_power_kw: Input should be greater than 0" \
+        in result.stdout + result.stderr
