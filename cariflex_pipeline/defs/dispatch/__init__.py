@@ -6,9 +6,16 @@ from cariflex_pipeline.defs.dispatch.assets import ocpp_charging_profiles, ocpp_
 from cariflex_pipeline.defs.dispatch.resources import BrokerResource, broker_resource_from_env
 from cariflex_pipeline.defs.dispatch.sensors import ev_session_sensor, ocpp_answer_sensor
 
+# Evaluates FOLLOW_THE_PLAN: a plan materialized on its own is dispatched within this interval.
+replan_dispatch_sensor = dg.AutomationConditionSensorDefinition(
+    "replan_dispatch_sensor", target=[ocpp_charging_profiles, ocpp_dispatch],
+    default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=15,
+    description="Dispatches a plan materialized on its own (UI, CLI): profiles and dispatch follow "
+                "ev_charging_schedule unless one of its blocking checks failed.")
+
 defs = dg.Definitions(
     assets=[ocpp_charging_profiles, ocpp_dispatch],
-    sensors=[ev_session_sensor, ocpp_answer_sensor],
+    sensors=[ev_session_sensor, ocpp_answer_sensor, replan_dispatch_sensor],
     resources={"dispatch_broker": broker_resource_from_env()},
 )
 

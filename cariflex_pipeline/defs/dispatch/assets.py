@@ -40,6 +40,10 @@ from cariflex_pipeline.dispatch.profiles import floor_to_grid
 from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
 
 PROFILES_CHECK = "profiles_valid"
+# A plan materialized on its own (the UI's Materialize on ev_charging_schedule, a CLI run) reaches the stations:
+# profiles and dispatch follow it, unless a blocking check of what they depend on failed. Runs that already hold
+# them (the sensors' chains, the 15-minute tick, the main job) do not trigger them again.
+FOLLOW_THE_PLAN = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
 
 class ProfileBuildConfig(dg.Config):
@@ -91,6 +95,7 @@ def _limits_text(profile_limits: Sequence[tuple[int, float]]) -> str:
     group_name="dispatch",
     deps=[dg.AssetKey("ev_charging_schedule")],
     kinds={"ocpp"},
+    automation_condition=FOLLOW_THE_PLAN,
     check_specs=[dg.AssetCheckSpec(PROFILES_CHECK, asset="ocpp_charging_profiles",
                                    description="Every station's profile passes the OCPP 2.0.1 schema and "
                                                "CitrineOS's rules (invalid ones are never sent).")],
@@ -143,6 +148,7 @@ def ocpp_charging_profiles(
 @dg.asset(
     group_name="dispatch",
     kinds={"ocpp", "rabbitmq"},
+    automation_condition=FOLLOW_THE_PLAN,
     check_specs=[
         dg.AssetCheckSpec(CONFIRMED_CHECK, asset="ocpp_dispatch",
                           description="Every station that should follow a profile holds one it confirmed (Accepted); "
