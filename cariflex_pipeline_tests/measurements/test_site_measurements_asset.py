@@ -42,6 +42,7 @@ def test_a_three_day_backfill_of_the_sample_day_fills_every_day(store: TimeSerie
             metadata = records[0].asset_materialization.metadata
             assert metadata["rows_written"].value == 96.0 * 12
             assert metadata["pv_energy_kwh"].value > 100
+            assert metadata["data"].value == "SAMPLE: bundled sample data, not the site's"
     stored = TimeSeriesStore(url).read_latest(PV_AND_WEATHER)
     assert len(stored) == 3 * 96 * 12
     assert set(stored["source"]) == {"sample-weather-model"}

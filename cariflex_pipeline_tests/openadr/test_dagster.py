@@ -19,7 +19,7 @@ from cariflex_pipeline.openadr import source
 from cariflex_pipeline.openadr.source import VtnConfig
 from cariflex_pipeline.openadr.ven20b import Ven20b
 from cariflex_pipeline_tests.openadr.messages import event_301
-from cariflex_pipeline_tests.openadr.vtn20b import DR_CONTEXT, PRICE_CONTEXT, InProcessVtn
+from cariflex_pipeline_tests.openadr.vtn20b import DR_CONTEXT, PRICE_CONTEXT, VTN_ID, InProcessVtn
 from cariflex_pipeline_tests.openadr.vtn301 import Vtn301Server
 
 ASSETS = [openadr_events, *SIGNAL_ASSETS]
@@ -91,6 +91,12 @@ def test_three_day_range_in_one_run_gets_figures_per_day(database_url):
     assert all(figures["coverage_pct"] == 100.0 for figures in price.values())
     assert all(figures["day_chart"].startswith("![consumption_price over the day](data:image/png;base64,")
                for figures in price.values())  # each day's curve, drawn
+    # the bundled feed's days say so, in every asset it feeds, before anything else
+    sample = "SAMPLE: bundled sample data, not the site's"
+    assert [events[day]["data"] for day in sorted(events)] == [sample] * 3
+    for key in ("consumption_price", "load_control_signal", "demand_response_signal"):
+        figures = _by_partition(result, key)
+        assert [next(iter(figures[day].items())) for day in sorted(figures)] == [("data", sample)] * 3, key
 
 
 def test_resource_from_environment(monkeypatch):
@@ -196,6 +202,9 @@ def test_sensor_run_request_executes_the_ingestion(database_url):
         result = dg.materialize(ASSETS, partition_key=request.partition_key, resources=resources)
         assert result.success
         assert _metadata(result, "openadr_events")["events_new"] == 1.0
+        # values from a real VTN are labelled with their source, not as sample
+        event_id = request.tags["cariflex/openadr_events"].split("@")[0]
+        assert _metadata(result, "consumption_price")["data"] == f"from openadr:{VTN_ID}/{event_id}"
         store = resources["store"].open(resources["site"].load())
         frame = store.read_latest([84])
         assert list(frame["value"]) == [99.0, 99.0] and frame["event_start"].iloc[0].to_pydatetime() == start

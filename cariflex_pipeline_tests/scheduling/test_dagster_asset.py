@@ -214,8 +214,12 @@ def test_live_sessions_from_the_bus_replace_the_template(store_url, site):
     assert metadata["energy_delivered_kwh"].value == pytest.approx(15.0, rel=1e-6)
     assert energy_by_sensor[67] >= 15.0 - 1e-6
 
+    assert metadata["data"].value == "signals from test-vtn; sessions from the bus"
+
     template = _materialize(store_url, session_source="template")
-    assert template.asset_materializations_for_node("ev_charging_schedule")[0].metadata["sessions"].value > 1
+    template_md = template.asset_materializations_for_node("ev_charging_schedule")[0].metadata
+    assert template_md["sessions"].value > 1
+    assert template_md["data"].value == "signals from test-vtn; sessions SAMPLE: the bundled day template"
 
 
 def test_the_plan_is_drawn_first_in_the_metadata(store_url):
@@ -224,6 +228,7 @@ def test_the_plan_is_drawn_first_in_the_metadata(store_url):
     assert result.success
     metadata = result.asset_materializations_for_node("ev_charging_schedule")[0].metadata
     assert next(iter(metadata)) == "horizon_chart"  # what an operator sees first on the asset page
+    assert metadata["data"].value.startswith("signals from ")  # what _write stored, not the sample feed
     markdown = metadata["horizon_chart"].value
     prefix = "![planned power per device against the site limit, price and load control](data:image/png;base64,"
     assert markdown.startswith(prefix) and markdown.endswith(")")

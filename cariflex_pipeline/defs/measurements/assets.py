@@ -12,6 +12,7 @@ import pandas as pd
 
 from cariflex_pipeline.defs.measurements.resources import MeasurementsResource
 from cariflex_pipeline.defs.partitions import daily_partitions, partition_day_windows
+from cariflex_pipeline.defs.provenance import LABEL_KEY, provenance_label
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.measurements import SAMPLE_SOURCE, read_readings_csv, readings_in_window, sample_day
 from cariflex_pipeline.site_model import Site
@@ -54,7 +55,8 @@ def site_measurements(
             written += series.write_beliefs(frame, source=source, source_type="measurement", connection=connection)
     context.log.info("%d readings from %s written for %s", written, described, ", ".join(per_day))
     for key, frame in per_day.items():
-        context.add_asset_metadata(_day_figures(frame, site_model), partition_key=key)
+        context.add_asset_metadata({LABEL_KEY: provenance_label([source] * len(frame)),
+                                    **_day_figures(frame, site_model)}, partition_key=key)
     return dg.MaterializeResult(metadata={"source": described, "rows_written_in_run": float(written)})
 
 

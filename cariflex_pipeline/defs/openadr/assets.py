@@ -16,6 +16,7 @@ import pandas as pd
 from cariflex_pipeline.charts import day_curve_chart, markdown_image
 from cariflex_pipeline.defs.openadr.partitions import daily_partitions, partition_day_windows
 from cariflex_pipeline.defs.openadr.resources import VtnResource
+from cariflex_pipeline.defs.provenance import LABEL_KEY, provenance_label
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.openadr.days import days_between
 from cariflex_pipeline.openadr.ingest import IngestReport
@@ -59,17 +60,19 @@ def _series_metadata(frame: pd.DataFrame, prefix: str, start: datetime, end: dat
 
 def _charted_series_metadata(frame: pd.DataFrame, prefix: str, start: datetime, end: datetime,
                              sensor: Sensor) -> dict[str, dg.MetadataValue | float | str]:
-    """`_series_metadata` with the window's curve first."""
-    chart = dg.MetadataValue.md(_day_chart(frame, start, end, sensor))
-    return {"day_chart": chart, **_series_metadata(frame, prefix, start, end, sensor)}
+    """`_series_metadata` with where the values came from and the window's curve first."""
+    label = provenance_label(frame["source"])
+    chart = dg.MetadataValue.md(_day_chart(frame, start, end, sensor, label))
+    return {LABEL_KEY: label, "day_chart": chart, **_series_metadata(frame, prefix, start, end, sensor)}
 
 
-def _day_chart(frame: pd.DataFrame, start: datetime, end: datetime, sensor: Sensor) -> str:
+def _day_chart(frame: pd.DataFrame, start: datetime, end: datetime, sensor: Sensor, label: str) -> str:
     """The window's curve, slot by slot in site time; a slot without a value is a gap."""
     slots = [start + n * sensor.resolution for n in range(round((end - start) / sensor.resolution))]
     known = {} if frame.empty else dict(zip(frame["event_start"], frame["value"], strict=True))
     values = [known.get(pd.Timestamp(slot)) for slot in slots]
-    title = (f"{sensor.name} (sensor {sensor.id}), {start:%d %b %Y %H:%M} to {end:%d %b %H:%M} site time: "
+    sample = f"{label.split(':')[0]} — " if "SAMPLE" in label else ""
+    title = (f"{sample}{sensor.name} (sensor {sensor.id}), {start:%d %b %Y %H:%M} to {end:%d %b %H:%M} site time: "
              f"{sum(value is not None for value in values)} of {len(slots)} slots known")
     return markdown_image(day_curve_chart(slots, values, title, sensor.unit), f"{sensor.name} over the day")
 
@@ -126,11 +129,13 @@ def openadr_events(
     for warning in report.warnings:
         context.log.warning(warning)
     price_sensor = site_model.signals.consumption_price
+    signal_sensors = [price_sensor, site_model.signals.load_control, site_model.signals.demand_response]
 
     def figures(window_days: list[date], window_start: datetime, window_end: datetime) -> dict:
-        prices = series.read_latest([price_sensor], window_start, window_end)
+        signals = series.read_latest(signal_sensors, window_start, window_end)
+        prices = signals[signals["sensor_id"] == price_sensor]
         price = _series_metadata(prices, "price", window_start, window_end, site_model.sensor(price_sensor))
-        return {**_ingest_figures(report, window_days),
+        return {LABEL_KEY: provenance_label(signals["source"]), **_ingest_figures(report, window_days),
                 **{key: value for key, value in price.items() if key.startswith("price_")
                    or key == "latest_interval_covered"}}
 
@@ -172,16 +177,17 @@ def _signal_asset(name: str, field: str, prefix: str, description: str) -> dg.As
         frame = series.read_latest([sensor_id], start, end)
         if frame.empty:
             context.log.warning("sensor %d has no values between %s and %s", sensor_id, start, end)
-        metadata: dict = {"sensor_id": float(sensor_id), "unit": sensor.unit}
+        identity = {"sensor_id": float(sensor_id), "unit": sensor.unit}
         windows = day_windows(context, site_model)
-        if windows:
-            for key, day_start, day_end in windows:
-                in_day = frame[(frame["event_start"] >= day_start) & (frame["event_start"] < day_end)]
-                context.add_asset_metadata(_charted_series_metadata(in_day, prefix, day_start, day_end, sensor),
-                                           partition_key=key)
-        else:
-            metadata.update(_charted_series_metadata(frame, prefix, start, end, sensor))
-        return dg.MaterializeResult(metadata=metadata)
+        if not windows:
+            return dg.MaterializeResult(metadata={**_charted_series_metadata(frame, prefix, start, end, sensor),
+                                                  **identity})
+        # Everything per partition, so that each day's page opens with where its values came from and its curve.
+        for key, day_start, day_end in windows:
+            in_day = frame[(frame["event_start"] >= day_start) & (frame["event_start"] < day_end)]
+            context.add_asset_metadata({**_charted_series_metadata(in_day, prefix, day_start, day_end, sensor),
+                                        **identity}, partition_key=key)
+        return dg.MaterializeResult()
 
     return _signal
 

@@ -23,6 +23,7 @@ from pydantic import Field
 from sqlalchemy.engine import Engine
 
 from cariflex_pipeline.charts import horizon_chart, markdown_image
+from cariflex_pipeline.defs.provenance import LABEL_KEY, provenance_label
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.dispatch import active_sessions, has_session_history
 from cariflex_pipeline.dispatch.sessions import unapplied_needs
@@ -110,7 +111,7 @@ def ev_charging_schedule(
     now = datetime.fromisoformat(config.now) if config.now else datetime.now(UTC)
     start = current_slot(now, site_model.resolution)
     n = round(config.horizon_hours * 3600 / site_model.resolution.total_seconds())
-    signals = _read_signals(series, site_model, start, n, config.use_pv_forecast)
+    signals, signal_sources = _read_signals(series, site_model, start, n, config.use_pv_forecast)
     prices = price_fallback(signals.prices_eur_per_mwh, config.missing_price_policy)
     if prices.filled:
         context.log.warning("price fallback: %s", prices.description)
@@ -127,6 +128,8 @@ def ev_charging_schedule(
     written = _write_plan(context, series, site_model, result, violations)
     metadata = _metadata(problem, resolved, result, signals, prices, sessions, written, site_model.tz)
     metadata["schedule_written"] = not violations
+    metadata[LABEL_KEY] = f"signals {provenance_label(signal_sources)}; sessions " + (
+        "SAMPLE: the bundled day template" if sessions.source == "template" else "from the bus")
     gaps = input_gaps(signals, prices, sessions.source, sessions.with_default_needs)
     inputs = dg.AssetCheckResult(
         check_name=INPUTS_CHECK, passed=not gaps, severity=dg.AssetCheckSeverity.WARN,
@@ -136,8 +139,10 @@ def ev_charging_schedule(
     return dg.MaterializeResult(metadata=metadata, check_results=[_check(violations), inputs])
 
 
-def _read_signals(series: TimeSeriesStore, site: Site, start: datetime, n: int, use_pv: bool) -> SlotSignals:
-    """Prices, load control, demand response and (if used) PV from the store, on the horizon's slots."""
+def _read_signals(series: TimeSeriesStore, site: Site, start: datetime, n: int,
+                  use_pv: bool) -> tuple[SlotSignals, list[str]]:
+    """Prices, load control, demand response and (if used) PV from the store, on the horizon's slots, and the
+    data source of every value read."""
     signals = site.signals
     pv_ids = [pv.sensor_id for pv in site.pv_installations] if use_pv else []
     frame = series.read_latest([signals.consumption_price, signals.load_control, signals.demand_response, *pv_ids],
@@ -148,7 +153,8 @@ def _read_signals(series: TimeSeriesStore, site: Site, start: datetime, n: int, 
 
     return SlotSignals(prices_eur_per_mwh=slots([signals.consumption_price]),
                        load_control_pct=slots([signals.load_control]),
-                       demand_response_level=slots([signals.demand_response]), pv_forecast_kw=slots(pv_ids))
+                       demand_response_level=slots([signals.demand_response]),
+                       pv_forecast_kw=slots(pv_ids)), list(frame["source"])
 
 
 def _read_sessions(context: dg.AssetExecutionContext, config: ScheduleConfig, engine: Engine, site: Site,
