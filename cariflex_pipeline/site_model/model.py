@@ -7,7 +7,7 @@ A bad file (negative power, duplicate sensor id, unknown unit, a device pointing
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -183,6 +183,9 @@ class Site(StrictModel):
     batteries: list[Battery] = []
     v2g_chargers: list[V2gCharger] = []
     openadr: OpenAdr | None = None
+    # The first day the pipeline holds data for: the first day partition (CARIFLEX_FIRST_DAY overrides it). None:
+    # the day the code location first loads, for a new site.
+    first_day: date | None = None
 
     @field_validator("timezone")
     @classmethod

@@ -43,20 +43,20 @@ def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
 
 def test_one_day_of_the_bundled_feed(database_url):
     # a day in the past: a run for today would also ingest tomorrow (day-ahead)
-    result = dg.materialize(ASSETS, partition_key="2026-03-10", resources=_resources(database_url))
+    result = dg.materialize(ASSETS, partition_key="2026-11-10", resources=_resources(database_url))
     assert result.success
     events = _metadata(result, "openadr_events")
     assert events["events_seen"] == 3.0 and events["events_new"] == 3.0 and events["events_rejected"] == 0.0
     assert events["values_written"] == 3 * 96.0
     assert (events["price_min"], events["price_max"]) == (138.0, 334.0)
     assert events["price_mean"] == pytest.approx(207.125)
-    day_end = datetime(2026, 3, 11, 4, tzinfo=UTC)  # local midnight, UTC-4
+    day_end = datetime(2026, 11, 11, 4, tzinfo=UTC)  # local midnight, UTC-4
     assert events["latest_interval_covered"] == day_end.timestamp()
     price = _metadata(result, "consumption_price")
     assert price["values"] == 96.0 and price["coverage_pct"] == 100.0 and price["unit"] == "EUR/MWh"
     assert _metadata(result, "load_control_signal")["load_control_min"] == 60.0
     assert _metadata(result, "demand_response_signal")["level_max"] == 2.0
-    again = dg.materialize(ASSETS, partition_key="2026-03-10", resources=_resources(database_url))
+    again = dg.materialize(ASSETS, partition_key="2026-11-10", resources=_resources(database_url))
     assert _metadata(again, "openadr_events")["values_written"] == 0.0  # idempotent
 
 
@@ -67,14 +67,14 @@ def _by_partition(result: dg.ExecuteInProcessResult, key: str) -> dict[str, dict
 
 def test_three_day_range_in_one_run_gets_figures_per_day(database_url):
     # the middle day was ingested before: the backfill writes nothing new there
-    dg.materialize(ASSETS, partition_key="2026-03-08", resources=_resources(database_url))
+    dg.materialize(ASSETS, partition_key="2026-11-08", resources=_resources(database_url))
     result = dg.materialize(
         ASSETS, resources=_resources(database_url),
-        tags={"dagster/asset_partition_range_start": "2026-03-07", "dagster/asset_partition_range_end": "2026-03-09"},
+        tags={"dagster/asset_partition_range_start": "2026-11-07", "dagster/asset_partition_range_end": "2026-11-09"},
     )
     assert result.success
     events = _by_partition(result, "openadr_events")
-    assert sorted(events) == ["2026-03-07", "2026-03-08", "2026-03-09"]
+    assert sorted(events) == ["2026-11-07", "2026-11-08", "2026-11-09"]
     assert [events[day]["events_new"] for day in sorted(events)] == [3.0, 0.0, 3.0]
     assert [events[day]["events_unchanged"] for day in sorted(events)] == [0.0, 3.0, 0.0]
     assert [events[day]["events_seen"] for day in sorted(events)] == [3.0, 3.0, 3.0]
@@ -84,7 +84,7 @@ def test_three_day_range_in_one_run_gets_figures_per_day(database_url):
                                                 ZoneInfo("America/Martinique"))
         assert figures["latest_interval_covered"] == local_midnight_after.timestamp()
         assert (figures["price_min"], figures["price_max"]) == (138.0, 334.0)
-        assert isinstance(figures["price_mean"], float) and figures["partitions"].startswith("2026-03-07 .. 2026-03-09")
+        assert isinstance(figures["price_mean"], float) and figures["partitions"].startswith("2026-11-07 .. 2026-11-09")
         assert figures["sync_events_seen"] == 9.0  # the whole run, named as such
     price = _by_partition(result, "consumption_price")
     assert [price[day]["values"] for day in sorted(price)] == [96.0, 96.0, 96.0]
@@ -216,7 +216,7 @@ def test_days_are_valid_partitions():
     keys = daily_partitions.get_partition_keys()
     # the last partition is today in Martinique (date.today() is the machine's UTC day, 4 h ahead after 20:00)
     today = datetime.now(ZoneInfo("America/Martinique")).date()
-    assert keys[0] == "2026-01-01" and date.fromisoformat(keys[-1]) == today
+    assert keys[0] == "2026-11-01" and date.fromisoformat(keys[-1]) == today
     assert daily_partitions.timezone == "America/Martinique"
     assert openadr_defs.sensors[0].name == "openadr_vtn_sensor"
 
