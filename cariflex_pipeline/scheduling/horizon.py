@@ -82,6 +82,25 @@ def input_gaps(signals: SlotSignals, prices: PriceFallback, source: SessionSourc
     return gaps
 
 
+def signal_staleness(signals: SlotSignals, resolution: timedelta, price_hours_wanted: float,
+                     pv_used: bool) -> list[str]:
+    """What is stale or missing at the start of the horizon, one line each; empty when the signals are current:
+    prices known, slot after slot from now, for at least `price_hours_wanted`; the load-control signal known for
+    the slot in progress; a PV forecast somewhere in the horizon when the plan counts on PV."""
+    problems = []
+    hours_per_slot = resolution.total_seconds() / 3600
+    known_slots = next((index for index, value in enumerate(signals.prices_eur_per_mwh) if value is None),
+                       len(signals.prices_eur_per_mwh))
+    if known_slots * hours_per_slot < price_hours_wanted:
+        problems.append(f"prices: known for the next {known_slots * hours_per_slot:g} h, "
+                        f"{price_hours_wanted:g} h wanted")
+    if not signals.load_control_pct or signals.load_control_pct[0] is None:
+        problems.append("load control: no value for the slot in progress")
+    if pv_used and all(value is None for value in signals.pv_forecast_kw):
+        problems.append("PV forecast: none in the horizon")
+    return problems
+
+
 def horizon_problem(start: datetime, resolution: timedelta, signals: SlotSignals, prices: PriceFallback,
                     sessions: list[EvSession], batteries: list[BatterySpec], inflexible_load_kw: float,
                     unserved_penalty_eur_per_kwh: float) -> SchedulingProblem:

@@ -10,9 +10,11 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from cariflex_pipeline.defs.dispatch.assets import ocpp_charging_profiles
 from cariflex_pipeline.defs.resources import SHARED_RESOURCES, SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.defs.scheduling import defs as scheduling_defs
 from cariflex_pipeline.defs.scheduling.assets import CHECK_NAME, SCHEDULER_SOURCE, ev_charging_schedule
+from cariflex_pipeline.defs.scheduling.checks import POLICY_ENV, default_policy
 from cariflex_pipeline.scheduling.__main__ import main as cli_main
 from cariflex_pipeline.store import TimeSeriesStore
 
@@ -73,6 +75,10 @@ def test_schedule_is_written_as_planned_power_with_metadata(store_url):
     assert inputs.description == ("load control: 84 of 96 slots unknown, planned as 100 %; demand response: 92 of "
                                   "96 slots unknown, planned as level 0; sessions: the bundled day template, not "
                                   "live sessions from the bus")
+    # and what is stale: load control is not known for the slot in progress, no PV forecast was written
+    current = checks["signals_current"]
+    assert (current.passed, current.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert current.description == "load control: no value for the slot in progress; PV forecast: none in the horizon"
     metadata = result.asset_materializations_for_node("ev_charging_schedule")[0].metadata
     for name in ("bill_eur", "unserved_penalty_eur", "tie_break_eur", "objective_total_eur", "energy_delivered_kwh",
                  "unserved_energy_kwh", "peak_site_import_kw", "solve_seconds"):
@@ -236,3 +242,31 @@ def test_the_plan_is_drawn_first_in_the_metadata(store_url):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk
     assert (width, height) == (720, 384)
+
+
+def test_the_block_policy_fails_the_honesty_checks_and_stops_dispatch_in_the_run(store_url):
+    _write(store_url, 84, _prices(range(8)))  # prices for the next 2 h only
+    _write(store_url, 86, {t: 100.0 for t in range(96)})
+    _write(store_url, 87, {t: 0.0 for t in range(96)})
+    resources = {"site": SiteResource(), "store": TimeSeriesStoreResource(database_url=store_url)}
+    result = dg.materialize(
+        [ev_charging_schedule, ocpp_charging_profiles], resources=resources, raise_on_error=False,
+        run_config={"ops": {"ev_charging_schedule": {"config": {"now": NOW, "use_pv_forecast": False,
+                                                                "on_defaulted_inputs": "block"}}}})
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    current = checks["signals_current"]
+    assert (current.passed, current.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    assert current.description == "prices: known for the next 2 h, 6 h wanted"
+    assert checks["schedule_inputs_known"].severity == dg.AssetCheckSeverity.ERROR
+    assert checks["schedule_inputs_known"].metadata["policy"].value == "block"
+    # the plan is shown, but nothing acts on it in this run
+    assert result.asset_materializations_for_node("ocpp_charging_profiles") == []
+    assert not result.success
+
+
+def test_the_policy_default_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv(POLICY_ENV, "block")
+    assert default_policy() == "block"
+    monkeypatch.setenv(POLICY_ENV, "strict")
+    with pytest.raises(ValueError, match="CARIFLEX_ON_DEFAULTED_INPUTS='strict': expected 'warn' or 'block'"):
+        default_policy()

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from cariflex_pipeline.charts import horizon_chart, markdown_image
 from cariflex_pipeline.defs.provenance import LABEL_KEY, provenance_label
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
+from cariflex_pipeline.defs.scheduling.checks import Policy, default_policy, honesty_check_specs, honesty_checks
 from cariflex_pipeline.dispatch import active_sessions, has_session_history
 from cariflex_pipeline.dispatch.sessions import unapplied_needs
 from cariflex_pipeline.scheduling import (
@@ -47,6 +48,7 @@ from cariflex_pipeline.scheduling.horizon import (
     input_gaps,
     price_fallback,
     session_source,
+    signal_staleness,
 )
 from cariflex_pipeline.scheduling.sessions import load_day_template, sessions_for_horizon, sessions_from_live
 from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE, current_slot, on_slots, schedule_beliefs
@@ -58,7 +60,6 @@ SIGNAL_ASSETS = [dg.AssetKey("consumption_price"), dg.AssetKey("load_control_sig
 # PV forecast (sensors 41-50): raises the site limit and is free energy in the bill.
 MEASUREMENT_ASSETS = [dg.AssetKey("site_measurements")]
 CHECK_NAME = "schedule_passes_verifier"
-INPUTS_CHECK = "schedule_inputs_known"
 
 
 class ScheduleConfig(dg.Config):
@@ -78,6 +79,12 @@ class ScheduleConfig(dg.Config):
     inflexible_load_kw: float = Field(default=0.0, ge=0)
     unserved_penalty_eur_per_kwh: float = Field(default=10.0, gt=0)
     now: str | None = Field(default=None, description="ISO time to plan from (replays, tests); default: now.")
+    price_hours_wanted: float = Field(default=6.0, ge=0, description="signals_current warns (or fails) when the "
+                                      "prices are known for fewer hours ahead than this.")
+    on_defaulted_inputs: Policy = Field(
+        default_factory=default_policy,
+        description="'warn': a plan on defaulted or stale inputs is dispatched with a warning; 'block': its checks "
+                    "fail with ERROR and stop dispatch in the run. Default: $CARIFLEX_ON_DEFAULTED_INPUTS, else warn.")
 
 
 @dataclass(frozen=True)
@@ -97,10 +104,7 @@ class _Sessions:
     kinds={"pulp", "highs"},
     check_specs=[dg.AssetCheckSpec(CHECK_NAME, asset="ev_charging_schedule", blocking=True,
                                    description="The independent verifier finds no violation in the schedule."),
-                 dg.AssetCheckSpec(INPUTS_CHECK, asset="ev_charging_schedule",
-                                   description="Every input was known: prices, load control, demand response and "
-                                               "live sessions with their needs (a warning names what was "
-                                               "defaulted).")],
+                 *honesty_check_specs("ev_charging_schedule")],
 )
 def ev_charging_schedule(
     context: dg.AssetExecutionContext, config: ScheduleConfig, site: SiteResource, store: TimeSeriesStoreResource
@@ -131,12 +135,9 @@ def ev_charging_schedule(
     metadata[LABEL_KEY] = f"signals {provenance_label(signal_sources)}; sessions " + (
         "SAMPLE: the bundled day template" if sessions.source == "template" else "from the bus")
     gaps = input_gaps(signals, prices, sessions.source, sessions.with_default_needs)
-    inputs = dg.AssetCheckResult(
-        check_name=INPUTS_CHECK, passed=not gaps, severity=dg.AssetCheckSeverity.WARN,
-        description="; ".join(gaps) if gaps else "every input was known",
-        metadata={"defaulted_inputs": len(gaps), "details": dg.MetadataValue.md(
-            "\n".join(f"- {gap}" for gap in gaps) or "none")})
-    return dg.MaterializeResult(metadata=metadata, check_results=[_check(violations), inputs])
+    staleness = signal_staleness(signals, site_model.resolution, config.price_hours_wanted, config.use_pv_forecast)
+    return dg.MaterializeResult(metadata=metadata, check_results=[
+        _check(violations), *honesty_checks(gaps, staleness, config.on_defaulted_inputs)])
 
 
 def _read_signals(series: TimeSeriesStore, site: Site, start: datetime, n: int,
