@@ -1,0 +1,149 @@
+"""FRBC arithmetic, pure: what power an operation mode gives at a factor, which mode and factor give a planned
+power within the ranges an RM declared, and a plan's slots as instructions.
+
+Power here is in kW at the grid side (charging > 0), as the plan writes it; an RM declares its power ranges in W
+(S2's unit) per commodity quantity. Only the electric ranges count; a mode's power at factor f is
+``start + f · (end − start)`` of the element that applies at the present fill level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from s2python.common import CommodityQuantity
+from s2python.frbc import FRBCOperationMode, FRBCOperationModeElement, FRBCSystemDescription
+
+ELECTRIC = {CommodityQuantity.ELECTRIC_POWER_3_PHASE_SYMMETRIC, CommodityQuantity.ELECTRIC_POWER_L1,
+            CommodityQuantity.ELECTRIC_POWER_L2, CommodityQuantity.ELECTRIC_POWER_L3}
+# kW below which two powers are the same setpoint (a plan's rounding noise is not a new instruction)
+POWER_TOLERANCE_KW = 1e-3
+
+
+class OutsideRangesError(ValueError):
+    """A power, mode or factor the RM's declared ranges do not allow; the message names the device and mode."""
+
+
+@dataclass(frozen=True)
+class ModeRange:
+    """One operation mode of one actuator at the present fill level: the power it spans, in kW."""
+
+    actuator_id: str
+    mode_id: str
+    label: str
+    start_kw: float
+    end_kw: float
+
+    def power_kw(self, factor: float) -> float:
+        return self.start_kw + factor * (self.end_kw - self.start_kw)
+
+    def contains(self, power_kw: float) -> bool:
+        low, high = sorted((self.start_kw, self.end_kw))
+        return low - POWER_TOLERANCE_KW <= power_kw <= high + POWER_TOLERANCE_KW
+
+    def factor_for(self, power_kw: float) -> float:
+        span = self.end_kw - self.start_kw
+        if abs(span) < 1e-12:
+            return 0.0
+        return min(1.0, max(0.0, (power_kw - self.start_kw) / span))
+
+
+@dataclass(frozen=True)
+class Setpoint:
+    """A planned power from `execution_time` on, as the mode and factor that give it."""
+
+    execution_time: datetime
+    power_kw: float
+    mode: ModeRange
+    factor: float
+    clamped_from_kw: float | None = None  # the plan asked for more than the RM declared: this is what it asked
+
+
+def _electric_kw(element: FRBCOperationModeElement) -> tuple[float, float] | None:
+    # three phases declared apart add up; one symmetric range is the whole power
+    ranges = [r for r in element.power_ranges if r.commodity_quantity in ELECTRIC]
+    if not ranges:
+        return None
+    return sum(r.start_of_range for r in ranges) / 1000.0, sum(r.end_of_range for r in ranges) / 1000.0
+
+
+def _element_at(mode: FRBCOperationMode, fill_level: float | None) -> FRBCOperationModeElement:
+    """The element whose fill-level range holds the fill level (the nearest one when none does, or it is unknown)."""
+    if fill_level is None:
+        return mode.elements[0]
+
+    def distance(element: FRBCOperationModeElement) -> float:
+        low, high = element.fill_level_range.start_of_range, element.fill_level_range.end_of_range
+        return 0.0 if low <= fill_level <= high else min(abs(fill_level - low), abs(fill_level - high))
+
+    return min(mode.elements, key=distance)
+
+
+def mode_ranges(description: FRBCSystemDescription, fill_level: float | None) -> list[ModeRange]:
+    """Every normal operation mode of every actuator with its electric power span at this fill level."""
+    ranges = []
+    for actuator in description.actuators:
+        for mode in actuator.operation_modes:
+            if mode.abnormal_condition_only:
+                continue
+            span = _electric_kw(_element_at(mode, fill_level))
+            if span is not None:
+                ranges.append(ModeRange(str(actuator.id), str(mode.id), mode.diagnostic_label or str(mode.id),
+                                        *span))
+    return ranges
+
+
+def power_limits_kw(description: FRBCSystemDescription, fill_level: float | None) -> tuple[float, float]:
+    """(most discharge, most charge) in kW the RM declared at this fill level: what the plan may ask of it."""
+    ranges = mode_ranges(description, fill_level)
+    if not ranges:
+        return 0.0, 0.0
+    return (min(min(r.start_kw, r.end_kw) for r in ranges), max(max(r.start_kw, r.end_kw) for r in ranges))
+
+
+def setpoint_for(device: str, description: FRBCSystemDescription, fill_level: float | None,
+                 execution_time: datetime, power_kw: float) -> Setpoint:
+    """The mode and factor giving `power_kw`; a power beyond every declared range is clamped to the nearest
+    declared limit (and says so), so an instruction outside the ranges is never built."""
+    ranges = mode_ranges(description, fill_level)
+    if not ranges:
+        raise OutsideRangesError(f"S2 device {device}: its system description declares no electric power range")
+    containing = [r for r in ranges if r.contains(power_kw)]
+    clamped_from = None
+    target = power_kw
+    if not containing:
+        low, high = power_limits_kw(description, fill_level)
+        target = min(high, max(low, power_kw))
+        clamped_from = power_kw
+        containing = [r for r in ranges if r.contains(target)]
+    # the narrowest mode that holds the power: an idle mode for 0 rather than 0 % of a charge mode's range
+    mode = min(containing, key=lambda r: (abs(r.end_kw - r.start_kw), r.mode_id))
+    return Setpoint(execution_time, target, mode, mode.factor_for(target), clamped_from)
+
+
+def check_within_ranges(device: str, description: FRBCSystemDescription, fill_level: float | None,
+                        actuator_id: str, mode_id: str, factor: float) -> float:
+    """The power an instruction gives under the RM's current description; OutsideRangesError when its actuator or
+    mode is not (or no longer) declared, or its factor is outside [0, 1]."""
+    if not 0.0 <= factor <= 1.0:
+        raise OutsideRangesError(f"S2 device {device}: operation_mode_factor {factor} outside [0, 1]")
+    for mode in mode_ranges(description, fill_level):
+        if mode.actuator_id == actuator_id and mode.mode_id == mode_id:
+            return mode.power_kw(factor)
+    raise OutsideRangesError(f"S2 device {device}: actuator {actuator_id} has no operation mode {mode_id} in its "
+                             "current system description")
+
+
+def setpoints_for_plan(device: str, description: FRBCSystemDescription, fill_level: float | None,
+                       slots: Sequence[tuple[datetime, float]]) -> list[Setpoint]:
+    """A plan's (slot start, kW) as setpoints, one per change of power: an instruction stays in force until the
+    next, so a run of equal slots is one instruction."""
+    setpoints: list[Setpoint] = []
+    for start, power in sorted(slots):
+        point = setpoint_for(device, description, fill_level, start, power)
+        if setpoints and abs(setpoints[-1].power_kw - point.power_kw) <= POWER_TOLERANCE_KW \
+                and setpoints[-1].mode == point.mode:
+            continue
+        setpoints.append(point)
+    return setpoints

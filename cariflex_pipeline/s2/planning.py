@@ -1,0 +1,66 @@
+"""From the plan in the store to staged FRBC instructions, per connected RM (the Dagster asset calls this).
+
+The plan is the planned power of each battery (51-60) and V2G charger (71-80) as the scheduler wrote it, read back
+from the store by its data source; only RMs that are connected under FRBC and have declared a system description
+get instructions, each setpoint within the power ranges they declared at their present fill level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from s2python.frbc import FRBCSystemDescription
+
+from cariflex_pipeline.s2 import state
+from cariflex_pipeline.s2.frbc import OutsideRangesError, setpoints_for_plan
+from cariflex_pipeline.store import TimeSeriesStore
+
+
+@dataclass(frozen=True)
+class DeviceStaging:
+    """What one device's part of the plan became."""
+
+    device: str
+    resource_id: str | None
+    staged: state.Staged | None
+    setpoints: int
+    reason: str  # why nothing was staged, or what was clamped
+
+
+def plan_slots(store: TimeSeriesStore, sensor_id: int, start: datetime, end: datetime,
+               source: str) -> list[tuple[datetime, float]]:
+    """The planned power (kW) of one sensor per slot start in [start, end), from `source`'s latest beliefs."""
+    frame = store.read_latest([sensor_id], start, end, sources=[source])
+    return [(moment.to_pydatetime(), float(value)) for moment, value in zip(frame["event_start"], frame["value"],
+                                                                             strict=True)]
+
+
+def stage_plan(store: TimeSeriesStore, sensor_by_device: Mapping[str, int], source: str, slot_start: datetime,
+               horizon: timedelta, plan_key: str, now: datetime) -> list[DeviceStaging]:
+    """Stage the plan from `slot_start` (the current slot) over `horizon` for every RM under control."""
+    results = []
+    controlled = {row["device"]: row for row in state.resources(store.engine)
+                  if row["device"] and row["status"] == "connected"}
+    for device, sensor_id in sorted(sensor_by_device.items()):
+        row = controlled.get(device)
+        if row is None or not row["system_description"]:
+            reason = "no RM connected" if row is None else "its RM has not sent a system description yet"
+            results.append(DeviceStaging(device, None if row is None else row["resource_id"], None, 0, reason))
+            continue
+        slots = plan_slots(store, sensor_id, slot_start, slot_start + horizon, source)
+        if not slots:
+            results.append(DeviceStaging(device, row["resource_id"], None, 0, "no planned power in the horizon"))
+            continue
+        description = FRBCSystemDescription.from_json(row["system_description"])
+        try:
+            setpoints = setpoints_for_plan(device, description, row["fill_level"], slots)
+        except OutsideRangesError as error:
+            results.append(DeviceStaging(device, row["resource_id"], None, 0, str(error)))
+            continue
+        staged = state.stage_setpoints(store.engine, row["resource_id"], device, setpoints, plan_key, now)
+        clamped = [point for point in setpoints if point.clamped_from_kw is not None]
+        reason = (f"{len(clamped)} setpoints clamped to the declared ranges" if clamped else "")
+        results.append(DeviceStaging(device, row["resource_id"], staged, len(setpoints), reason))
+    return results
