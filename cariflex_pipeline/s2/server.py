@@ -358,7 +358,7 @@ class CemSession:
         await self.send(FRBCInstruction(
             message_id=message_id, id=uuid.UUID(row["instruction_id"]), actuator_id=uuid.UUID(row["actuator_id"]),
             operation_mode=uuid.UUID(row["operation_mode_id"]), operation_mode_factor=row["operation_mode_factor"],
-            execution_time=max(row["execution_time"], now) if row["attempts"] else row["execution_time"],
+            execution_time=row["execution_time"],
             abnormal_condition=False))
 
     def _retry_unanswered(self, now: datetime) -> None:

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -67,7 +68,8 @@ class RawRm:
     """An RM speaking S2 by hand over a plain websocket: for what the library's RM would never send."""
 
     def __init__(self, url: str) -> None:
-        self.ws: ClientConnection = connect(url, open_timeout=TIMEOUT)
+        self._stack = ExitStack()
+        self.ws: ClientConnection = self._stack.enter_context(connect(url, open_timeout=TIMEOUT))
 
     def send(self, message: dict[str, Any] | str) -> None:
         self.ws.send(message if isinstance(message, str) else json.dumps(message))
@@ -108,7 +110,7 @@ class RawRm:
         return selected
 
     def close(self) -> None:
-        self.ws.close()
+        self._stack.close()
 
 
 def message(message_type: str, **fields: Any) -> dict[str, Any]:
