@@ -15,22 +15,16 @@ import signal
 import sys
 
 from cariflex_pipeline.s2.config import CemConfigError, CemSettings
+from cariflex_pipeline.s2.devices import S2Device, site_devices
 from cariflex_pipeline.s2.server import CemServer
-from cariflex_pipeline.site_model import Site, SiteModelError, load_site
+from cariflex_pipeline.site_model import SiteModelError, load_site
 from cariflex_pipeline.store import StoreUnavailableError, TimeSeriesStore, default_database_url
 
 log = logging.getLogger("cariflex_pipeline.s2")
 
 
-def site_devices(site: Site) -> dict[str, str]:
-    """The RM names the CEM controls: each battery and V2G charger of the site, by name, with its kind."""
-    devices = {battery.name: "battery" for battery in site.batteries}
-    devices.update({charger.name: "v2g" for charger in site.v2g_chargers})
-    return devices
-
-
-async def _serve(settings: CemSettings, store: TimeSeriesStore, devices: dict[str, str]) -> None:
-    server = CemServer(store.engine, devices, settings)
+async def _serve(settings: CemSettings, store: TimeSeriesStore, devices: dict[str, S2Device]) -> None:
+    server = CemServer(store, devices, settings)
     port = await server.start(settings.ssl_context())
     log.info("S2 CEM listening on %s (port %d) for %d site devices, recording into %s",
              settings.url, port, len(devices), store.describe())
@@ -61,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         settings.ssl_context()  # a bad certificate fails here, before anything binds
         store = TimeSeriesStore(default_database_url())
         store.migrate()
-        devices = site_devices(load_site())
+        site = load_site()
+        devices = site_devices(site)
+        store.register_sensors(site.sensors)
     except (CemConfigError, StoreUnavailableError, SiteModelError) as error:
         log.error("S2 CEM not started: %s", error)
         return 2

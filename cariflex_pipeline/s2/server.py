@@ -44,14 +44,15 @@ from s2python.frbc import (
 )
 from s2python.message import S2Message
 from s2python.version import S2_VERSION
-from sqlalchemy import Engine
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from cariflex_pipeline.s2 import state
 from cariflex_pipeline.s2.config import CemSettings
-from cariflex_pipeline.s2.frbc import OutsideRangesError, check_within_ranges, setpoint_for
+from cariflex_pipeline.s2.devices import S2Device, soc_sensors, write_reported
+from cariflex_pipeline.s2.frbc import ELECTRIC, OutsideRangesError, check_within_ranges, setpoint_for
 from cariflex_pipeline.s2.protocol import NIL_ID, Phase, Refusal, out_of_protocol, parse_incoming
+from cariflex_pipeline.store import BeliefValidationError, StoreUnavailableError, TimeSeriesStore
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,11 @@ def _utc_now() -> datetime:
 class CemSession:
     """One RM's connection, from the Handshake to its end."""
 
-    def __init__(self, websocket: ServerConnection, engine: Engine, devices: Mapping[str, str],
+    def __init__(self, websocket: ServerConnection, store: TimeSeriesStore, devices: Mapping[str, S2Device],
                  settings: CemSettings, clock: Clock, sessions: dict[str, CemSession]) -> None:
         self.websocket = websocket
-        self.engine = engine
+        self.store = store
+        self.engine = store.engine
         self.devices = devices
         self.settings = settings
         self.clock = clock
@@ -239,7 +241,17 @@ class CemSession:
         self.fill_level = message.present_fill_level
         state.save_resource(self.engine, self.resource_id, self.clock(), fill_level=message.present_fill_level,
                             fill_level_at=self.clock())
+        if self.device is not None:
+            self._write_series(self.devices[self.device].soc_sensor_id, message.present_fill_level)
         return None
+
+    def _write_series(self, sensor_id: int, value: float) -> None:
+        """What the device reported, as a series; the status itself is already kept, so a failed write is logged
+        and the message still answered OK."""
+        try:
+            write_reported(self.store, sensor_id, value, self.clock())
+        except (BeliefValidationError, StoreUnavailableError) as error:
+            log.error("S2 resource %s: sensor %d not written: %s", self.resource_id, sensor_id, error)
 
     def _on_actuator_status(self, message: FRBCActuatorStatus) -> Refusal | None:
         assert self.resource_id is not None
@@ -252,6 +264,16 @@ class CemSession:
         statuses = state.actuator_statuses(row)
         statuses[str(message.actuator_id)] = message.to_json_dict()
         state.save_resource(self.engine, self.resource_id, self.clock(), actuator_status=json.dumps(statuses))
+        if self.device is not None and self.description is not None and len(self.description.actuators) == 1:
+            # one actuator: its mode and factor are the device's power (several would need summing over all)
+            try:
+                power = check_within_ranges(self.device, self.description, self.fill_level,
+                                            str(message.actuator_id), str(message.active_operation_mode_id),
+                                            message.operation_mode_factor)
+            except OutsideRangesError as error:
+                return Refusal(ReceptionStatusValues.INVALID_CONTENT, message.message_id,
+                               f"active_operation_mode_id: {error}", message.message_type)
+            self._write_series(self.devices[self.device].power_sensor_id, power)
         return None
 
     def _on_usage_forecast(self, message: FRBCUsageForecast) -> Refusal | None:
@@ -265,7 +287,10 @@ class CemSession:
         return None
 
     def _on_power_measurement(self, message: PowerMeasurement) -> Refusal | None:
-        return None  # logged with the message; kept as a series in the store once the RM's device is planned
+        electric = [value.value for value in message.values if value.commodity_quantity in ELECTRIC]
+        if self.device is not None and electric:
+            self._write_series(self.devices[self.device].power_sensor_id, sum(electric) / 1000.0)
+        return None
 
     def _on_status_update(self, message: InstructionStatusUpdate) -> Refusal | None:
         assert self.resource_id is not None
@@ -383,9 +408,9 @@ class CemSession:
 class CemServer:
     """The websocket endpoint; `start()` binds it, `close()` ends every connection."""
 
-    def __init__(self, engine: Engine, devices: Mapping[str, str], settings: CemSettings,
+    def __init__(self, store: TimeSeriesStore, devices: Mapping[str, S2Device], settings: CemSettings,
                  clock: Clock = _utc_now) -> None:
-        self.engine = engine
+        self.store = store
         self.devices = devices
         self.settings = settings
         self.clock = clock
@@ -393,10 +418,11 @@ class CemServer:
         self._server: Server | None = None
 
     async def _on_connect(self, websocket: ServerConnection) -> None:
-        await CemSession(websocket, self.engine, self.devices, self.settings, self.clock, self.sessions).run()
+        await CemSession(websocket, self.store, self.devices, self.settings, self.clock, self.sessions).run()
 
     async def start(self, ssl_context: ssl.SSLContext | None = None) -> int:
         """Bind and listen; the port bound (the configured one, or the one the OS chose for port 0)."""
+        self.store.register_sensors(soc_sensors(self.devices.values()))
         self._server = await serve(self._on_connect, self.settings.host, self.settings.port, ssl=ssl_context,
                                    max_size=2**20)
         return self._server.sockets[0].getsockname()[1]

@@ -44,15 +44,20 @@ def _row(mapping: Any) -> dict[str, Any]:
     return row
 
 
+def _storable(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; a hostile RM's NUL is kept visibly escaped instead of failing the log
+    return text.replace("\x00", "\\x00")
+
+
 def record_message(engine: Engine, *, connection_id: str, resource_id: str | None, direction: str,
                    message_type: str, message_id: str | None, payload: str, at: datetime,
                    reception_status: str | None = None, diagnostic: str = "") -> None:
-    """One message in or out, as it crossed the wire."""
+    """One message in or out, as it crossed the wire (a NUL character escaped)."""
     with engine.begin() as connection:
         connection.execute(insert(s2_messages).values(
-            connection_id=connection_id, resource_id=resource_id, direction=direction, message_type=message_type,
-            message_id=message_id, payload=payload, reception_status=reception_status, diagnostic=diagnostic,
-            at=to_db_time(engine, at)))
+            connection_id=connection_id, resource_id=resource_id, direction=direction,
+            message_type=_storable(message_type), message_id=message_id, payload=_storable(payload),
+            reception_status=reception_status, diagnostic=_storable(diagnostic), at=to_db_time(engine, at)))
 
 
 def record_reception(engine: Engine, message_id: str, status: str, diagnostic: str) -> None:

@@ -15,12 +15,15 @@ from typing import Any, TypeVar
 from websockets.sync.client import ClientConnection, connect
 
 from cariflex_pipeline.s2.config import CemSettings
+from cariflex_pipeline.s2.devices import site_devices
 from cariflex_pipeline.s2.server import CemServer
+from cariflex_pipeline.site_model import load_site
 from cariflex_pipeline.store import TimeSeriesStore
 
 TIMEOUT = 20.0
 T = TypeVar("T")
-DEVICES = {"battery_01": "battery", "battery_02": "battery", "v2g_01": "v2g"}
+DEVICES = {name: device for name, device in site_devices(load_site()).items()
+           if name in ("battery_01", "battery_02", "v2g_01")}
 
 
 def wait_for(check: Callable[[], T], what: str, timeout: float = TIMEOUT) -> T:
@@ -51,7 +54,7 @@ class RunningCem:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="cem")
         self.thread.start()
         config = CemSettings(host="127.0.0.1", port=0, poll_seconds=0.05, **settings)
-        self.server = CemServer(store.engine, DEVICES, config, clock)
+        self.server = CemServer(store, DEVICES, config, clock)
         self.port = self.run(self.server.start())
         self.url = f"ws://127.0.0.1:{self.port}/"
 

@@ -77,6 +77,15 @@ def test_a_malformed_s2_message_is_invalid_message_naming_each_field(store: Time
         ("in", "INVALID_MESSAGE", bad)]
 
 
+def test_a_nul_character_is_refused_and_logged_escaped_on_either_store(store: TimeSeriesStore, raw: RawRm) -> None:
+    # found by the fuzz below: PostgreSQL text cannot hold NUL, and the log must not fail on a hostile RM
+    hostile = message("FRBC.Storage\x00Status")
+    assert raw.ask(hostile)["status"] == "INVALID_MESSAGE"
+    [row] = wait_for(lambda: [r for r in state.messages(store.engine) if r["message_id"] == hostile["message_id"]],
+                     "the hostile message logged")
+    assert row["message_type"] == "FRBC.Storage\\x00Status"
+
+
 def test_what_only_a_cem_sends_is_out_of_protocol(raw: RawRm) -> None:
     raw.handshake("battery_01")
     instruction = message("FRBC.Instruction", id=str(uuid.uuid4()), actuator_id=str(uuid.uuid4()),

@@ -4,9 +4,12 @@ device's declarations kept in the store; a device without FRBC told so and left 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from cariflex_pipeline.s2 import state
+from cariflex_pipeline.s2.devices import S2_SOURCE
 from cariflex_pipeline.store import TimeSeriesStore
+from cariflex_pipeline_tests.s2.conftest import NOW
 from cariflex_pipeline_tests.s2.helpers import RunningCem, wait_for
 
 
@@ -64,3 +67,20 @@ def test_an_rm_that_is_no_site_device_is_left_uncontrolled(store: TimeSeriesStor
     assert (row["status"], row["device"], row["status_reason"]) == (
         "uncontrolled", None, "no battery or V2G charger named 'heat_pump_7' in the site")
     assert not rm.control.active.wait(0.5)
+
+
+def test_a_v2g_rm_declares_its_target_and_usage(store: TimeSeriesStore, cem: RunningCem, make_rm) -> None:
+    departure = NOW + timedelta(hours=4)
+    rm = make_rm("v2g_01", fill_kwh=30.0, capacity_kwh=60.0, max_kw=11.0, target_kwh=48.0, departure=departure)
+    rm.connect()
+    rm.wait_controlled()
+    row = wait_for(lambda: (found := state.resource(store.engine, str(rm.resource_id))) and found["usage_forecast"]
+                   and found, "the V2G car's profile and forecast stored")
+    target = json.loads(row["fill_level_target"])
+    assert target["elements"] == [{"duration": 4 * 3600 * 1000,
+                                   "fill_level_range": {"start_of_range": 48.0, "end_of_range": 60.0}}]
+    assert json.loads(row["usage_forecast"])["elements"][0]["usage_rate_expected"] == 0.0
+    assert (row["device"], row["fill_level"]) == ("v2g_01", 30.0)
+    # its fill level is a series on its SoC sensor (171 for the charger on 71)
+    wait_for(lambda: len(store.read_latest([171], sources=[S2_SOURCE])) == 1, "the SoC written")
+    assert store.read_latest([171], sources=[S2_SOURCE])["value"].tolist() == [30.0]

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from cariflex_pipeline.s2 import state
+from cariflex_pipeline.s2.devices import S2_SOURCE
 from cariflex_pipeline.s2.planning import stage_plan
 from cariflex_pipeline.store import TimeSeriesStore
 from cariflex_pipeline_tests.s2.conftest import NOW
@@ -50,7 +51,7 @@ def _connected(store: TimeSeriesStore, make_rm, **kwargs):
     return rm
 
 
-def test_the_battery_follows_the_plan(store: TimeSeriesStore, cem: RunningCem, make_rm) -> None:
+def test_the_battery_follows_the_plan(store: TimeSeriesStore, clock: Clock, cem: RunningCem, make_rm) -> None:
     rm = _connected(store, make_rm)
     resource_id = str(rm.resource_id)
     _write_plan(store, 51, [5.0, 5.0, -2.5, 0.0])
@@ -68,15 +69,28 @@ def test_the_battery_follows_the_plan(store: TimeSeriesStore, cem: RunningCem, m
     assert [event["event"] for event in state.instruction_events(store.engine, first["id"])] == [
         "pending", "sent", "received", "accepted"]
 
-    expected = 6.75
+    expected, fills = 6.75, []
     for slot, planned in enumerate([5.0, 5.0, -2.5, 0.0]):
+        clock.now = NOW + slot * SLOT + timedelta(seconds=899)  # the device reports at the end of each slot
         followed = rm.advance(NOW + slot * SLOT, SLOT.total_seconds())
         expected += planned * 0.25
+        fills.append(expected)
         assert followed.power_kw == pytest.approx(planned, abs=1e-9)
         assert followed.fill_kwh == pytest.approx(expected, abs=1e-6)
-    wait_for(lambda: (row := state.resource(store.engine, resource_id)) and row["fill_level"] == pytest.approx(
-        expected, abs=1e-6), "the CEM saw the final fill level")
+        reported_at = clock.now
+        wait_for(lambda: state.resource(store.engine, resource_id)["fill_level_at"] == reported_at,  # noqa: B023
+                 f"the CEM saw slot {slot}'s fill level")
+        assert state.resource(store.engine, resource_id)["fill_level"] == pytest.approx(expected, abs=1e-6)
     assert expected == pytest.approx(8.625)
+    # what the device reported is a series beside the plan: fill level on its SoC sensor, actual power on 51
+    wait_for(lambda: len(store.read_latest([51], sources=[S2_SOURCE])) == 4
+             and store.read_latest([51], sources=[S2_SOURCE])["event_start"].iloc[-1] == NOW + 3 * SLOT,
+             "the actual power of every slot written")
+    soc = store.read_latest([151], sources=[S2_SOURCE])
+    assert soc["value"].round(6).tolist() == fills
+    assert soc["event_start"].tolist() == [NOW + i * SLOT for i in range(4)]
+    actual = store.read_latest([51], sources=[S2_SOURCE])
+    assert actual["value"].round(6).tolist() == [5.0, 5.0, -2.5, 0.0]
     assert [s for *_, s in _statuses(store, resource_id)] == ["started", "started", "started"]
 
     # the same plan again changes nothing and sends nothing
