@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from s2python.frbc import FRBCSystemDescription
 
 from cariflex_pipeline.s2 import state
-from cariflex_pipeline.s2.frbc import OutsideRangesError, setpoints_for_plan
+from cariflex_pipeline.s2.frbc import OutsideRangesError, power_limits_kw, setpoints_for_plan
 from cariflex_pipeline.store import TimeSeriesStore
 
 
@@ -64,3 +64,43 @@ def stage_plan(store: TimeSeriesStore, sensor_by_device: Mapping[str, int], sour
         reason = (f"{len(clamped)} setpoints clamped to the declared ranges" if clamped else "")
         results.append(DeviceStaging(device, row["resource_id"], staged, len(setpoints), reason))
     return results
+
+
+@dataclass(frozen=True)
+class RmLimits:
+    """What a device's RM declares, for the scheduler; `controllable` False: plan the device at zero."""
+
+    device: str
+    controllable: bool
+    reason: str
+    capacity_kwh: float = 0.0
+    fill_level_kwh: float = 0.0
+    max_charge_kw: float = 0.0
+    max_discharge_kw: float = 0.0
+
+
+def rm_limits(store: TimeSeriesStore, devices: list[str]) -> dict[str, RmLimits]:
+    """The RM state of every device that has ever had an RM (the newest RM per device); a device without one is
+    absent, and keeps the site file's defaults. A connected FRBC RM with a description and a fill level gives
+    capacity, power limits and fill level; any other state (disconnected, uncontrolled, not yet described, no
+    power range) is not controllable."""
+    newest: dict[str, dict] = {}
+    for row in state.resources(store.engine):
+        if row["device"] in devices and (row["device"] not in newest
+                                         or row["updated_at"] > newest[row["device"]]["updated_at"]):
+            newest[row["device"]] = row
+    limits = {}
+    for device, row in newest.items():
+        if row["status"] != "connected":
+            limits[device] = RmLimits(device, False, f"RM {row['status']}: {row['status_reason'] or 'no reason'}")
+            continue
+        if not row["system_description"] or row["fill_level"] is None:
+            limits[device] = RmLimits(device, False, "RM connected, no system description or fill level yet")
+            continue
+        description = FRBCSystemDescription.from_json(row["system_description"])
+        low, high = power_limits_kw(description, row["fill_level"])
+        fill_range = description.storage.fill_level_range
+        controllable = high > 0 or low < 0
+        limits[device] = RmLimits(device, controllable, "" if controllable else "RM declares no power range",
+                                  fill_range.end_of_range, row["fill_level"], max(high, 0.0), max(-low, 0.0))
+    return limits
