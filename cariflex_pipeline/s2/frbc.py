@@ -8,6 +8,7 @@ Power here is in kW at the grid side (charging > 0), as the plan writes it; an R
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,9 +35,15 @@ class ModeRange:
     label: str
     start_kw: float
     end_kw: float
+    # fill level units per second at factor 0 and 1 (S2's fill_rate): how fast the storage fills in this mode
+    fill_rate_start: float = 0.0
+    fill_rate_end: float = 0.0
 
     def power_kw(self, factor: float) -> float:
         return self.start_kw + factor * (self.end_kw - self.start_kw)
+
+    def fill_rate(self, factor: float) -> float:
+        return self.fill_rate_start + factor * (self.fill_rate_end - self.fill_rate_start)
 
     def contains(self, power_kw: float) -> bool:
         low, high = sorted((self.start_kw, self.end_kw))
@@ -87,10 +94,11 @@ def mode_ranges(description: FRBCSystemDescription, fill_level: float | None) ->
         for mode in actuator.operation_modes:
             if mode.abnormal_condition_only:
                 continue
-            span = _electric_kw(_element_at(mode, fill_level))
+            element = _element_at(mode, fill_level)
+            span = _electric_kw(element)
             if span is not None:
                 ranges.append(ModeRange(str(actuator.id), str(mode.id), mode.diagnostic_label or str(mode.id),
-                                        *span))
+                                        *span, element.fill_rate.start_of_range, element.fill_rate.end_of_range))
     return ranges
 
 
@@ -147,3 +155,27 @@ def setpoints_for_plan(device: str, description: FRBCSystemDescription, fill_lev
             continue
         setpoints.append(point)
     return setpoints
+
+
+def fill_trajectory(setpoints: Sequence[Setpoint], fill_level: float, slot_starts: Sequence[datetime],
+                    fill_range: tuple[float, float]) -> list[float]:
+    """The fill level the RM should have at each slot start if it follows the setpoints from `fill_level` at the
+    first slot start: each setpoint's fill rate (declared per mode) integrated, held to the storage's range."""
+    levels, level = [], fill_level
+    for index, start in enumerate(slot_starts):
+        levels.append(level)
+        if index + 1 == len(slot_starts):
+            break
+        due = [point for point in setpoints if point.execution_time <= start]
+        rate = due[-1].mode.fill_rate(due[-1].factor) if due else 0.0
+        seconds = (slot_starts[index + 1] - start).total_seconds()
+        level = min(fill_range[1], max(fill_range[0], level + rate * seconds))
+    return levels
+
+
+def planned_at(trajectory: Sequence[tuple[datetime, float]], moment: datetime) -> float | None:
+    """The planned fill level at `moment`, linear between slot starts; None outside the trajectory."""
+    for (start, low), (end, high) in itertools.pairwise(trajectory):
+        if start <= moment <= end:
+            return low + (high - low) * (moment - start).total_seconds() / (end - start).total_seconds()
+    return None

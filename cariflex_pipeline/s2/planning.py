@@ -11,11 +11,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import pandas as pd
 from s2python.frbc import FRBCSystemDescription
 
 from cariflex_pipeline.s2 import state
-from cariflex_pipeline.s2.frbc import OutsideRangesError, power_limits_kw, setpoints_for_plan
+from cariflex_pipeline.s2.devices import S2Device
+from cariflex_pipeline.s2.frbc import (
+    OutsideRangesError,
+    Setpoint,
+    fill_trajectory,
+    power_limits_kw,
+    setpoints_for_plan,
+)
 from cariflex_pipeline.store import TimeSeriesStore
+
+# the fill level each RM should reach if it follows its instructions, on its SoC sensor beside what it reports
+S2_PLAN_SOURCE = "cariflex-s2-plan"
 
 
 @dataclass(frozen=True)
@@ -37,13 +48,15 @@ def plan_slots(store: TimeSeriesStore, sensor_id: int, start: datetime, end: dat
                                                                              strict=True)]
 
 
-def stage_plan(store: TimeSeriesStore, sensor_by_device: Mapping[str, int], source: str, slot_start: datetime,
+def stage_plan(store: TimeSeriesStore, devices: Mapping[str, S2Device], source: str, slot_start: datetime,
                horizon: timedelta, plan_key: str, now: datetime) -> list[DeviceStaging]:
-    """Stage the plan from `slot_start` (the current slot) over `horizon` for every RM under control."""
+    """Stage the plan from `slot_start` (the current slot) over `horizon` for every RM under control, and write
+    the fill level each should reach at the coming slot starts (S2_PLAN_SOURCE, on its SoC sensor)."""
     results = []
     controlled = {row["device"]: row for row in state.resources(store.engine)
                   if row["device"] and row["status"] == "connected"}
-    for device, sensor_id in sorted(sensor_by_device.items()):
+    for device, s2_device in sorted(devices.items()):
+        sensor_id = s2_device.power_sensor_id
         row = controlled.get(device)
         if row is None or not row["system_description"]:
             reason = "no RM connected" if row is None else "its RM has not sent a system description yet"
@@ -60,10 +73,33 @@ def stage_plan(store: TimeSeriesStore, sensor_by_device: Mapping[str, int], sour
             results.append(DeviceStaging(device, row["resource_id"], None, 0, str(error)))
             continue
         staged = state.stage_setpoints(store.engine, row["resource_id"], device, setpoints, plan_key, now)
+        if row["fill_level"] is not None:
+            _write_trajectory(store, s2_device, description, setpoints, row["fill_level"], slots, now)
         clamped = [point for point in setpoints if point.clamped_from_kw is not None]
         reason = (f"{len(clamped)} setpoints clamped to the declared ranges" if clamped else "")
         results.append(DeviceStaging(device, row["resource_id"], staged, len(setpoints), reason))
     return results
+
+
+def _write_trajectory(store: TimeSeriesStore, device: S2Device, description: FRBCSystemDescription,
+                      setpoints: list[Setpoint], fill_level: float, slots: list[tuple[datetime, float]],
+                      now: datetime) -> None:
+    # the plan's slots are the store's 15-minute grid: the last one ends a slot after it starts
+    ends = [start for start, _ in slots if start > now] + [slots[-1][0] + timedelta(minutes=15)]
+    fill_range = description.storage.fill_level_range
+    levels = fill_trajectory(setpoints, fill_level, [now, *ends], (fill_range.start_of_range,
+                                                                 fill_range.end_of_range))
+    frame = pd.DataFrame({"sensor_id": device.soc_sensor_id, "event_start": ends, "value": levels[1:],
+                          "belief_time": now})
+    store.write_beliefs(frame, source=S2_PLAN_SOURCE, source_type="scheduler")
+
+
+def planned_fill(store: TimeSeriesStore, device: S2Device, start: datetime,
+                 end: datetime) -> list[tuple[datetime, float]]:
+    """The fill levels the device's RM should reach at the slot starts in [start, end)."""
+    frame = store.read_latest([device.soc_sensor_id], start, end, sources=[S2_PLAN_SOURCE])
+    return [(moment.to_pydatetime(), float(value)) for moment, value in zip(frame["event_start"], frame["value"],
+                                                                             strict=True)]
 
 
 @dataclass(frozen=True)

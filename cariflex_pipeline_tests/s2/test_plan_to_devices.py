@@ -13,15 +13,16 @@ import pytest
 
 from cariflex_pipeline.s2 import state
 from cariflex_pipeline.s2.devices import S2_SOURCE
-from cariflex_pipeline.s2.planning import stage_plan
+from cariflex_pipeline.s2.planning import planned_fill, stage_plan
 from cariflex_pipeline.store import TimeSeriesStore
 from cariflex_pipeline_tests.s2.conftest import NOW
-from cariflex_pipeline_tests.s2.helpers import Clock, RawRm, RunningCem, message, wait_for
+from cariflex_pipeline_tests.s2.helpers import DEVICES, Clock, RawRm, RunningCem, message, wait_for
 from cariflex_pipeline_tests.s2.simulators import Storage, StorageControl
 
 SOURCE = "cariflex-scheduler"
 SLOT = timedelta(minutes=15)
 HOUR = timedelta(hours=1)
+BATTERY = {"battery_01": DEVICES["battery_01"]}
 SILENT = "5e1e0700-0000-4000-8000-00000000b001"  # an RM that never answers
 
 
@@ -32,7 +33,7 @@ def _write_plan(store: TimeSeriesStore, sensor_id: int, powers: list[float], bel
 
 
 def _stage(store: TimeSeriesStore, key: str) -> state.Staged:
-    [result] = stage_plan(store, {"battery_01": 51}, SOURCE, NOW, HOUR, key, NOW)
+    [result] = stage_plan(store, BATTERY, SOURCE, NOW, HOUR, key, NOW)
     assert result.reason == "", result.reason
     assert result.staged is not None
     return result.staged
@@ -61,6 +62,9 @@ def test_the_battery_follows_the_plan(store: TimeSeriesStore, clock: Clock, cem:
     assert _statuses(store, resource_id) == [(str(modes["charge"]), 5.0, "accepted"),
                                              (str(modes["discharge"]), -2.5, "accepted"),
                                              (str(modes["idle"]), 0.0, "accepted")]
+    # the fill level it should reach at each coming slot start, written beside what it will report
+    assert planned_fill(store, DEVICES["battery_01"], NOW, NOW + 2 * HOUR) == [
+        (NOW + SLOT, 8.0), (NOW + 2 * SLOT, 9.25), (NOW + 3 * SLOT, 8.625), (NOW + 4 * SLOT, 8.625)]
     received = rm.instructions_received()
     assert [(i.operation_mode, i.operation_mode_factor, i.execution_time) for i in received] == [
         (modes["charge"], 1.0, NOW), (modes["discharge"], 0.5, NOW + 2 * SLOT), (modes["idle"], 0.0, NOW + 3 * SLOT)]
@@ -120,12 +124,15 @@ def test_a_plan_beyond_the_declared_ranges_is_clamped_never_sent_outside(store: 
                                                                          make_rm) -> None:
     rm = _connected(store, make_rm)
     _write_plan(store, 51, [9.0])
-    [result] = stage_plan(store, {"battery_01": 51}, SOURCE, NOW, HOUR, "plan-big", NOW)
+    [result] = stage_plan(store, BATTERY, SOURCE, NOW, HOUR, "plan-big", NOW)
     assert result.reason == "1 setpoints clamped to the declared ranges"
     [row] = state.instructions(store.engine, str(rm.resource_id))
-    assert (row["power_kw"], row["operation_mode_factor"], row["status_reason"]) == (
-        5.0, 1.0, "plan asked 9.000 kW, beyond the declared ranges")
-    wait_for(lambda: rm.instructions_received(), "the clamped instruction sent")
+    assert (row["power_kw"], row["operation_mode_factor"]) == (5.0, 1.0)
+    # the clamp is the first entry of its history (the status reason moves on as it is sent)
+    assert state.instruction_events(store.engine, row["id"])[0]["reason"] == (
+        "plan asked 9.000 kW, beyond the declared ranges")
+    [sent] = wait_for(lambda: rm.instructions_received(), "the clamped instruction sent")
+    assert (sent.operation_mode, sent.operation_mode_factor) == (rm.control.modes["charge"], 1.0)
 
 
 def test_a_disconnected_rm_keeps_its_record_and_gets_what_is_in_force_on_return(
@@ -143,7 +150,7 @@ def test_a_disconnected_rm_keeps_its_record_and_gets_what_is_in_force_on_return(
     assert state.messages(store.engine, resource_id)[:len(before)] == before  # nothing recorded was lost
     assert [s for *_, s in _statuses(store, resource_id)] == ["accepted"] * 3
     # nothing to stage for a device whose RM is gone
-    [gone] = stage_plan(store, {"battery_01": 51}, SOURCE, NOW, HOUR, "plan-2", NOW)
+    [gone] = stage_plan(store, BATTERY, SOURCE, NOW, HOUR, "plan-2", NOW)
     assert (gone.staged, gone.reason) == (None, "no RM connected")
 
     ids = [str(i.id) for i in rm.instructions_received()]
