@@ -2,18 +2,20 @@
 
 import dagster as dg
 
-from cariflex_pipeline.defs import backup, dispatch, measurements, openadr, scheduling, site
+from cariflex_pipeline.defs import backup, dispatch, measurements, openadr, s2, scheduling, site
 from cariflex_pipeline.defs.resources import SHARED_RESOURCES
 
 MAIN_JOB_NAME = "cariflex_main"
 
-# Stages of the flow, in order: site -> measurements, prices and grid signals -> schedule -> dispatch.
+# Stages of the flow, in order: site -> measurements, prices and grid signals -> schedule -> dispatch (OCPP to
+# the charge points, S2 to the batteries and V2G chargers).
 stage_defs = [
     site.defs,
     measurements.defs,
     openadr.defs,
     scheduling.defs,
     dispatch.defs,
+    s2.defs,
 ]
 # Beside the flow: operations.
 operations_defs = [backup.defs]
