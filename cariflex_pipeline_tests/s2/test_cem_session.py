@@ -10,7 +10,7 @@ from cariflex_pipeline.s2 import state
 from cariflex_pipeline.s2.devices import S2_SOURCE
 from cariflex_pipeline.store import TimeSeriesStore
 from cariflex_pipeline_tests.s2.conftest import NOW
-from cariflex_pipeline_tests.s2.helpers import RunningCem, wait_for
+from cariflex_pipeline_tests.s2.helpers import RawRm, RunningCem, message, wait_for
 
 
 def _types(rows: list[dict], direction: str) -> list[tuple[str, str | None]]:
@@ -84,3 +84,18 @@ def test_a_v2g_rm_declares_its_target_and_usage(store: TimeSeriesStore, cem: Run
     # its fill level is a series on its SoC sensor (171 for the charger on 71)
     wait_for(lambda: len(store.read_latest([171], sources=[S2_SOURCE])) == 1, "the SoC written")
     assert store.read_latest([171], sources=[S2_SOURCE])["value"].tolist() == [30.0]
+
+
+def test_a_power_measurement_is_the_actual_power_series(store: TimeSeriesStore, cem: RunningCem) -> None:
+    raw = RawRm(cem.url)
+    try:
+        raw.handshake("battery_02")
+        measurement = message("PowerMeasurement", measurement_timestamp=NOW.isoformat(),
+                              values=[{"commodity_quantity": "ELECTRIC.POWER.L1", "value": -1200.0},
+                                      {"commodity_quantity": "ELECTRIC.POWER.L2", "value": -1300.0},
+                                      {"commodity_quantity": "HEAT.THERMAL_POWER", "value": 900.0}])
+        assert raw.ask(measurement)["status"] == "OK"
+    finally:
+        raw.close()
+    actual = store.read_latest([52], sources=[S2_SOURCE])
+    assert (actual["event_start"].tolist(), actual["value"].tolist()) == ([NOW], [-2.5])  # the electric phases
