@@ -332,9 +332,11 @@ class CemSession:
         now = self.clock()
         revoke = row["revoke_message_id"] == subject
         if message.status != ReceptionStatusValues.OK:
-            label = f"ReceptionStatus {message.status.value}: {message.diagnostic_label or 'no diagnostic'}"
-            state.transition(self.engine, row["id"], "revoking" if revoke else "invalid", now, label,
-                             reception_status=message.status.value, answered_at=now)
+            # a refused revocation is not retried (the RM would refuse it again): the row says what happened
+            label = (f"{'RevokeObject refused: ' if revoke else ''}ReceptionStatus {message.status.value}: "
+                     f"{message.diagnostic_label or 'no diagnostic'}")
+            state.transition(self.engine, row["id"], "invalid", now, label, reception_status=message.status.value,
+                             answered_at=now)
         elif revoke:
             state.transition(self.engine, row["id"], "revoked", now, "RevokeObject received", answered_at=now)
         elif row["status"] == "sent":
@@ -361,7 +363,7 @@ class CemSession:
         for row in state.instructions(self.engine, self.resource_id, ["pending"]):
             await self._send_instruction(row, now)
         for row in state.instructions(self.engine, self.resource_id, ["revoking"]):
-            if row["revoke_message_id"] is None or row["reception_status"] not in (None, "OK"):
+            if row["revoke_message_id"] is None:
                 message_id = uuid.uuid4()
                 state.transition(self.engine, row["id"], "revoking", now, "RevokeObject sent",
                                  revoke_message_id=str(message_id), reception_status=None)
