@@ -179,3 +179,19 @@ def planned_at(trajectory: Sequence[tuple[datetime, float]], moment: datetime) -
         if start <= moment <= end:
             return low + (high - low) * (moment - start).total_seconds() / (end - start).total_seconds()
     return None
+
+
+def round_trip_efficiency(description: FRBCSystemDescription, fill_level: float | None) -> float | None:
+    """Charge efficiency (fill gained per kWh drawn, at full charge power) times discharge efficiency (kWh
+    delivered per fill lost, at full discharge power), from the declared fill rates; None when the modes do not
+    give both within (0, 1] (fill levels in other units than kWh, say)."""
+    ranges = mode_ranges(description, fill_level)
+    charge = max(ranges, key=lambda r: r.end_kw, default=None)
+    discharge = min(ranges, key=lambda r: r.start_kw, default=None)
+    if charge is None or discharge is None or charge.end_kw <= 0 or discharge.start_kw >= 0:
+        return None
+    filled = charge.fill_rate_end * 3600 / charge.end_kw
+    drained = -discharge.fill_rate_start * 3600
+    delivered = -discharge.start_kw / drained if drained > 0 else 0.0
+    efficiency = filled * delivered
+    return efficiency if 0 < filled <= 1 and 0 < delivered <= 1 else None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pandas as pd
-from s2python.frbc import FRBCSystemDescription
+from s2python.frbc import FRBCFillLevelTargetProfile, FRBCSystemDescription
 
 from cariflex_pipeline.s2 import state
 from cariflex_pipeline.s2.devices import S2Device
@@ -21,6 +21,7 @@ from cariflex_pipeline.s2.frbc import (
     Setpoint,
     fill_trajectory,
     power_limits_kw,
+    round_trip_efficiency,
     setpoints_for_plan,
 )
 from cariflex_pipeline.store import TimeSeriesStore
@@ -113,6 +114,9 @@ class RmLimits:
     fill_level_kwh: float = 0.0
     max_charge_kw: float = 0.0
     max_discharge_kw: float = 0.0
+    round_trip_efficiency: float | None = None  # from the declared fill rates, when they give one
+    target_kwh: float | None = None  # a car's FillLevelTargetProfile: the fill level it wants...
+    target_by: datetime | None = None  # ... by the end of the profile (its departure)
 
 
 def rm_limits(store: TimeSeriesStore, devices: list[str]) -> dict[str, RmLimits]:
@@ -120,13 +124,8 @@ def rm_limits(store: TimeSeriesStore, devices: list[str]) -> dict[str, RmLimits]
     absent, and keeps the site file's defaults. A connected FRBC RM with a description and a fill level gives
     capacity, power limits and fill level; any other state (disconnected, uncontrolled, not yet described, no
     power range) is not controllable."""
-    newest: dict[str, dict] = {}
-    for row in state.resources(store.engine):
-        if row["device"] in devices and (row["device"] not in newest
-                                         or row["updated_at"] > newest[row["device"]]["updated_at"]):
-            newest[row["device"]] = row
     limits = {}
-    for device, row in newest.items():
+    for device, row in state.newest_by_device(store.engine, devices).items():
         if row["status"] != "connected":
             limits[device] = RmLimits(device, False, f"RM {row['status']}: {row['status_reason'] or 'no reason'}")
             continue
@@ -137,6 +136,17 @@ def rm_limits(store: TimeSeriesStore, devices: list[str]) -> dict[str, RmLimits]
         low, high = power_limits_kw(description, row["fill_level"])
         fill_range = description.storage.fill_level_range
         controllable = high > 0 or low < 0
+        target, by = _target(row["fill_level_target"])
         limits[device] = RmLimits(device, controllable, "" if controllable else "RM declares no power range",
-                                  fill_range.end_of_range, row["fill_level"], max(high, 0.0), max(-low, 0.0))
+                                  fill_range.end_of_range, row["fill_level"], max(high, 0.0), max(-low, 0.0),
+                                  round_trip_efficiency(description, row["fill_level"]), target, by)
     return limits
+
+
+def _target(profile_json: str | None) -> tuple[float | None, datetime | None]:
+    """The lowest fill level a FillLevelTargetProfile accepts at its end, and when that end is."""
+    if not profile_json:
+        return None, None
+    profile = FRBCFillLevelTargetProfile.from_json(profile_json)
+    end = profile.start_time + sum((element.duration.to_timedelta() for element in profile.elements), timedelta())
+    return profile.elements[-1].fill_level_range.start_of_range, end

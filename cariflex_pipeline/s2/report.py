@@ -44,11 +44,7 @@ def _refused(rows: list[dict], plan_key: str) -> list[dict]:
 
 def device_reports(store: TimeSeriesStore, devices: Mapping[str, S2Device], plan_key: str,
                    now: datetime) -> list[DeviceReport]:
-    newest: dict[str, dict] = {}
-    for row in state.resources(store.engine):
-        if row["device"] in devices and (row["device"] not in newest
-                                         or row["updated_at"] > newest[row["device"]]["updated_at"]):
-            newest[row["device"]] = row
+    newest = state.newest_by_device(store.engine, devices)
     reports = []
     for device in sorted(devices):
         row = newest.get(device)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -104,6 +104,17 @@ def resources(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as connection:
         return [_row(row) for row in connection.execute(select(s2_resources).order_by(s2_resources.c.resource_id))
                 .mappings()]
+
+
+def newest_by_device(engine: Engine, devices: Collection[str]) -> dict[str, dict[str, Any]]:
+    """For each of these site devices that ever had an RM, the RM row updated last (an RM replaced by another
+    under a new resource id is history)."""
+    newest: dict[str, dict[str, Any]] = {}
+    for row in resources(engine):
+        device = row["device"]
+        if device in devices and (device not in newest or row["updated_at"] > newest[device]["updated_at"]):
+            newest[device] = row
+    return newest
 
 
 def actuator_statuses(row: dict[str, Any]) -> dict[str, Any]:

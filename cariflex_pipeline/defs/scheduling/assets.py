@@ -12,6 +12,7 @@ storage and inflexible load net of PV, export unpaid: cariflex_pipeline/scheduli
 ``objective_total_eur`` their sum. The site's export capacity bounds storage discharge.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -117,6 +118,8 @@ def ev_charging_schedule(
     if prices.filled:
         context.log.warning("price fallback: %s", prices.description)
     sessions = _read_sessions(context, config, series.engine, site_model, now, start, n)
+    v2g = _v2g_from_rms(context, site_model, series, sessions.sessions, start, start + n * site_model.resolution)
+    sessions = dataclasses.replace(sessions, sessions=v2g.sessions)
     batteries = _batteries(context, site_model, series) if config.include_batteries else _Batteries([], [], [])
     try:
         problem = horizon_problem(start, site_model.resolution, signals, prices, sessions.sessions, batteries.specs,
@@ -133,6 +136,8 @@ def ev_charging_schedule(
     metadata["schedule_written"] = not violations
     metadata["batteries_from_s2"] = ", ".join(batteries.from_s2) or "none"
     metadata["batteries_planned_at_zero"] = ", ".join(batteries.at_zero) or "none"
+    metadata["v2g_from_s2"] = ", ".join(v2g.from_s2) or "none"
+    metadata["v2g_unavailable_by_s2"] = ", ".join(v2g.unavailable) or "none"
     gaps = input_gaps(signals, prices, sessions.source, sessions.with_default_needs)
     inputs = dg.AssetCheckResult(
         check_name=INPUTS_CHECK, passed=not gaps, severity=dg.AssetCheckSeverity.WARN,
@@ -166,8 +171,41 @@ def _batteries(context: dg.AssetExecutionContext, site: Site, series: TimeSeries
             chosen.specs.append(BatterySpec(**{
                 **spec.model_dump(), "capacity_kwh": rm.capacity_kwh, "soc_min_kwh": soc_min, "soc_max_kwh": None,
                 "initial_soc_kwh": rm.fill_level_kwh, "max_charge_kw": rm.max_charge_kw,
-                "max_discharge_kw": rm.max_discharge_kw}))
+                "max_discharge_kw": rm.max_discharge_kw,
+                "round_trip_efficiency": rm.round_trip_efficiency or spec.round_trip_efficiency}))
             chosen.from_s2.append(battery.name)
+    return chosen
+
+
+@dataclass(frozen=True)
+class _V2g:
+    sessions: list[EvSession]
+    from_s2: list[str]  # chargers whose car is planned from what its S2 RM declares
+    unavailable: list[str]  # chargers whose RM is gone or uncontrollable: no car to plan
+
+
+def _v2g_from_rms(context: dg.AssetExecutionContext, site: Site, series: TimeSeriesStore,
+                  sessions: list[EvSession], start: datetime, end: datetime) -> _V2g:
+    """A V2G car's availability follows its RM: while connected, one session from now to the end of its
+    FillLevelTargetProfile (else the session it replaces, else the horizon), with its capacity, fill level,
+    target and power limits; while gone or uncontrolled, none. A charger that never had an RM keeps its sessions."""
+    limits = rm_limits(series, [charger.name for charger in site.v2g_chargers])
+    chosen = _V2g([s for s in sessions if s.charge_point not in limits], [], [])
+    for name, rm in sorted(limits.items()):
+        if not rm.controllable or rm.max_charge_kw <= 0 or rm.max_discharge_kw <= 0:
+            context.log.warning("V2G %s not planned: %s", name, rm.reason or "one-way power range")
+            chosen.unavailable.append(name)
+            continue
+        replaced = next((s for s in sessions if s.charge_point == name), None)
+        departure = rm.target_by or (replaced.departure if replaced else end)
+        soc_now = rm.fill_level_kwh / rm.capacity_kwh
+        target = (rm.target_kwh / rm.capacity_kwh if rm.target_kwh is not None
+                  else replaced.soc_target if replaced and replaced.soc_target is not None else soc_now)
+        chosen.sessions.append(EvSession(
+            id=f"{name}-s2", charge_point=name, arrival=start, departure=max(departure, start + site.resolution),
+            battery_capacity_kwh=rm.capacity_kwh, soc_now=soc_now, soc_target=min(1.0, target),
+            max_power_kw=rm.max_charge_kw, max_discharge_kw=rm.max_discharge_kw))
+        chosen.from_s2.append(name)
     return chosen
 
 
