@@ -363,12 +363,24 @@ class CemSession:
         for row in state.instructions(self.engine, self.resource_id, ["pending"]):
             await self._send_instruction(row, now)
         for row in state.instructions(self.engine, self.resource_id, ["revoking"]):
-            if row["revoke_message_id"] is None:
-                message_id = uuid.uuid4()
-                state.transition(self.engine, row["id"], "revoking", now, "RevokeObject sent",
-                                 revoke_message_id=str(message_id), reception_status=None)
-                await self.send(RevokeObject(message_id=message_id, object_type=RevokableObjects.FRBC_Instruction,
-                                             object_id=uuid.UUID(row["instruction_id"])))
+            await self._revoke(row, now)
+
+    async def _revoke(self, row: dict, now: datetime) -> None:
+        """Send the RevokeObject of a replaced instruction; again when unanswered, up to max_attempts."""
+        if row["revoke_message_id"] is not None:
+            if row["updated_at"] > now - timedelta(seconds=self.settings.answer_timeout_seconds):
+                return  # sent, its answer may still come
+            sent = sum(event["reason"] == "RevokeObject sent"
+                       for event in state.instruction_events(self.engine, row["id"]))
+            if sent >= self.settings.max_attempts:
+                state.transition(self.engine, row["id"], "unanswered", now,
+                                 f"RevokeObject unanswered after {sent} attempts")
+                return
+        message_id = uuid.uuid4()
+        state.transition(self.engine, row["id"], "revoking", now, "RevokeObject sent",
+                         revoke_message_id=str(message_id), reception_status=None)
+        await self.send(RevokeObject(message_id=message_id, object_type=RevokableObjects.FRBC_Instruction,
+                                     object_id=uuid.UUID(row["instruction_id"])))
 
     async def _send_instruction(self, row: dict, now: datetime) -> None:
         assert self.description is not None and self.device is not None

@@ -193,3 +193,35 @@ def test_an_unanswered_instruction_is_retried_from_the_planned_power(store: Time
     finally:
         raw.close()
 
+
+
+def test_an_unanswered_revocation_is_sent_again_then_given_up(store: TimeSeriesStore, clock: Clock,
+                                                              impatient_cem: RunningCem) -> None:
+    device = StorageControl(Storage(13.5, 5.0, 5.0, 6.75), NOW)
+    raw = RawRm(impatient_cem.url)
+    try:
+        raw.handshake("battery_01", resource_id=SILENT)
+        assert raw.ask(json.loads(device.system_description().to_json()))["status"] == "OK"
+        _write_plan(store, 51, [2.5])
+        _stage(store, "plan-1")
+        instruction = raw.receive()
+        raw.answer(instruction)  # received, then silence
+        wait_for(lambda: [r["status"] for r in state.instructions(store.engine, SILENT)] == ["received"],
+                 "the instruction received")
+        _write_plan(store, 51, [1.0], belief_offset=60)
+        _stage(store, "plan-2")
+        revocations = []
+        for at in (0, 31):
+            clock.now = NOW + timedelta(seconds=at)
+            while (received := raw.receive())["message_type"] != "RevokeObject":
+                pass  # the new plan's instruction
+            revocations.append(received)
+        assert [r["object_id"] for r in revocations] == [instruction["id"]] * 2
+        assert revocations[0]["message_id"] != revocations[1]["message_id"]
+        clock.now = NOW + timedelta(seconds=62)
+        [old] = [r for r in wait_for(lambda: [r for r in state.instructions(store.engine, SILENT)
+                                              if r["instruction_id"] == instruction["id"]
+                                              and r["status"] == "unanswered"], "the revocation given up")]
+        assert old["status_reason"] == "RevokeObject unanswered after 2 attempts"
+    finally:
+        raw.close()
