@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from cariflex_pipeline.defs import backup, derived, dispatch, measurements, openadr, scheduling, site
+from cariflex_pipeline.defs import backup, derived, dispatch, measurements, openadr, s2, scheduling, site
 from cariflex_pipeline.defs.resources import SHARED_RESOURCES
 from cariflex_pipeline.site_model import load_site
 
@@ -12,14 +12,16 @@ MAIN_JOB_NAME = "cariflex_main"
 # load error in the UI, naming the entry and the field, instead of the first run's failure.
 load_site()
 
-# Stages of the flow, in order: site -> measurements, prices and grid signals -> schedule -> dispatch, and the
-# dashboard's derived series (flexibility, grid impact, state of charge) from the plan and the measurements.
+# Stages of the flow, in order: site -> measurements, prices and grid signals -> schedule -> dispatch (OCPP to
+# the charge points, S2 to the batteries and V2G chargers), and the dashboard's derived series (flexibility, grid
+# impact, state of charge) from the plan and the measurements.
 stage_defs = [
     site.defs,
     measurements.defs,
     openadr.defs,
     scheduling.defs,
     dispatch.defs,
+    s2.defs,
     derived.defs,
 ]
 # Beside the flow: operations.

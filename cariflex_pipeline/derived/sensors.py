@@ -7,6 +7,8 @@ sensor's id + 100 (battery 51 -> 151, V2G 71 -> 171), so the seed's numbering st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
 
 from cariflex_pipeline.site_model import Sensor, Site
 
@@ -16,6 +18,8 @@ FLEXIBILITY_IMPACT = 103
 ACTIVE_SESSIONS = 104
 EV_FLEXIBILITY_POTENTIAL = 105
 SOC_OFFSET = 100
+# The data source of every derived value in the store.
+DERIVED_SOURCE = "cariflex-derived"
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,17 @@ class DerivedSensors:
     sensors: list[Sensor]
     battery_soc: dict[str, int]  # battery name -> SoC sensor id
     v2g_soc: dict[str, int]  # V2G charger name -> SoC sensor id
+
+
+def soc_sensor(device: str, sensor_id: int, kind: Literal["battery", "v2g"], resolution: timedelta) -> Sensor:
+    """The one definition of a battery's or V2G EV's SoC sensor, whoever registers it first: the derived series
+    (source DERIVED_SOURCE) and the S2 CEM (the fill level its RM reports, and the one its plan expects) write
+    beliefs of their own sources on the same sensor."""
+    name, what = (f"{device}_soc", f"{device} stored energy") if kind == "battery" else (
+        f"{device}_ev_soc", f"energy in the EV at {device}")
+    return Sensor(id=sensor_id, name=name, unit="kWh", resolution=resolution,
+                  description=f"{what} (kWh): derived from plan and meters ({DERIVED_SOURCE}, end of slot) or "
+                              "reported over S2")
 
 
 def derived_sensors(site: Site) -> DerivedSensors:
@@ -44,12 +59,8 @@ def derived_sensors(site: Site) -> DerivedSensors:
     ]
     battery_soc = {battery.name: battery.sensor_id + SOC_OFFSET for battery in site.batteries}
     v2g_soc = {charger.name: charger.sensor_id + SOC_OFFSET for charger in site.v2g_chargers}
-    sensors += [Sensor(id=sensor_id, name=f"{name}_soc", unit="kWh", resolution=resolution,
-                       description=f"derived: {name} stored energy at the end of the slot")
-                for name, sensor_id in battery_soc.items()]
-    sensors += [Sensor(id=sensor_id, name=f"{name}_ev_soc", unit="kWh", resolution=resolution,
-                       description=f"derived: energy in the EV at {name} at the end of the slot")
-                for name, sensor_id in v2g_soc.items()]
+    sensors += [soc_sensor(name, sensor_id, "battery", resolution) for name, sensor_id in battery_soc.items()]
+    sensors += [soc_sensor(name, sensor_id, "v2g", resolution) for name, sensor_id in v2g_soc.items()]
     taken = site.sensor_by_id
     for sensor in sensors:
         if sensor.id in taken:

@@ -13,6 +13,7 @@ from typing import Literal
 
 from cariflex_pipeline.derived.sensors import (
     ACTIVE_SESSIONS,
+    DERIVED_SOURCE,
     EV_FLEXIBILITY_POTENTIAL,
     FLEXIBILITY_IMPACT,
     GRID_IMPACT,
@@ -78,11 +79,12 @@ def seed_panels(site: Site) -> list[PanelSpec]:
                   description="PV power per installation (sensors 41-50): forecast or measured", stacked=True),
         PanelSpec("Consommation VE (kW)", latest_sql(points), "kwatt", "kW",
                   description="EV charging power of the site, all charge points (61-70): metered, else planned"),
+        # The same sensors hold the fill level the S2 RMs report (cariflex-s2-cem): one meaning per curve.
         PanelSpec("SOC Batteries (kWh)", latest_sql([b + SOC_OFFSET for b in batteries], "per_sensor",
-                                                    end_of_slot=True), "kwatth", "kWh",
+                                                    sources=[DERIVED_SOURCE], end_of_slot=True), "kwatth", "kWh",
                   description="Stored energy per battery at the end of each slot (derived, 151-160)"),
         PanelSpec("SOC V2G (kWh)", latest_sql([v.sensor_id + SOC_OFFSET for v in site.v2g_chargers], "per_sensor",
-                                              end_of_slot=True), "kwatth", "kWh",
+                                              sources=[DERIVED_SOURCE], end_of_slot=True), "kwatth", "kWh",
                   description="Energy in the EV at each V2G charger, end of slot (derived, 171-180)"),
         PanelSpec("Flexibilite Totale (kWh)", latest_sql([TOTAL_FLEXIBILITY]), "kwatth", "kWh",
                   description="Energy the EVs, batteries and V2G EVs could still take up (derived, 101)"),

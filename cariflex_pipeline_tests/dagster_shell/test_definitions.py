@@ -83,7 +83,7 @@ def test_the_15_minute_replan_reaches_the_charge_points_and_runs_out_of_the_box(
     }
     # The sensors' runs are latency-critical: nothing but the chain up to the stations (the derived series wait for
     # the next tick of the schedule, whose job holds them after the same chain).
-    chain = {"ev_charging_schedule", "ocpp_charging_profiles", "ocpp_dispatch"}
+    chain = {"ev_charging_schedule", "ocpp_charging_profiles", "ocpp_dispatch", "s2_instructions"}
     session_job = defs.resolve_job_def(defs.resolve_sensor_def("ev_session_sensor").job_name)
     assert {key.to_user_string() for key in session_job.asset_layer.executable_asset_keys} == chain
     ingest_job = defs.resolve_job_def(defs.resolve_sensor_def("openadr_vtn_sensor").job_name)

@@ -7,6 +7,7 @@ with this interpreter so that a changed pyproject.toml does not start an install
 """
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import create_engine, make_url, text
+from websockets.sync.client import connect as ws_connect
 
 from cariflex_pipeline_tests.conftest import POSTGRES_ADMIN_URL, require_service
 from cariflex_pipeline_tests.deploy.helpers import DEPLOY, ROOT
@@ -95,7 +97,7 @@ def test_a_sensor_run_succeeds_through_the_daemon_and_sigterm_stops_everything(
 ) -> None:
     instance_db, store_db = scratch_databases
     admin = make_url(POSTGRES_ADMIN_URL)
-    code_port, web_port = _free_port(), _free_port()
+    code_port, web_port, s2_port = _free_port(), _free_port(), _free_port()
     # The embedded defaults (sample feed, outbox dispatch), whatever this shell has configured.
     env = {key: value for key, value in os.environ.items()
            if not key.startswith("CARIFLEX_") or key.startswith("CARIFLEX_TEST_")}
@@ -110,6 +112,7 @@ def test_a_sensor_run_succeeds_through_the_daemon_and_sigterm_stops_everything(
         "CARIFLEX_DATABASE_URL": admin.set(database=store_db).render_as_string(hide_password=False),
         "CARIFLEX_CODE_SERVER_PORT": str(code_port),
         "CARIFLEX_WEBSERVER_PORT": str(web_port),
+        "CARIFLEX_S2_PORT": str(s2_port),
         "CARIFLEX_SERVE_HOME": str(tmp_path / "dagster_home"),
     })
     log_path = tmp_path / "serve.log"
@@ -151,6 +154,12 @@ def test_a_sensor_run_succeeds_through_the_daemon_and_sigterm_stops_everything(
         assert entry["name"] == "cariflex_pipeline" and entry["loadStatus"] == "LOADED"
         assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation"
         assert f"Dagster UI: {base}" in log_path.read_text(errors="replace")
+        # The S2 CEM of the same topology answers a resource manager's Handshake.
+        handshake = {"message_type": "Handshake", "message_id": str(uuid.uuid4()), "role": "RM"}
+        with ws_connect(f"ws://127.0.0.1:{s2_port}/", open_timeout=30) as s2:
+            s2.send(json.dumps(handshake))
+            assert json.loads(s2.recv(timeout=30)) == {"message_type": "ReceptionStatus", "status": "OK",
+                                                        "subject_message_id": handshake["message_id"]}
 
         members = _session_members(process.pid)
         assert len(members) >= 4, members  # serve, code server (and its proxied server), daemon, webserver

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,23 +17,10 @@ import pytest
 
 from cariflex_pipeline.dispatch import AmqpTransport, Outbox, RestTransport, dispatch_profiles, profiles_from_plan
 from cariflex_pipeline.dispatch.callbacks import AnswerReceiver
-from cariflex_pipeline_tests.conftest import require_tool
 from cariflex_pipeline_tests.dispatch.citrineos_rest import CitrineRestDouble
 from cariflex_pipeline_tests.dispatch.conftest import NOW, plan_frame
 
 START = NOW.replace(minute=0, second=0)
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory) -> tuple[Path, Path]:
-    require_tool("openssl", "to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-addext",
-                    "basicConstraints=critical,CA:TRUE", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
 
 
 def _server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:

@@ -18,7 +18,8 @@ from sqlalchemy import Column, DefaultClause, Engine, MetaData
 # Imported for their side effect: the domain modules declare their tables on the shared metadata (one left out
 # shows up as a table the database has and the metadata lacks).
 import cariflex_pipeline.dispatch.tables
-import cariflex_pipeline.openadr.tables  # noqa: F401
+import cariflex_pipeline.openadr.tables
+import cariflex_pipeline.s2.tables  # noqa: F401
 from cariflex_pipeline.store import TimeSeriesStore
 from cariflex_pipeline.store.migrate import VERSION_TABLE
 from cariflex_pipeline.store.schema import metadata

@@ -22,6 +22,7 @@ from cariflex_pipeline.defs.partitions import daily_partitions, partition_day_wi
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.derived.sensors import (
     ACTIVE_SESSIONS,
+    DERIVED_SOURCE,
     EV_FLEXIBILITY_POTENTIAL,
     FLEXIBILITY_IMPACT,
     GRID_IMPACT,
@@ -31,7 +32,6 @@ from cariflex_pipeline.derived.sensors import (
 from cariflex_pipeline.site_model import Site
 from cariflex_pipeline.store import TimeSeriesStore
 
-DERIVED_SOURCE = "cariflex-derived"
 PLAN_AND_MEASUREMENTS = [dg.AssetKey("ev_charging_schedule"), dg.AssetKey("site_measurements")]
 
 

@@ -12,6 +12,7 @@ storage and inflexible load net of PV, export unpaid: cariflex_pipeline/scheduli
 ``objective_total_eur`` their sum. The site's export capacity bounds storage discharge.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -28,6 +29,7 @@ from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResour
 from cariflex_pipeline.defs.scheduling.checks import Policy, default_policy, honesty_check_specs, honesty_checks
 from cariflex_pipeline.dispatch import active_sessions, has_session_history
 from cariflex_pipeline.dispatch.sessions import unapplied_needs
+from cariflex_pipeline.s2.planning import rm_limits
 from cariflex_pipeline.scheduling import (
     BatterySpec,
     EvSession,
@@ -74,7 +76,8 @@ class ScheduleConfig(dg.Config):
         default="max_known", description="'error' fails naming the slots; 'max_known' fills with the dearest.")
     solver: Literal["auto", "highs", "cbc"] = "auto"
     time_limit_seconds: float = Field(default=60.0, gt=0)
-    include_batteries: bool = Field(default=False, description="Plan the site's stationary batteries too.")
+    include_batteries: bool = Field(default=False, description="Plan the site's stationary batteries too (with "
+                                    "the capacity, power limits and fill level their S2 RM declares, if any).")
     use_pv_forecast: bool = Field(default=True, description="Raise the site limit by the PV values in the store.")
     inflexible_load_kw: float = Field(default=0.0, ge=0)
     unserved_penalty_eur_per_kwh: float = Field(default=10.0, gt=0)
@@ -120,24 +123,94 @@ def ev_charging_schedule(
     if prices.filled:
         context.log.warning("price fallback: %s", prices.description)
     sessions = _read_sessions(context, config, series.engine, site_model, now, start, n)
-    batteries = [BatterySpec.from_site(b) for b in site_model.batteries] if config.include_batteries else []
+    v2g = _v2g_from_rms(context, site_model, series, sessions.sessions, start, start + n * site_model.resolution)
+    sessions = dataclasses.replace(sessions, sessions=v2g.sessions)
+    batteries = _batteries(context, site_model, series) if config.include_batteries else _Batteries([], [], [])
     try:
-        problem = horizon_problem(start, site_model.resolution, signals, prices, sessions.sessions, batteries,
+        problem = horizon_problem(start, site_model.resolution, signals, prices, sessions.sessions, batteries.specs,
                                   config.inflexible_load_kw, config.unserved_penalty_eur_per_kwh)
         resolved = resolve(problem, site_model)
     except ProblemError as error:
         raise dg.Failure(description=f"scheduling problem refused: {error}") from error
     result = solve(resolved, solver=config.solver, time_limit_s=config.time_limit_seconds)
     violations = verify(resolved, result)
+    for name in batteries.at_zero:  # written as a plan of zero, so no earlier plan for it stays in force
+        result.battery_power_kw[name] = [0.0] * result.n_slots
     written = _write_plan(context, series, site_model, result, violations)
     metadata = _metadata(problem, resolved, result, signals, prices, sessions, written, site_model.tz)
     metadata["schedule_written"] = not violations
     metadata[LABEL_KEY] = f"signals {provenance_label(signal_sources)}; sessions " + (
         "SAMPLE: the bundled day template" if sessions.source == "template" else "from the bus")
+    metadata["batteries_from_s2"] = ", ".join(batteries.from_s2) or "none"
+    metadata["batteries_planned_at_zero"] = ", ".join(batteries.at_zero) or "none"
+    metadata["v2g_from_s2"] = ", ".join(v2g.from_s2) or "none"
+    metadata["v2g_unavailable_by_s2"] = ", ".join(v2g.unavailable) or "none"
     gaps = input_gaps(signals, prices, sessions.source, sessions.with_default_needs)
     staleness = signal_staleness(signals, site_model.resolution, config.price_hours_wanted, config.use_pv_forecast)
     return dg.MaterializeResult(metadata=metadata, check_results=[
         _check(violations), *honesty_checks(gaps, staleness, config.on_defaulted_inputs)])
+
+
+@dataclass(frozen=True)
+class _Batteries:
+    specs: list[BatterySpec]
+    from_s2: list[str]  # planned with what their S2 RM declares
+    at_zero: list[str]  # their RM is gone or uncontrollable: planned at zero until it returns
+
+
+def _batteries(context: dg.AssetExecutionContext, site: Site, series: TimeSeriesStore) -> _Batteries:
+    """The site's batteries, each with its S2 RM's capacity, power limits and fill level where one is connected
+    (the site file's values otherwise)."""
+    limits = rm_limits(series, [battery.name for battery in site.batteries])
+    chosen = _Batteries([], [], [])
+    for battery in site.batteries:
+        spec, rm = BatterySpec.from_site(battery), limits.get(battery.name)
+        if rm is None:
+            chosen.specs.append(spec)
+        elif not rm.controllable or rm.max_charge_kw <= 0 or rm.max_discharge_kw <= 0:
+            context.log.warning("battery %s planned at zero: %s", battery.name, rm.reason or "one-way power range")
+            chosen.at_zero.append(battery.name)
+        else:
+            soc_min = min(spec.soc_min_kwh, rm.fill_level_kwh)
+            chosen.specs.append(BatterySpec(**{
+                **spec.model_dump(), "capacity_kwh": rm.capacity_kwh, "soc_min_kwh": soc_min, "soc_max_kwh": None,
+                "initial_soc_kwh": rm.fill_level_kwh, "max_charge_kw": rm.max_charge_kw,
+                "max_discharge_kw": rm.max_discharge_kw,
+                "round_trip_efficiency": rm.round_trip_efficiency or spec.round_trip_efficiency}))
+            chosen.from_s2.append(battery.name)
+    return chosen
+
+
+@dataclass(frozen=True)
+class _V2g:
+    sessions: list[EvSession]
+    from_s2: list[str]  # chargers whose car is planned from what its S2 RM declares
+    unavailable: list[str]  # chargers whose RM is gone or uncontrollable: no car to plan
+
+
+def _v2g_from_rms(context: dg.AssetExecutionContext, site: Site, series: TimeSeriesStore,
+                  sessions: list[EvSession], start: datetime, end: datetime) -> _V2g:
+    """A V2G car's availability follows its RM: while connected, one session from now to the end of its
+    FillLevelTargetProfile (else the session it replaces, else the horizon), with its capacity, fill level,
+    target and power limits; while gone or uncontrolled, none. A charger that never had an RM keeps its sessions."""
+    limits = rm_limits(series, [charger.name for charger in site.v2g_chargers])
+    chosen = _V2g([s for s in sessions if s.charge_point not in limits], [], [])
+    for name, rm in sorted(limits.items()):
+        if not rm.controllable or rm.max_charge_kw <= 0 or rm.max_discharge_kw <= 0:
+            context.log.warning("V2G %s not planned: %s", name, rm.reason or "one-way power range")
+            chosen.unavailable.append(name)
+            continue
+        replaced = next((s for s in sessions if s.charge_point == name), None)
+        departure = rm.target_by or (replaced.departure if replaced else end)
+        soc_now = rm.fill_level_kwh / rm.capacity_kwh
+        target = (rm.target_kwh / rm.capacity_kwh if rm.target_kwh is not None
+                  else replaced.soc_target if replaced and replaced.soc_target is not None else soc_now)
+        chosen.sessions.append(EvSession(
+            id=f"{name}-s2", charge_point=name, arrival=start, departure=max(departure, start + site.resolution),
+            battery_capacity_kwh=rm.capacity_kwh, soc_now=soc_now, soc_target=min(1.0, target),
+            max_power_kw=rm.max_charge_kw, max_discharge_kw=rm.max_discharge_kw))
+        chosen.from_s2.append(name)
+    return chosen
 
 
 def _read_signals(series: TimeSeriesStore, site: Site, start: datetime, n: int,
