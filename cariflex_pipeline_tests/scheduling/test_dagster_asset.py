@@ -91,6 +91,8 @@ def test_schedule_is_written_as_planned_power_with_metadata(store_url):
     assert metadata["energy_after_horizon_kwh"].value > 0  # tomorrow's cars leaving after the 24-hour horizon
     assert metadata["energy_delivered_kwh"].value > 100
     assert "| slot (America/Martinique) | kW | EUR/MWh |" in metadata["schedule_CP001"].value
+    connected = [row.data for row in metadata["connected_now"].value.records]
+    assert connected and {row["inputs"] for row in connected} == {"SAMPLE day template"}
 
     planned = _planned(store_url)
     assert len(planned) == 10 * 96 and set(planned["sensor_id"]) == set(CP_SENSORS)
@@ -219,6 +221,11 @@ def test_live_sessions_from_the_bus_replace_the_template(store_url, site):
     # The default need (15 kWh within 4 h of plugging in) is met; the grid side carries the charging losses.
     assert metadata["energy_delivered_kwh"].value == pytest.approx(15.0, rel=1e-6)
     assert energy_by_sensor[67] >= 15.0 - 1e-6
+    # who is connected now, second on the page after the chart, in site time (UTC-4), the defaults flagged
+    assert list(metadata)[1] == "connected_now"
+    assert [row.data for row in metadata["connected_now"].value.records] == [
+        {"station": "CP007", "since": "28 Nov 11:40", "leaves": "28 Nov 15:40", "needed kWh": 15.0,
+         "planned kWh": 15.0, "inputs": "DEFAULT departure/energy"}]
 
     assert metadata["data"].value == "signals from test-vtn; sessions from the bus"
 

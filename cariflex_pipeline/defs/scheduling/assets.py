@@ -27,6 +27,7 @@ from cariflex_pipeline.charts import horizon_chart, markdown_image
 from cariflex_pipeline.defs.provenance import LABEL_KEY, provenance_label
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.defs.scheduling.checks import Policy, default_policy, honesty_check_specs, honesty_checks
+from cariflex_pipeline.defs.scheduling.connected import connected_rows, connected_table
 from cariflex_pipeline.dispatch import active_sessions, has_session_history
 from cariflex_pipeline.dispatch.sessions import unapplied_needs
 from cariflex_pipeline.s2.planning import rm_limits
@@ -99,6 +100,7 @@ class _Sessions:
     with_default_needs: int
     superseded: list[str]
     not_applied: list[dict]  # EV needs CitrineOS rejected or has not answered: not in these sessions
+    defaulted: frozenset[str] = frozenset()  # ids of the sessions whose departure or energy is a default
 
 
 @dg.asset(
@@ -138,6 +140,10 @@ def ev_charging_schedule(
         result.battery_power_kw[name] = [0.0] * result.n_slots
     written = _write_plan(context, series, site_model, result, violations)
     metadata = _metadata(problem, resolved, result, signals, prices, sessions, written, site_model.tz)
+    # right after the chart: who is plugged in now
+    metadata = {"horizon_chart": metadata.pop("horizon_chart"), "connected_now": connected_table(connected_rows(
+        problem.sessions, result, now, site_model.tz, sessions.defaulted, sessions.source == "template")),
+        **metadata}
     metadata["schedule_written"] = not violations
     metadata[LABEL_KEY] = f"signals {provenance_label(signal_sources)}; sessions " + (
         "SAMPLE: the bundled day template" if sessions.source == "template" else "from the bus")
@@ -242,8 +248,10 @@ def _read_sessions(context: dg.AssetExecutionContext, config: ScheduleConfig, en
         points = [cp.id for cp in site.charge_points]
         live = active_sessions(engine, points)
         sessions, superseded = sessions_from_live(live, start, site.resolution)
+        defaulted = frozenset(f"{record['station_id']}:{record['transaction_id']}" for record in live
+                              if record["defaults"])
         chosen = _Sessions(source, sessions, sum(record["defaults"] for record in live), superseded,
-                           unapplied_needs(engine, now, station_ids=points))
+                           unapplied_needs(engine, now, station_ids=points), defaulted)
     if chosen.superseded:
         context.log.warning("not scheduled, a later transaction started at the same EVSE: %s",
                             ", ".join(chosen.superseded))
