@@ -38,6 +38,7 @@ ARGPARSE_MODULES = {
     "cariflex_pipeline.scheduling": False,
     "cariflex_pipeline.store": True,
     "cariflex_pipeline.grafana": False,
+    "cariflex_pipeline.s2": False,
 }
 NO_ARGUMENT_MODULES = {"cariflex_pipeline", "cariflex_pipeline.dispatch.callbacks"}
 
