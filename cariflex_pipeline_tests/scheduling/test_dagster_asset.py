@@ -251,24 +251,32 @@ def test_the_plan_is_drawn_first_in_the_metadata(store_url):
     assert (width, height) == (720, 384)
 
 
-def test_the_block_policy_fails_the_honesty_checks_and_stops_dispatch_in_the_run(store_url):
+def test_the_block_policy_fails_the_run_before_planning_naming_the_problems(store_url):
     _write(store_url, 84, _prices(range(8)))  # prices for the next 2 h only
     _write(store_url, 86, {t: 100.0 for t in range(96)})
     _write(store_url, 87, {t: 0.0 for t in range(96)})
     resources = {"site": SiteResource(), "store": TimeSeriesStoreResource(database_url=store_url)}
-    result = dg.materialize(
-        [ev_charging_schedule, ocpp_charging_profiles], resources=resources, raise_on_error=False,
-        run_config={"ops": {"ev_charging_schedule": {"config": {"now": NOW, "use_pv_forecast": False,
-                                                                "on_defaulted_inputs": "block"}}}})
-    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-    current = checks["signals_current"]
-    assert (current.passed, current.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    config = {"now": NOW, "use_pv_forecast": False, "session_source": "template"}
+    warned = dg.materialize([ev_charging_schedule, ocpp_charging_profiles], resources=resources,
+                            run_config={"ops": {"ev_charging_schedule": {"config": config}}})
+    current = {c.check_name: c for c in warned.get_asset_check_evaluations()}["signals_current"]
+    assert (current.passed, current.severity) == (False, dg.AssetCheckSeverity.WARN)
     assert current.description == "prices: known for the next 2 h, 6 h wanted"
-    assert checks["schedule_inputs_known"].severity == dg.AssetCheckSeverity.ERROR
-    assert checks["schedule_inputs_known"].metadata["policy"].value == "block"
-    # the plan is shown, but nothing acts on it in this run
-    assert result.asset_materializations_for_node("ocpp_charging_profiles") == []
-    assert not result.success
+    assert warned.asset_materializations_for_node("ocpp_charging_profiles")  # warn: dispatched all the same
+    planned_before = _planned(store_url)
+
+    blocked = dg.materialize(
+        [ev_charging_schedule, ocpp_charging_profiles], resources=resources, raise_on_error=False,
+        run_config={"ops": {"ev_charging_schedule": {"config": {**config, "on_defaulted_inputs": "block"}}}})
+    assert not blocked.success
+    [failure] = blocked.get_step_failure_events()
+    assert failure.step_failure_data.user_failure_data.description == (
+        "not planned (CARIFLEX_ON_DEFAULTED_INPUTS=block): prices: 88 slots without a price filled with the dearest "
+        "known price (88 of 96 slots); sessions: the bundled day template, not live sessions from the bus; prices: "
+        "known for the next 2 h, 6 h wanted")
+    assert blocked.asset_materializations_for_node("ev_charging_schedule") == []
+    assert blocked.asset_materializations_for_node("ocpp_charging_profiles") == []
+    pd.testing.assert_frame_equal(_planned(store_url), planned_before)  # nothing new written
 
 
 def test_the_policy_default_comes_from_the_environment(monkeypatch):

@@ -26,7 +26,13 @@ from sqlalchemy.engine import Engine
 from cariflex_pipeline.charts import horizon_chart, markdown_image
 from cariflex_pipeline.defs.provenance import LABEL_KEY, provenance_label
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
-from cariflex_pipeline.defs.scheduling.checks import Policy, default_policy, honesty_check_specs, honesty_checks
+from cariflex_pipeline.defs.scheduling.checks import (
+    Policy,
+    default_policy,
+    honesty_check_specs,
+    honesty_checks,
+    refuse_under_block,
+)
 from cariflex_pipeline.defs.scheduling.connected import connected_rows, connected_table
 from cariflex_pipeline.dispatch import active_sessions, has_session_history
 from cariflex_pipeline.dispatch.sessions import unapplied_needs
@@ -87,8 +93,8 @@ class ScheduleConfig(dg.Config):
                                       "prices are known for fewer hours ahead than this.")
     on_defaulted_inputs: Policy = Field(
         default_factory=default_policy,
-        description="'warn': a plan on defaulted or stale inputs is dispatched with a warning; 'block': its checks "
-                    "fail with ERROR and stop dispatch in the run. Default: $CARIFLEX_ON_DEFAULTED_INPUTS, else warn.")
+        description="'warn': a plan on defaulted or stale inputs is dispatched with a warning; 'block': the run "
+                    "fails before planning, naming them. Default: $CARIFLEX_ON_DEFAULTED_INPUTS, else warn.")
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,9 @@ def ev_charging_schedule(
     v2g = _v2g_from_rms(context, site_model, series, sessions.sessions, start, start + n * site_model.resolution)
     sessions = dataclasses.replace(sessions, sessions=v2g.sessions)
     batteries = _batteries(context, site_model, series) if config.include_batteries else _Batteries([], [], [])
+    gaps = input_gaps(signals, prices, sessions.source, sessions.with_default_needs)
+    staleness = signal_staleness(signals, site_model.resolution, config.price_hours_wanted, config.use_pv_forecast)
+    refuse_under_block(gaps, staleness, config.on_defaulted_inputs)
     try:
         problem = horizon_problem(start, site_model.resolution, signals, prices, sessions.sessions, batteries.specs,
                                   config.inflexible_load_kw, config.unserved_penalty_eur_per_kwh)
@@ -151,8 +160,6 @@ def ev_charging_schedule(
     metadata["batteries_planned_at_zero"] = ", ".join(batteries.at_zero) or "none"
     metadata["v2g_from_s2"] = ", ".join(v2g.from_s2) or "none"
     metadata["v2g_unavailable_by_s2"] = ", ".join(v2g.unavailable) or "none"
-    gaps = input_gaps(signals, prices, sessions.source, sessions.with_default_needs)
-    staleness = signal_staleness(signals, site_model.resolution, config.price_hours_wanted, config.use_pv_forecast)
     return dg.MaterializeResult(metadata=metadata, check_results=[
         _check(violations), *honesty_checks(gaps, staleness, config.on_defaulted_inputs)])
 
