@@ -10,12 +10,18 @@ EVSE's maximum power (`EVSE.Power`'s maxLimit in W, as OCPP 2.0.1 defines it; a 
 a string). An empty array means CitrineOS holds no device model for the station: it is "missing" here.
 
 What that API cannot tell: `stationId` is required, and 1.8.3 has no REST data route for ChargingStation or
-Location (those tables reach its operator UI through Hasura GraphQL only), so stations CitrineOS knows beyond the
-site model and the stations' locations are not compared; the diff says so rather than passing them as equal.
+Location. Those tables reach CitrineOS's operator UI through the Hasura GraphQL engine of its compose stack
+(Server/docker-compose.yml `graphql-engine`, metadata in Server/hasura-metadata/; citrineos-operator-ui asks
+`ChargingStations { id locationId Location { ... coordinates } }`). When its URL is given, the station list and
+each station's Location come from there: stations CitrineOS knows beyond the site model are "extra", and a charge
+point farther than LOCATION_TOLERANCE_M from its station's Location (a PostGIS point, GeoJSON [longitude,
+latitude]) differs in location. Without it the diff says what it could not compare rather than passing it as equal.
+Addresses are not compared: CitrineOS splits them into name/address/city, the site model keeps one free text.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,10 +32,15 @@ from cariflex_pipeline.dispatch.connections import safe_url, tls_context
 from cariflex_pipeline.site_model import ChargePoint
 
 DEVICE_MODEL_PATH = "/data/monitoring/variableAttribute"
-# What the REST data API of 1.8.3 does not serve (see the module docstring): shown with every diff.
+# What the REST data API of 1.8.3 does not serve (see the module docstring): shown when GraphQL is not configured.
 NOT_COMPARED = ("stations CitrineOS knows beyond the site model, and locations: CitrineOS 1.8.3's REST data API "
-                "has no ChargingStation or Location route (only its Hasura GraphQL serves them)")
+                "has no ChargingStation or Location route; set CARIFLEX_CITRINEOS_GRAPHQL_URL (its Hasura GraphQL)")
+STATIONS_QUERY = ("query CariflexAssetSync($tenantId: Int!) { ChargingStations(where: {tenantId: {_eq: $tenantId}}) "
+                  "{ id locationId Location { id name coordinates } } }")
 POWER_TOLERANCE_W = 1.0  # maxLimit is stored as a decimal; a rounding in W is not a difference
+# A Location is the pool (one point for all its stations); the seed's pools span under 200 m.
+LOCATION_TOLERANCE_M = 250.0
+EARTH_RADIUS_M = 6_371_000.0
 
 
 class CitrineUnavailable(Exception):
@@ -55,11 +66,28 @@ class KnownStation:
 
 
 @dataclass(frozen=True)
+class KnownLocation:
+    """The Location CitrineOS has for a station (None fields when the station has none)."""
+
+    name: str | None
+    latitude: float | None
+    longitude: float | None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Every station CitrineOS knows (from GraphQL), with its Location, and the rows it could not read."""
+
+    locations: Mapping[str, KnownLocation]
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Difference:
     """One way the site model and CitrineOS disagree."""
 
     station_id: str
-    kind: str  # missing | extra | power
+    kind: str  # missing | extra | power | location
     site_model: str
     citrineos: str
 
@@ -71,7 +99,7 @@ class AssetDiff:
     differences: tuple[Difference, ...]
     skipped: tuple[str, ...]
     compared: tuple[str, ...]  # the stations compared
-    not_compared: str = NOT_COMPARED
+    not_compared: str  # "nothing", or what this source of CitrineOS's data could not compare
 
     def of_kind(self, kind: str) -> list[Difference]:
         return [d for d in self.differences if d.kind == kind]
@@ -166,18 +194,47 @@ def _number(value: Any, what: str) -> float:
         raise ValueError(f"{what} is {value!r}, not a number") from None
 
 
-def compare(charge_points: Iterable[ChargePoint], known: Mapping[str, KnownStation]) -> AssetDiff:
-    """The site model's charge points against CitrineOS's device models, by station id."""
+def compare(charge_points: Iterable[ChargePoint], known: Mapping[str, KnownStation],
+            inventory: Inventory | None = None) -> AssetDiff:
+    """The site model's charge points against CitrineOS's device models, by station id, and against its station
+    list and Locations when `inventory` is given."""
+    charge_points = list(charge_points)
     differences = []
-    skipped: list[str] = []
-    compared = []
+    skipped: list[str] = list(inventory.skipped) if inventory else []
     for cp in charge_points:
-        compared.append(cp.id)
         station = known.get(cp.id)
         if station is not None:
             skipped.extend(station.skipped)
+        if inventory is not None and cp.id not in inventory.locations:
+            differences.append(Difference(cp.id, "missing", f"EVSE {cp.evse_id} connector {cp.connector_id}, "
+                                          f"{cp.max_power_kw:g} kW", "no ChargingStation of that id"))
+            continue
         differences.extend(_station_differences(cp, station))
-    return AssetDiff(tuple(differences), tuple(skipped), tuple(compared))
+        if inventory is not None:
+            differences.extend(_location_difference(cp, inventory.locations[cp.id]))
+    if inventory is not None:
+        ours = {cp.id for cp in charge_points}
+        differences.extend(Difference(station_id, "extra", "-", "a ChargingStation not in the site model")
+                           for station_id in sorted(set(inventory.locations) - ours))
+    return AssetDiff(tuple(differences), tuple(skipped), tuple(cp.id for cp in charge_points),
+                     "nothing" if inventory is not None else NOT_COMPARED)
+
+
+def _location_difference(cp: ChargePoint, location: KnownLocation) -> list[Difference]:
+    ours = f"{cp.location.latitude:.5f}, {cp.location.longitude:.5f}"
+    if location.latitude is None or location.longitude is None:
+        return [Difference(cp.id, "location", ours, "no Location coordinates")]
+    distance = _distance_m(cp.location.latitude, cp.location.longitude, location.latitude, location.longitude)
+    if distance <= LOCATION_TOLERANCE_M:
+        return []
+    return [Difference(cp.id, "location", ours, f"{location.name or 'Location'} at {location.latitude:.5f}, "
+                                                f"{location.longitude:.5f} ({distance / 1000:.1f} km away)")]
+
+
+def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Equirectangular distance: exact enough at the few-km scale of a site's pools."""
+    x = math.radians(lon2 - lon1) * math.cos(math.radians((lat1 + lat2) / 2))
+    return EARTH_RADIUS_M * math.hypot(x, math.radians(lat2 - lat1))
 
 
 def _station_differences(cp: ChargePoint, station: KnownStation | None) -> list[Difference]:
@@ -214,3 +271,71 @@ def read_citrineos(base_url: str, station_ids: Iterable[str], *, tenant_id: str 
                       verify=tls_context(ca_file)) as http:
         return {station_id: read_station(station_id, fetch_device_model(http, station_id, tenant_id))
                 for station_id in station_ids}
+
+
+def fetch_inventory(graphql_url: str, *, tenant_id: str = "1", token: str | None = None,
+                    ca_file: str | None = None, timeout: float = 10.0) -> Inventory:
+    """Every ChargingStation of the tenant with its Location, from CitrineOS's Hasura GraphQL; CitrineUnavailable
+    when it cannot be read or answers with GraphQL errors."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    where = f"CitrineOS GraphQL at {safe_url(graphql_url)}"
+    try:
+        with httpx.Client(timeout=timeout, headers=headers, verify=tls_context(ca_file)) as http:
+            response = http.post(graphql_url, json={"query": STATIONS_QUERY,
+                                                    "variables": {"tenantId": int(tenant_id)}})
+    except httpx.HTTPError as error:
+        raise CitrineUnavailable(f"{where}: {type(error).__name__} reading the station list") from error
+    if response.status_code != 200:
+        raise CitrineUnavailable(f"{where}: HTTP {response.status_code} reading the station list")
+    try:
+        document = response.json()
+    except ValueError as error:
+        raise CitrineUnavailable(f"{where}: the station list is not JSON") from error
+    if not isinstance(document, dict):
+        raise CitrineUnavailable(f"{where}: the answer is not a GraphQL response object")
+    errors = document.get("errors")
+    if errors:
+        first = errors[0] if isinstance(errors, list) else errors
+        raise CitrineUnavailable(f"{where}: {first.get('message') if isinstance(first, dict) else first}")
+    data = document.get("data")
+    rows = data.get("ChargingStations") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise CitrineUnavailable(f"{where}: no data.ChargingStations list in the answer")
+    return read_inventory(rows)
+
+
+def read_inventory(rows: Sequence[Any]) -> Inventory:
+    """The stations and their Locations; a malformed row is named in `skipped` and left out."""
+    locations: dict[str, KnownLocation] = {}
+    skipped = []
+    for index, row in enumerate(rows):
+        try:
+            station_id, location = _inventory_row(row)
+        except (TypeError, ValueError) as error:
+            skipped.append(f"ChargingStations row {index}: {error}")
+            continue
+        locations[station_id] = location
+    return Inventory(locations, tuple(skipped))
+
+
+def _inventory_row(row: Any) -> tuple[str, KnownLocation]:
+    if not isinstance(row, dict):
+        raise TypeError(f"a {type(row).__name__}, not an object")
+    station_id = row.get("id")
+    if not isinstance(station_id, str) or not station_id:
+        raise ValueError(f"id is {station_id!r}, not a station id")
+    location = row.get("Location")
+    if location is None:
+        return station_id, KnownLocation(None, None, None)
+    if not isinstance(location, dict):
+        raise TypeError(f"station {station_id}: Location is not an object")
+    point = location.get("coordinates")
+    if point is None:
+        return station_id, KnownLocation(location.get("name"), None, None)
+    # GeoJSON, as Hasura serves a PostGIS point: {"type": "Point", "coordinates": [longitude, latitude]}
+    pair = point.get("coordinates") if isinstance(point, dict) else None
+    if not (isinstance(pair, list) and len(pair) >= 2):
+        raise ValueError(f"station {station_id}: Location.coordinates is {point!r}, not a GeoJSON Point")
+    longitude = _number(pair[0], f"station {station_id}: Location longitude")
+    latitude = _number(pair[1], f"station {station_id}: Location latitude")
+    return station_id, KnownLocation(location.get("name"), latitude, longitude)

@@ -13,14 +13,19 @@ from cariflex_pipeline.dispatch.citrineos_assets import (
     CitrineUnavailable,
     Difference,
     compare,
+    fetch_inventory,
     read_citrineos,
 )
 from cariflex_pipeline.site_model import load_site
+from cariflex_pipeline_tests.dispatch.citrineos_graphql import HasuraDouble, LocationRow
 from cariflex_pipeline_tests.dispatch.citrineos_rest import CitrineRestDouble
 
 TOKEN = "sync-secret-token"
 SITE = load_site()
 STATIONS = [cp.id for cp in SITE.charge_points]
+# The site's two pools as an operator enters them in CitrineOS (one point each, near their charge points)
+POINTE_SIMON = LocationRow(1, "Pointe Simon", 14.6045, -61.0653)
+LAMENTIN = LocationRow(2, "Place d'Armes, Le Lamentin", 14.6135, -60.9993)
 
 
 def _report_site(double: CitrineRestDouble, *, skip: str = "") -> None:
@@ -30,9 +35,22 @@ def _report_site(double: CitrineRestDouble, *, skip: str = "") -> None:
             double.report_device_model(cp.id, {cp.evse_id: ((cp.connector_id,), cp.max_power_kw * 1000)})
 
 
+def _place_site(graphql: HasuraDouble, *, skip: str = "") -> None:
+    """Every charge point of the bundled site is a ChargingStation at its pool's Location."""
+    for cp in SITE.charge_points:
+        if cp.id != skip:
+            graphql.add_station(cp.id, POINTE_SIMON if "Pointe Simon" in cp.location.address else LAMENTIN)
+
+
 @pytest.fixture
 def double():
     with CitrineRestDouble(token=TOKEN) as running:
+        yield running
+
+
+@pytest.fixture
+def graphql():
+    with HasuraDouble(token=TOKEN) as running:
         yield running
 
 
@@ -146,3 +164,60 @@ def test_no_rest_url_is_not_green():
     assert result.passed is False
     assert result.severity.value == "WARN"
     assert result.description == "not compared: CARIFLEX_CITRINEOS_URL is not set"
+
+
+def test_with_graphql_all_in_sync_compares_everything(double, graphql):
+    _report_site(double)
+    _place_site(graphql)
+    graphql.add_station("OTHER1", None, tenant_id=2)  # another tenant's station is not ours to compare
+    result = _check(double, graphql_url=graphql.url)
+    assert result.passed is True
+    assert result.metadata["not_compared"].value == "nothing"
+    assert graphql.requests == [{"query": "query CariflexAssetSync($tenantId: Int!) { ChargingStations(where: "
+                                          "{tenantId: {_eq: $tenantId}}) { id locationId Location { id name "
+                                          "coordinates } } }", "variables": {"tenantId": 1}}]
+
+
+def test_with_graphql_an_extra_station_a_missing_one_and_a_differing_location_are_exactly_the_diff(double, graphql):
+    _report_site(double)
+    _place_site(graphql, skip="CP009")
+    graphql.stations[5]["Location"] = graphql.stations[0]["Location"]  # CP006 filed under Pointe Simon
+    graphql.add_station("CP011", LAMENTIN)
+    graphql.add_station("CP012", None)
+    result = _check(double, graphql_url=graphql.url)
+    assert result.passed is False
+    assert result.description == "site model and CitrineOS differ: 1 missing, 2 extra, 1 location"
+    assert result.metadata["differences"].value == "\n".join([
+        "| station | difference | site model | CitrineOS |", "|---|---|---|---|",
+        "| CP006 | location | 14.61270, -61.00030 | Pointe Simon at 14.60450, -61.06530 (7.1 km away) |",
+        "| CP009 | missing | EVSE 1 connector 1, 11 kW | no ChargingStation of that id |",
+        "| CP011 | extra | - | a ChargingStation not in the site model |",
+        "| CP012 | extra | - | a ChargingStation not in the site model |"])
+
+
+def test_with_graphql_a_station_without_location_and_a_malformed_row_are_named(double, graphql):
+    _report_site(double)
+    _place_site(graphql)
+    graphql.stations[1]["Location"] = None
+    graphql.stations[2]["Location"]["coordinates"] = "14.6, -61.0"
+    graphql.stations.append({"id": 42, "tenantId": 1, "locationId": None, "Location": None})
+    inventory = fetch_inventory(graphql.url, token=TOKEN)
+    assert inventory.skipped == (
+        "ChargingStations row 2: station CP003: Location.coordinates is '14.6, -61.0', not a GeoJSON Point",
+        "ChargingStations row 10: id is 42, not a station id")
+    diff = compare(SITE.charge_points, read_citrineos(double.url, STATIONS, token=TOKEN), inventory)
+    # CP003's row was unreadable, so CP003 is unknown to the station list: missing, the others still compared
+    assert diff.differences == (
+        Difference("CP002", "location", "14.60410, -61.06590", "no Location coordinates"),
+        Difference("CP003", "missing", "EVSE 1 connector 1, 22 kW", "no ChargingStation of that id"),
+    )
+    assert diff.skipped == inventory.skipped
+
+
+def test_graphql_errors_are_a_clear_warning(double, graphql):
+    _report_site(double)
+    result = _check(double, graphql_url=graphql.url, rest_token="wrong-token")
+    assert result.description.endswith("HTTP 401 reading the device model of CP001")
+    with pytest.raises(CitrineUnavailable, match=r"CitrineOS GraphQL at http://127\.0\.0\.1:\d+/v1/graphql: "
+                                                 "Could not verify JWT: JWSError JWSInvalidSignature"):
+        fetch_inventory(graphql.url, token="wrong-token")
