@@ -189,9 +189,12 @@ def _number(value: Any, what: str) -> float:
     if isinstance(value, bool):
         raise ValueError(f"{what} is {value!r}, not a number")
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{what} is {value!r}, not a number") from None
+    if not math.isfinite(number):  # float() takes "NaN" and "Infinity"; no power or coordinate is either
+        raise ValueError(f"{what} is {value!r}, not a finite number")
+    return number
 
 
 def compare(charge_points: Iterable[ChargePoint], known: Mapping[str, KnownStation],

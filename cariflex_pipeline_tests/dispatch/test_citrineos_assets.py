@@ -136,6 +136,16 @@ def test_a_malformed_row_is_named_and_the_rest_still_compared(double):
     assert result.description == "site model and CitrineOS differ: 1 missing, 1 power, 3 unreadable row(s)"
 
 
+def test_a_power_that_is_not_finite_is_unreadable(double):
+    _report_site(double)
+    next(r for r in double.device_models["CP006"] if r["component"]["name"] == "EVSE")[
+        "variable"]["variableCharacteristics"]["maxLimit"] = "NaN"
+    diff = compare(SITE.charge_points, read_citrineos(double.url, STATIONS, token=TOKEN))
+    assert diff.skipped == ("CP006 variableAttribute row 1 (id 2): EVSE.Power variableCharacteristics.maxLimit is "
+                            "'NaN', not a finite number",)
+    assert diff.differences == (Difference("CP006", "power", "11 kW", "EVSE 1 Power maxLimit not reported"),)
+
+
 def test_citrineos_down_is_a_clear_warning_not_a_crash():
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
