@@ -27,6 +27,16 @@ and texts are read from the v1.8.3 source (citrineos/citrineos-core, tag v1.8.3)
   (JSON, nothing else) to the callbackUrl once the station answers, and only when that answer passes the response
   schema; a failed POST is only logged.
 
+- the REST data API's device model, `GET /data/monitoring/variableAttribute?stationId=..&tenantId=..`
+  (03_Modules/Monitoring/src/module/DataApi.ts `getDeviceModelVariables`; path from AbstractModuleApi.ts
+  `_toDataPath` with the shipped endpointPrefix `/monitoring`, Server/src/config/envs/local.ts): `stationId` is
+  required (01_Data/src/interfaces/queries/VariableAttribute.ts), the answer is the JSON array of VariableAttribute
+  rows of 01_Data/src/layers/sequelize/repository/DeviceModel.ts `readAllByQuerystring` (each row with `component`
+  and its `evse`, `variable` and its `variableCharacteristics`, and `statuses`; columns from
+  01_Data/src/layers/sequelize/model/DeviceModel/*.ts; `maxLimit` is a DECIMAL, which PostgreSQL returns as a
+  string), `[]` for a station without a device model. `report_device_model` builds the rows a station's
+  NotifyReport leaves; a test may append rows of its own to `device_models`.
+
 Differences on purpose: CitrineOS posts the callback before it updates its table and re-reads the station (a few
 tens of ms); the double updates its table first, so a test that saw the callback sees the table it implies. It
 never sends its own TxProfile on NotifyEVChargingNeeds (it gets none). EVSEs come from `connect(evse_ids=...)`
@@ -60,6 +70,7 @@ from cariflex_pipeline.dispatch.peer_schemas import violations
 from cariflex_pipeline_tests.dispatch.station_model import StationProfiles
 
 SMARTCHARGING = "/ocpp/2.0.1/smartcharging/"
+DEVICE_MODEL = "/data/monitoring/variableAttribute"
 ROUTES = {"setChargingProfile": "SetChargingProfile", "clearChargingProfile": "ClearChargingProfile",
           "getCompositeSchedule": "GetCompositeSchedule"}
 TX, MAX, EXTERNAL = "TxProfile", "ChargingStationMaxProfile", "ChargingStationExternalConstraints"
@@ -333,6 +344,7 @@ class CitrineRestDouble:
         self.calls: list[RestCall] = []
         self.answers: list[StationAnswer] = []
         self._stations: dict[str, StationProfiles] = {}
+        self.device_models: dict[str, list[Any]] = {}  # station -> its VariableAttribute rows, as the API serves them
         self._drops: dict[str, int] = {}
         self._failures: list[int] = []
         self._delay = 0.0
@@ -417,6 +429,24 @@ class CitrineRestDouble:
             return [replace(row, profile=copy.deepcopy(row.profile))
                     for key, row in sorted(self.tables.profiles.items()) if station_id in (None, key[0])]
 
+    def report_device_model(self, station_id: str, evses: dict[int, tuple[tuple[int, ...], float | None]],
+                            tenant_id: int = DEFAULT_TENANT_ID) -> list[dict[str, Any]]:
+        """The station's NotifyReport, stored as CitrineOS stores it: per EVSE id (connector ids, EVSE.Power maxLimit
+        in W or None when the station reports no characteristics), an `EVSE.Power` row and a `Connector.Available`
+        row per connector, beside a `SmartChargingCtrlr.Enabled` row of the station itself."""
+        with self._lock:
+            rows = self.device_models.setdefault(station_id, [])
+            stamp = self.clock().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            rows.append(_variable_attribute(len(rows) + 1, station_id, tenant_id, stamp, "SmartChargingCtrlr", None,
+                                            "Enabled", "boolean", "true", None))
+            for evse_id, (connector_ids, max_power_w) in sorted(evses.items()):
+                rows.append(_variable_attribute(len(rows) + 1, station_id, tenant_id, stamp, "EVSE", (evse_id, None),
+                                                "Power", "decimal", "0", max_power_w))
+                for connector_id in connector_ids:
+                    rows.append(_variable_attribute(len(rows) + 1, station_id, tenant_id, stamp, "Connector",
+                                                    (evse_id, connector_id), "Available", "boolean", "true", None))
+            return rows
+
     # --- knobs -------------------------------------------------------------------------------------------------
     def drop_next_answer(self, station_id: str, n: int = 1) -> None:
         """The callbacks for the station's next `n` answers are never posted (CitrineOS still updates its table)."""
@@ -456,6 +486,8 @@ class CitrineRestDouble:
             return failure, {"statusCode": failure, "error": "Service Unavailable", "message": "injected by the test"}
         try:
             self._authenticate(auth)
+            if method == "GET" and parts.path == DEVICE_MODEL:
+                return 200, self._device_model(query)
             action = ROUTES.get(parts.path.removeprefix(SMARTCHARGING))
             if method != "POST" or action is None:
                 raise HttpError(404, {"message": f"Route {method}:{target} not found", "error": "Not Found",
@@ -473,6 +505,18 @@ class CitrineRestDouble:
             raise HttpError(401, {"error": "Unauthorized", "message": "Missing or invalid authorization header"})
         if auth[len("Bearer "):].strip() != self.token:
             raise HttpError(401, {"error": "Unauthorized", "message": "Invalid token"})
+
+    def _device_model(self, query: dict[str, str | list[str]]) -> list[Any]:
+        """getDeviceModelVariables: fastify's querystring check, then the station's rows of that tenant."""
+        station_id = query.get("stationId")
+        if station_id is None:
+            raise _validation_error("querystring must have required property 'stationId'")
+        tenant = query.get("tenantId", str(DEFAULT_TENANT_ID))
+        if not isinstance(tenant, str) or not tenant.lstrip("-").isdigit():
+            raise _validation_error("querystring/tenantId must be number")
+        with self._lock:
+            return [copy.deepcopy(row) for row in self.device_models.get(str(station_id), [])
+                    if not isinstance(row, dict) or row.get("tenantId") == int(tenant)]
 
     @staticmethod
     def _validate(action: str, query: dict[str, str | list[str]], document: Any) -> tuple[list[str], int, str | None]:
@@ -594,6 +638,29 @@ class CitrineRestDouble:
         if station_id not in self._stations:
             raise KeyError(f"station {station_id} is not connected to the CitrineOS double")
         return self._stations[station_id]
+
+
+def _variable_attribute(row_id: int, station_id: str, tenant_id: int, stamp: str, component: str,
+                        evse: tuple[int, int | None] | None, variable: str, data_type: str, value: str,
+                        max_limit: float | None) -> dict[str, Any]:
+    """One VariableAttribute row as readAllByQuerystring serializes it (ids are made up but consistent)."""
+    base = {"tenantId": tenant_id, "createdAt": stamp, "updatedAt": stamp}
+    evse_row = None if evse is None else {"databaseId": row_id, "id": evse[0], "connectorId": evse[1],
+                                          "customData": None, **base}
+    characteristics = None if max_limit is None else {
+        "id": row_id, "unit": "W", "dataType": data_type, "minLimit": None, "maxLimit": f"{max_limit:g}",
+        "valuesList": None, "supportsMonitoring": True, "variableId": row_id, "customData": None, **base}
+    return {
+        "id": row_id, "stationId": station_id, "type": "Actual", "dataType": data_type, "value": value,
+        "mutability": "ReadOnly", "persistent": False, "constant": False, "generatedAt": stamp,
+        "variableId": row_id, "componentId": row_id, "evseDatabaseId": evse_row and row_id, **base,
+        "component": {"id": row_id, "name": component, "instance": None,
+                      "evseDatabaseId": evse_row and row_id, "customData": None, **base, "evse": evse_row},
+        "variable": {"id": row_id, "name": variable, "instance": None, "customData": None, **base,
+                     "variableCharacteristics": characteristics},
+        "statuses": [{"id": row_id, "value": value, "status": "Accepted", "statusInfo": None,
+                      "variableAttributeId": row_id, **base}],
+    }
 
 
 def _handler_for(double: CitrineRestDouble) -> type[BaseHTTPRequestHandler]:

@@ -1,10 +1,12 @@
-"""Dagster shell of the dispatch stage: profiles, dispatch, the EV-session and answer sensors, the broker."""
+"""Dagster shell of the dispatch stage: profiles, dispatch, the EV-session and answer sensors, the broker, and the
+asset sync with CitrineOS."""
 
 import dagster as dg
 
 from cariflex_pipeline.defs.dispatch.assets import ocpp_charging_profiles, ocpp_dispatch
 from cariflex_pipeline.defs.dispatch.resources import BrokerResource, broker_resource_from_env
 from cariflex_pipeline.defs.dispatch.sensors import ev_session_sensor, ocpp_answer_sensor
+from cariflex_pipeline.defs.dispatch.sync import citrineos_asset_sync
 
 # Evaluates FOLLOW_THE_PLAN: a plan materialized on its own is dispatched within this interval.
 replan_dispatch_sensor = dg.AutomationConditionSensorDefinition(
@@ -15,6 +17,7 @@ replan_dispatch_sensor = dg.AutomationConditionSensorDefinition(
 
 defs = dg.Definitions(
     assets=[ocpp_charging_profiles, ocpp_dispatch],
+    asset_checks=[citrineos_asset_sync],
     sensors=[ev_session_sensor, ocpp_answer_sensor, replan_dispatch_sensor],
     resources={"dispatch_broker": broker_resource_from_env()},
 )

@@ -7,6 +7,7 @@ CARIFLEX_CITRINEOS_ENVELOPE   1.8 (stationId, default) or 1.9 (ocppConnectionNam
 CARIFLEX_CITRINEOS_TENANT     tenant id (default 1)
 CARIFLEX_CITRINEOS_URL        CitrineOS REST base URL (rest transport)
 CARIFLEX_CITRINEOS_TOKEN      Bearer token for REST (resolved at run time, never shown or logged)
+CARIFLEX_CITRINEOS_GRAPHQL_URL  CitrineOS's Hasura GraphQL (stations and locations for the asset sync check)
 CARIFLEX_CITRINEOS_CALLBACK_URL  where CitrineOS posts REST answers (our callback receiver), required with rest
 CARIFLEX_DISPATCH_ANSWER_QUEUE / CARIFLEX_SESSION_QUEUE   our own queue names
 CARIFLEX_DISPATCH_CA_FILE     PEM of a private CA for amqps:// and https:// (default: the system CAs)
@@ -36,6 +37,7 @@ ENV_VARS = {
     "tenant_id": "CARIFLEX_CITRINEOS_TENANT",
     "rest_url": "CARIFLEX_CITRINEOS_URL",
     "rest_token": "CARIFLEX_CITRINEOS_TOKEN",
+    "graphql_url": "CARIFLEX_CITRINEOS_GRAPHQL_URL",
     "callback_url": "CARIFLEX_CITRINEOS_CALLBACK_URL",
     "answer_queue": "CARIFLEX_DISPATCH_ANSWER_QUEUE",
     "session_queue": "CARIFLEX_SESSION_QUEUE",
@@ -54,6 +56,8 @@ class BrokerResource(dg.ConfigurableResource):
     tenant_id: str = Field(default="1")
     rest_url: str | None = Field(default=None, repr=False, description="CitrineOS REST base URL.")
     rest_token: str | None = Field(default=None, repr=False, description="Bearer token for the REST API.")
+    graphql_url: str | None = Field(default=None, repr=False, description="CitrineOS's Hasura GraphQL URL (stations "
+                                    "and locations for the asset sync check; sent the REST Bearer token).")
     callback_url: str | None = Field(default=None, description="Base URL of our callback receiver, for REST answers.")
     answer_queue: str = Field(default="cariflex.dispatch.answers")
     session_queue: str = Field(default="cariflex.sessions")
