@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from cariflex_pipeline.defs.tables import metadata_table
 from cariflex_pipeline.dispatch import BuiltProfile
 from cariflex_pipeline.dispatch.dispatcher import DispatchReport
 
@@ -88,9 +89,7 @@ def station_rows(station_ids: Sequence[str], report: DispatchReport, built: Mapp
 
 
 def station_table(rows: Sequence[Mapping[str, str]]) -> dg.TableMetadataValue:
-    schema = dg.TableSchema(columns=[dg.TableColumn(name, kind, description=description)
-                                     for name, kind, description in COLUMNS])
-    return dg.MetadataValue.table([dg.TableRecord(dict(row)) for row in rows], schema=schema)
+    return metadata_table(COLUMNS, rows)
 
 
 def raw_payloads(report: DispatchReport) -> dg.MarkdownMetadataValue:

@@ -5,12 +5,13 @@ delivers to it within the horizon, and whether its departure or energy is a defa
 from the car) or the session comes from the bundled day template rather than the bus.
 """
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from cariflex_pipeline.defs.tables import metadata_table
 from cariflex_pipeline.scheduling import EvSession, ScheduleResult
 
 COLUMNS = (
@@ -41,7 +42,5 @@ def connected_rows(sessions: Sequence[EvSession], result: ScheduleResult, now: d
     return rows
 
 
-def connected_table(rows: Sequence[dict[str, object]]) -> dg.TableMetadataValue:
-    schema = dg.TableSchema(columns=[dg.TableColumn(name, kind, description=description)
-                                     for name, kind, description in COLUMNS])
-    return dg.MetadataValue.table([dg.TableRecord(dict(row)) for row in rows], schema=schema)
+def connected_table(rows: Sequence[Mapping[str, object]]) -> dg.TableMetadataValue:
+    return metadata_table(COLUMNS, rows)
