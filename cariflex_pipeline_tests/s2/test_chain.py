@@ -35,8 +35,9 @@ def _plan_and_follow(store: TimeSeriesStore, clock: Clock, rm: SimulatedRm, now:
     result = dg.materialize(
         [ev_charging_schedule, s2_instructions], resources=resources,
         run_config={"ops": {
-            "ev_charging_schedule": {"config": {"now": now.isoformat(), "include_batteries": True,
-                                                "session_source": "template", "horizon_hours": 24}},
+            # include_batteries unset: a battery an S2 RM speaks for is planned without being asked
+            "ev_charging_schedule": {"config": {"now": now.isoformat(), "session_source": "template",
+                                                "horizon_hours": 24}},
             "s2_instructions": {"config": {"now": now.isoformat(), "confirm_seconds": 20}}}})
     assert result.success
     schedule = result.asset_materializations_for_node("ev_charging_schedule")[0].metadata

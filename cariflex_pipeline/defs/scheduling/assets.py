@@ -83,8 +83,10 @@ class ScheduleConfig(dg.Config):
         default="max_known", description="'error' fails naming the slots; 'max_known' fills with the dearest.")
     solver: Literal["auto", "highs", "cbc"] = "auto"
     time_limit_seconds: float = Field(default=60.0, gt=0)
-    include_batteries: bool = Field(default=False, description="Plan the site's stationary batteries too (with "
-                                    "the capacity, power limits and fill level their S2 RM declares, if any).")
+    include_batteries: bool | None = Field(
+        default=None, description="Plan the site's stationary batteries: true, all of them (with what their S2 RM "
+        "declares where one is known, the site file otherwise); false, none; unset, those an S2 RM has spoken for "
+        "(a battery under S2 control is planned without further configuration).")
     use_pv_forecast: bool = Field(default=True, description="Raise the site limit by the PV values in the store.")
     inflexible_load_kw: float = Field(default=0.0, ge=0)
     unserved_penalty_eur_per_kwh: float = Field(default=10.0, gt=0)
@@ -133,7 +135,8 @@ def ev_charging_schedule(
     sessions = _read_sessions(context, config, series.engine, site_model, now, start, n)
     v2g = _v2g_from_rms(context, site_model, series, sessions.sessions, start, start + n * site_model.resolution)
     sessions = dataclasses.replace(sessions, sessions=v2g.sessions)
-    batteries = _batteries(context, site_model, series) if config.include_batteries else _Batteries([], [], [])
+    batteries = (_Batteries([], [], []) if config.include_batteries is False
+                 else _batteries(context, site_model, series, only_with_rm=config.include_batteries is None))
     gaps = input_gaps(signals, prices, sessions.source, sessions.with_default_needs)
     staleness = signal_staleness(signals, site_model.resolution, config.price_hours_wanted, config.use_pv_forecast)
     refuse_under_block(gaps, staleness, config.on_defaulted_inputs)
@@ -171,15 +174,17 @@ class _Batteries:
     at_zero: list[str]  # their RM is gone or uncontrollable: planned at zero until it returns
 
 
-def _batteries(context: dg.AssetExecutionContext, site: Site, series: TimeSeriesStore) -> _Batteries:
+def _batteries(context: dg.AssetExecutionContext, site: Site, series: TimeSeriesStore,
+               only_with_rm: bool = False) -> _Batteries:
     """The site's batteries, each with its S2 RM's capacity, power limits and fill level where one is connected
-    (the site file's values otherwise)."""
+    (the site file's values otherwise; `only_with_rm`: a battery no RM ever spoke for is left out)."""
     limits = rm_limits(series, [battery.name for battery in site.batteries])
     chosen = _Batteries([], [], [])
     for battery in site.batteries:
         spec, rm = BatterySpec.from_site(battery), limits.get(battery.name)
         if rm is None:
-            chosen.specs.append(spec)
+            if not only_with_rm:
+                chosen.specs.append(spec)
         elif not rm.controllable or rm.max_charge_kw <= 0 or rm.max_discharge_kw <= 0:
             context.log.warning("battery %s planned at zero: %s", battery.name, rm.reason or "one-way power range")
             chosen.at_zero.append(battery.name)
