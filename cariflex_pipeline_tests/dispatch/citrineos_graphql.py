@@ -20,8 +20,9 @@ without that Bearer token gets Hasura's JWT error (as with HASURA_GRAPHQL_JWT_SE
 import json
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from cariflex_pipeline_tests.http_double import LoopbackJsonServer
 
 GRAPHQL_PATH = "/v1/graphql"
 
@@ -45,8 +46,7 @@ class HasuraDouble:
         self.stations: list[Any] = []
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackJsonServer | None = None
 
     def add_station(self, station_id: str, location: LocationRow | None, tenant_id: int = 1) -> None:
         """A ChargingStations row (after its BootNotification), placed at `location` by the operator."""
@@ -58,19 +58,12 @@ class HasuraDouble:
                     "coordinates": {"type": "Point", "coordinates": [location.longitude, location.latitude]}}})
 
     def start(self) -> "HasuraDouble":
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-        self._thread.start()
+        self._server = LoopbackJsonServer(lambda _method, path, auth, body: self.handle(path, auth, body), ["POST"])
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(10)
+            self._server.stop()
 
     def __enter__(self) -> "HasuraDouble":
         return self.start()
@@ -81,7 +74,7 @@ class HasuraDouble:
     @property
     def url(self) -> str:
         assert self._server is not None, "the double is not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}{GRAPHQL_PATH}"
+        return f"{self._server.base_url}{GRAPHQL_PATH}"
 
     def handle(self, path: str, auth: str | None, body: bytes) -> tuple[int, Any]:
         if path != GRAPHQL_PATH:
@@ -106,21 +99,3 @@ class HasuraDouble:
 
 def _error(path: str, code: str, message: str) -> dict[str, Any]:
     return {"errors": [{"extensions": {"path": path, "code": code}, "message": message}]}
-
-
-def _handler_for(double: HasuraDouble) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, document = double.handle(self.path, self.headers.get("Authorization"), body)
-            data = json.dumps(document).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return None
-
-    return Handler

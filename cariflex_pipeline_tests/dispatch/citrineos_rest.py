@@ -60,7 +60,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -68,6 +67,7 @@ import httpx
 
 from cariflex_pipeline.dispatch.peer_schemas import violations
 from cariflex_pipeline_tests.dispatch.station_model import StationProfiles
+from cariflex_pipeline_tests.http_double import LoopbackJsonServer
 
 SMARTCHARGING = "/ocpp/2.0.1/smartcharging/"
 DEVICE_MODEL = "/data/monitoring/variableAttribute"
@@ -353,20 +353,14 @@ class CitrineRestDouble:
         self._queue_changed = threading.Condition()
         self._busy = 0  # answers queued or being delivered
         self._stopping = False
-        self._server: ThreadingHTTPServer | None = None
-        self._threads: list[threading.Thread] = []
+        self._server: LoopbackJsonServer | None = None
+        self._delivery: threading.Thread | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> CitrineRestDouble:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        if self.tls is not None:
-            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
-        self._threads = [threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                          daemon=True),
-                         threading.Thread(target=self._deliver_answers, daemon=True)]
-        for thread in self._threads:
-            thread.start()
+        self._server = LoopbackJsonServer(self.handle, ["GET", "POST"], tls=self.tls)
+        self._delivery = threading.Thread(target=self._deliver_answers, daemon=True)
+        self._delivery.start()
         return self
 
     def stop(self) -> None:
@@ -375,10 +369,9 @@ class CitrineRestDouble:
             self._stopping = True
             self._queue_changed.notify_all()
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        for thread in self._threads:
-            thread.join(10)
+            self._server.stop()
+        if self._delivery is not None:
+            self._delivery.join(10)
 
     def __enter__(self) -> CitrineRestDouble:
         return self.start()
@@ -389,8 +382,7 @@ class CitrineRestDouble:
     @property
     def url(self) -> str:
         assert self._server is not None, "the double is not started"
-        scheme = "https" if self.tls is not None else "http"
-        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.base_url
 
     # --- the world around CitrineOS -------------------------------------------------------------------------
     def connect(self, station_id: str, *, evse_ids: tuple[int, ...] = (1,), **station_options: Any) -> StationProfiles:
@@ -661,27 +653,3 @@ def _variable_attribute(row_id: int, station_id: str, tenant_id: int, stamp: str
         "statuses": [{"id": row_id, "value": value, "status": "Accepted", "statusInfo": None,
                       "variableAttributeId": row_id, **base}],
     }
-
-
-def _handler_for(double: CitrineRestDouble) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self._serve("POST")
-
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def _serve(self, method: str) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, document = double.handle(method, self.path, self.headers.get("Authorization"), body)
-            data = json.dumps(document).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return None
-
-    return Handler
