@@ -15,7 +15,8 @@ from cariflex_pipeline.defs.derived.assets import DERIVED_SOURCE
 from cariflex_pipeline.defs.partitions import daily_partitions
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.defs.scheduling.schedules import every_15_minutes
-from cariflex_pipeline.derived.sensors import ACTIVE_SESSIONS, GRID_IMPACT, TOTAL_FLEXIBILITY
+from cariflex_pipeline.derived.sensors import ACTIVE_SESSIONS, GRID_IMPACT, TOTAL_FLEXIBILITY, derived_sensors
+from cariflex_pipeline.s2.devices import S2_SOURCE
 from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
 from cariflex_pipeline.site_model import Site
 from cariflex_pipeline.site_model.model import default_site_file
@@ -51,9 +52,14 @@ def _backfill(url: str) -> dg.ExecuteInProcessResult:
 def test_a_three_day_backfill_writes_every_day_and_carries_the_soc_over(store: TimeSeriesStore, site: Site) -> None:
     url = store.engine.url.render_as_string(hide_password=False)
     store.write_beliefs(_plan(site), source=SCHEDULER_SOURCE, source_type="scheduler")
+    # The S2 CEM's reported fill level shares the SoC sensor: the derived curve must not start from it.
+    start = datetime.combine(date(2026, 11, 25), time(), site.tz)
+    store.register_sensors(derived_sensors(site).sensors)
+    store.write_beliefs(pd.DataFrame({"sensor_id": [151], "event_start": [start - timedelta(minutes=15)],
+                                      "value": [1.0], "belief_time": [datetime(2026, 11, 25, tzinfo=UTC)]}),
+                        source=S2_SOURCE, source_type="measurement")
     result = _backfill(url)
     assert result.success
-    start = datetime.combine(date(2026, 11, 25), time(), site.tz)
     end = start + timedelta(days=3)
     frame = store.read_latest([ACTIVE_SESSIONS, GRID_IMPACT, TOTAL_FLEXIBILITY, 151], start, end)
     assert frame.groupby("sensor_id").size().to_dict() == {ACTIVE_SESSIONS: 288, GRID_IMPACT: 288,

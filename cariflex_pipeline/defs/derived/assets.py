@@ -149,8 +149,9 @@ def storage_state_of_charge(context: dg.AssetExecutionContext, config: DerivedCo
 
 
 def _soc_at(series: TimeSeriesStore, sensor_id: int, slot_start: datetime) -> float | None:
-    """The derived SoC stored for one slot (the previous day's last): where today's curve starts."""
-    frame = series.read_latest([sensor_id], slot_start, slot_start + timedelta(seconds=1))
+    """The derived SoC stored for one slot (the previous day's last): where today's curve starts. Only the derived
+    source: the S2 CEM's reported and expected fill levels share the sensor, with another meaning of the slot."""
+    frame = series.read_latest([sensor_id], slot_start, slot_start + timedelta(seconds=1), sources=[DERIVED_SOURCE])
     return float(frame["value"].iloc[0]) if len(frame) else None
 
 
