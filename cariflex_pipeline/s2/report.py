@@ -76,10 +76,12 @@ def awaiting_answers(store: TimeSeriesStore, devices: Mapping[str, S2Device], no
 
 
 def replan_reasons(store: TimeSeriesStore, devices: Mapping[str, S2Device], seen: Mapping[str, str],
-                   margin_kwh: float) -> tuple[list[str], dict[str, str]]:
-    """Why the plan is out of date, and what was seen now: an RM that connected or left since `seen` (resource id
-    -> status), or a connected RM whose last reported fill level is more than `margin_kwh` from the plan's."""
-    reasons, now_seen = [], {}
+                   margin_kwh: float) -> tuple[list[str], list[str], dict[str, str]]:
+    """Why the plan is out of date, a key per reason that names that very change, and what was seen now: an RM
+    that connected or left since `seen` (resource id -> status), or a connected RM whose last reported fill level
+    is more than `margin_kwh` from the plan's. The keys carry the time of each connect or leave, so the same RM
+    coming back a second time is a new change, not one already requested."""
+    reasons, keys, now_seen = [], [], {}
     for row in state.resources(store.engine):
         device = devices.get(row["device"] or "")
         if device is None:
@@ -87,7 +89,10 @@ def replan_reasons(store: TimeSeriesStore, devices: Mapping[str, S2Device], seen
         status, before = row["status"], seen.get(row["resource_id"], "disconnected")
         now_seen[row["resource_id"]] = status
         if before != status and "connected" in (status, before):
-            reasons.append(f"{device.name}: RM {'connected' if status == 'connected' else 'left'}")
+            connected = status == "connected"
+            reasons.append(f"{device.name}: RM {'connected' if connected else 'left'}")
+            since = row["connected_at"] if connected else row["disconnected_at"]
+            keys.append(f"{row['resource_id']}:{status}@{since.isoformat() if since else row['updated_at']}")
             continue
         if status != "connected" or row["fill_level"] is None or row["fill_level_at"] is None:
             continue
@@ -96,4 +101,5 @@ def replan_reasons(store: TimeSeriesStore, devices: Mapping[str, S2Device], seen
         if planned is not None and abs(row["fill_level"] - planned) > margin_kwh:
             reasons.append(f"{device.name}: fill level {row['fill_level']:.2f} kWh at {at.isoformat()}, plan "
                            f"{planned:.2f} kWh")
-    return reasons, now_seen
+            keys.append(reasons[-1])
+    return reasons, keys, now_seen

@@ -96,5 +96,11 @@ def test_the_sensor_replans_when_an_rm_comes_goes_or_drifts(store: TimeSeriesSto
     assert reason == f"battery_01: fill level 6.75 kWh at {clock.now.isoformat()}, plan 7.82 kWh"
     rm.disconnect()
     wait_for(lambda: state.resource(store.engine, str(rm.resource_id))["status"] == "disconnected", "the RM gone")
-    assert [r.tags["cariflex/s2_reasons"] for r in _tick(store, drift.cursor).run_requests] == [
-        "battery_01: RM left"]
+    left = _tick(store, drift.cursor)
+    assert [r.tags["cariflex/s2_reasons"] for r in left.run_requests] == ["battery_01: RM left"]
+    # the same RM back again is a new change: another run key than its first connect (Dagster runs a key once)
+    rm.connect()
+    rm.wait_controlled()
+    back = _tick(store, left.cursor)
+    assert [r.tags["cariflex/s2_reasons"] for r in back.run_requests] == ["battery_01: RM connected"]
+    assert back.run_requests[0].run_key != first.run_requests[0].run_key

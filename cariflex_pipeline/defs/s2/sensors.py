@@ -38,11 +38,12 @@ def s2_replan_sensor(context: dg.SensorEvaluationContext, site: SiteResource,
                      store: TimeSeriesStoreResource) -> dg.SensorResult:
     site_model = site.load()
     seen = json.loads(context.cursor) if context.cursor else {}
-    reasons, now_seen = replan_reasons(store.open(site_model), site_devices(site_model), seen, fill_margin_kwh())
+    reasons, keys, now_seen = replan_reasons(store.open(site_model), site_devices(site_model), seen,
+                                             fill_margin_kwh())
     cursor = json.dumps(now_seen, sort_keys=True)
     if not reasons:
         return dg.SensorResult(run_requests=[], cursor=cursor)
     context.log.info("re-plan: %s", "; ".join(reasons))
-    digest = hashlib.sha256("|".join(sorted(reasons)).encode()).hexdigest()[:16]
+    digest = hashlib.sha256("|".join(sorted(keys)).encode()).hexdigest()[:16]
     return dg.SensorResult(run_requests=[dg.RunRequest(
         run_key=f"s2:{digest}", tags={"cariflex/s2_reasons": "; ".join(reasons)[:200]})], cursor=cursor)
