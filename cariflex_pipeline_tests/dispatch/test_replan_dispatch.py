@@ -9,13 +9,15 @@ import pytest
 
 from cariflex_pipeline.definitions import defs
 from cariflex_pipeline.scheduling import solve
+from cariflex_pipeline.store import TimeSeriesStore
 
 FOLLOWERS = {dg.AssetKey("ocpp_charging_profiles"), dg.AssetKey("ocpp_dispatch")}
 
 
 @pytest.fixture
-def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("CARIFLEX_DATABASE_URL", f"sqlite:///{tmp_path / 'store.sqlite'}")
+def instance(store: TimeSeriesStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # the store of each test, on SQLite and on the real PostgreSQL
+    monkeypatch.setenv("CARIFLEX_DATABASE_URL", store.engine.url.render_as_string(hide_password=False))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     with dg.instance_for_test() as test_instance:
         yield test_instance

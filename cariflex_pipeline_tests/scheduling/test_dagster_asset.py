@@ -4,7 +4,6 @@ import base64
 import json
 import struct
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -25,12 +24,9 @@ CP_SENSORS = list(range(61, 71))
 
 
 @pytest.fixture
-def store_url(tmp_path: Path, site) -> str:
-    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
-    store = TimeSeriesStore(url)
-    store.migrate()
-    store.register_sensors(site.sensors)
-    return url
+def store_url(store: TimeSeriesStore) -> str:
+    """The store of each test, migrated with the site's sensors, on SQLite and on the real PostgreSQL."""
+    return store.engine.url.render_as_string(hide_password=False)
 
 
 def _write(url: str, sensor_id: int, values: dict[int, float]) -> None:
