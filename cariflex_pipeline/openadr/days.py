@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from cariflex_pipeline.openadr.model import OpenAdrEvent
+from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent
 
 
 def days_between(start: date, end: date) -> list[date]:
@@ -30,12 +30,7 @@ def event_days(event: OpenAdrEvent, tz: ZoneInfo) -> tuple[date, ...]:
     """The local days the intervals of `event` touch (intervals without an aware start are skipped).
 
     Back-to-back intervals are merged into spans first: a day of 96 quarter hours is one span, not 96."""
-    spans = sorted(
-        (interval.start, interval.start + interval.duration)
-        for signal in event.signals
-        for interval in signal.intervals
-        if isinstance(interval.start, datetime) and interval.start.utcoffset() is not None
-    )
+    spans = sorted(span for signal in event.signals for span in _spans(signal))
     days: set[date] = set()
     merged: list[list[datetime]] = []
     for start, end in spans:
@@ -46,6 +41,19 @@ def event_days(event: OpenAdrEvent, tz: ZoneInfo) -> tuple[date, ...]:
     for start, end in merged:
         days.update(local_days(start, end, tz))
     return tuple(sorted(days))
+
+
+def _spans(signal: EventSignal) -> Iterator[tuple[datetime, datetime]]:
+    """[start, end) of each interval with an aware start; one span for a back-to-back signal."""
+    intervals = signal.intervals
+    if signal.back_to_back and intervals:
+        first = intervals[0]
+        if isinstance(first.start, datetime) and first.start.utcoffset() is not None:
+            yield first.start, first.start + first.duration * len(intervals)
+        return
+    for interval in intervals:
+        if isinstance(interval.start, datetime) and interval.start.utcoffset() is not None:
+            yield interval.start, interval.start + interval.duration
 
 
 def split_at_midnight(start: datetime, end: datetime, tz: ZoneInfo) -> Iterator[tuple[date, datetime, datetime]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -27,9 +26,14 @@ MAX_ID = 200  # openadr_events.vtn_id, .event_id
 MAX_SOURCE_NAME = 200  # data_sources.name, which holds source_name(vtn id, event id)
 MAX_PROGRAM = 400  # openadr_events.program
 MAX_STATUS = 40  # openadr_events.status
-MAX_JSON_DEPTH = 32  # a 3.0.1 event is 5 levels deep; far deeper is an attack, not an event
-# 20 digits in a row: an integer that may not fit 64 bits (19 digits always do), or a long fraction
-_LONG_NUMBER = {str: re.compile(r"\d{20}"), bytes: re.compile(rb"\d{20}")}
+# A 3.0.1 event is 5 levels deep; far deeper is an attack, not an event. The bound is orjson's own (it writes
+# the event's canonical text and refuses deeper nesting), so that only what it refuses needs a walk of its own.
+MAX_JSON_DEPTH = 254
+# 20 digits in a row: an integer that may not fit 64 bits (19 digits always do), or a long fraction. Found by
+# mapping every ASCII digit to "0" and everything else to " " and looking for 20 zeros: a substring search in C,
+# ten times faster than the regular expression \d{20} over a listing of megabytes.
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_RUN = b"0" * 20
 MAX_INT_DIGITS = 40  # JSON integers longer than this are read as +-inf, which every check refuses
 INT64 = (-(2**63), 2**63 - 1)
 # Times and durations an event may state: inside these bounds no sum of a start and a duration overflows, and a
@@ -108,7 +112,7 @@ def load_json(data: bytes | str, what: str) -> Any:
     listing, and any text with a run of 20 digits or more: orjson reads integers beyond 64 bits as floats, and a
     message naming such a field should show what the VTN sent."""
     with gc_paused():
-        if _LONG_NUMBER[str if isinstance(data, str) else bytes].search(data) is None:
+        if not _has_long_number(data):
             try:
                 return orjson.loads(data)
             except orjson.JSONDecodeError:
@@ -118,6 +122,11 @@ def load_json(data: bytes | str, what: str) -> Any:
         except (ValueError, RecursionError) as error:
             raise MalformedMessageError(f"{what}: malformed JSON ({type(error).__name__}: "
                                         f"{shown(str(error), 120)})") from None
+
+
+def _has_long_number(data: bytes | str) -> bool:
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    return _LONG_RUN in raw.translate(_DIGITS_AS_ZEROS)
 
 
 @contextmanager
@@ -135,14 +144,17 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def canonical_json(item: Any) -> str:
+def canonical_json(item: Any) -> str | None:
     """The text an event's payload is stored as: keys sorted, so the same content always gives the same text (a
-    sequenced 3.0.1 event's version changes when its text does). orjson writes it ten times faster than json,
-    which matters in a listing of thousands; what orjson refuses (integers beyond 64 bits, lone surrogates) is
-    written by json. orjson writes non-finite numbers, which JSON cannot hold, as null."""
+    sequenced 3.0.1 event's version changes when its text does); None when `item` nests deeper than
+    `MAX_JSON_DEPTH`. orjson writes it ten times faster than json, which matters in a listing of thousands; what
+    orjson refuses (nesting past its limit, integers beyond 64 bits, lone surrogates) is written by json once its
+    depth is known to be safe. orjson writes non-finite numbers, which JSON cannot hold, as null."""
     try:
         return orjson.dumps(item, option=orjson.OPT_SORT_KEYS).decode()
     except (orjson.JSONEncodeError, UnicodeDecodeError):
+        if depth(item) > MAX_JSON_DEPTH:
+            return None
         return json.dumps(item, sort_keys=True, default=str)
 
 

@@ -32,6 +32,11 @@ class EventSignal:
     payload_type: str | None = None
     unit: str | None = None
     currency: str | None = None
+    # The producer's promise that interval k starts at intervals[0].start + k x intervals[0].duration and lasts
+    # that duration (the 3.0.1 parser knows it of intervals that follow the event's intervalPeriod): then
+    # normalization and the day count take the times from the first interval alone, where a listing of
+    # thousands of events would otherwise spend most of its time on datetime arithmetic.
+    back_to_back: bool = False
 
     @property
     def label(self) -> str:

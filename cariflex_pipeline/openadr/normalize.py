@@ -26,7 +26,7 @@ import pandas as pd
 
 from cariflex_pipeline.openadr.errors import EventRejected
 from cariflex_pipeline.openadr.limits import shown
-from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent
+from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, SignalInterval
 from cariflex_pipeline.site_model import Site
 from cariflex_pipeline.site_model.model import OpenAdrSignal
 
@@ -130,6 +130,7 @@ def normalize_event(event: OpenAdrEvent, site: Site, belief_time: datetime | Non
 
 
 _Values = tuple[int, list[int], int, list[float]]  # sensor, slot starts (us), resolution (us), values
+_Span = tuple[int, int]  # [start, end) in microseconds since the epoch
 
 
 def _append(normalized: NormalizedEvent, values: _Values) -> None:
@@ -159,34 +160,49 @@ def _signal_values(event: OpenAdrEvent, signal: EventSignal, mapping: OpenAdrSig
         unit = f"{currency or sensor.unit.split('/', 1)[0]}{unit}"
     factor = conversion_factor(event.event_id, where, unit, currency, sensor.unit, site)
     bounds = _bounds(event, where, mapping, sensor.unit, site)
+    resolution = sensor.resolution // _MICROSECOND
     intervals = signal.intervals
 
     def label(position: int) -> str:  # built only for a message: a listing holds hundreds of thousands
         return f"{where}, interval {intervals[position].uid or position}"
 
-    spans = []
-    for position, interval in enumerate(intervals):
-        start = interval.start
-        if not isinstance(start, datetime):
-            raise EventRejected(event.event_id, f"{label(position)}: start {shown(start)} is not a datetime")
-        if start.tzinfo is None or start.utcoffset() is None:
-            raise EventRejected(event.event_id, f"{label(position)}: naive datetime {start.isoformat()} "
-                                                "(no time zone)")
-        if not _NO_TIME < interval.duration <= MAX_INTERVAL:
-            raise EventRejected(event.event_id, f"{label(position)}: duration {interval.duration} is not in "
-                                                f"(0, {MAX_INTERVAL}]")
-        start_us = microseconds(start)
-        value = _converted(event, label, position, interval.value, factor, bounds, sensor.unit)
-        spans.append((start_us, start_us + interval.duration // _MICROSECOND, value, position))
-    spans.sort(key=lambda span: span[0])
-    for previous, current in pairwise(spans):
-        if current[0] < previous[1]:
-            raise EventRejected(event.event_id, f"{label(current[3])} overlaps {label(previous[3])} "
-                                                f"({from_microseconds(current[0]).isoformat()} < "
-                                                f"{from_microseconds(previous[1]).isoformat()})")
-    resolution = sensor.resolution // _MICROSECOND
-    starts, values = _expand(spans, resolution)
-    return sensor.id, starts, resolution, values
+    if signal.back_to_back and intervals:  # the others are the first one moved on by its duration
+        first, end = _span(event, intervals[0], label, 0)
+        step = end - first
+        interval_starts = range(first, first + step * len(intervals), step)
+        values = _signal_numbers(event, intervals, label, factor, bounds, sensor.unit)
+        if step == resolution and (first - _ALIGNMENT) % resolution == 0:  # one slot per interval
+            return sensor.id, list(interval_starts), resolution, values
+        spans = [(start, start + step) for start in interval_starts]
+    else:
+        spans = [_span(event, interval, label, position) for position, interval in enumerate(intervals)]
+        values = _signal_numbers(event, intervals, label, factor, bounds, sensor.unit)
+    order = range(len(spans))
+    if any(previous[0] > current[0] for previous, current in pairwise(spans)):  # a VTN may list them unordered
+        order = sorted(order, key=lambda position: spans[position][0])
+    for previous, current in pairwise(order):
+        if spans[current][0] < spans[previous][1]:
+            raise EventRejected(event.event_id, f"{label(current)} overlaps {label(previous)} "
+                                                f"({from_microseconds(spans[current][0]).isoformat()} < "
+                                                f"{from_microseconds(spans[previous][1]).isoformat()})")
+    starts, slot_values = _expand([(*spans[position], values[position]) for position in order], resolution)
+    return sensor.id, starts, resolution, slot_values
+
+
+def _span(event: OpenAdrEvent, interval: SignalInterval, label: Callable[[int], str], position: int) -> _Span:
+    """[start, end) of `interval` in microseconds since the epoch, or EventRejected: a naive or missing start, a
+    duration outside (0, MAX_INTERVAL]."""
+    start = interval.start
+    if not isinstance(start, datetime):
+        raise EventRejected(event.event_id, f"{label(position)}: start {shown(start)} is not a datetime")
+    if start.tzinfo is None or start.utcoffset() is None:
+        raise EventRejected(event.event_id, f"{label(position)}: naive datetime {start.isoformat()} "
+                                            "(no time zone)")
+    if not _NO_TIME < interval.duration <= MAX_INTERVAL:
+        raise EventRejected(event.event_id, f"{label(position)}: duration {interval.duration} is not in "
+                                            f"(0, {MAX_INTERVAL}]")
+    start_us = (start - _EPOCH) // _MICROSECOND
+    return start_us, start_us + interval.duration // _MICROSECOND
 
 
 def _bounds(event: OpenAdrEvent, where: str, mapping: OpenAdrSignal, sensor_unit: str,
@@ -197,6 +213,25 @@ def _bounds(event: OpenAdrEvent, where: str, mapping: OpenAdrSignal, sensor_unit
     factor = conversion_factor(event.event_id, where, mapping.unit, mapping.currency, sensor_unit, site)
     return tuple(None if bound is None else bound * factor  # type: ignore[return-value]
                  for bound in (mapping.min_value, mapping.max_value))
+
+
+def _signal_numbers(event: OpenAdrEvent, intervals: tuple[SignalInterval, ...], label: Callable[[int], str],
+                    factor: float, bounds: tuple[float | None, float | None], unit: str) -> list[float]:
+    """The intervals' values in the sensor's unit, or EventRejected for the first that is not a finite number
+    within the bounds once converted. The common case (every value an int or float, every one fine) is checked a
+    list at a time, as a listing holds hundreds of thousands; the first bad one is then found value by value."""
+    values = [interval.value for interval in intervals]
+    if {type(value) for value in values} <= {int, float}:
+        try:
+            converted = [value * factor for value in values]
+        except OverflowError:  # an int beyond any float: named below
+            converted = []
+        low, high = bounds
+        if (len(converted) == len(values) and all(map(math.isfinite, converted))
+                and (low is None or not converted or min(converted) >= low)
+                and (high is None or not converted or max(converted) <= high)):
+            return converted
+    return [_converted(event, label, position, value, factor, bounds, unit) for position, value in enumerate(values)]
 
 
 def _converted(event: OpenAdrEvent, label: Callable[[int], str], position: int, value: object, factor: float,
@@ -218,12 +253,12 @@ def _converted(event: OpenAdrEvent, label: Callable[[int], str], position: int, 
     return converted
 
 
-def _expand(spans: list[tuple[int, int, float, int]], resolution: int) -> tuple[list[int], list[float]]:
+def _expand(spans: list[tuple[int, int, float]], resolution: int) -> tuple[list[int], list[float]]:
     """Slot starts and values: a slot (aligned on the resolution from 2000-01-01 UTC) takes the value of the
     interval its start lies in."""
     starts: list[int] = []
     values: list[float] = []
-    for start, end, value, _position in spans:
+    for start, end, value in spans:
         first = start + (-(start - _ALIGNMENT) % resolution)
         slots = range(first, end, resolution)
         starts.extend(slots)

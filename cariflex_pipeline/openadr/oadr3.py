@@ -24,7 +24,6 @@ from cariflex_pipeline.openadr.limits import (
     MAX_JSON_DEPTH,
     MAX_PROGRAM,
     canonical_json,
-    depth,
     gc_paused,
     load_json,
     shown,
@@ -50,10 +49,10 @@ def parse_event(item: Any, vtn_id: str, index: int = 0) -> OpenAdrEvent:
     """One 3.0.1 event object; problems found are kept on the event, which normalization then rejects."""
     if not isinstance(item, dict):
         return _refused(vtn_id, index, f"event #{index} is not a JSON object", item)
-    if depth(item) > MAX_JSON_DEPTH:
+    raw = canonical_json(item)
+    if raw is None:
         return _refused(vtn_id, index, f"event #{index} nests deeper than {MAX_JSON_DEPTH} levels", item)
     problems: list[str] = []
-    raw = canonical_json(item)
     id_problem = text_problem(item.get("id"), "id", MAX_ID)
     event_id = f"#{index}" if id_problem else item["id"]
     if id_problem:
@@ -109,9 +108,12 @@ def _signals(item: dict[str, Any], descriptors: dict[str, dict[str, Any]],
                                               problems)
     intervals = item.get("intervals")
     by_type: dict[str, list[SignalInterval]] = {}
+    positions: dict[str, list[int]] = {}  # of the intervals that hold each payload type
     if not isinstance(intervals, list):
         problems.append("intervals is not a list")
         intervals = []
+    # intervals without an intervalPeriod of their own follow each other from the event's: back to back
+    follows_event = isinstance(default_start, datetime)
     cursor = default_start
     for position, interval in enumerate(intervals):
         if not isinstance(interval, dict):
@@ -123,12 +125,17 @@ def _signals(item: dict[str, Any], descriptors: dict[str, dict[str, Any]],
         if period is None:  # the common case, kept cheap: a listing holds hundreds of thousands of intervals
             start, duration = cursor, default_duration
         else:
+            follows_event = False
             start, duration = _period(period, cursor, default_duration, f"interval {uid} intervalPeriod", problems)
         if start is None:
             problems.append(f"interval {uid} has no start (neither its own nor the event's intervalPeriod)")
         if duration is None:
             duration = timedelta(0)
-        cursor = start + duration if isinstance(start, datetime) else None
+        try:
+            cursor = start + duration if isinstance(start, datetime) else None
+        except OverflowError:  # thousands of long intervals run past the year 9999
+            problems.append(f"interval {uid} ends after the year {datetime.max.year}")
+            cursor, follows_event = None, False
         payloads = interval.get("payloads")
         if not isinstance(payloads, list):
             problems.append(f"interval {uid}: payloads is not a list")
@@ -142,14 +149,18 @@ def _signals(item: dict[str, Any], descriptors: dict[str, dict[str, Any]],
                 problems.append(f"interval {uid}: payload {shown(payload['type'])} needs exactly one value, "
                                 f"got {shown(values)}")
                 continue
-            by_type.setdefault(payload["type"], []).append(
-                SignalInterval(start=start, duration=duration, value=values[0], uid=uid)
-            )
+            kind = payload["type"]
+            if kind not in by_type:
+                by_type[kind], positions[kind] = [], []
+            by_type[kind].append(SignalInterval(start, duration, values[0], uid))  # positional: twice as fast
+            positions[kind].append(position)
+    every_interval = list(range(len(intervals)))
     signals = []
     for payload_type, signal_intervals in by_type.items():
         unit, currency = _unit(descriptors.get(payload_type, {}))
         signals.append(EventSignal(intervals=tuple(signal_intervals), payload_type=payload_type, unit=unit,
-                                   currency=currency))
+                                   currency=currency,
+                                   back_to_back=follows_event and positions[payload_type] == every_interval))
     return tuple(signals)
 
 

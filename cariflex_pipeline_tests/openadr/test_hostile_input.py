@@ -76,9 +76,23 @@ def test_a_price_beyond_any_float_once_in_eur_per_mwh_is_rejected(text, store, s
     assert report.rejected == {"bad": f"signal PRICE, interval 0: value {float(text)!r} is not finite in EUR/MWh"}
 
 
-def test_deep_nesting_in_one_event_rejects_that_event(store, site):
-    report = _good_and(_bad(eventName=json.loads("[" * 200 + "]" * 200)), store, site)
-    assert report.rejected == {"bad": "event #1 nests deeper than 32 levels"}
+@pytest.mark.parametrize("levels", [255, 300, 900])
+def test_deep_nesting_in_one_event_rejects_that_event(levels, store, site):
+    report = _good_and(_bad(eventName=json.loads("[" * levels + "]" * levels)), store, site)
+    assert report.rejected == {"bad": "event #1 nests deeper than 254 levels"}
+
+
+@pytest.mark.parametrize(("levels", "rejected"), [(253, {}), (254, {"bad": "event #0 nests deeper than 254 levels"})])
+def test_the_depth_bound_counts_the_event_itself(levels, rejected, store, site):
+    """The event object is one level: a field nested 253 deep makes an event of exactly 254."""
+    report = _page(store, site, _bad(eventName=json.loads("[" * levels + "]" * levels)))
+    assert report.rejected == rejected and report.new == ([] if rejected else ["bad"])
+
+
+def test_deep_nesting_beside_a_huge_integer_is_still_refused_by_its_depth(store, site):
+    """orjson refuses both; json writes the huge integer only after the depth is known to be safe."""
+    report = _good_and(_bad(eventName=json.loads("[" * 300 + "]" * 300), huge=10**30), store, site)
+    assert report.rejected == {"bad": "event #1 nests deeper than 254 levels"}
 
 
 def test_deeply_nested_json_from_the_vtn_is_malformed_not_a_recursion_error(vtn3, store, site):

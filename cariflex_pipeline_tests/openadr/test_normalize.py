@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.exc import IntegrityError
 
+from cariflex_pipeline.openadr.days import event_days
 from cariflex_pipeline.openadr.errors import EventRejected
 from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, SignalInterval
 from cariflex_pipeline.openadr.normalize import conversion_factor, normalize_event
+from cariflex_pipeline.openadr.oadr3 import parse_events_json
 from cariflex_pipeline.openadr.repository import EventLog
 from cariflex_pipeline.site_model.model import OpenAdr, OpenAdrSignal
+from cariflex_pipeline_tests.openadr.messages import event_301
 
 T0 = datetime(2026, 11, 29, 14, tzinfo=UTC)
 
@@ -95,3 +102,46 @@ def test_site_file_with_a_bad_openadr_mapping_is_refused(tmp_path):
             continue
         with pytest.raises(SiteModelError, match=message):
             load_site(path)
+
+
+BACK_TO_BACK = settings(max_examples=150, derandomize=True, database=None, deadline=None)
+
+
+@BACK_TO_BACK
+@given(
+    offset_minutes=st.integers(-600, 600),
+    duration=st.sampled_from(["PT15M", "PT5M", "PT30M", "PT1H", "PT7M", "PT20M", "P1D"]),
+    values=st.lists(st.one_of(st.floats(-1e3, 1e3), st.integers(-5, 5), st.sampled_from([1e308, "0.1", True])),
+                    min_size=1, max_size=40),
+    own_period_at=st.none() | st.integers(0, 39),
+)
+def test_a_back_to_back_signal_normalizes_as_its_intervals_one_by_one(offset_minutes, duration, values, own_period_at,
+                                                                      site):
+    """The parser's promise (`back_to_back`) lets normalization take every time from the first interval: whatever
+    the start, duration, values or a stray intervalPeriod, the result (or the rejection) is the one that checking
+    each interval on its own gives."""
+    item = event_301("e", datetime(2027, 1, 2, 4, tzinfo=UTC) + timedelta(minutes=offset_minutes), values,
+                     duration=duration)
+    if own_period_at is not None and own_period_at < len(values):
+        item["intervals"][own_period_at]["intervalPeriod"] = {"start": "2027-01-02T04:00:00Z"}
+    event = parse_events_json(json.dumps([item]), "vtn")[0]
+    assert event.signals[0].back_to_back == (own_period_at is None or own_period_at >= len(values))
+    one_by_one = replace(event, signals=tuple(replace(signal, back_to_back=False) for signal in event.signals))
+    assert event_days(event, site.tz) == event_days(one_by_one, site.tz)
+    assert _outcome(event, site) == _outcome(one_by_one, site)
+
+
+def _outcome(event, site):
+    try:
+        normalized = normalize_event(event, site)
+    except EventRejected as error:
+        return error.reason
+    return normalized.value_sensor_ids, normalized.starts_us, normalized.resolutions_us, normalized.values
+
+
+def test_intervals_running_past_the_year_9999_reject_their_event_not_the_listing():
+    long = event_301("long", datetime(2027, 1, 2, 4, tzinfo=UTC), [1.0] * 1000, duration="P3650D")
+    good = event_301("good", datetime(2027, 1, 2, 4, tzinfo=UTC), [0.1])
+    events = parse_events_json(json.dumps([long, good]), "vtn")
+    assert [event.event_id for event in events] == ["long", "good"]
+    assert events[0].problems[0] == "interval 797 ends after the year 9999" and events[1].problems == ()
