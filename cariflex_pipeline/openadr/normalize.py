@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from operator import add
 
 import pandas as pd
 
@@ -64,8 +65,7 @@ class NormalizedEvent:
     def covered(self) -> tuple[datetime, datetime] | None:
         if not self.values:
             return None
-        end_us = max(start + resolution for start, resolution in zip(self.starts_us, self.resolutions_us,
-                                                                     strict=True))
+        end_us = max(map(add, self.starts_us, self.resolutions_us))  # map, not a generator: 96,000 sums per listing
         return from_microseconds(min(self.starts_us)), from_microseconds(end_us)
 
     @property
