@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
+from cariflex_pipeline.dispatch import BuiltProfile, Outbox, StationTarget, build_profile
+from cariflex_pipeline.dispatch.outbox import OutboxEntry
 from cariflex_pipeline.dispatch.profiles import emit_limit, floor_to_grid
 from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
 from cariflex_pipeline.store import TimeSeriesStore
@@ -21,6 +23,21 @@ from cariflex_pipeline_tests.dispatch.citrineos_sim import (
 )
 
 NOW = datetime(2026, 11, 28, 13, 7, 30, tzinfo=UTC)
+SLOT = timedelta(minutes=15)
+START = NOW.replace(minute=0, second=0)
+
+
+def profile_for(station: str, kw: float, transaction_id: str | None = None) -> BuiltProfile:
+    """The station's profile for two hours of `kw` from START (a TxProfile when it has a transaction)."""
+    return build_profile(StationTarget(station, 1, 22.0, transaction_id=transaction_id),
+                         {START + SLOT * i: kw for i in range(8)}, now=NOW)
+
+
+def sent_entry(outbox: Outbox, profile: BuiltProfile, run_id: str = "r1", transport: str = "amqp") -> OutboxEntry:
+    """`profile` stored and marked sent at NOW."""
+    [entry] = outbox.prepare([profile], run_id=run_id, transport=transport, now=NOW).to_send
+    outbox.mark(entry.correlation_id, "sent", now=NOW)
+    return entry
 
 
 class Clock:

@@ -19,31 +19,17 @@ from cariflex_pipeline.dispatch import (
     dispatch_profiles,
     profiles_from_plan,
 )
-from cariflex_pipeline_tests.dispatch.conftest import NOW, plan_frame
-
-SLOT = timedelta(minutes=15)
-START = NOW.replace(minute=0, second=0)
-
-
-def _profile(station: str, kw: float, transaction_id: str | None = None):
-    return build_profile(StationTarget(station, 1, 22.0, transaction_id=transaction_id),
-                         {START + SLOT * i: kw for i in range(8)}, now=NOW)
-
-
-def _sent(outbox: Outbox, profile, run_id: str = "r1", transport: str = "amqp"):
-    [entry] = outbox.prepare([profile], run_id=run_id, transport=transport, now=NOW).to_send
-    outbox.mark(entry.correlation_id, "sent", now=NOW)
-    return entry
+from cariflex_pipeline_tests.dispatch.conftest import NOW, SLOT, START, plan_frame, profile_for, sent_entry
 
 
 def test_profiles_stored_pending_before_sending_and_never_resent_stale(store) -> None:
     outbox = Outbox(store.engine)
-    report = dispatch_profiles(outbox, OutboxOnlyTransport(), [_profile("CP001", 5.0)], run_id="r1", now=NOW)
+    report = dispatch_profiles(outbox, OutboxOnlyTransport(), [profile_for("CP001", 5.0)], run_id="r1", now=NOW)
     [entry] = outbox.entries()
     assert (entry.station_id, entry.status, entry.attempts) == ("CP001", "pending", 1)
     assert report.entries["CP001"].correlation_id == entry.correlation_id
     # the next run has the current plan: the pending entry (never handed over) is replaced, not re-sent
-    [fresh] = outbox.prepare([_profile("CP001", 6.0)], run_id="r2", transport="amqp", now=NOW).to_send
+    [fresh] = outbox.prepare([profile_for("CP001", 6.0)], run_id="r2", transport="amqp", now=NOW).to_send
     assert fresh.correlation_id != entry.correlation_id and fresh.attempts == 1
     assert fresh.limits == [(0, 6000.0)] and fresh.profile_id == entry.profile_id
     replaced = outbox.get(entry.correlation_id)
@@ -55,7 +41,7 @@ def test_profiles_stored_pending_before_sending_and_never_resent_stale(store) ->
 
 def test_identical_to_last_accepted_not_resent_unless_forced(store) -> None:
     outbox = Outbox(store.engine)
-    first = _sent(outbox, _profile("CP001", 5.0))
+    first = sent_entry(outbox, profile_for("CP001", 5.0))
     assert outbox.record_answer(first.correlation_id, "Accepted")
     # validFrom moves with the clock; the profile is still identical
     later = build_profile(StationTarget("CP001", 1, 22.0), {START + SLOT * i: 5.0 for i in range(8)},
@@ -67,26 +53,26 @@ def test_identical_to_last_accepted_not_resent_unless_forced(store) -> None:
     assert [e.station_id for e in forced.to_send] == ["CP001"]
     assert forced.to_send[0].correlation_id != first.correlation_id
     # a different profile is sent
-    changed = outbox.prepare([_profile("CP001", 6.0)], run_id="r4", transport="amqp", now=NOW)
+    changed = outbox.prepare([profile_for("CP001", 6.0)], run_id="r4", transport="amqp", now=NOW)
     assert [e.station_id for e in changed.to_send] == ["CP001"]
 
 
 def test_failed_attempts_back_off_and_are_rebuilt_from_the_current_plan(store) -> None:
     policy = DeliveryPolicy(retry_base=timedelta(seconds=30), retry_max=timedelta(minutes=2), max_attempts=3)
     outbox = Outbox(store.engine)
-    [old] = outbox.prepare([_profile("CP002", 5.0)], run_id="r1", transport="amqp", now=NOW,
+    [old] = outbox.prepare([profile_for("CP002", 5.0)], run_id="r1", transport="amqp", now=NOW,
                            policy=policy).to_send
     outbox.mark(old.correlation_id, "failed", "connection lost", now=NOW, policy=policy)
     assert outbox.get(old.correlation_id).retry_after == NOW + timedelta(seconds=30)
     # within the backoff: the station is left alone, and the reason says until when
-    early = outbox.prepare([_profile("CP002", 5.0)], run_id="r2", transport="amqp",
+    early = outbox.prepare([profile_for("CP002", 5.0)], run_id="r2", transport="amqp",
                            now=NOW + timedelta(seconds=29), policy=policy)
     assert early.to_send == []
     assert early.backing_off["CP002"] == (f"retry after {(NOW + timedelta(seconds=30)).isoformat()} "
                                           "(attempt 1 failed: connection lost)")
     # after it: the current plan (now 7 kW), a new correlation id, the same profile id, attempt 2
     later = NOW + timedelta(seconds=31)
-    [second] = outbox.prepare([_profile("CP002", 7.0)], run_id="r3", transport="amqp", now=later,
+    [second] = outbox.prepare([profile_for("CP002", 7.0)], run_id="r3", transport="amqp", now=later,
                               policy=policy).to_send
     assert (second.attempts, second.profile_id, second.limits) == (2, old.profile_id, [(0, 7000.0)])
     assert second.correlation_id != old.correlation_id
@@ -94,15 +80,15 @@ def test_failed_attempts_back_off_and_are_rebuilt_from_the_current_plan(store) -
     outbox.mark(second.correlation_id, "unroutable", "offline", now=later, policy=policy)
     assert outbox.get(second.correlation_id).retry_after == later + timedelta(seconds=60)  # doubled
     third_at = later + timedelta(seconds=61)
-    [third] = outbox.prepare([_profile("CP002", 7.0)], run_id="r4", transport="amqp", now=third_at,
+    [third] = outbox.prepare([profile_for("CP002", 7.0)], run_id="r4", transport="amqp", now=third_at,
                              policy=policy).to_send
     outbox.mark(third.correlation_id, "unroutable", "offline", now=third_at, policy=policy)
     assert outbox.get(third.correlation_id).retry_after == third_at + timedelta(minutes=2)  # capped
     # three attempts for the same effect: given up until the plan changes (or force)
     done_at = third_at + timedelta(minutes=3)
-    gave_up = outbox.prepare([_profile("CP002", 7.0)], run_id="r5", transport="amqp", now=done_at, policy=policy)
+    gave_up = outbox.prepare([profile_for("CP002", 7.0)], run_id="r5", transport="amqp", now=done_at, policy=policy)
     assert gave_up.to_send == [] and gave_up.backing_off["CP002"].startswith("gave up after 3 attempts")
-    [changed] = outbox.prepare([_profile("CP002", 9.0)], run_id="r6", transport="amqp", now=done_at,
+    [changed] = outbox.prepare([profile_for("CP002", 9.0)], run_id="r6", transport="amqp", now=done_at,
                                policy=policy).to_send
     assert changed.attempts == 4
     assert [event for _, event, _ in outbox.events(second.id)] == ["pending", "unroutable", "superseded"]
@@ -113,16 +99,16 @@ def test_a_sent_profile_without_an_answer_times_out_and_is_rebuilt(store) -> Non
     the deadline the entry is unanswered and the next run sends the current plan under the same profile id."""
     policy = DeliveryPolicy(answer_deadline=timedelta(minutes=2))
     outbox = Outbox(store.engine)
-    sent = _sent(outbox, _profile("CP006", 5.0))
+    sent = sent_entry(outbox, profile_for("CP006", 5.0))
     assert outbox.expire_unanswered(NOW + timedelta(seconds=119), policy) == []
-    waiting = outbox.prepare([_profile("CP006", 5.0)], run_id="r2", transport="amqp",
+    waiting = outbox.prepare([profile_for("CP006", 5.0)], run_id="r2", transport="amqp",
                              now=NOW + timedelta(seconds=119), policy=policy)
     assert waiting.skipped["CP006"] == f"identical profile awaiting answer (outbox #{sent.id})"
     late = NOW + timedelta(seconds=121)
     [timed_out] = outbox.expire_unanswered(late, policy)
     assert (timed_out.id, timed_out.status) == (sent.id, "unanswered")
     assert timed_out.status_reason == f"no answer within 120 s of sending at {NOW.isoformat()}"
-    [again] = outbox.prepare([_profile("CP006", 5.0)], run_id="r3", transport="amqp", now=late,
+    [again] = outbox.prepare([profile_for("CP006", 5.0)], run_id="r3", transport="amqp", now=late,
                              policy=policy).to_send
     assert (again.attempts, again.profile_id) == (2, sent.profile_id)
     # the first one's answer arrives after all: kept in its history, the newer entry is what counts
@@ -136,10 +122,10 @@ def test_a_tx_profile_update_over_rest_clears_the_held_one_first(store) -> None:
     """CitrineOS's REST side refuses a second TxProfile of the same transaction and stack level while the first
     is active (K01.FR.39): such an update carries a ClearChargingProfile. On the bus the same id replaces it."""
     outbox = Outbox(store.engine)
-    first = _sent(outbox, _profile("CP007", 5.0, "tx-7"), transport="rest")
+    first = sent_entry(outbox, profile_for("CP007", 5.0, "tx-7"), transport="rest")
     assert first.clear_correlation_id is None  # nothing held yet
     outbox.record_answer(first.correlation_id, "Accepted", now=NOW)
-    [update] = outbox.prepare([_profile("CP007", 6.0, "tx-7")], run_id="r2", transport="rest", now=NOW).to_send
+    [update] = outbox.prepare([profile_for("CP007", 6.0, "tx-7")], run_id="r2", transport="rest", now=NOW).to_send
     assert (update.clear_status, update.profile_id) == ("pending", first.profile_id)
     assert update.clear_correlation_id not in (None, update.correlation_id)
     assert outbox.apply_answer(Answer(update.clear_correlation_id, "CP007", "Accepted",
@@ -147,13 +133,13 @@ def test_a_tx_profile_update_over_rest_clears_the_held_one_first(store) -> None:
     assert outbox.get(update.correlation_id).clear_status == "accepted"
     outbox.mark(update.correlation_id, "sent", now=NOW)
     outbox.record_answer(update.correlation_id, "Accepted", now=NOW)
-    [bus] = outbox.prepare([_profile("CP007", 7.0, "tx-7")], run_id="r3", transport="amqp", now=NOW).to_send
+    [bus] = outbox.prepare([profile_for("CP007", 7.0, "tx-7")], run_id="r3", transport="amqp", now=NOW).to_send
     assert bus.clear_correlation_id is None
 
 
 def test_validity_to_outlast_counts_what_reached_citrineos(store) -> None:
     outbox = Outbox(store.engine)
-    [entry] = outbox.prepare([_profile("CP008", 5.0)], run_id="r1", transport="rest", now=NOW).to_send
+    [entry] = outbox.prepare([profile_for("CP008", 5.0)], run_id="r1", transport="rest", now=NOW).to_send
     assert outbox.valid_to_to_outlast(NOW) == {}  # pending: CitrineOS holds nothing yet
     outbox.mark(entry.correlation_id, "sent", now=NOW)
     assert outbox.valid_to_to_outlast(NOW) == {("CP008", "TxDefaultProfile", 1): entry.valid_to}
@@ -161,7 +147,7 @@ def test_validity_to_outlast_counts_what_reached_citrineos(store) -> None:
     assert outbox.valid_to_to_outlast(NOW) == {}
     # the station's answer (a REST callback) may come before the transport reports the send: it still counts
     # (seen on a real CitrineOS 1.8.3, whose refusal of the next re-plan this prevents)
-    [fast] = outbox.prepare([_profile("CP009", 5.0)], run_id="r2", transport="rest", now=NOW).to_send
+    [fast] = outbox.prepare([profile_for("CP009", 5.0)], run_id="r2", transport="rest", now=NOW).to_send
     outbox.record_answer(fast.correlation_id, "Accepted", now=NOW)
     outbox.mark(fast.correlation_id, "sent", now=NOW)
     assert outbox.valid_to_to_outlast(NOW) == {("CP009", "TxDefaultProfile", 1): fast.valid_to}
@@ -170,24 +156,24 @@ def test_validity_to_outlast_counts_what_reached_citrineos(store) -> None:
 def test_one_entry_per_station_per_run(store) -> None:
     outbox = Outbox(store.engine)
     with pytest.raises(ValueError, match="CP003"):
-        outbox.prepare([_profile("CP003", 1.0), _profile("CP003", 2.0)], run_id="r1", transport="amqp", now=NOW)
+        outbox.prepare([profile_for("CP003", 1.0), profile_for("CP003", 2.0)], run_id="r1", transport="amqp", now=NOW)
     # several undelivered entries for one station: one new entry, every older one superseded
-    [a] = outbox.prepare([_profile("CP003", 1.0)], run_id="r1", transport="amqp", now=NOW).to_send
+    [a] = outbox.prepare([profile_for("CP003", 1.0)], run_id="r1", transport="amqp", now=NOW).to_send
     outbox.mark(a.correlation_id, "failed", now=NOW)
-    [b] = outbox.prepare([_profile("CP003", 2.0)], run_id="r2", transport="amqp", now=NOW + SLOT).to_send
+    [b] = outbox.prepare([profile_for("CP003", 2.0)], run_id="r2", transport="amqp", now=NOW + SLOT).to_send
     assert outbox.get(a.correlation_id).status == "superseded"
     assert [e.correlation_id for e in outbox.entries(["CP003"]) if e.status != "superseded"] == [b.correlation_id]
 
 
 def test_sent_awaiting_answer_not_resent_and_answer_not_overwritten(store) -> None:
     outbox = Outbox(store.engine)
-    [entry] = outbox.prepare([_profile("CP004", 4.0)], run_id="r1", transport="amqp", now=NOW).to_send
+    [entry] = outbox.prepare([profile_for("CP004", 4.0)], run_id="r1", transport="amqp", now=NOW).to_send
     # a fast station answers before the transport reports the confirm
     outbox.record_answer(entry.correlation_id, "Rejected", "InvalidSchedule")
     outbox.mark(entry.correlation_id, "sent", now=NOW)
     assert outbox.get(entry.correlation_id).status == "rejected"
-    _sent(outbox, _profile("CP004", 4.5), run_id="r2")
-    prepared = outbox.prepare([_profile("CP004", 4.5)], run_id="r3", transport="amqp", now=NOW)
+    sent_entry(outbox, profile_for("CP004", 4.5), run_id="r2")
+    prepared = outbox.prepare([profile_for("CP004", 4.5)], run_id="r3", transport="amqp", now=NOW)
     assert prepared.to_send == [] and "awaiting answer" in prepared.skipped["CP004"]
     assert outbox.record_answer("not-ours", "Accepted") is False
 
@@ -196,7 +182,7 @@ def test_identical_to_a_rejected_profile_not_resent_unless_forced_or_changed(sto
     """A station that refused a profile refuses the same bytes again: resending it every run only floods the
     station and the operator's log. It is sent again when forced or when the plan changes."""
     outbox = Outbox(store.engine)
-    first = _sent(outbox, _profile("CP005", 5.0))
+    first = sent_entry(outbox, profile_for("CP005", 5.0))
     assert outbox.record_answer(first.correlation_id, "Rejected", "InvalidSchedule")
     later = build_profile(StationTarget("CP005", 1, 22.0), {START + SLOT * i: 5.0 for i in range(8)},
                           now=NOW + timedelta(minutes=5))
@@ -211,11 +197,11 @@ def test_identical_to_a_rejected_profile_not_resent_unless_forced_or_changed(sto
     assert [e.station_id for e in forced.to_send] == ["CP005"]
     assert forced.to_send[0].correlation_id != first.correlation_id
     outbox.record_answer(forced.to_send[0].correlation_id, "Rejected", "InvalidSchedule")
-    changed = outbox.prepare([_profile("CP005", 6.0)], run_id="r5", transport="amqp", now=NOW)
+    changed = outbox.prepare([profile_for("CP005", 6.0)], run_id="r5", transport="amqp", now=NOW)
     assert [e.station_id for e in changed.to_send] == ["CP005"]
     # a profile accepted after the rejection is what the station follows: the rejected one may be tried again
     outbox.record_answer(changed.to_send[0].correlation_id, "Accepted")
-    back = outbox.prepare([_profile("CP005", 5.0)], run_id="r6", transport="amqp", now=NOW)
+    back = outbox.prepare([profile_for("CP005", 5.0)], run_id="r6", transport="amqp", now=NOW)
     assert [e.station_id for e in back.to_send] == ["CP005"]
 
 
@@ -268,9 +254,9 @@ def test_answers_that_beat_the_transports_report_are_kept(store) -> None:
     """Over REST CitrineOS may post the station's answer to our callback before its HTTP response reaches us (seen
     on a real CitrineOS 1.8.3): the transport's later "sent" must not overwrite the answer."""
     outbox = Outbox(store.engine)
-    first = _sent(outbox, _profile("CP010", 5.0, "tx-10"), transport="rest")
+    first = sent_entry(outbox, profile_for("CP010", 5.0, "tx-10"), transport="rest")
     outbox.record_answer(first.correlation_id, "Accepted", now=NOW)
-    [update] = outbox.prepare([_profile("CP010", 6.0, "tx-10")], run_id="r2", transport="rest", now=NOW).to_send
+    [update] = outbox.prepare([profile_for("CP010", 6.0, "tx-10")], run_id="r2", transport="rest", now=NOW).to_send
     assert outbox.apply_answer(Answer(update.clear_correlation_id, "CP010", "Accepted",
                                       action="ClearChargingProfile"))
     outbox.mark_clear(update.clear_correlation_id, "sent", now=NOW)
@@ -290,7 +276,7 @@ def test_answers_that_beat_the_transports_report_are_kept(store) -> None:
 
 def test_marking_many_entries_sent_at_once_keeps_answers_and_records_each(store) -> None:
     outbox = Outbox(store.engine)
-    prepared = outbox.prepare([_profile(f"CP{n:03d}", 5.0) for n in range(1, 4)], run_id="r1", transport="amqp",
+    prepared = outbox.prepare([profile_for(f"CP{n:03d}", 5.0) for n in range(1, 4)], run_id="r1", transport="amqp",
                               now=NOW)
     first, _, third = prepared.to_send
     outbox.record_answer(third.correlation_id, "Accepted", now=NOW)  # the station was faster than the confirm
