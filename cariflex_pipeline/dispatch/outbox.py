@@ -77,6 +77,7 @@ class OutboxEntry:
     readback_status: str | None = None
     readback_detail: str | None = None
     readback_at: datetime | None = None
+    forced: bool = False  # sent by a run that overrode the outbox's rules (`prepare(force=True)`)
 
     @property
     def limits(self) -> list[tuple[int, float]]:
@@ -104,9 +105,9 @@ _TIME_COLUMNS = ("valid_to", "created_at", "sent_at", "answered_at", "updated_at
 
 def _entry(row: Any) -> OutboxEntry:
     values = dict(row._mapping)
-    values.pop("forced", None)
     values["payload"] = json.loads(values["payload"])
     values["delivery_uncertain"] = bool(values["delivery_uncertain"])
+    values["forced"] = bool(values["forced"])
     for column in _TIME_COLUMNS:
         values[column] = from_db_time(values[column])
     return OutboxEntry(**values)
@@ -283,7 +284,7 @@ class Outbox:
     def _insert(self, connection: Any, profile: BuiltProfile, *, run_id: str, transport: str, force: bool,
                 now: datetime, attempts: int, clear: bool) -> int:
         charging = profile.payload["chargingProfile"]
-        valid_to = datetime.fromisoformat(charging["validTo"].replace("Z", "+00:00"))
+        valid_to = datetime.fromisoformat(charging["validTo"])  # Python 3.11 reads the "Z"
         new_id = connection.execute(insert(ocpp_outbox).values(
             station_id=profile.station_id, evse_id=profile.payload["evseId"], profile_id=profile.profile_id,
             stack_level=profile.stack_level, purpose=profile.purpose, transaction_id=charging.get("transactionId"),

@@ -4,7 +4,7 @@ history of every change, at most one entry per station and run."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -285,3 +285,61 @@ def test_marking_many_entries_sent_at_once_keeps_answers_and_records_each(store)
     assert marked == {"CP001": ("sent", NOW), "CP002": ("sent", NOW), "CP003": ("accepted", NOW)}
     assert [event for _, event, _ in outbox.events(first.id)] == ["pending", "sent"]
     assert [event for _, event, _ in outbox.events(third.id)] == ["pending", "accepted"]
+
+
+def test_what_a_run_sends_is_recorded_as_it_was_asked(store) -> None:
+    outbox = Outbox(store.engine)
+    [plain] = outbox.prepare([profile_for("CP001", 5.0)], run_id="r1", transport="amqp", now=NOW).to_send
+    [forced] = outbox.prepare([profile_for("CP002", 5.0)], run_id="r2", transport="rest", force=True,
+                              now=NOW).to_send
+    assert (plain.run_id, plain.transport, plain.forced, plain.status, plain.status_reason) == (
+        "r1", "amqp", False, "pending", "")
+    assert (forced.run_id, forced.transport, forced.forced) == ("r2", "rest", True)
+    assert (plain.valid_to, plain.created_at, plain.updated_at) == (START + 8 * SLOT, NOW, NOW)
+    before = datetime.now(UTC)
+    [stamped] = outbox.prepare([profile_for("CP003", 5.0)], run_id="r3", transport="amqp").to_send
+    assert before <= stamped.created_at <= datetime.now(UTC)
+
+
+def test_a_run_without_a_profile_for_a_station_says_why_it_leaves_it(store) -> None:
+    outbox = Outbox(store.engine)
+    awaiting = sent_entry(outbox, profile_for("CP001", 5.0))
+    [pending] = outbox.prepare([profile_for("CP002", 5.0)], run_id="r2", transport="amqp", now=NOW).to_send
+    prepared = outbox.prepare([], run_id="r3", transport="amqp", now=NOW)
+    assert prepared.skipped == {"CP001": "awaiting the station's answer"}
+    assert outbox.get(awaiting.correlation_id).status == "sent"
+    assert outbox.get(pending.correlation_id).status_reason == (
+        "run r3 has no profile for CP002 (nothing planned): not re-sent stale")
+
+
+def test_a_profile_never_handed_over_is_rebuilt_whatever_the_attempt_limit(store) -> None:
+    """A pending entry was never tried: it does not count towards `max_attempts`, nor does it back off."""
+    policy = DeliveryPolicy(max_attempts=1)
+    outbox = Outbox(store.engine)
+    [first] = outbox.prepare([profile_for("CP001", 5.0)], run_id="r1", transport="amqp", now=NOW,
+                             policy=policy).to_send
+    [again] = outbox.prepare([profile_for("CP001", 5.0)], run_id="r2", transport="amqp", now=NOW,
+                             policy=policy).to_send
+    assert (again.attempts, outbox.get(first.correlation_id).status) == (1, "superseded")
+
+
+def test_unchanged_and_repeat_rejected_name_the_twin_they_compare_with(store) -> None:
+    outbox = Outbox(store.engine)
+    old = sent_entry(outbox, profile_for("CP001", 5.0))
+    outbox.record_answer(old.correlation_id, "Accepted", now=NOW)
+    newer = sent_entry(outbox, profile_for("CP001", 6.0), run_id="r2")
+    outbox.record_answer(newer.correlation_id, "Accepted", now=NOW)
+    mine = sent_entry(outbox, profile_for("CP002", 5.0), run_id="r3")
+    outbox.record_answer(mine.correlation_id, "Accepted", now=NOW)
+    other = sent_entry(outbox, profile_for("CP003", 5.0), run_id="r4")  # a newer acceptance, another station
+    outbox.record_answer(other.correlation_id, "Accepted", now=NOW)
+    refused = sent_entry(outbox, profile_for("CP004", 5.0), run_id="r5")
+    outbox.record_answer(refused.correlation_id, "Rejected", now=NOW)  # no reason given
+    prepared = outbox.prepare([profile_for(station, 5.0) for station in ("CP001", "CP002", "CP004")],
+                              run_id="r6", transport="amqp", now=NOW)
+    # CP001's last accepted profile is the newer 6 kW one: 5 kW is a change
+    assert [entry.station_id for entry in prepared.to_send] == ["CP001"]
+    assert prepared.unchanged == {"CP002": mine.id}
+    assert prepared.repeat_rejected == {"CP004": refused.id}
+    assert prepared.skipped["CP004"] == (f"identical to profile rejected by the station (outbox #{refused.id}); "
+                                         "not resent unless forced or the plan changes")
