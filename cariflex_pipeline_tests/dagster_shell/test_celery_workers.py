@@ -195,9 +195,12 @@ def _assert_ran_on_celery(fleet: Fleet, instance: dg.DagsterInstance, run_id: st
     by_step = _celery_workers_by_step(instance, run_id)
     assert by_step.keys() == started, by_step
     assert {name.split("@", 1)[0] for name in by_step.values()} <= set(WORKERS), by_step
-    # The broker's URL (with its password) is in no event of the run and no line the workers wrote.
+    # The broker's URL (with its password) is in no event of the run, no line the workers wrote, and no file under
+    # DAGSTER_HOME (where dagster-celery's CLI writes the worker settings it resolved).
     assert not [entry for entry in instance.all_logs(run_id) if fleet.broker in str(entry)]
     assert fleet.broker not in fleet.worker_output()
+    home = Path(fleet.settings["DAGSTER_HOME"])
+    assert not [path for path in home.rglob("*") if path.is_file() and fleet.broker.encode() in path.read_bytes()]
     return by_step
 
 
