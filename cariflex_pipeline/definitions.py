@@ -3,6 +3,7 @@
 import dagster as dg
 
 from cariflex_pipeline.defs import backup, derived, dispatch, measurements, openadr, s2, scheduling, site
+from cariflex_pipeline.defs.executor import job_executor
 from cariflex_pipeline.defs.resources import SHARED_RESOURCES
 from cariflex_pipeline.site_model import load_site
 
@@ -30,9 +31,9 @@ operations_defs = [backup.defs]
 main_job = dg.define_asset_job(
     MAIN_JOB_NAME,
     selection=dg.AssetSelection.all(),
-    description="The whole graph: site, measurements, signals, schedule and dispatch, in one process. "
-    "Day-partitioned assets need a partition (python -m cariflex_pipeline gives today's).",
-    executor_def=dg.in_process_executor,
+    description="The whole graph: site, measurements, signals, schedule and dispatch, in one process on the default "
+    "executor. Day-partitioned assets need a partition (python -m cariflex_pipeline gives today's).",
+    executor_def=job_executor(),
 )
 
 defs = dg.Definitions.merge(

@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
+from cariflex_pipeline.defs.executor import job_executor
 from cariflex_pipeline.defs.groups import DERIVED_GROUP
 from cariflex_pipeline.defs.openadr.assets import openadr_events
 from cariflex_pipeline.defs.openadr.partitions import daily_partitions
@@ -46,8 +47,9 @@ FINISHED = FAILED | {dg.DagsterRunStatus.SUCCESS}
 openadr_ingest_job = dg.define_asset_job(
     "openadr_ingest",
     selection=dg.AssetSelection.assets(openadr_events).downstream() - dg.AssetSelection.groups(DERIVED_GROUP),
-    executor_def=dg.in_process_executor,
-    description="OpenADR ingestion of one day and everything downstream of it up to dispatch, in one process.",
+    executor_def=job_executor(),
+    description="OpenADR ingestion of one day and everything downstream of it up to dispatch, in one process on the "
+    "default executor.",
 )
 
 

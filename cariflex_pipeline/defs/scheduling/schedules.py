@@ -1,10 +1,12 @@
-"""Re-plan EV charging and act on the plan every 15 minutes, in one process (no per-step subprocess start-up)."""
+"""Re-plan EV charging and act on the plan every 15 minutes, in one process by default (no per-step subprocess
+start-up; `CARIFLEX_EXECUTOR` in `defs/executor.py`)."""
 
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from cariflex_pipeline.defs.executor import job_executor
 from cariflex_pipeline.defs.groups import DERIVED_GROUP
 from cariflex_pipeline.defs.partitions import TIMEZONE
 from cariflex_pipeline.defs.scheduling.assets import ev_charging_schedule
@@ -18,8 +20,8 @@ ev_schedule_and_dispatch_job = dg.define_asset_job(
     "ev_schedule_and_dispatch",
     selection=_PLAN_AND_AFTER - dg.AssetSelection.groups(DERIVED_GROUP),
     description="Re-plan EV charging from the latest prices, grid signals and sessions, and dispatch the plan "
-    "(latency-critical chain, one process).",
-    executor_def=dg.in_process_executor,
+    "(latency-critical chain, one process on the default executor).",
+    executor_def=job_executor(),
 )
 
 # The 15-minute tick: the same chain, then today's derived series, so that the dashboard shows the plan that is
@@ -28,7 +30,7 @@ ev_replan_and_refresh_job = dg.define_asset_job(
     "ev_replan_and_refresh",
     selection=_PLAN_AND_AFTER,
     description="Re-plan and dispatch as ev_schedule_and_dispatch does, then refresh today's derived series.",
-    executor_def=dg.in_process_executor,
+    executor_def=job_executor(),
 )
 
 def today_partition(moment: datetime | None = None) -> str:
