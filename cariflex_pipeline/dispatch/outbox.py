@@ -159,8 +159,7 @@ class Outbox:
                 ocpp_outbox.c.status.in_(UNDELIVERED_STATUSES), ocpp_outbox.c.valid_to <= self._t(now)))).all()
             for row in stale:
                 self._change(connection, row, "expired", "validTo passed before delivery", now, status="expired")
-            ids = [row.id for row in late]
-        return self.entries(ids=ids) if ids else []
+        return self.entries(ids=[row.id for row in late])
 
     # --- choosing what to send --------------------------------------------------------------------------------
     def prepare(
@@ -274,7 +273,7 @@ class Outbox:
         """Whether CitrineOS may hold this TxProfile (same id, same transaction) as active: its REST side then
         refuses the update (K01.FR.39) until a ClearChargingProfile has been accepted."""
         transaction = profile.payload["chargingProfile"].get("transactionId")
-        if profile.purpose != "TxProfile" or not transaction:
+        if not transaction:  # build_profile gives a transactionId to TxProfiles only
             return False
         return connection.execute(select(ocpp_outbox.c.id).where(and_(
             ocpp_outbox.c.station_id == profile.station_id, ocpp_outbox.c.profile_id == profile.profile_id,

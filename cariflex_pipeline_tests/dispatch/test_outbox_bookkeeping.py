@@ -34,6 +34,11 @@ def _events(outbox: Outbox, entry) -> list[tuple[datetime, str, str]]:
     return outbox.events(entry.id)
 
 
+def _by_id(answers: list[Answer]) -> list[Answer]:
+    """`Outbox.answered` in a stable order: the rows' order is the database's."""
+    return sorted(answers, key=lambda answer: answer.correlation_id)
+
+
 def test_every_entry_handed_over_is_marked_sent_once_across_chunks(store) -> None:
     """mark_sent updates 500 entries per statement: 501 entries need two chunks, neither missing nor doubling
     the one at the seam."""
@@ -64,13 +69,14 @@ def test_marked_sent_clears_an_earlier_failure_and_leaves_other_entries_alone(st
 
 def test_only_an_uncertain_failure_counts_as_uncertain(store) -> None:
     """The AMQP transport asks again about what may have reached the broker: failures marked uncertain, not
-    certain failures, nor an uncertain entry the station has answered since."""
+    certain failures, nor an uncertain entry the station has answered since, nor one the broker could not route."""
     outbox = Outbox(store.engine)
-    uncertain, certain, answered = _prepared(outbox, "CP001", "CP002", "CP003")
+    uncertain, certain, answered, unroutable = _prepared(outbox, "CP001", "CP002", "CP003", "CP004")
     outbox.mark(uncertain.correlation_id, "failed", "no confirm", uncertain=True, now=NOW)
     outbox.mark(certain.correlation_id, "failed", "refused", now=NOW)
     outbox.mark(answered.correlation_id, "failed", "no confirm", uncertain=True, now=NOW)
     assert outbox.record_answer(answered.correlation_id, "Accepted", now=NOW)
+    outbox.mark(unroutable.correlation_id, "unroutable", "no queue", uncertain=True, now=NOW)
     assert outbox.get(answered.correlation_id).delivery_uncertain is False
     assert outbox.uncertain_correlation_ids() == {uncertain.correlation_id}
 
@@ -213,6 +219,12 @@ def test_a_read_back_is_asked_once_answered_once_and_times_out_unanswered(store)
     assert not outbox.apply_answer(Answer("not-ours", "CP001", "Accepted", action="GetCompositeSchedule",
                                           payload=_composite([(0, 5000.0)])))
     assert outbox.mark_readback("not-ours", "sent") is None
+    # answered: each read-back's outcome under its own id only, whatever else the entry's other ids hold
+    assert _by_id(outbox.answered({rb["CP004"], rb["CP003"], asked.correlation_id})) == _by_id([
+        Answer(asked.correlation_id, "CP001", "Accepted", ""),
+        Answer(rb["CP003"], "CP003", "failed", "no route to CP003", action="GetCompositeSchedule"),
+        Answer(rb["CP004"], "CP004", "matches", "the station's composite schedule equals the plan",
+               action="GetCompositeSchedule")])
     assert [entry.status for entry in (outbox.get(e.correlation_id) for e in (failed, answered_first))] == [
         "accepted", "accepted"]  # a read-back never changes the profile's own status
 
@@ -240,12 +252,12 @@ def test_a_read_back_that_differs_names_every_difference(store) -> None:
     assert _events(outbox, refused)[-1] == (LATER, "readback_failed",
                                             "station answered Rejected, no composite schedule")
     assert _events(outbox, empty)[-1][1] == "readback_failed"
-    assert outbox.answered(set(rb.values())) == [
+    assert _by_id(outbox.answered(set(rb.values()))) == _by_id([
         Answer(rb["CP001"], "CP001", "differs", "; ".join(differences), action="GetCompositeSchedule"),
         Answer(rb["CP002"], "CP002", "failed", "station answered Rejected, no composite schedule",
                action="GetCompositeSchedule"),
         Answer(rb["CP003"], "CP003", "failed", "station answered Accepted without a composite schedule",
-               action="GetCompositeSchedule")]
+               action="GetCompositeSchedule")])
 
 
 def test_the_answers_a_rest_transport_waits_for(store) -> None:
@@ -318,3 +330,35 @@ def test_what_a_station_may_hold_is_what_reached_it_and_runs_on(store) -> None:
     assert outbox.entries(run_id="none") == []
     assert [entry.station_id for entry in outbox.entries(station_ids=["CP003", "CP001"])] == ["CP001", "CP003"]
     assert [time for time, _, _ in _events(outbox, held)] == [NOW, NOW, NOW]
+
+
+def test_read_backs_and_clears_reported_without_a_time_or_reason(store) -> None:
+    outbox = Outbox(store.engine)
+    first = sent_entry(outbox, profile_for("CP007", 5.0, "tx-7"), transport="rest")
+    outbox.record_answer(first.correlation_id, "Rejected", now=NOW)
+    before = datetime.now(UTC)
+    [asked] = outbox.request_readbacks([first])
+    assert before <= asked.readback_at <= datetime.now(UTC)
+    outbox.mark_readback(asked.readback_correlation_id, "failed")
+    assert _events(outbox, first)[-1][1:] == ("readback_failed", "")
+    assert before <= _events(outbox, first)[-1][0] <= datetime.now(UTC)
+    assert outbox.answered({asked.readback_correlation_id}) == [
+        Answer(asked.readback_correlation_id, "CP007", "failed", "", action="GetCompositeSchedule")]
+    assert outbox.answered({first.correlation_id}) == [Answer(first.correlation_id, "CP007", "Rejected", "")]
+    held = sent_entry(outbox, profile_for("CP008", 5.0, "tx-8"), transport="rest")
+    outbox.record_answer(held.correlation_id, "Accepted", now=NOW)
+    [update] = outbox.prepare([profile_for("CP008", 6.0, "tx-8")], run_id="r2", transport="rest", now=NOW).to_send
+    outbox.mark_clear(update.clear_correlation_id, "sent")
+    assert _events(outbox, update)[-1][1:] == ("clear_sent", "")
+    assert before <= _events(outbox, update)[-1][0] <= datetime.now(UTC)
+    assert not outbox.apply_answer(Answer("not-ours", "CP008", "Accepted", action="ClearChargingProfile"))
+
+
+def test_the_latest_entry_of_a_station_is_its_newest_not_superseded_one(store) -> None:
+    outbox = Outbox(store.engine)
+    accepted = sent_entry(outbox, profile_for("CP001", 5.0))
+    outbox.record_answer(accepted.correlation_id, "Accepted", now=NOW)
+    _prepared(outbox, "CP001", kw=6.0)
+    outbox.prepare([], run_id="r2", transport="amqp", now=NOW)  # supersedes the pending 6 kW entry
+    assert outbox.latest_by_station()["CP001"].id == accepted.id
+    assert outbox.delivery(["CP001"], NOW)["CP001"].station_id == "CP001"
