@@ -128,7 +128,6 @@ def compare_effect(new: dict[str, Any], old: dict[str, Any], *, now: datetime,
     """Compare two SetChargingProfileRequest payloads by what they make the station do from `now` on."""
     if now.tzinfo is None:
         raise ValueError(f"comparing profiles at {now.isoformat()}: that time has no time zone")
-    now = now.astimezone(UTC)
     differing = _differing_fields(new, old)
     if differing:
         return EffectComparison(False, False, "different " + ", ".join(differing))

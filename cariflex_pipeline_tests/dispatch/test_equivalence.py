@@ -22,7 +22,7 @@ from cariflex_pipeline.dispatch import (
     dispatch_profiles,
     payload_hash,
 )
-from cariflex_pipeline.dispatch.equivalence import coverage
+from cariflex_pipeline.dispatch.equivalence import EffectComparison, coverage
 from cariflex_pipeline.dispatch.profiles import iso
 
 SLOT = timedelta(minutes=15)
@@ -471,3 +471,34 @@ def test_limits_equal_to_six_decimals_are_the_same_limit() -> None:
     assert compare_effect(noisy, old, now=at(1)).same
     _periods(noisy)[0]["limit"] = 11000.00001
     assert not compare_effect(noisy, old, now=at(1)).same
+
+
+def test_the_outcomes_at_their_boundaries_whole() -> None:
+    """Each comparison at the instant its outcome changes, compared whole (same, skip, reason, old validTo)."""
+    old = hand_profile("X", T0, [5000.0] * 8).payload  # runs 13:00-15:00
+    end = T0 + 8 * SLOT
+    assert compare_effect(copy.deepcopy(old), old, now=end) == EffectComparison(
+        False, False, "the old profile ran out at 2026-11-28T15:00:00Z", end)
+    # exactly the margin ahead is enough
+    assert compare_effect(copy.deepcopy(old), old, now=T0, min_validity_ahead=timedelta(hours=2)) == (
+        EffectComparison(True, True, "same limits until 2026-11-28T15:00:00Z; it runs until 2026-11-28T15:00:00Z "
+                                     "(2 h ahead, margin 2 h)", end))
+    shorter = hand_profile("X", T0, [5000.0] * 4).payload
+    assert compare_effect(shorter, old, now=T0, min_validity_ahead=timedelta(hours=3)) == EffectComparison(
+        True, True, "same limits until 2026-11-28T14:00:00Z; the new one would not run longer", end)
+
+
+def test_the_payload_hash_ignores_valid_from_and_key_order_and_is_stable_across_releases() -> None:
+    """The outbox stores it with every entry: the same payload must give the same text to hash, whichever order
+    its keys were built in, and the digest of a known payload stays what earlier entries hold."""
+    payload = hand_profile("X", T0, [5000.0, 7000.0]).payload
+    moved = copy.deepcopy(payload)
+    moved["chargingProfile"]["validFrom"] = iso(T0 - SLOT)
+    reordered = {"chargingProfile": dict(reversed(list(payload["chargingProfile"].items()))),
+                 "evseId": payload["evseId"]}
+    without = copy.deepcopy(payload)
+    del without["chargingProfile"]["validFrom"]
+    assert payload_hash(payload) == payload_hash(moved) == payload_hash(reordered) == payload_hash(without)
+    # the digest the outbox stores for this payload today (compact JSON, sorted keys): a change shows here
+    assert payload_hash(payload) == "50b4f63ca68dd9a718c6a122b490da90890065f8190d8799de0681d30c588d89"
+    assert payload_hash({"evseId": 1}) != payload_hash({"evseId": 2})  # no chargingProfile at all: hashed as is
