@@ -331,7 +331,7 @@ def describe_location(location: list[Any], raw: Any) -> str:
     if len(location) >= 2 and isinstance(location[1], int):
         entries = raw.get(str(location[0])) if isinstance(raw, dict) else None
         entry = entries[location[1]] if isinstance(entries, list) and location[1] < len(entries) else {}
-        label = entry.get("id", entry.get("name", f"#{location[1]}")) if isinstance(entry, dict) else ""
+        label = entry.get("id", entry.get("name", f"#{location[1]}")) if isinstance(entry, dict) else f"#{location[1]}"
         field = ".".join(str(part) for part in location[2:]) or "entry"
         return f"{location[0]} entry {label!r}, field {field}"
-    return ".".join(str(part) for part in location) or "site"
+    return f"field {'.'.join(str(part) for part in location)}" if location else "site"
