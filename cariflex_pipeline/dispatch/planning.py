@@ -103,7 +103,10 @@ def _plans_by_sensor(planned: pd.DataFrame) -> dict[int, dict[datetime, float]]:
     plans: dict[int, dict[datetime, float]] = {}
     if planned.empty:
         return plans
-    starts = [pd.Timestamp(t).to_pydatetime() for t in planned["event_start"]]
+    try:  # one conversion of the column: a Timestamp per row costs more than building the profiles
+        starts = list(pd.DatetimeIndex(planned["event_start"]).to_pydatetime())
+    except (TypeError, ValueError):  # an object column of several time zones: row by row, as they are
+        starts = [pd.Timestamp(t).to_pydatetime() for t in planned["event_start"]]
     for sensor_id, slot_start, value in zip(planned["sensor_id"].tolist(), starts, planned["value"].tolist(),
                                             strict=True):
         plans.setdefault(int(sensor_id), {})[slot_start] = float(value)
