@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SITE_FILE_ENV = "CARIFLEX_SITE_FILE"
 
@@ -37,6 +37,9 @@ def known_timezone(timezone: str) -> str:
     except (ZoneInfoNotFoundError, ValueError) as error:
         raise ValueError(f"unknown timezone {timezone!r}") from error
     return timezone
+
+
+Timezone = Annotated[str, AfterValidator(known_timezone)]
 
 
 class SiteModelError(ValueError):
@@ -182,7 +185,7 @@ class OpenAdr(StrictModel):
 
 class Site(StrictModel):
     name: str
-    timezone: str
+    timezone: Timezone
     resolution: timedelta = timedelta(minutes=15)
     grid_connection: GridConnection
     sensors: list[Sensor]
@@ -195,11 +198,6 @@ class Site(StrictModel):
     # The first day the pipeline holds data for: the first day partition (CARIFLEX_FIRST_DAY overrides it). None:
     # the day the code location first loads, for a new site.
     first_day: date | None = None
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, timezone: str) -> str:
-        return known_timezone(timezone)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Site:

@@ -26,7 +26,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from cariflex_pipeline.site_model.model import (
     Battery,
@@ -40,10 +40,10 @@ from cariflex_pipeline.site_model.model import (
     Site,
     SiteModelError,
     StrictModel,
+    Timezone,
     V2gCharger,
     default_site_file,
     describe_location,
-    known_timezone,
     read_mapping,
     validate_site,
 )
@@ -90,7 +90,7 @@ class PortfolioSite(StrictModel):
 
     id: SiteId
     name: str = Field(min_length=1)
-    timezone: str | None = None  # None: the portfolio's
+    timezone: Timezone | None = None  # None: the portfolio's
     first_day: date | None = None  # None: the portfolio's
     grid_connection: GridConnection
     sensors: list[Sensor] = []
@@ -106,7 +106,7 @@ class PortfolioSite(StrictModel):
 
 class Portfolio(StrictModel):
     name: str = Field(min_length=1)
-    timezone: str
+    timezone: Timezone
     resolution: timedelta = timedelta(minutes=15)
     first_day: date | None = None
     sensors: list[Sensor] = []
@@ -115,11 +115,6 @@ class Portfolio(StrictModel):
     sites: list[PortfolioSite] = Field(min_length=1)
     _built: dict[str, Site] = PrivateAttr(default_factory=dict)
     _entries: dict[str, PortfolioSite] = PrivateAttr(default_factory=dict)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, timezone: str) -> str:
-        return known_timezone(timezone)
 
     @model_validator(mode="after")
     def _build_sites(self) -> Portfolio:

@@ -15,6 +15,8 @@ from cariflex_pipeline.site_model import (
     parse_portfolio,
 )
 
+from .test_site_model import set_at
+
 BUNDLED = Path(default_site_file()).with_name("martinique_portfolio.yaml")
 
 
@@ -126,19 +128,6 @@ def test_an_unknown_site_is_named() -> None:
         load_portfolio(BUNDLED).only_site()
 
 
-def _at(path: list, value):
-    """An edit setting (or, with KeyError, deleting) the value at `path` of the raw portfolio."""
-    def edit(raw: dict) -> None:
-        target = raw
-        for key in path[:-1]:
-            target = target[key]
-        if value is KeyError:
-            del target[path[-1]]
-        else:
-            target[path[-1]] = value
-    return edit
-
-
 def _sensor_defined_twice(raw: dict) -> None:
     raw["sites"][1]["sensors"].append({"id": 61, "name": "cp001_copy", "unit": "kW"})
 
@@ -159,12 +148,12 @@ ARMES = "site 'place-d-armes'"
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (_at(["sites", 1, "id"], "pointe-simon"),
+        (set_at(["sites", 1, "id"], "pointe-simon"),
          "site 'pointe-simon' (sites entry #1), field id: duplicate site id, already sites entry #0"),
-        (_at(["sites", 1, "id"], "Place d'Armes"), "site \"Place d'Armes\", field id: String should match pattern"),
-        (_at(["sites", 1, "charge_points", 0, "id"], "CP001"),
+        (set_at(["sites", 1, "id"], "Place d'Armes"), "site \"Place d'Armes\", field id: String should match pattern"),
+        (set_at(["sites", 1, "charge_points", 0, "id"], "CP001"),
          f"{ARMES}, charge_points entry 'CP001', field id: charge point 'CP001' is already in site 'pointe-simon'"),
-        (_at(["sites", 1, "charge_points", 0, "sensor_id"], 61),
+        (set_at(["sites", 1, "charge_points", 0, "sensor_id"], 61),
          f"{ARMES}, charge_points entry 'CP006', field sensor_id: sensor 61 belongs to site 'pointe-simon'"),
         (_sensor_defined_twice,
          f"{ARMES}, sensors entry 61, field id: sensor 61 is already defined by site 'pointe-simon'"),
@@ -172,38 +161,38 @@ ARMES = "site 'place-d-armes'"
          f"{ARMES}, charge_points entry 'CP006', field sensor_id: sensor 90 is already used by site 'pointe-simon' "
          "(charge_points entry 'CP001', field sensor_id)"),
         (_shared_sensor_twice, "sensors entry 84, field id: sensor 84 is already defined in the shared sensors"),
-        (_at(["sites", 1, "batteries", 2, "sensor_id"], 53),
+        (set_at(["sites", 1, "batteries", 2, "sensor_id"], 53),
          f"{ARMES}, batteries entry 'battery_08', field sensor_id: sensor 53 belongs to site 'pointe-simon'"),
-        (_at(["openadr", "signals", 1, "sites"], ["pointe-simon", "le-robert"]),
+        (set_at(["openadr", "signals", 1, "sites"], ["pointe-simon", "le-robert"]),
          "openadr signals entry #1 (sensor 86), field sites: unknown site 'le-robert'"),
-        (_at(["openadr", "signals", 1, "sites"], []),
+        (set_at(["openadr", "signals", 1, "sites"], []),
          "openadr signals entry #1 (sensor 86), field sites: names no site"),
-        (_at(["openadr", "signals", 1, "sensor_id"], 66),
+        (set_at(["openadr", "signals", 1, "sensor_id"], 66),
          "openadr signals entry #1 (sensor 66), field sensor_id: sensor 66 belongs to site 'place-d-armes', "
          "the signal targets site 'pointe-simon'"),
-        (_at(["openadr", "signals", 1, "sensor_id"], 83),
+        (set_at(["openadr", "signals", 1, "sensor_id"], 83),
          "openadr signals entry #1 (sensor 83), field sensor_id: sensor 83 is defined nowhere"),
-        (_at(["sites", 1, "grid_connection"], KeyError), f"{ARMES}, field grid_connection: Field required"),
-        (_at(["sites", 1, "grid_connection", "import_capacity_kw"], 0),
+        (set_at(["sites", 1, "grid_connection"], KeyError), f"{ARMES}, field grid_connection: Field required"),
+        (set_at(["sites", 1, "grid_connection", "import_capacity_kw"], 0),
          f"{ARMES}, field grid_connection.import_capacity_kw: Input should be greater than 0"),
-        (_at(["sites", 1, "grid_connection", "import_capacity_kw"], KeyError),
+        (set_at(["sites", 1, "grid_connection", "import_capacity_kw"], KeyError),
          f"{ARMES}, field grid_connection.import_capacity_kw: Field required"),
-        (_at(["sites", 1, "grid_connection", "export_capacity_kw"], -20),
+        (set_at(["sites", 1, "grid_connection", "export_capacity_kw"], -20),
          f"{ARMES}, field grid_connection.export_capacity_kw: Input should be greater than 0"),
-        (_at(["sites", 1, "grid_connection", "import_capacity_kw"], float("nan")),
+        (set_at(["sites", 1, "grid_connection", "import_capacity_kw"], float("nan")),
          f"{ARMES}, field grid_connection.import_capacity_kw: Input should be a finite number"),
-        (_at(["sites", 1, "grid_connection", "import_capacity_kw"], float("inf")),
+        (set_at(["sites", 1, "grid_connection", "import_capacity_kw"], float("inf")),
          f"{ARMES}, field grid_connection.import_capacity_kw: Input should be a finite number"),
-        (_at(["sites", 1, "charge_points", 2, "max_power_kw"], -11),
+        (set_at(["sites", 1, "charge_points", 2, "max_power_kw"], -11),
          f"{ARMES}, charge_points entry 'CP008', field max_power_kw: Input should be greater than 0"),
-        (_at(["sites", 1, "charge_points", 0, "sensor_id"], 83),
+        (set_at(["sites", 1, "charge_points", 0, "sensor_id"], 83),
          f"{ARMES}: charge point 'CP006': field sensor_id: sensor 83 is not in sensors"),
-        (_at(["sites", 1, "signals"], {"irradiance": 81, "temperature": 82, "consumption_price": 84,
+        (set_at(["sites", 1, "signals"], {"irradiance": 81, "temperature": 82, "consumption_price": 84,
                                        "dso_price": 85, "load_control": 61, "demand_response": 87}),
          f"{ARMES}, signals, field load_control: sensor 61 belongs to site 'pointe-simon'"),
-        (_at(["signals"], KeyError),
+        (set_at(["signals"], KeyError),
          "site 'pointe-simon', field signals: missing, and the portfolio names no signals for all sites"),
-        (_at(["sites", 1, "timezone"], "America/Fort-de-France"), f"{ARMES}, field timezone: unknown timezone"),
+        (set_at(["sites", 1, "timezone"], "America/Fort-de-France"), f"{ARMES}, field timezone: unknown timezone"),
     ],
 )
 def test_a_bad_portfolio_names_the_site_the_entry_and_the_field(tmp_path: Path, edit, expected: str) -> None:
