@@ -123,7 +123,13 @@ class Portfolio(StrictModel):
             raise ValueError("; ".join(problems))
         self._entries = {entry.id: entry for entry in self.sites}
         mappings = _plain_mappings(self)
-        self._built = {entry.id: self._site(entry, mappings.get(entry.id, [])) for entry in self.sites}
+        for entry in self.sites:  # every site's problems at once: one broken site must not hide another's
+            try:
+                self._built[entry.id] = self._site(entry, mappings.get(entry.id, []))
+            except ValueError as error:
+                problems.append(str(error))
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def _site(self, entry: PortfolioSite, mappings: list[OpenAdrSignal]) -> Site:

@@ -109,8 +109,8 @@ def _signal_problems(portfolio: Portfolio, entry: PortfolioSite, owner: dict[int
         problems += _foreign(entry.id, where, sensor_id, owner)
         device = used_by.get(sensor_id)
         if device is not None and device[0] != entry.id:
-            problems.append(f"site {entry.id!r}, {where}: sensor {sensor_id} is site {device[0]!r}'s device "
-                            f"sensor ({device[1]})")
+            problems.append(f"site {entry.id!r}, {where}: sensor {sensor_id} is a device sensor of site "
+                            f"{device[0]!r} ({device[1]})")
     return problems
 
 

@@ -161,6 +161,9 @@ ARMES = "site 'place-d-armes'"
          f"{ARMES}, charge_points entry 'CP006', field sensor_id: sensor 90 is already used by site 'pointe-simon' "
          "(charge_points entry 'CP001', field sensor_id)"),
         (_shared_sensor_twice, "sensors entry 84, field id: sensor 84 is already defined in the shared sensors"),
+        (set_at(["sites", 1, "pv_installations", 0, "sensor_id"], 84),
+         "site 'pointe-simon', the portfolio's signals, field consumption_price: sensor 84 is a device sensor of site "
+         "'place-d-armes' (pv_installations entry 'pv_06', field sensor_id)"),
         (set_at(["sites", 1, "batteries", 2, "sensor_id"], 53),
          f"{ARMES}, batteries entry 'battery_08', field sensor_id: sensor 53 belongs to site 'pointe-simon'"),
         (set_at(["openadr", "signals", 1, "sites"], ["pointe-simon", "le-robert"]),
@@ -204,6 +207,18 @@ def test_a_bad_portfolio_names_the_site_the_entry_and_the_field(tmp_path: Path, 
     assert expected in str(raised.value)
     assert str(path) in str(raised.value)
     assert isinstance(raised.value, SiteModelError)  # whoever stops on a bad site file stops on this too
+
+
+def test_every_broken_site_is_named_at_once() -> None:
+    raw = bundled_raw()
+    raw["sites"][0]["charge_points"][0]["sensor_id"] = 83
+    raw["sites"][1]["charge_points"][0]["sensor_id"] = 46  # pv_06's
+    with pytest.raises(PortfolioError) as raised:
+        parse_portfolio(raw)
+    message = str(raised.value)
+    assert "site 'pointe-simon': charge point 'CP001': field sensor_id: sensor 83 is not in sensors" in message
+    assert "site 'place-d-armes': pv installation 'pv_06': field sensor_id: sensor 46 already used by charge point " \
+        "'CP006'" in message
 
 
 def test_a_bad_plain_site_file_fails_as_load_site_does(tmp_path: Path) -> None:
