@@ -48,7 +48,7 @@ from lp_scaling import SLOTS, day_prices
 from scratch_database import scratch_database
 
 from cariflex_pipeline.dispatch import AmqpTransport, BuiltProfile, Call, profiles_from_plan
-from cariflex_pipeline.scheduling import EvSession, resolve, solve, verify
+from cariflex_pipeline.scheduling import EvSession, ProblemError, SolverError, resolve, solve, verify
 from cariflex_pipeline.scheduling.horizon import SlotSignals, horizon_problem, price_fallback
 from cariflex_pipeline.scheduling.signals import current_slot, on_slots, schedule_beliefs
 from cariflex_pipeline.site_model import Portfolio, Site, parse_portfolio
@@ -120,7 +120,7 @@ def sessions_for(site: Site, start: datetime, rng: np.random.Generator) -> list[
 @dataclass
 class Tick:
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-    profiles: dict[str, list[BuiltProfile]] = field(default_factory=lambda: defaultdict(list))  # tenant ->
+    profiles: dict[str, list[BuiltProfile]] = field(default_factory=lambda: defaultdict(list))  # per tenant
     failed: dict[str, str] = field(default_factory=dict)  # site -> why (the other sites go on)
     invalid: int = 0
     sent: int = 0
@@ -148,13 +148,14 @@ def plan_site(tick: Tick, store: TimeSeriesStore, portfolio: Portfolio, site_id:
         resolved = resolve(problem, site)
         result = solve(resolved, solver="highs")
         violations = verify(resolved, result)
-    except ValueError as error:  # ProblemError, SolverError
+    except (ProblemError, SolverError) as error:
         tick.failed[site_id] = str(error)
         tick.timed("plan", t0)
         return
-    if violations:
-        tick.failed[site_id] = f"{len(violations)} verifier violations, first: {violations[0]}"
     t0 = tick.timed("plan", t0)
+    if violations:  # as in the pipeline: a plan the verifier refuses is never dispatched
+        tick.failed[site_id] = f"{len(violations)} verifier violations, first: {violations[0]}"
+        return
     planned = schedule_beliefs(result, {cp.id: cp.sensor_id for cp in site.charge_points}, now)
     built = profiles_from_plan(site, planned, now=now)
     tick.invalid += len(built.invalid)
