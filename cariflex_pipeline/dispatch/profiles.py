@@ -224,13 +224,15 @@ def _periods(station: StationTarget, plan: Mapping[datetime, float], start: date
     periods: list[dict[str, Any]] = []
     limits: list[tuple[int, float]] = []
     clipped = 0
-    slot = start
+    slot, offset, step_s = start, 0, int(step.total_seconds())
+    previous_kw, limit = None, 0.0
     while slot < end:
         kw = plan.get(slot, 0.0)
         if kw < 0 or kw > station.max_power_kw + 1e-9:
             clipped += 1
-        limit = emit_limit(_to_unit(min(max(kw, 0.0), station.max_power_kw), config), config.rate_unit)
-        offset = int((slot - start).total_seconds())
+        if kw != previous_kw:  # runs of equal power are the rule in a plan: one conversion per run
+            limit = emit_limit(_to_unit(min(max(kw, 0.0), station.max_power_kw), config), config.rate_unit)
+            previous_kw = kw
         if not limits or limits[-1][1] != limit:
             limits.append((offset, limit))
             period: dict[str, Any] = {"startPeriod": offset, "limit": limit}
@@ -238,6 +240,7 @@ def _periods(station: StationTarget, plan: Mapping[datetime, float], start: date
                 period["numberPhases"] = config.number_phases
             periods.append(period)
         slot += step
+        offset += step_s
     notes = [f"{clipped} slot(s) clipped to [0, {station.max_power_kw} kW]"] if clipped else []
     return periods, limits, notes
 
