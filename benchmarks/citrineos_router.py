@@ -19,29 +19,43 @@ import pika
 
 @dataclass(frozen=True)
 class Router:
+    url: str
     exchange: str
     sink: str  # where every request to a station lands
     answer_queue: str  # for AmqpTransport(answer_queue=...): deleted with the rest
-    channel: Any  # a blocking channel of the set-up connection, open while the router exists
+
+    def purge(self) -> None:
+        """Empty the sink (between measurements)."""
+        with _channel(self.url) as channel:
+            channel.queue_purge(self.sink)
+
+
+@contextmanager
+def _channel(url: str) -> Iterator[Any]:
+    """A channel on a connection of its own: a set-up connection left idle through a long measurement misses its
+    heartbeats and is closed by the broker, which once left a benchmark's exchange and queues behind."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        yield connection.channel()
+    finally:
+        if connection.is_open:
+            connection.close()
 
 
 @contextmanager
 def citrineos_router(amqp_url: str) -> Iterator[Router]:
     """Yield a new router on `amqp_url`; its exchange and queues are deleted on the way out, whatever happened."""
     tag = uuid.uuid4().hex[:8]
-    router = None
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    router = Router(amqp_url, f"citrineos.bench.{tag}", f"bench.sink.{tag}", f"bench.answers.{tag}")
     try:
-        channel = connection.channel()
-        router = Router(f"citrineos.bench.{tag}", f"bench.sink.{tag}", f"bench.answers.{tag}", channel)
-        channel.exchange_declare(router.exchange, exchange_type="headers", durable=False)
-        channel.queue_declare(router.sink, auto_delete=False)
-        channel.queue_bind(router.sink, router.exchange, arguments={"x-match": "all", "origin": "csms", "state": "1"})
+        with _channel(amqp_url) as channel:
+            channel.exchange_declare(router.exchange, exchange_type="headers", durable=False)
+            channel.queue_declare(router.sink, auto_delete=False)
+            channel.queue_bind(router.sink, router.exchange,
+                               arguments={"x-match": "all", "origin": "csms", "state": "1"})
         yield router
     finally:
-        if router is not None and connection.is_open:
-            channel = connection.channel()  # the router's channel may have been closed by the broker
+        with _channel(amqp_url) as channel:
             channel.queue_delete(router.sink)
             channel.queue_delete(router.answer_queue)
             channel.exchange_delete(router.exchange)
-        connection.close()

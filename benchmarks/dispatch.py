@@ -79,7 +79,7 @@ def run(args: argparse.Namespace, database_url: str) -> int:
 
 
 def measure(args: argparse.Namespace, outbox: Outbox, router: Router) -> int:
-    exchange, sink, channel = router.exchange, router.sink, router.channel
+    exchange, sink = router.exchange, router.sink
     now = datetime.now(UTC)
     t0 = time.perf_counter()
     profiles = make_profiles(args.count, now)
@@ -104,7 +104,7 @@ def measure(args: argparse.Namespace, outbox: Outbox, router: Router) -> int:
     outcome: dict[str, int] = {}
     for result in results:
         outcome[result.status] = outcome.get(result.status, 0) + 1
-    channel.queue_purge(sink)
+    router.purge()
 
     # 2. raw pika: the same messages, no confirms, no mandatory
     raw = pika.BlockingConnection(pika.URLParameters(args.amqp_url))

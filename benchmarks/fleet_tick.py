@@ -188,7 +188,7 @@ def run_size(n_sites: int, args: argparse.Namespace, store: TimeSeriesStore, rou
     write_signals(store, portfolio, start, seed=n_sites)
     rng = np.random.default_rng(n_sites)
     sessions = {site_id: sessions_for(portfolio.site(site_id), start, rng) for site_id in portfolio.site_ids}
-    router.channel.queue_purge(router.sink)
+    router.purge()
 
     tick = Tick()
     cpu = time.process_time()
