@@ -20,7 +20,6 @@ import argparse
 import os
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import pika
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from citrineos_router import Router, citrineos_router
 from scratch_database import scratch_database
 
 from cariflex_pipeline.dispatch import (
@@ -74,14 +74,12 @@ def run(args: argparse.Namespace, database_url: str) -> int:
     store.migrate()
     outbox = Outbox(store.engine)
 
-    tag = uuid.uuid4().hex[:8]
-    exchange, sink, answers = f"citrineos.bench.{tag}", f"bench.sink.{tag}", f"bench.answers.{tag}"
-    setup = pika.BlockingConnection(pika.URLParameters(args.amqp_url))
-    channel = setup.channel()
-    channel.exchange_declare(exchange, exchange_type="headers", durable=False)
-    channel.queue_declare(sink, auto_delete=False)
-    channel.queue_bind(sink, exchange, arguments={"x-match": "all", "origin": "csms", "state": "1"})
+    with citrineos_router(args.amqp_url) as router:
+        return measure(args, outbox, router)
 
+
+def measure(args: argparse.Namespace, outbox: Outbox, router: Router) -> int:
+    exchange, sink = router.exchange, router.sink
     now = datetime.now(UTC)
     t0 = time.perf_counter()
     profiles = make_profiles(args.count, now)
@@ -89,49 +87,43 @@ def run(args: argparse.Namespace, database_url: str) -> int:
     t0 = time.perf_counter()
     entries = outbox.prepare(profiles, run_id="bench", transport="amqp", now=now).to_send
     store_s = time.perf_counter() - t0
-    transport = AmqpTransport(args.amqp_url, exchange=exchange, answer_queue=answers, window=args.window,
+    transport = AmqpTransport(args.amqp_url, exchange=exchange, answer_queue=router.answer_queue, window=args.window,
                               confirm_timeout=600)
     transport.ensure_answer_queue()
     messages = [(e.correlation_id, e.station_id,
                  *transport.envelope(Call(e.correlation_id, e.station_id, "SetChargingProfile", e.payload)))
                 for e in entries]
     policy = DeliveryPolicy()
-    try:
-        # 1. through the transport (envelope, mandatory, publisher confirms) and the outbox's bookkeeping: each
-        # entry sent with its time and event, then the scan for entries past their answer deadline
-        t0 = time.perf_counter()
-        results = transport.send(entries)
-        outbox.mark_sent([r.correlation_id for r in results if r.status == "sent"], now=now)
-        outbox.expire_unanswered(now, policy)
-        confirmed_s = time.perf_counter() - t0
-        outcome: dict[str, int] = {}
-        for result in results:
-            outcome[result.status] = outcome.get(result.status, 0) + 1
-        channel.queue_purge(sink)
+    # 1. through the transport (envelope, mandatory, publisher confirms) and the outbox's bookkeeping: each
+    # entry sent with its time and event, then the scan for entries past their answer deadline
+    t0 = time.perf_counter()
+    results = transport.send(entries)
+    outbox.mark_sent([r.correlation_id for r in results if r.status == "sent"], now=now)
+    outbox.expire_unanswered(now, policy)
+    confirmed_s = time.perf_counter() - t0
+    outcome: dict[str, int] = {}
+    for result in results:
+        outcome[result.status] = outcome.get(result.status, 0) + 1
+    router.purge()
 
-        # 2. raw pika: the same messages, no confirms, no mandatory
-        raw = pika.BlockingConnection(pika.URLParameters(args.amqp_url))
-        raw_channel = raw.channel()
-        t0 = time.perf_counter()
-        for corr, _station, headers, body in messages:
-            raw_channel.basic_publish(exchange, "", body, pika.BasicProperties(
-                headers=headers, content_type="application/json", content_encoding="utf-8", correlation_id=corr,
-                message_id=corr, delivery_mode=1))
-        raw_channel.queue_declare(sink, passive=True)  # synchronous: the broker has processed every publish
-        raw_s = time.perf_counter() - t0
-        deadline = time.monotonic() + 10  # the count in declare-ok can lag the queue process: poll, untimed
-        stored = 0
-        while time.monotonic() < deadline:
-            stored = raw_channel.queue_declare(sink, passive=True).method.message_count
-            if stored >= args.count:
-                break
-            raw.sleep(0.05)
-        raw.close()
-    finally:
-        channel.queue_delete(sink)
-        channel.queue_delete(answers)
-        channel.exchange_delete(exchange)
-        setup.close()
+    # 2. raw pika: the same messages, no confirms, no mandatory
+    raw = pika.BlockingConnection(pika.URLParameters(args.amqp_url))
+    raw_channel = raw.channel()
+    t0 = time.perf_counter()
+    for corr, _station, headers, body in messages:
+        raw_channel.basic_publish(exchange, "", body, pika.BasicProperties(
+            headers=headers, content_type="application/json", content_encoding="utf-8", correlation_id=corr,
+            message_id=corr, delivery_mode=1))
+    raw_channel.queue_declare(sink, passive=True)  # synchronous: the broker has processed every publish
+    raw_s = time.perf_counter() - t0
+    deadline = time.monotonic() + 10  # the count in declare-ok can lag the queue process: poll, untimed
+    stored = 0
+    while time.monotonic() < deadline:
+        stored = raw_channel.queue_declare(sink, passive=True).method.message_count
+        if stored >= args.count:
+            break
+        raw.sleep(0.05)
+    raw.close()
 
     body_bytes = sum(len(m[3]) for m in messages) / len(messages)
     confirmed_rate = args.count / confirmed_s

@@ -39,11 +39,16 @@ PENALTY_EUR_PER_KWH = 10.0
 T = TypeVar("T")
 
 
+def day_prices() -> np.ndarray:
+    """A day of 15-minute prices in EUR/MWh shaped like Martinique's: cheap at night and midday, evening peak."""
+    hours = np.arange(SLOTS) * DT_H
+    return np.round(95 + 55 * np.exp(-((hours - 19) / 2.2) ** 2) + 30 * np.exp(-((hours - 8) / 1.8) ** 2)
+                    - 35 * np.exp(-((hours - 13) / 2.5) ** 2) - 25 * (hours < 5), 2)
+
+
 def make_problem(k: int, seed: int = 42) -> ResolvedProblem:
     rng = np.random.default_rng(seed)
-    hours = np.arange(SLOTS) * DT_H
-    prices = np.round(95 + 55 * np.exp(-((hours - 19) / 2.2) ** 2) + 30 * np.exp(-((hours - 8) / 1.8) ** 2)
-                      - 35 * np.exp(-((hours - 13) / 2.5) ** 2) - 25 * (hours < 5), 2)
+    prices = day_prices()
     sessions = []
     for i in range(k):
         first = int(rng.integers(0, 80))

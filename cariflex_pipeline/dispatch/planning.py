@@ -62,22 +62,19 @@ def profiles_from_plan(
     in_force = in_force or {}
     result = ProfileSet()
     resolution = site.resolution
+    plans = _plans_by_sensor(planned)
     for cp in site.charge_points:
-        rows = planned[planned["sensor_id"] == cp.sensor_id] if not planned.empty else planned
         station = StationTarget(cp.id, cp.evse_id, cp.max_power_kw, transactions.get(cp.id))
         station_config, station_end, stale = config, horizon_end, None
-        if rows.empty:
+        plan = plans.get(cp.sensor_id, {})
+        if not plan:
             stale = in_force.get(cp.id)
             if stale is None or not _limits_ahead(stale, now):
                 continue
-            plan: dict[datetime, float] = {}
             station_config = dataclasses.replace(config or ProfileConfig(), stack_level=stale.stack_level)
             # one slot past the stale validTo: CitrineOS 1.8's REST side refuses a profile with the same stack
             # level, purpose and EVSE as an active one unless the new one outlasts it
             station_end = ceil_to_grid(stale.valid_to, resolution) + resolution
-        else:
-            plan = {pd.Timestamp(t).to_pydatetime(): float(v)
-                    for t, v in zip(rows["event_start"], rows["value"], strict=True)}
         level = (station_config or ProfileConfig()).stack_level
         previous = {purpose: valid_to for (station_id, purpose, stack_level), valid_to in (outlast or {}).items()
                     if station_id == cp.id and stack_level == level}
@@ -98,6 +95,22 @@ def profiles_from_plan(
             result.cleared[cp.id] = stale.id
         result.profiles.append(profile)
     return result
+
+
+def _plans_by_sensor(planned: pd.DataFrame) -> dict[int, dict[datetime, float]]:
+    """Per sensor, its planned kW per slot start, in one pass over the frame: a mask and a time conversion per charge
+    point cost a fleet's tick about a second per hundred sites of a hundred charge points."""
+    plans: dict[int, dict[datetime, float]] = {}
+    if planned.empty:
+        return plans
+    try:  # one conversion of the column: a Timestamp per row costs more than building the profiles
+        starts = list(pd.DatetimeIndex(planned["event_start"]).to_pydatetime())
+    except (TypeError, ValueError):  # an object column of several time zones: row by row, as they are
+        starts = [pd.Timestamp(t).to_pydatetime() for t in planned["event_start"]]
+    for sensor_id, slot_start, value in zip(planned["sensor_id"].tolist(), starts, planned["value"].tolist(),
+                                            strict=True):
+        plans.setdefault(int(sensor_id), {})[slot_start] = float(value)
+    return plans
 
 
 def _limits_ahead(entry: OutboxEntry, now: datetime) -> bool:

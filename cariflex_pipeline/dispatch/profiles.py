@@ -90,14 +90,16 @@ def profile_id_for(station_id: str, stack_level: int, purpose: str = "TxDefaultP
     return zlib.crc32(f"cariflex:{station_id}:{stack_level}:{purpose}".encode()) & 0x3FFFFFFF or 1
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def floor_to_grid(moment: datetime, resolution: timedelta) -> datetime:
     """The start of the slot containing `moment`, on the UTC epoch grid (15-minute slots align in any zone)."""
     if moment.tzinfo is None:
         raise ValueError(f"time {moment.isoformat()} has no time zone")
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
     step = int(resolution.total_seconds())
-    seconds = int((moment.astimezone(UTC) - epoch).total_seconds())
-    return epoch + timedelta(seconds=seconds - seconds % step)
+    seconds = int((moment.astimezone(UTC) - EPOCH).total_seconds())
+    return EPOCH + timedelta(seconds=seconds - seconds % step)
 
 
 def ceil_to_grid(moment: datetime, resolution: timedelta) -> datetime:
@@ -193,7 +195,7 @@ def _plan_from(station: StationTarget, planned_kw: Mapping[datetime, float] | Se
         if slot_start.tzinfo is None:
             raise ProfileBuildError(f"station {station.station_id}: slot {slot_start} has no time zone")
         slot = slot_start.astimezone(UTC)
-        if floor_to_grid(slot, step) != slot:
+        if (slot - EPOCH) % step:  # off the grid; floor_to_grid's verdict at a fraction of its cost, slot by slot
             raise ProfileBuildError(
                 f"station {station.station_id}: slot {iso(slot)} is not on the {step} grid")
         if value != value or value in (float("inf"), float("-inf")):
@@ -222,13 +224,15 @@ def _periods(station: StationTarget, plan: Mapping[datetime, float], start: date
     periods: list[dict[str, Any]] = []
     limits: list[tuple[int, float]] = []
     clipped = 0
-    slot = start
+    slot, offset, step_s = start, 0, int(step.total_seconds())
+    previous_kw, limit = None, 0.0
     while slot < end:
         kw = plan.get(slot, 0.0)
         if kw < 0 or kw > station.max_power_kw + 1e-9:
             clipped += 1
-        limit = emit_limit(_to_unit(min(max(kw, 0.0), station.max_power_kw), config), config.rate_unit)
-        offset = int((slot - start).total_seconds())
+        if kw != previous_kw:  # runs of equal power are the rule in a plan: one conversion per run
+            limit = emit_limit(_to_unit(min(max(kw, 0.0), station.max_power_kw), config), config.rate_unit)
+            previous_kw = kw
         if not limits or limits[-1][1] != limit:
             limits.append((offset, limit))
             period: dict[str, Any] = {"startPeriod": offset, "limit": limit}
@@ -236,6 +240,7 @@ def _periods(station: StationTarget, plan: Mapping[datetime, float], start: date
                 period["numberPhases"] = config.number_phases
             periods.append(period)
         slot += step
+        offset += step_s
     notes = [f"{clipped} slot(s) clipped to [0, {station.max_power_kw} kW]"] if clipped else []
     return periods, limits, notes
 

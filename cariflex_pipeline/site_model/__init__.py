@@ -1,4 +1,5 @@
-"""The site model: one validated description of a charging site, read from a YAML file.
+"""The site model: one validated description of a charging site, read from a YAML file, and the portfolio of
+several sites (portfolio.py) whose every site is such a description.
 
 Everything else reads charge points, sensors and limits from here instead of literals.
 """
@@ -19,6 +20,15 @@ from cariflex_pipeline.site_model.model import (
     default_site_file,
     load_site,
 )
+from cariflex_pipeline.site_model.portfolio import (
+    OpenAdrTarget,
+    Portfolio,
+    PortfolioError,
+    PortfolioSignal,
+    PortfolioSite,
+    load_portfolio,
+    parse_portfolio,
+)
 
 __all__ = [
     "ALLOWED_UNITS",
@@ -26,6 +36,11 @@ __all__ = [
     "ChargePoint",
     "GridConnection",
     "Location",
+    "OpenAdrTarget",
+    "Portfolio",
+    "PortfolioError",
+    "PortfolioSignal",
+    "PortfolioSite",
     "PvInstallation",
     "Sensor",
     "SignalSensors",
@@ -34,5 +49,7 @@ __all__ = [
     "StrictModel",
     "V2gCharger",
     "default_site_file",
+    "load_portfolio",
     "load_site",
+    "parse_portfolio",
 ]

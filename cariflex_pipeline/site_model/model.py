@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SITE_FILE_ENV = "CARIFLEX_SITE_FILE"
 
@@ -28,6 +28,18 @@ def known_unit(unit: str, allowed: frozenset[str]) -> str:
     if unit not in allowed:
         raise ValueError(f"unknown unit {unit!r}; expected one of {sorted(allowed)}")
     return unit
+
+
+def known_timezone(timezone: str) -> str:
+    """`timezone` if the IANA database knows it, else a ValueError naming it."""
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ValueError(f"unknown timezone {timezone!r}") from error
+    return timezone
+
+
+Timezone = Annotated[str, AfterValidator(known_timezone)]
 
 
 class SiteModelError(ValueError):
@@ -173,7 +185,7 @@ class OpenAdr(StrictModel):
 
 class Site(StrictModel):
     name: str
-    timezone: str
+    timezone: Timezone
     resolution: timedelta = timedelta(minutes=15)
     grid_connection: GridConnection
     sensors: list[Sensor]
@@ -187,15 +199,6 @@ class Site(StrictModel):
     # the day the code location first loads, for a new site.
     first_day: date | None = None
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, timezone: str) -> str:
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"unknown timezone {timezone!r}") from error
-        return timezone
-
     @model_validator(mode="after")
     def _cross_references(self) -> Site:
         seen: dict[int, str] = {}
@@ -205,8 +208,9 @@ class Site(StrictModel):
             seen[sensor.id] = sensor.name
         _unique("charge point id", [cp.id for cp in self.charge_points])
         claimed: dict[int, str] = {}
+        sensor_by_id = self.sensor_by_id  # built once: the property makes a new dict on every call
         for kind, name, sensor_id, unit in self._device_sensor_refs():
-            sensor = self.sensor_by_id.get(sensor_id)
+            sensor = sensor_by_id.get(sensor_id)
             if sensor is None:
                 raise ValueError(f"{kind} {name!r}: field sensor_id: sensor {sensor_id} is not in sensors")
             if unit is not None and sensor.unit != unit:
@@ -225,8 +229,9 @@ class Site(StrictModel):
     def _openadr_sensors(self) -> Site:
         if self.openadr is None:
             return self
+        sensor_by_id = self.sensor_by_id
         for index, mapping in enumerate(self.openadr.signals):
-            if mapping.sensor_id not in self.sensor_by_id:
+            if mapping.sensor_id not in sensor_by_id:
                 raise ValueError(f"openadr signal #{index}: field sensor_id: sensor {mapping.sensor_id} "
                                  "is not in sensors")
         return self
@@ -281,35 +286,50 @@ def default_site_file() -> Path:
     return Path(__file__).with_name("martinique.yaml")
 
 
+def read_mapping(path: Path, what: str) -> dict[str, Any]:
+    """The YAML mapping in `path`; SiteModelError naming `what` and the file when it cannot be read or is no mapping."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise SiteModelError(f"{what} {path}: cannot be read ({error.strerror})") from error
+    except yaml.YAMLError as error:
+        raise SiteModelError(f"{what} {path}: not valid YAML ({error})") from error
+    if not isinstance(raw, dict):
+        raise SiteModelError(f"{what} {path}: expected a mapping at the top level")
+    return raw
+
+
 def load_site(path: str | Path | None = None) -> Site:
     """Read and validate a site file; raise SiteModelError naming the entry and field on any problem."""
     site_path = Path(path) if path is not None else default_site_file()
-    try:
-        raw = yaml.safe_load(site_path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise SiteModelError(f"site file {site_path}: cannot be read ({error.strerror})") from error
-    except yaml.YAMLError as error:
-        raise SiteModelError(f"site file {site_path}: not valid YAML ({error})") from error
-    if not isinstance(raw, dict):
-        raise SiteModelError(f"site file {site_path}: expected a mapping at the top level")
+    return validate_site(read_mapping(site_path, "site file"), site_path)
+
+
+def validate_site(raw: dict[str, Any], site_path: Path) -> Site:
+    """The site a site file's mapping describes; SiteModelError naming the file, the entry and the field."""
     try:
         return Site.model_validate(raw)
     except ValidationError as error:
-        raise SiteModelError(f"site file {site_path}: {_describe(error, raw)}") from None
+        raise SiteModelError(f"site file {site_path}: {describe(error, raw)}") from None
 
 
-def _describe(error: ValidationError, raw: dict[str, Any]) -> str:
-    """Turn pydantic's locations (charge_points.3.max_power_kw) into entry names (charge point 'CP004')."""
+def describe(error: ValidationError, raw: dict[str, Any]) -> str:
+    """Every problem of `error`, each where it is in `raw` (`describe_location`), joined by '; '."""
     problems = []
     for item in error.errors():
-        location = list(item["loc"])
-        where = ".".join(str(part) for part in location) or "site"
-        if len(location) >= 2 and isinstance(location[1], int):
-            entries = raw.get(str(location[0])) or []
-            entry = entries[location[1]] if location[1] < len(entries) else {}
-            label = entry.get("id", entry.get("name", f"#{location[1]}")) if isinstance(entry, dict) else ""
-            field = ".".join(str(part) for part in location[2:]) or "entry"
-            where = f"{location[0]} entry {label!r}, field {field}"
         message = item["msg"].removeprefix("Value error, ")
-        problems.append(f"{where}: {message}")
+        problems.append(f"{describe_location(list(item['loc']), raw)}: {message}")
     return "; ".join(problems)
+
+
+def describe_location(location: list[Any], raw: Any) -> str:
+    """Turn pydantic's locations (charge_points.3.max_power_kw) into entry names (charge_points entry 'CP004').
+
+    `raw` is what was validated; whatever shape it has (a fuzzed file), this only names, never fails."""
+    if len(location) >= 2 and isinstance(location[1], int):
+        entries = raw.get(str(location[0])) if isinstance(raw, dict) else None
+        entry = entries[location[1]] if isinstance(entries, list) and location[1] < len(entries) else {}
+        label = entry.get("id", entry.get("name", f"#{location[1]}")) if isinstance(entry, dict) else f"#{location[1]}"
+        field = ".".join(str(part) for part in location[2:]) or "entry"
+        return f"{location[0]} entry {label!r}, field {field}"
+    return f"field {'.'.join(str(part) for part in location)}" if location else "site"

@@ -187,6 +187,15 @@ def test_plan_to_profiles_keeps_invalid_stations_out(site) -> None:
     assert any("transactionId" in v and "too long" in v for v in broken.invalid["CP002"])
 
 
+def test_plan_times_in_several_zones_give_the_profiles_of_the_same_times_in_utc(site) -> None:
+    frame = plan_frame(site, START, {"CP001": [7.0] * 4 + [0.0] * 4, "CP002": [3.0] * 8})
+    zoned = frame.astype({"event_start": object})
+    zoned.loc[zoned["sensor_id"] == 62, "event_start"] = [
+        t.to_pydatetime().astimezone(site.tz) for t in frame.loc[frame["sensor_id"] == 62, "event_start"]]
+    assert {t.tzinfo for t in zoned["event_start"]} == {UTC, site.tz}
+    assert profiles_from_plan(site, zoned, now=NOW).profiles == profiles_from_plan(site, frame, now=NOW).profiles
+
+
 def test_a_replan_in_the_same_slot_outlasts_the_profile_the_station_may_hold() -> None:
     """CitrineOS refuses a profile whose validTo does not end after the active one of the same stack level and
     purpose: a second run in the slot moves validTo a second past it, the last period continuing."""

@@ -42,7 +42,8 @@ def test_a_second_site_is_another_file(tmp_path: Path, monkeypatch: pytest.Monke
     assert [cp.id for cp in other.charge_points] == ["CP001", "CP002"]
 
 
-def _set(path: list, value):
+def set_at(path: list, value):
+    """An edit setting (or, with KeyError, deleting) the value at `path` of the raw file."""
     def edit(raw: dict) -> None:
         target = raw
         for key in path[:-1]:
@@ -62,15 +63,15 @@ def _duplicate_price_sensor(raw: dict) -> None:
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (_set(["charge_points", 2, "max_power_kw"], -22), "charge_points entry 'CP003', field max_power_kw"),
-        (_set(["charge_points", 6, "max_power_kw"], KeyError), "charge_points entry 'CP007', field max_power_kw"),
-        (_set(["charge_points", 1, "sensor_id"], KeyError), "charge_points entry 'CP002', field sensor_id: Field"),
+        (set_at(["charge_points", 2, "max_power_kw"], -22), "charge_points entry 'CP003', field max_power_kw"),
+        (set_at(["charge_points", 6, "max_power_kw"], KeyError), "charge_points entry 'CP007', field max_power_kw"),
+        (set_at(["charge_points", 1, "sensor_id"], KeyError), "charge_points entry 'CP002', field sensor_id: Field"),
         (_duplicate_price_sensor, "duplicate sensor id 84"),
-        (_set(["sensors", 0, "unit"], "kWatt"), "sensors entry 41, field unit: unknown unit 'kWatt'"),
-        (_set(["charge_points", 4, "sensor_id"], 83), "charge point 'CP005': field sensor_id: sensor 83 is not"),
-        (_set(["charge_points", 0, "sensor_id"], 84), "sensor 84 has unit 'EUR/MWh', expected 'kW'"),
-        (_set(["timezone"], "America/Fort-de-France"), "unknown timezone"),
-        (_set(["grid_connection", "import_capacity_kw"], 0), "grid_connection.import_capacity_kw"),
+        (set_at(["sensors", 0, "unit"], "kWatt"), "sensors entry 41, field unit: unknown unit 'kWatt'"),
+        (set_at(["charge_points", 4, "sensor_id"], 83), "charge point 'CP005': field sensor_id: sensor 83 is not"),
+        (set_at(["charge_points", 0, "sensor_id"], 84), "sensor 84 has unit 'EUR/MWh', expected 'kW'"),
+        (set_at(["timezone"], "America/Fort-de-France"), "unknown timezone"),
+        (set_at(["grid_connection", "import_capacity_kw"], 0), "grid_connection.import_capacity_kw"),
     ],
 )
 def test_a_bad_site_file_names_the_entry_and_field(tmp_path: Path, edit, expected: str) -> None:
