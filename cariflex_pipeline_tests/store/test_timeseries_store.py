@@ -10,9 +10,10 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, inspect, select
 
+from cariflex_pipeline.site_model import Sensor
 from cariflex_pipeline.store import BeliefValidationError, StoreUnavailableError, TimeSeriesStore
 from cariflex_pipeline.store.migrate import VERSION_TABLE, alembic_config, current_revisions
-from cariflex_pipeline.store.schema import beliefs
+from cariflex_pipeline.store.schema import beliefs, data_sources
 
 UTC = ZoneInfo("UTC")
 MARTINIQUE = ZoneInfo("America/Martinique")
@@ -179,3 +180,43 @@ def test_several_writes_in_one_transaction_land_together(store: TimeSeriesStore)
         store.write_beliefs(price_frame([1.0], T0), source="vtn", connection=connection)
         store.write_beliefs(price_frame([float("nan")], T0), source="vtn", connection=connection)
     assert row_count(store) == 4  # all or nothing
+
+
+def test_the_sensor_table_is_ordered_by_id_and_keeps_its_columns_when_empty(tmp_path) -> None:
+    store = TimeSeriesStore(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    store.migrate()
+    empty = store.sensor_table()
+    assert (len(empty), list(empty.columns)) == (0, ["id", "name", "unit", "resolution_seconds", "description"])
+    store.register_sensors([Sensor(id=902, name="b", unit="kW"), Sensor(id=901, name="a", unit="kW")])
+    assert store.sensor_table()["id"].tolist() == [901, 902]
+
+
+def test_a_withdrawal_keeps_to_its_window_and_its_transaction(store: TimeSeriesStore) -> None:
+    store.write_beliefs(price_frame([1.0, 2.0, 3.0], belief_time=T0), source="vtn")
+    assert store.delete_beliefs([PRICE], T0, T0 + timedelta(hours=1), source="never-wrote") == 0
+    with pytest.raises(RuntimeError, match="after the withdrawal"), store.transaction() as connection:
+        assert store.delete_beliefs([PRICE], T0, T0 + timedelta(hours=1), source="vtn", connection=connection) == 3
+        raise RuntimeError("the run fails after the withdrawal")
+    assert row_count(store) == 3  # rolled back with the transaction it was part of
+    assert store.delete_beliefs([PRICE], T0 + timedelta(minutes=15), T0 + timedelta(minutes=30), source="vtn") == 1
+    assert store.read_latest([PRICE])["value"].tolist() == [1.0, 3.0]
+
+
+def test_many_sources_written_at_once_all_or_nothing(store: TimeSeriesStore) -> None:
+    """write_beliefs_of_sources: each row under the source its `source` column names (registered with the type
+    given), one validation for all, and nothing written when one row is bad."""
+    frame = pd.concat([price_frame([1.0, 2.0], T0).assign(source="vtn:event-a"),
+                       price_frame([5.0], T0 + timedelta(minutes=1), start=T0 + timedelta(minutes=15))
+                       .assign(source="vtn:event-b")], ignore_index=True)
+    assert store.write_beliefs_of_sources(frame, source_type="openadr") == 3
+    latest = store.read_latest([PRICE])
+    assert list(zip(latest["source"], latest["value"], strict=True)) == [("vtn:event-a", 1.0), ("vtn:event-b", 5.0)]
+    with store.engine.connect() as connection:
+        types = dict(connection.execute(select(data_sources.c.name, data_sources.c.type)).all())
+    assert types == {"vtn:event-a": "openadr", "vtn:event-b": "openadr"}
+    bad = pd.concat([price_frame([7.0], T0).assign(source="vtn:event-c"),
+                     price_frame([float("nan")], T0).assign(source="vtn:event-d")], ignore_index=True)
+    with pytest.raises(BeliefValidationError):
+        store.write_beliefs_of_sources(bad, source_type="openadr")
+    assert row_count(store) == 3
+    assert store.write_beliefs_of_sources(frame.iloc[:0], source_type="openadr") == 0
