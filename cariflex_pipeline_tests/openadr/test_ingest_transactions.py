@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from cariflex_pipeline.openadr.ingest import ingest_events
+from cariflex_pipeline.openadr.ingest import IngestReport, ingest_events, withdraw_deleted
 from cariflex_pipeline.openadr.oadr3 import parse_events_json
-from cariflex_pipeline.openadr.repository import EventLog
+from cariflex_pipeline.openadr.repository import AbsenceLog, EventLog
 from cariflex_pipeline.openadr.source import changes_of
 from cariflex_pipeline_tests.openadr.helpers import audit_rows, series
 from cariflex_pipeline_tests.openadr.messages import event_301
@@ -92,3 +92,61 @@ def test_a_cancelled_event_reruns_only_the_days_it_covered(store, site):
                                     signals=())  # a cancellation without intervals: days come from the store
     [change] = changes_of([cancelled], site, store)
     assert change.kind == "cancelled" and change.days == (date(2026, 12, 1),)
+
+
+def test_a_deleted_event_is_withdrawn_counted_and_logged_with_its_mark(store, site, caplog):
+    ingest_events(_events(event_301("A", T, [0.10, 0.10]), event_301("B", T + 2 * HOUR, [0.20])), site, store)
+    [record_a] = [record for record in EventLog(store.engine).all() if record.event_id == "A"]
+    with caplog.at_level("INFO", logger="cariflex_pipeline.openadr.ingest"):
+        report = withdraw_deleted([record_a], site, store, now=T)
+    assert series(store, 84) == _hourly(T + 2 * HOUR, 1, 200.0)
+    local_day = T.astimezone(site.tz).date()
+    assert (report.cancelled, report.values_withdrawn) == (["A"], 8)
+    assert (report.day(local_day).events["cancelled"], report.day(local_day).values_withdrawn) == (1, 8)
+    assert "event 'A' of VTN 'vtn3' deleted: values withdrawn" in caplog.messages
+    assert AbsenceLog(store.engine).withdrawn_events() == {("vtn3", "A"): T}
+
+
+def test_a_withdrawal_and_its_mark_land_together(store, site, monkeypatch):
+    """Should marking the deletion fail, the values stay: the next listing withdraws them again, rather than the
+    values being gone with nothing to say so (and nothing to give them back when the event reappears)."""
+    ingest_events(_events(event_301("A", T, [0.10])), site, store)
+    [record] = EventLog(store.engine).all()
+
+    def lost_connection(self, *args, **kwargs):
+        raise RuntimeError("connection lost while marking the withdrawal")
+
+    monkeypatch.setattr(AbsenceLog, "withdrawn", lost_connection)
+    with pytest.raises(RuntimeError, match="marking the withdrawal"):
+        withdraw_deleted([record], site, store, now=T)
+    assert series(store, 84) == _hourly(T, 1, 100.0)
+
+
+def test_reports_merge_by_adding_up(store, site):
+    """A VEN merges the report of each poll (and of the deletions) into the one its asset shows."""
+    first = ingest_events(_events(event_301("A", T, [0.10])), site, store)
+    second = ingest_events(_events(event_301("B", T + 2 * HOUR, [0.20]), event_301("A", T, [0.10])), site, store)
+    total = IngestReport()
+    total.merge(first)
+    total.merge(second)
+    local_day = T.astimezone(site.tz).date()
+    assert (total.events_seen, total.new, total.unchanged) == (3, ["A", "B"], ["A"])
+    assert (total.values_written, total.values_withdrawn) == (8, 0)
+    day = total.day(local_day)
+    assert (dict(day.events), day.values_written, day.values_withdrawn) == ({"new": 2, "unchanged": 1}, 8, 0)
+    withdrawn = withdraw_deleted(EventLog(store.engine).all(), site, store, now=T)
+    total.merge(withdrawn)
+    assert (total.values_withdrawn, total.day(local_day).values_withdrawn) == (8, 8)
+    assert sorted(total.cancelled) == ["A", "B"]
+
+
+def test_a_2_0b_event_sent_again_is_unchanged_not_restored(store, site):
+    """Only a 3.0.1 event can be withdrawn for being absent from listings; the same 2.0b version twice changes
+    nothing."""
+    [event] = _events(event_301("A", T, [0.10]))
+    twice = dataclasses.replace(event, protocol="2.0b", program="oadr://martinique/price",
+                                signals=tuple(dataclasses.replace(signal, signal_name="ELECTRICITY_PRICE",
+                                                                  signal_type="price", unit="EUR/MWh",
+                                                                  currency="EUR") for signal in event.signals))
+    assert ingest_events([twice], site, store).new == ["A"]
+    assert ingest_events([twice], site, store).unchanged == ["A"]

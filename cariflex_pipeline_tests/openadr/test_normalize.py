@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cariflex_pipeline.openadr.days import event_days
 from cariflex_pipeline.openadr.errors import EventRejected
+from cariflex_pipeline.openadr.limits import shown
 from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, SignalInterval
 from cariflex_pipeline.openadr.normalize import conversion_factor, normalize_event
 from cariflex_pipeline.openadr.oadr3 import parse_events_json
@@ -145,3 +146,44 @@ def test_intervals_running_past_the_year_9999_reject_their_event_not_the_listing
     events = parse_events_json(json.dumps([long, good]), "vtn")
     assert [event.event_id for event in events] == ["long", "good"]
     assert events[0].problems[0] == "interval 797 ends after the year 9999" and events[1].problems == ()
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("0.1", "signal PRICE, interval 1: value '0.1' is not a number"),
+    (True, "signal PRICE, interval 1: value True is not a number"),
+    (1e306, "signal PRICE, interval 1: value 1e+306 is not finite in EUR/MWh"),  # finite until x 1000
+    (10**400, f"signal PRICE, interval 1: value {shown(10**400)} is not finite in EUR/MWh"),  # beyond any float
+], ids=["text", "bool", "1e306", "10**400"])
+def test_a_bad_value_is_named_with_its_interval_as_the_vtn_sent_it(site, value, reason):
+    minutes = timedelta(minutes=15)
+    event = _event([(T0, minutes, 0.1), (T0 + minutes, minutes, value)])
+    with pytest.raises(EventRejected) as raised:
+        normalize_event(event, site)
+    assert (raised.value.event_id, raised.value.reason) == ("e1", reason)
+
+
+def test_a_bound_is_checked_in_the_sensors_unit_and_holds_at_its_value(site):
+    """Load control in %, bounded 0..100: 0 and 100 are allowed; below or above, the converted value is named."""
+    def control(value):
+        return _event([(T0, timedelta(minutes=15), value)], payload_type="DISPATCH_SETPOINT_RELATIVE", unit="%",
+                      program="martinique-load-control")
+    assert normalize_event(control(0), site).values == [0.0]
+    assert normalize_event(control(100), site).values == [100.0]
+    for value, reason in [(-0.5, "value -0.5 % is below 0"), (100.5, "value 100.5 % is above 100")]:
+        with pytest.raises(EventRejected) as raised:
+            normalize_event(control(value), site)
+        assert (raised.value.event_id, raised.value.reason) == (
+            "e1", f"signal DISPATCH_SETPOINT_RELATIVE, interval 0: {reason}")
+
+
+def test_two_signals_giving_one_sensor_the_same_slot_reject_the_event(site):
+    minutes = timedelta(minutes=15)
+    first = EventSignal(intervals=(SignalInterval(T0, minutes, 0.1), SignalInterval(T0 + minutes, minutes, 0.1)),
+                        payload_type="PRICE")
+    apart = EventSignal(intervals=(SignalInterval(T0 + 2 * minutes, minutes, 0.2),), payload_type="PRICE")
+    clashing = EventSignal(intervals=(SignalInterval(T0 + minutes, minutes, 0.3),), payload_type="PRICE")
+    event = _event([])
+    assert normalize_event(replace(event, signals=(first, apart)), site).values == [100.0, 100.0, 200.0]
+    with pytest.raises(EventRejected) as raised:
+        normalize_event(replace(event, signals=(first, clashing)), site)
+    assert raised.value.reason == f"two signals give sensor 84 a value at {(T0 + minutes).isoformat()}"
