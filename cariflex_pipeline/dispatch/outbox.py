@@ -303,7 +303,7 @@ class Outbox:
     def mark_sent(self, correlation_ids: Sequence[str], now: datetime | None = None) -> None:
         """Record that the transport handed these entries over: status `sent` with its time (what the answer
         deadline counts from) and the event, in one transaction of a few statements for any number of entries. An
-        entry already answered keeps its answer and gets its time sent."""
+        entry already answered keeps its answer, and the time sent its answer stamped (`record_answer`)."""
         at = self._t(now or datetime.now(UTC))
         ids = list(correlation_ids)
         with self.engine.begin() as connection:
@@ -313,8 +313,6 @@ class Outbox:
                     update(ocpp_outbox).where(and_(chunk, ocpp_outbox.c.status.not_in(("accepted", "rejected"))))
                     .values(status="sent", status_reason="", delivery_uncertain=False, sent_at=at, updated_at=at)
                     .returning(ocpp_outbox.c.id, ocpp_outbox.c.station_id)).all()
-                connection.execute(update(ocpp_outbox).where(and_(chunk, ocpp_outbox.c.sent_at.is_(None)))
-                                   .values(sent_at=at))
                 if changed:
                     connection.execute(insert(ocpp_outbox_events), [
                         {"outbox_id": row.id, "station_id": row.station_id, "at": at, "event": "sent", "reason": ""}
@@ -330,11 +328,8 @@ class Outbox:
             if row is None:
                 return
             if row.status in ("accepted", "rejected"):
-                # the answer came first (a fast station, a REST callback): it is never overwritten, but the entry
-                # was sent, and what was sent counts for the validity a re-plan must outlast
-                if status == "sent" and row.sent_at is None:
-                    connection.execute(update(ocpp_outbox).where(ocpp_outbox.c.id == row.id)
-                                       .values(sent_at=self._t(now)))
+                # the answer came first (a fast station, a REST callback): it is never overwritten, and it stamped
+                # the time sent already (what was sent counts for the validity a re-plan must outlast)
                 return
             values: dict[str, Any] = {"status": status, "delivery_uncertain": uncertain}
             if status == "sent":

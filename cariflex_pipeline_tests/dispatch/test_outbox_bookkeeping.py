@@ -330,6 +330,10 @@ def test_what_a_station_may_hold_is_what_reached_it_and_runs_on(store) -> None:
     assert outbox.entries(run_id="none") == []
     assert [entry.station_id for entry in outbox.entries(station_ids=["CP003", "CP001"])] == ["CP001", "CP003"]
     assert [time for time, _, _ in _events(outbox, held)] == [NOW, NOW, NOW]
+    outbox.prepare([], run_id="r9", transport="amqp", now=NOW)  # CP004's entry: superseded, never sent
+    assert sorted(outbox.last_in_force(NOW)) == ["CP001", "CP002"]
+    assert set(outbox.valid_to_to_outlast(NOW)) == {("CP001", "TxDefaultProfile", 1), ("CP002", "TxDefaultProfile", 1)}
+    assert outbox.get("not-ours") is None
 
 
 def test_read_backs_and_clears_reported_without_a_time_or_reason(store) -> None:
