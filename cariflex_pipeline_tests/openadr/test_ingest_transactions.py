@@ -150,3 +150,30 @@ def test_a_2_0b_event_sent_again_is_unchanged_not_restored(store, site):
                                                                   currency="EUR") for signal in event.signals))
     assert ingest_events([twice], site, store).new == ["A"]
     assert ingest_events([twice], site, store).unchanged == ["A"]
+
+
+def test_a_rejected_event_is_logged_by_vtn_event_and_reason_and_counted_on_its_day(store, site, caplog):
+    bad = event_301("bad", T, [0.10, "0.20"])
+    also_bad = event_301("worse", T + 13 * HOUR, ["x"])  # 01:00 UTC, still the evening before in Martinique
+    with caplog.at_level("ERROR", logger="cariflex_pipeline.openadr.ingest"):
+        report = ingest_events(_events(bad, also_bad, event_301("good", T + 2 * HOUR, [0.30])), site, store)
+    assert report.new == ["good"] and sorted(report.rejected) == ["bad", "worse"]
+    assert ("VTN 'vtn3': event 'bad' rejected: signal PRICE, interval 1: value '0.20' is not a number"
+            in caplog.messages)
+    day = report.day(T.astimezone(site.tz).date())
+    assert (day.events["rejected"], day.events["new"]) == (2, 1)
+
+
+def test_an_event_whose_days_cannot_be_counted_is_rejected_on_no_day(store, site):
+    """Times a parser let through but no arithmetic can hold (an interval ending past the year 9999) reject
+    their event, counted on no day, and the others are ingested."""
+    [good] = _events(event_301("good", T, [0.30]))
+    signal = good.signals[0]
+    edge = datetime.max.replace(tzinfo=UTC) - QUARTER
+    beyond = dataclasses.replace(good, event_id="beyond", signals=(dataclasses.replace(
+        signal, intervals=(dataclasses.replace(signal.intervals[0], start=edge, duration=2 * HOUR),)),))
+    report = ingest_events([beyond, good], site, store)
+    assert report.new == ["good"]
+    assert report.rejected["beyond"].startswith("cannot be ingested (OverflowError: ")
+    assert {day: dict(figures.events) for day, figures in report.days.items()} == {
+        T.astimezone(site.tz).date(): {"new": 1}}
