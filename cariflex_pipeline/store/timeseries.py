@@ -239,7 +239,9 @@ def _belief_frame(records: Sequence) -> pd.DataFrame:
     frame["sensor_id"] = frame["sensor_id"].astype("int64")
     for column in ("event_start", "belief_time"):
         frame[column] = pd.to_datetime(frame[column], utc=True).astype("datetime64[us, UTC]")
-    frame["event_resolution"] = pd.to_timedelta(frame.pop("event_resolution_seconds"), unit="s")
+    # in microseconds, as the times are, whether the read found rows or not (an empty one came out in seconds)
+    frame["event_resolution"] = pd.to_timedelta(frame.pop("event_resolution_seconds"), unit="s").astype(
+        "timedelta64[us]")
     frame["value"] = frame["value"].astype("float64")
     frame["source"] = frame["source"].astype(object)
     return frame[BELIEF_COLUMNS]

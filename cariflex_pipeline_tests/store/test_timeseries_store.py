@@ -220,3 +220,46 @@ def test_many_sources_written_at_once_all_or_nothing(store: TimeSeriesStore) -> 
         store.write_beliefs_of_sources(bad, source_type="openadr")
     assert row_count(store) == 3
     assert store.write_beliefs_of_sources(frame.iloc[:0], source_type="openadr") == 0
+
+
+def test_sensors_registered_again_take_their_new_definition(store: TimeSeriesStore) -> None:
+    assert store.register_sensors([]) == 0
+    assert store.register_sensors([Sensor(id=PRICE, name="spot_price", unit="EUR/MWh", description="spot")]) == 1
+    row = store.sensor_table().set_index("id").loc[PRICE]
+    assert (row["name"], row["unit"], row["description"]) == ("spot_price", "EUR/MWh", "spot")
+
+
+def test_reads_have_the_frame_shape_and_types_empty_or_not_in_order_within_their_window(
+    store: TimeSeriesStore,
+) -> None:
+    dtypes = {"sensor_id": "int64", "event_start": "datetime64[us, UTC]", "event_resolution": "timedelta64[us]",
+              "belief_time": "datetime64[us, UTC]", "source": "object", "value": "float64"}
+    empty = store.read_latest([PRICE])
+    assert {column: str(dtype) for column, dtype in empty.dtypes.items()} == dtypes
+    late_first = price_frame([3.0, 4.0], T0, start=T0 + timedelta(minutes=30))
+    store.write_beliefs(late_first, source="vtn")
+    store.write_beliefs(price_frame([1.0, 2.0], T0), source="vtn")
+    store.write_beliefs(price_frame([9.0], T0).assign(sensor_id=85), source="vtn")
+    latest = store.read_latest([PRICE, 85], end=T0 + timedelta(minutes=45))
+    assert {column: str(dtype) for column, dtype in latest.dtypes.items()} == dtypes
+    assert list(zip(latest["sensor_id"], latest["value"], strict=True)) == [(84, 1.0), (84, 2.0), (84, 3.0), (85, 9.0)]
+
+
+def test_a_write_is_logged_with_its_count_source_and_store_and_typed_other_by_default(
+    store: TimeSeriesStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert store.write_beliefs(price_frame([], T0), source="vtn") == 0
+    with caplog.at_level("DEBUG", logger="cariflex_pipeline.store.timeseries"):
+        store.write_beliefs(price_frame([1.0, 2.0], T0), source="meter")
+    assert f"wrote 2 beliefs from meter into {store.describe()}" in caplog.messages
+    with store.engine.connect() as connection:
+        assert connection.scalar(select(data_sources.c.type).where(data_sources.c.name == "meter")) == "other"
+
+
+def test_sources_beyond_two_lookups_each_get_their_own_id(store: TimeSeriesStore) -> None:
+    """Source ids are looked up 500 names at a time: 1,001 sources take three lookups, none left without an id."""
+    frame = pd.concat([price_frame([float(n)], T0, start=T0 + timedelta(minutes=15 * n)).assign(source=f"event-{n}")
+                       for n in range(1001)], ignore_index=True)
+    assert store.write_beliefs_of_sources(frame, source_type="openadr") == 1001
+    latest = store.read_latest([PRICE])
+    assert (latest["source"] == [f"event-{n}" for n in range(1001)]).all()
