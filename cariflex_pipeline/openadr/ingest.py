@@ -128,7 +128,7 @@ def current_version(event: OpenAdrEvent, stored: EventRecord | None) -> OpenAdrE
         number = stored.modification_number
     else:
         number = stored.modification_number + 1
-    return replace(event, modification_number=number, sequenced=False)
+    return replace(event, modification_number=number)
 
 
 def ingest_events(

@@ -177,3 +177,20 @@ def test_an_event_whose_days_cannot_be_counted_is_rejected_on_no_day(store, site
     assert report.rejected["beyond"].startswith("cannot be ingested (OverflowError: ")
     assert {day: dict(figures.events) for day, figures in report.days.items()} == {
         T.astimezone(site.tz).date(): {"new": 1}}
+
+
+def test_an_event_without_modification_time_is_numbered_0_then_1_when_it_changes(store, site):
+    """A 3.0.1 VTN that gives no modificationDateTime: versions are numbered locally, from 0, one up per change
+    of content, and the same content again is the same version."""
+    def listing(value: float):
+        payload = event_301("A", T, [value])
+        del payload["modificationDateTime"]
+        return _events(payload)
+
+    log = EventLog(store.engine)
+    assert ingest_events(listing(0.10), site, store).new == ["A"]
+    assert log.latest("vtn3", "A").modification_number == 0
+    assert ingest_events(listing(0.10), site, store).unchanged == ["A"]
+    assert ingest_events(listing(0.20), site, store).modified == ["A"]
+    assert log.latest("vtn3", "A").modification_number == 1
+    assert series(store, 84) == _hourly(T, 1, 200.0)
