@@ -150,7 +150,8 @@ def test_unanswered_after_the_deadline_exactly_and_only_what_was_sent(store) -> 
     deadline = NOW + POLICY.answer_deadline
     assert outbox.expire_unanswered(deadline - timedelta(microseconds=1), POLICY) == []
     [timed_out] = outbox.expire_unanswered(deadline, POLICY)
-    assert (timed_out.id, timed_out.status, timed_out.retry_after) == (late.id, "unanswered", deadline)
+    assert (timed_out.id, timed_out.status, timed_out.retry_after, timed_out.updated_at) == (
+        late.id, "unanswered", deadline, deadline)
     assert _events(outbox, late)[-1] == (deadline, "unanswered", f"no answer within 120 s of sending at "
                                                                  f"{NOW.isoformat()}")
     assert outbox.get(pending.correlation_id).status == "pending"
