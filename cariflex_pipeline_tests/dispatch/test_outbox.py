@@ -343,3 +343,16 @@ def test_unchanged_and_repeat_rejected_name_the_twin_they_compare_with(store) ->
     assert prepared.repeat_rejected == {"CP004": refused.id}
     assert prepared.skipped["CP004"] == (f"identical to profile rejected by the station (outbox #{refused.id}); "
                                          "not resent unless forced or the plan changes")
+
+
+def test_the_margin_a_held_profile_must_still_run_is_the_runs_own(store) -> None:
+    """The same limits for longer: within the run's margin the profile goes out to extend the one held, beyond
+    it the station is left alone."""
+    outbox = Outbox(store.engine)
+    held = sent_entry(outbox, profile_for("CP001", 5.0))  # runs to START + 2 h, 1 h 52 min ahead of NOW
+    outbox.record_answer(held.correlation_id, "Accepted", now=NOW)
+    longer = build_profile(StationTarget("CP001", 1, 22.0), {START + SLOT * i: 5.0 for i in range(12)}, now=NOW)
+    relaxed = outbox.prepare([longer], run_id="r2", transport="amqp", now=NOW, min_validity_ahead=timedelta(hours=1))
+    assert (relaxed.to_send, relaxed.unchanged) == ([], {"CP001": held.id})
+    strict = outbox.prepare([longer], run_id="r3", transport="amqp", now=NOW, min_validity_ahead=timedelta(hours=2))
+    assert [entry.station_id for entry in strict.to_send] == ["CP001"]

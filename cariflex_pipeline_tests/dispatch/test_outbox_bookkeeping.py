@@ -54,6 +54,9 @@ def test_every_entry_handed_over_is_marked_sent_once_across_chunks(store) -> Non
 def test_marked_sent_clears_an_earlier_failure_and_leaves_other_entries_alone(store) -> None:
     outbox = Outbox(store.engine)
     retried, untouched = _prepared(outbox, "CP001", "CP002")
+    outbox.mark(untouched.correlation_id, "failed", "x" * 2500, now=NOW)  # an event keeps 2,000 characters
+    assert _events(outbox, untouched)[-1][2] == "x" * 2000
+    outbox.mark(untouched.correlation_id, "pending", now=NOW)
     outbox.mark(retried.correlation_id, "failed", "broker connection lost", uncertain=True, now=NOW)
     failed = outbox.get(retried.correlation_id)
     assert (failed.status, failed.status_reason, failed.delivery_uncertain) == ("failed", "broker connection lost",
