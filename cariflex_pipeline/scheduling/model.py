@@ -350,7 +350,7 @@ def _extract(problem: ResolvedProblem, built: BuiltModel, solver: str, build_s: 
     power = {point: [0.0] * n for point in problem.charge_points}
     outcomes = []
     for k, session in enumerate(problem.sessions):
-        series = power.setdefault(session.charge_point, [0.0] * n)
+        series = power[session.charge_point]  # resolve gives every session's charge point a series
         if session.v2g:
             device = built.v2g[k]
             net = 0.0
