@@ -292,8 +292,8 @@ def test_what_a_run_sends_is_recorded_as_it_was_asked(store) -> None:
     [plain] = outbox.prepare([profile_for("CP001", 5.0)], run_id="r1", transport="amqp", now=NOW).to_send
     [forced] = outbox.prepare([profile_for("CP002", 5.0)], run_id="r2", transport="rest", force=True,
                               now=NOW).to_send
-    assert (plain.run_id, plain.transport, plain.forced, plain.status, plain.status_reason) == (
-        "r1", "amqp", False, "pending", "")
+    assert (plain.run_id, plain.transport, plain.forced, plain.status, plain.status_reason,
+            plain.delivery_uncertain) == ("r1", "amqp", False, "pending", "", False)
     assert (forced.run_id, forced.transport, forced.forced) == ("r2", "rest", True)
     assert (plain.valid_to, plain.created_at, plain.updated_at) == (START + 8 * SLOT, NOW, NOW)
     before = datetime.now(UTC)

@@ -8,6 +8,7 @@ test that runs in milliseconds (the mutation run of `outbox.py`, docs/mutation.m
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from cariflex_pipeline.dispatch import Answer, DeliveryPolicy, Outbox
@@ -45,7 +46,7 @@ def test_every_entry_handed_over_is_marked_sent_once_across_chunks(store) -> Non
     outbox = Outbox(store.engine)
     entries = _prepared(outbox, *(f"CP{n:04d}" for n in range(501)))
     outbox.mark_sent([entry.correlation_id for entry in entries], now=LATER)
-    assert {(entry.status, entry.sent_at) for entry in outbox.entries()} == {("sent", LATER)}
+    assert {(entry.status, entry.sent_at, entry.updated_at) for entry in outbox.entries()} == {("sent", LATER, LATER)}
     for entry in (entries[0], entries[499], entries[500]):
         assert [event[1:] for event in _events(outbox, entry)] == [("pending", "attempt 1"), ("sent", "")]
         assert _events(outbox, entry)[-1][0] == LATER
@@ -307,6 +308,9 @@ def test_a_clear_goes_first_only_for_a_tx_profile_the_station_may_hold(store) ->
     clears = {entry.station_id: entry.clear_status for entry in updates}
     assert clears == {"CP001": "pending", "CP002": None, "CP003": None, "CP004": None, "CP005": None,
                       "CP006": None}
+    [clearing] = [entry for entry in updates if entry.station_id == "CP001"]
+    assert uuid.UUID(clearing.clear_correlation_id) != uuid.UUID(clearing.correlation_id)
+    assert _events(outbox, clearing)[-1][1:] == ("pending", "attempt 1, ClearChargingProfile first (TxProfile update)")
 
 
 def test_what_a_station_may_hold_is_what_reached_it_and_runs_on(store) -> None:
