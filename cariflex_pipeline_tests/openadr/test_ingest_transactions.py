@@ -194,3 +194,18 @@ def test_an_event_without_modification_time_is_numbered_0_then_1_when_it_changes
     assert ingest_events(listing(0.20), site, store).modified == ["A"]
     assert log.latest("vtn3", "A").modification_number == 1
     assert series(store, 84) == _hourly(T, 1, 200.0)
+
+
+def test_an_event_that_cannot_be_looked_up_is_rejected_with_every_reason_before_any_query(store, site):
+    """Ids, program and version key the lookups and the audit row: an event whose own are unusable is refused with
+    all its reasons, counted on its local day, and the event beside it is ingested."""
+    [good] = _events(event_301("good", T, [0.30]))
+    unusable = dataclasses.replace(good, event_id="x" * 190, program=["martinique-price"], modification_number=2**64)
+    report = ingest_events([unusable, good], site, store)
+    assert report.new == ["good"] and report.events_seen == 2
+    assert report.rejected["x" * 190] == "; ".join([
+        "program ['martinique-price'] is not a string",
+        "VTN id and event id are 194 characters together; at most 191 fit the event's data source name",
+        "modification number 18446744073709551616 is not a 64-bit integer"])
+    assert report.day(T.astimezone(site.tz).date()).events["rejected"] == 1
+    assert audit_rows(store) == 1
