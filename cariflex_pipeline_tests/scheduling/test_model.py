@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import highspy
+import pulp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,6 +22,7 @@ from cariflex_pipeline.scheduling import (
     solve,
     verify,
 )
+from cariflex_pipeline.scheduling.model import MIP_REL_GAP, _check_status, _solver
 from cariflex_pipeline_tests.scheduling.helpers import ev, problem
 
 SAMPLE = Path(__file__).parents[2] / "cariflex_pipeline" / "scheduling" / "data" / "sample_problem.json"
@@ -350,3 +353,67 @@ def test_a_solution_that_charges_and_discharges_at_once_is_no_schedule(site):
     assert str(raised.value) == "store slot 1: the solver charges 2 kW and discharges 1.5 kW at once; no schedule"
     device.discharge[1].varValue = 1e-6  # at the tolerance: a solver's rounding, not a flow
     assert device.flows() == [(0.0, 0.0), (2.0, 1e-6)]
+
+
+def test_the_unserved_penalty_is_raised_to_ten_times_the_dearest_kwh_and_says_so(site):
+    """At 2,000 EUR/MWh and 90 % efficiency a kWh at the battery costs up to 2.22 EUR: a 1 EUR/kWh penalty would
+    make leaving a car uncharged pay, so the LP uses 10 x that + 1 milli-EUR instead, with a note."""
+    cheap = problem([2000.0, 100.0], [ev("a", "CP001", 0, 2, energy_needed_kwh=5, efficiency=0.9)],
+                    unserved_penalty_eur_per_kwh=1.0)
+    floor = 10.0 * 2000.0 / 0.9 + 1.0  # milli-EUR per kWh
+    built = build_model(resolve(cheap, site))
+    assert built.penalty == pytest.approx(floor, rel=1e-12)
+    assert built.notes == [f"unserved penalty raised to {floor / 1000:.4f} EUR/kWh (10x the dearest kWh)"]
+    assert built.notes == ["unserved penalty raised to 22.2232 EUR/kWh (10x the dearest kWh)"]
+    dear = build_model(resolve(cheap.model_copy(update={"unserved_penalty_eur_per_kwh": 30.0}), site))
+    assert (dear.penalty, dear.notes) == (30_000.0, [])
+    # no car: the floor counts the batteries' kWh at full efficiency, and only positive prices
+    storage_only = problem([-50.0, 300.0], [], batteries=[BatterySpec(name="b", capacity_kwh=10, max_charge_kw=5,
+                                                                      max_discharge_kw=5)],
+                           unserved_penalty_eur_per_kwh=1.0)
+    assert build_model(resolve(storage_only, site)).penalty == pytest.approx(10.0 * 300.0 + 1.0, rel=1e-12)
+    all_negative = storage_only.model_copy(update={"prices_eur_per_mwh": [-50.0, -10.0]})
+    assert build_model(resolve(all_negative, site)).penalty == 1000.0  # 1 EUR/kWh is above the floor of 1
+
+
+@pytest.mark.parametrize(("asked", "used"), [("auto", "highs"), ("highs", "highs"), ("highs_pulp", "highs"),
+                                              ("cbc", "cbc")])
+def test_each_solver_name_solves_with_its_solver(site, asked, used):
+    p = problem([100, 20, 50, 10], [ev("a", "CP001", 0, 4, energy_needed_kwh=5, max_power_kw=10)])
+    result = solve(resolve(p, site), solver=asked)
+    assert result.solver == used
+    assert result.power_kw["CP001"] == pytest.approx([0, 10, 0, 10], abs=1e-6)
+
+
+def test_without_highspy_highs_is_refused_and_auto_falls_back_to_cbc(site, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cariflex_pipeline.scheduling.highs_bridge", None)  # import raises
+    resolved = resolve(problem([10, 20], [ev("a", "CP001", 0, 2, energy_needed_kwh=1)]), site)
+    with pytest.raises(SolverError) as raised:
+        solve(resolved, solver="highs")
+    assert str(raised.value) == "HiGHS (highspy) is not available"
+    assert solve(resolved, solver="auto").solver == "cbc"
+
+
+@pytest.mark.parametrize(("solver", "message"), [
+    ("highs", "HiGHS ended with Infeasible; no schedule"),
+    ("cbc", "CBC ended with Infeasible / solution status -1; no schedule"),
+])
+def test_a_solver_that_finds_no_optimum_is_an_error_naming_its_status(solver, message):
+    """The scheduler's own models always have a solution (unserved energy is a column); the status check behind
+    them is tried on a model without one, solved by the real solver."""
+    prob = pulp.LpProblem("infeasible", pulp.LpMinimize)
+    x = pulp.LpVariable("x", lowBound=0)
+    prob += x
+    prob += x <= -1
+    name, backend = _solver(solver, 10.0, False)
+    prob.solve(backend)
+    with pytest.raises(SolverError) as raised:
+        _check_status(prob, name, 10.0)
+    assert str(raised.value) == message and not isinstance(raised.value, SolverTimeLimitError)
+
+
+@pytest.mark.parametrize("name", ["highs", "highs_pulp", "cbc"])
+def test_every_solver_gets_the_time_limit_the_gap_and_the_log_setting(name):
+    _, backend = _solver(name, 7.5, True)
+    gap = backend.optionsDict["gapRel"] if name == "cbc" else backend.gapRel  # where each PuLP class keeps it
+    assert (backend.timeLimit, backend.msg, gap) == (7.5, True, MIP_REL_GAP)
