@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import highspy
@@ -64,6 +65,11 @@ def test_impossible_target_is_reported_as_unserved(site):
     assert result.power_kw["CP006"][:4] == pytest.approx([11] * 4)
     assert result.sessions[0].energy_delivered_kwh == pytest.approx(11)
     assert result.sessions[0].unserved_kwh == pytest.approx(19)
+    # the objective split into what the site pays, the penalty (10 EUR/kWh) and the tie-breaks, each in EUR
+    assert result.bill_eur == pytest.approx(11 * 50 / 1000)
+    assert result.unserved_penalty_eur == pytest.approx(19 * 10.0)
+    tie_break = sum(1e-4 * t * 0.25 * 11 for t in range(4)) / 1000  # TIE_BREAK x slot x kWh, milli-EUR
+    assert result.tie_break_eur == pytest.approx(tie_break, rel=1e-6)
 
 
 def test_a_car_leaving_after_the_horizon_needs_only_its_share_now(site):
@@ -214,8 +220,10 @@ def test_without_negative_prices_the_model_stays_an_lp(site):
     _, result = _solve(site, problem([50, 100], [], batteries=[BatterySpec(**BATTERY)], inflexible_load_kw=[20, 20]))
     assert result.binaries == 0
     # a negative price in slot 2 needs the binaries of slots 0-2 (room made early is used there), not of slot 3
-    built = build_model(resolve(problem([50, 100, -10, 60], [], batteries=[BatterySpec(**BATTERY)]), site))
+    negative = resolve(problem([50, 100, -10, 60], [], batteries=[BatterySpec(**BATTERY)]), site)
+    built = build_model(negative)
     assert sorted(y.name for y in built.batteries[0].one_way.values()) == ["b000y0000", "b000y0001", "b000y0002"]
+    assert solve(negative).binaries == 3
 
 
 def test_solves_do_not_depend_on_another_highs_user_s_threads(site, other_highs_user):
@@ -283,8 +291,24 @@ def test_highs_and_cbc_agree_on_the_sample_objective(site):
 
 def test_time_limit_is_an_error_not_a_schedule(site):
     resolved = resolve(parse_problem(SAMPLE.read_text()), site)
-    with pytest.raises(SolverTimeLimitError, match="time limit"):
+    with pytest.raises(SolverTimeLimitError) as raised:
         solve(resolved, solver="highs", time_limit_s=0.0)
+    assert str(raised.value) == "HiGHS hit the time limit of 0.0 s; no schedule"
+
+
+def test_a_result_reports_its_build_and_solve_times_its_notes_and_a_free_plan_as_free(site):
+    """build_seconds and solve_seconds are parts of the call's own time (not a check of speed); nothing to buy
+    at price 0 is a bill of exactly 0, not the 'no objective' default."""
+    resolved = resolve(problem([0.0, 0.0], [ev("a", "CP001", 0, 2, energy_needed_kwh=1)],
+                               unserved_penalty_eur_per_kwh=0.0001), site)
+    started = time.perf_counter()
+    result = solve(resolved)
+    elapsed = time.perf_counter() - started
+    assert 0 <= result.build_seconds <= elapsed and 0 <= result.solve_seconds <= elapsed
+    assert result.build_seconds + result.solve_seconds <= elapsed
+    assert result.bill_eur == 0.0
+    assert result.notes == build_model(resolved).notes == [
+        "unserved penalty raised to 0.0010 EUR/kWh (10x the dearest kWh)"]
 
 
 @st.composite
