@@ -278,6 +278,16 @@ def test_v2g_reaches_its_soc_target(site):
     assert result.power_kw["v2g_01"] == pytest.approx([0, 11, 4 / 0.9 / 0.25 - 11, 0], abs=1e-6)
 
 
+def test_v2g_may_end_above_its_target_when_charging_pays(site):
+    """The target is a floor: at a negative price the car takes what it can (11 kW for the hour) and leaves
+    above its target, not held to it."""
+    session = ev("car", "v2g_01", 0, 4, battery_capacity_kwh=40, soc_now=0.5, soc_target=0.6, efficiency=0.9)
+    _, result = _solve(site, problem([-100, -100, -100, -100], [session]))
+    assert result.power_kw["v2g_01"] == pytest.approx([11, 11, 11, 11], abs=1e-6)
+    [outcome] = result.sessions
+    assert outcome.energy_delivered_kwh == pytest.approx(4 * 11 * 0.25 * 0.9) and outcome.unserved_kwh == 0
+
+
 def test_highs_and_cbc_agree_on_the_sample_objective(site):
     resolved = resolve(parse_problem(SAMPLE.read_text()), site)
     highs = solve(resolved, solver="highs")
