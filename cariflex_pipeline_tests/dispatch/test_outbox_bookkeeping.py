@@ -112,6 +112,7 @@ def test_a_transport_report_without_a_time_is_stamped_now_in_utc(store) -> None:
     for entry in (by_mark, by_batch):
         sent_at = outbox.get(entry.correlation_id).sent_at
         assert before <= sent_at <= after
+    assert _events(outbox, by_mark)[-1][1:] == ("sent", "") and outbox.get(by_mark.correlation_id).status_reason == ""
     assert outbox.mark("not-ours", "sent") is None and len(outbox.entries()) == 2
 
 
