@@ -182,13 +182,17 @@ def test_several_writes_in_one_transaction_land_together(store: TimeSeriesStore)
     assert row_count(store) == 4  # all or nothing
 
 
-def test_the_sensor_table_is_ordered_by_id_and_keeps_its_columns_when_empty(tmp_path) -> None:
+def test_the_sensor_table_keeps_its_columns_when_empty(tmp_path) -> None:
     store = TimeSeriesStore(f"sqlite:///{tmp_path / 'empty.sqlite'}")
     store.migrate()
     empty = store.sensor_table()
     assert (len(empty), list(empty.columns)) == (0, ["id", "name", "unit", "resolution_seconds", "description"])
-    store.register_sensors([Sensor(id=902, name="b", unit="kW"), Sensor(id=901, name="a", unit="kW")])
-    assert store.sensor_table()["id"].tolist() == [901, 902]
+
+
+def test_the_sensor_table_is_ordered_by_id_whatever_the_order_of_registration(store: TimeSeriesStore) -> None:
+    store.register_sensors([Sensor(id=902, name="b", unit="kW"), Sensor(id=1, name="a", unit="kW")])
+    ids = store.sensor_table()["id"].tolist()
+    assert ids == sorted(ids) and {1, 902} <= set(ids)
 
 
 def test_a_withdrawal_keeps_to_its_window_and_its_transaction(store: TimeSeriesStore) -> None:
@@ -220,6 +224,25 @@ def test_many_sources_written_at_once_all_or_nothing(store: TimeSeriesStore) -> 
         store.write_beliefs_of_sources(bad, source_type="openadr")
     assert row_count(store) == 3
     assert store.write_beliefs_of_sources(frame.iloc[:0], source_type="openadr") == 0
+
+
+def test_many_sources_default_to_type_other_log_their_write_and_keep_to_the_callers_transaction(
+    store: TimeSeriesStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    frame = pd.concat([price_frame([1.0], T0).assign(source="a"),
+                       price_frame([2.0], T0, start=T0 + timedelta(minutes=15)).assign(source="b")],
+                      ignore_index=True)
+    with pytest.raises(RuntimeError, match="after the write"), store.transaction() as connection:
+        store.write_beliefs_of_sources(frame, connection=connection)
+        raise RuntimeError("the run fails after the write")
+    assert row_count(store) == 0
+    with caplog.at_level("DEBUG", logger="cariflex_pipeline.store.timeseries"):
+        assert store.write_beliefs_of_sources(frame) == 2
+    assert f"wrote 2 beliefs from 2 sources into {store.describe()}" in caplog.messages
+    with store.engine.connect() as connection:
+        types = dict(connection.execute(select(data_sources.c.name, data_sources.c.type)).all())
+    assert types == {"a": "other", "b": "other"}
+    assert store.read_latest([PRICE])["source"].tolist() == ["a", "b"]
 
 
 def test_sensors_registered_again_take_their_new_definition(store: TimeSeriesStore) -> None:
