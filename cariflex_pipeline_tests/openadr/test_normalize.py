@@ -169,6 +169,13 @@ def test_a_bound_is_checked_in_the_sensors_unit_and_holds_at_its_value(site):
                       program="martinique-load-control")
     assert normalize_event(control(0), site).values == [0.0]
     assert normalize_event(control(100), site).values == [100.0]
+    # a value at the bound beside a bad one: the bad one is named, whichever check finds it
+    both = _event([(T0, timedelta(minutes=15), 0), (T0 + timedelta(minutes=15), timedelta(minutes=15), 100),
+                   (T0 + timedelta(minutes=30), timedelta(minutes=15), 150)],
+                  payload_type="DISPATCH_SETPOINT_RELATIVE", unit="%", program="martinique-load-control")
+    with pytest.raises(EventRejected) as raised:
+        normalize_event(both, site)
+    assert raised.value.reason == "signal DISPATCH_SETPOINT_RELATIVE, interval 2: value 150 % is above 100"
     for value, reason in [(-0.5, "value -0.5 % is below 0"), (100.5, "value 100.5 % is above 100")]:
         with pytest.raises(EventRejected) as raised:
             normalize_event(control(value), site)
