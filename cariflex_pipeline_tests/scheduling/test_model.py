@@ -436,7 +436,7 @@ def test_a_solver_that_finds_no_optimum_is_an_error_naming_its_status(solver, me
     """The scheduler's own models always have a solution (unserved energy is a column); the status check behind
     them is tried on a model without one, solved by the real solver."""
     prob = pulp.LpProblem("infeasible", pulp.LpMinimize)
-    x = pulp.LpVariable("x", lowBound=0)
+    x = prob.add_variable("x", 0, None)
     prob += x
     prob += x <= -1
     name, backend = _solver(solver, 10.0, False)
