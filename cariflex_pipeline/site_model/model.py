@@ -7,6 +7,7 @@ A bad file (negative power, duplicate sensor id, unknown unit, a device pointing
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -313,12 +314,16 @@ def validate_site(raw: dict[str, Any], site_path: Path) -> Site:
         raise SiteModelError(f"site file {site_path}: {describe(error, raw)}") from None
 
 
-def describe(error: ValidationError, raw: dict[str, Any]) -> str:
-    """Every problem of `error`, each where it is in `raw` (`describe_location`), joined by '; '."""
+def describe(error: ValidationError, raw: dict[str, Any],
+             where: Callable[[list[Any]], str | None] | None = None) -> str:
+    """Every problem of `error`, joined by '; ', each after where it is: `where(location)` (None: the message
+    alone, for a rule whose message names its place), by default `describe_location` in `raw`."""
+    locate = where or (lambda location: describe_location(location, raw))
     problems = []
     for item in error.errors():
         message = item["msg"].removeprefix("Value error, ")
-        problems.append(f"{describe_location(list(item['loc']), raw)}: {message}")
+        place = locate(list(item["loc"]))
+        problems.append(message if place is None else f"{place}: {message}")
     return "; ".join(problems)
 
 

@@ -43,6 +43,7 @@ from cariflex_pipeline.site_model.model import (
     Timezone,
     V2gCharger,
     default_site_file,
+    describe,
     describe_location,
     read_mapping,
     validate_site,
@@ -146,9 +147,8 @@ class Portfolio(StrictModel):
             )
         except ValidationError as error:
             raw = entry.model_dump()
-            raise ValueError("; ".join(
-                f"site {entry.id!r}{_where(list(item['loc']), raw)}: {item['msg'].removeprefix('Value error, ')}"
-                for item in error.errors())) from None
+            raise ValueError(describe(error, raw, where=lambda location: f"site {entry.id!r}{_where(location, raw)}")
+                             ) from None
 
     @property
     def site_ids(self) -> list[str]:
@@ -214,27 +214,22 @@ def parse_portfolio(raw: Mapping[str, Any], source: str = "portfolio") -> Portfo
     try:
         return Portfolio.model_validate(raw)
     except ValidationError as error:
-        raise PortfolioError(f"{source}: {_describe(error, raw)}") from None
+        raise PortfolioError(f"{source}: {describe(error, dict(raw), where=lambda loc: _place(loc, raw))}") from None
 
 
-def _describe(error: ValidationError, raw: Mapping[str, Any]) -> str:
-    """Pydantic's locations as the file's names: sites.1.charge_points.3.max_power_kw becomes
-    "site 'le-lamentin', charge_points entry 'CP009', field max_power_kw"."""
-    problems = []
+def _place(location: list[Any], raw: Mapping[str, Any]) -> str | None:
+    """Pydantic's location as the file's names: sites.1.charge_points.3.max_power_kw becomes
+    "site 'le-lamentin', charge_points entry 'CP009', field max_power_kw"; None for a rule across the file,
+    whose message names the site itself."""
+    if not location:
+        return None
     sites = raw.get("sites")
-    for item in error.errors():
-        location = list(item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if not location:  # a rule across the file: the message names the site itself
-            problems.append(message)
-        elif location[0] == "sites" and len(location) >= 2 and isinstance(location[1], int):
-            entry = sites[location[1]] if isinstance(sites, list) and location[1] < len(sites) else None
-            label = entry.get("id") if isinstance(entry, dict) else None
-            site = repr(label) if isinstance(label, str) else f"entry #{location[1]}"
-            problems.append(f"site {site}{_where(location[2:], entry)}: {message}")
-        else:
-            problems.append(f"{describe_location(location, dict(raw))}: {message}")
-    return "; ".join(problems)
+    if location[0] == "sites" and len(location) >= 2 and isinstance(location[1], int):
+        entry = sites[location[1]] if isinstance(sites, list) and location[1] < len(sites) else None
+        label = entry.get("id") if isinstance(entry, dict) else None
+        site = repr(label) if isinstance(label, str) else f"entry #{location[1]}"
+        return f"site {site}{_where(location[2:], entry)}"
+    return describe_location(location, dict(raw))
 
 
 def _where(location: list[Any], raw_site: Any) -> str:
