@@ -77,7 +77,7 @@ class _Device:
         for i in indices:
             y = self.one_way[i] = prob.add_variable(f"{self.name}y{self.slots[i]:04d}", cat=pulp.LpBinary)
             rows[f"{self.name}charge_if{self.slots[i]:04d}"] = pulp.LpConstraint(
-                pulp.LpAffineExpression([(self.charge[i], 1.0), (y, -self.charge_kw)]), pulp.LpConstraintLE, rhs=0.0)
+                pulp.LpAffineExpression([(self.charge[i], 1.0), (y, -self.charge_kw)]), pulp.LpConstraintLE)
             rows[f"{self.name}discharge_unless{self.slots[i]:04d}"] = pulp.LpConstraint(
                 pulp.LpAffineExpression([(self.discharge[i], 1.0), (y, self.discharge_kw)]), pulp.LpConstraintLE,
                 rhs=self.discharge_kw)
@@ -85,11 +85,13 @@ class _Device:
 
     def flows(self) -> list[tuple[float, float]]:
         """Charge and discharge per slot of the solution; both at once would make the net power lie about the SoC."""
-        flows = [(_value(c), _value(d)) for c, d in zip(self.charge, self.discharge, strict=True)]
-        for t, (c, d) in zip(self.slots, flows, strict=True):
+        flows = []
+        for t, charge, discharge in zip(self.slots, self.charge, self.discharge, strict=True):
+            c, d = _value(charge), _value(discharge)
             if c > SIMULTANEOUS_TOL_KW and d > SIMULTANEOUS_TOL_KW:
                 raise SolverError(f"{self.label} slot {t}: the solver charges {c:.6g} kW and discharges {d:.6g} kW "
                                   "at once; no schedule")
+            flows.append((c, d))
         return flows
 
     @property
@@ -194,7 +196,7 @@ def build_model(problem: ResolvedProblem, one_way: OneWay = "needed") -> BuiltMo
     for device in [*v2g.values(), *batteries]:
         # up to the horizon's last negative price, not the device's: a burn in one device can absorb another's
         # discharge (the export limit refusing it), which makes room in that other one after the first has left
-        last = math.inf if one_way == "every_slot" else (negative[-1] if negative else -1)
+        last = (negative[-1] if negative else -1) if one_way == "needed" else math.inf
         constraints.update(device.add_one_way(prob, [i for i, t in enumerate(device.slots) if t <= last]))
     prob.setObjective(pulp.LpAffineExpression(objective, constant=bill.constant))
     prob.extend(constraints)
@@ -264,8 +266,7 @@ def _storage(prob: pulp.LpProblem, prefix: str, label: str, slots: list[int], ch
     """Charge/discharge/SoC columns and the SoC balance rows of one storage device over `slots`."""
     charge = [prob.add_variable(f"{prefix}c{t:04d}", 0, charge_kw) for t in slots]
     discharge = [prob.add_variable(f"{prefix}d{t:04d}", 0, discharge_kw) for t in slots]
-    upper = None if math.isinf(soc_max) else soc_max
-    soc = [prob.add_variable(f"{prefix}s{t:04d}", soc_min, upper) for t in slots]
+    soc = [prob.add_variable(f"{prefix}s{t:04d}", soc_min, soc_max) for t in slots]  # a capacity: always finite
     for i, t in enumerate(slots):
         terms = [(soc[i], 1.0), (charge[i], -dt * eta_c), (discharge[i], dt / eta_d)]
         if i > 0:
@@ -276,7 +277,7 @@ def _storage(prob: pulp.LpProblem, prefix: str, label: str, slots: list[int], ch
         costs.objective += [(charge[i], dt * (price + THROUGHPUT)), (discharge[i], dt * (-price + THROUGHPUT))]
         costs.tie_break += [(charge[i], dt * THROUGHPUT), (discharge[i], dt * THROUGHPUT)]
         site_terms[t] += [(charge[i], 1.0), (discharge[i], -1.0)]
-    if final_min is not None and soc:
+    if final_min is not None:  # batteries: they span the whole horizon, so `soc` is never empty
         constraints[f"{prefix}final"] = pulp.LpConstraint(
             pulp.LpAffineExpression([(soc[-1], 1.0)]), pulp.LpConstraintGE, rhs=final_min)
     return _Device(prefix, label, slots, charge, discharge, soc, charge_kw, discharge_kw)

@@ -387,6 +387,10 @@ def test_a_solution_that_charges_and_discharges_at_once_is_no_schedule(site):
     assert str(raised.value) == "store slot 1: the solver charges 2 kW and discharges 1.5 kW at once; no schedule"
     device.discharge[1].varValue = 1e-6  # at the tolerance: a solver's rounding, not a flow
     assert device.flows() == [(0.0, 0.0), (2.0, 1e-6)]
+    device.charge[1].varValue, device.discharge[1].varValue = 1e-6, 1.5  # the same on the charging side
+    assert device.flows() == [(0.0, 0.0), (1e-6, 1.5)]
+    device.charge[0].varValue, device.discharge[0].varValue = 5e-10, -5e-10  # solver noise reads as 0
+    assert device.flows()[0] == (0.0, 0.0)
 
 
 def test_the_unserved_penalty_is_raised_to_ten_times_the_dearest_kwh_and_says_so(site):
@@ -417,6 +421,13 @@ def test_each_solver_name_solves_with_its_solver(site, asked, used):
     result = solve(resolve(p, site), solver=asked)
     assert result.solver == used
     assert result.power_kw["CP001"] == pytest.approx([0, 10, 0, 10], abs=1e-6)
+
+
+def test_by_default_the_solve_is_highs_quiet_and_binaries_only_where_needed(site, capfd):
+    negative = resolve(problem([50, -10, 60, 70], [], batteries=[BatterySpec(**BATTERY)]), site)
+    result = solve(negative)
+    assert (result.solver, result.binaries) == ("highs", 2)  # slots 0 and 1, not the four of "every_slot"
+    assert capfd.readouterr() == ("", "")  # no solver log unless msg=True
 
 
 def test_without_highspy_highs_is_refused_and_auto_falls_back_to_cbc(site, monkeypatch):
