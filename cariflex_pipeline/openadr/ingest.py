@@ -155,10 +155,10 @@ def ingest_events(
             latest[key] = event
     identified = []
     for event in latest.values():
-        with _event_boundary(event, report, site.tz):
-            problems = identity_problems(event)
-            if problems:  # before any query: these fields key the lookups and the audit row
-                raise EventRejected(event.event_id, "; ".join(problems))
+        problems = identity_problems(event)
+        if problems:  # before any query: these fields key the lookups and the audit row
+            _rejected(event, "; ".join(problems), report, site.tz)
+        else:
             identified.append(event)
     priors = _priors(identified, context.event_log)
     writes = []
@@ -214,8 +214,7 @@ def _event_boundary(event: OpenAdrEvent, report: IngestReport, tz: ZoneInfo) -> 
 
 
 def _rejected(event: OpenAdrEvent, reason: str, report: IngestReport, tz: ZoneInfo) -> None:
-    error = EventRejected(event.event_id, reason, vtn_id=event.vtn_id)
-    log.error("%s", error)
+    log.error(str(EventRejected(event.event_id, reason, vtn_id=event.vtn_id)))
     report.rejected[event.event_id] = reason
     report.opt[event.key] = "optOut"
     try:
@@ -369,20 +368,20 @@ def _count_withdrawn(report: IngestReport, withdrawn: dict[date, int]) -> None:
 
 
 def _covered_days(record: EventRecord | None, tz: ZoneInfo) -> tuple[date, ...]:
-    if record is None or record.covered_start is None or record.covered_end is None:
+    if record is None or record.covered is None:
         return ()
-    return local_days(record.covered_start, record.covered_end, tz)
+    return local_days(*record.covered, tz)
 
 
 def _withdraw(prior: EventRecord | None, store: TimeSeriesStore, connection: Connection,
               tz: ZoneInfo) -> dict[date, int]:
     """Delete the values of `prior` (one event version), counted per local day."""
-    if prior is None or prior.covered_start is None or prior.covered_end is None or not prior.sensor_ids:
+    if prior is None or prior.covered is None or not prior.sensor_ids:
         return {}
     source = source_name(prior.vtn_id, prior.event_id)
     return {
         day: store.delete_beliefs(list(prior.sensor_ids), start, end, source=source, connection=connection)
-        for day, start, end in split_at_midnight(prior.covered_start, prior.covered_end, tz)
+        for day, start, end in split_at_midnight(*prior.covered, tz)
     }
 
 

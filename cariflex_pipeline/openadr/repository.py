@@ -38,6 +38,13 @@ class EventRecord:
     values_written: int
     raw_payload: str
 
+    @property
+    def covered(self) -> tuple[datetime, datetime] | None:
+        """The span of the values this version wrote (both ends are stored together, or neither)."""
+        if self.covered_start is None or self.covered_end is None:
+            return None
+        return self.covered_start, self.covered_end
+
 
 class EventLog:
     """Every event version received, for audit and to know what is already applied."""

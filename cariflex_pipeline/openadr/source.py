@@ -191,8 +191,8 @@ def changes_of(events: list[OpenAdrEvent], site: Site, store: TimeSeriesStore) -
             days = event_days(event, site.tz)
         except DATA_ERRORS:
             days = ()
-        if not days and record is not None and record.covered_start and record.covered_end:
-            days = local_days(record.covered_start, record.covered_end, site.tz)
+        if not days and record is not None and record.covered is not None:
+            days = local_days(*record.covered, site.tz)
         back = withdrawn.get((event.vtn_id, event.event_id))
         changes.append(EventChange(event.event_id, event.modification_number, kind, days,
                                    f"~back{back.timestamp():.0f}" if back and record is not None

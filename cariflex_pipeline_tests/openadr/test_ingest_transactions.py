@@ -138,6 +138,25 @@ def test_reports_merge_by_adding_up(store, site):
     total.merge(withdrawn)
     assert (total.values_withdrawn, total.day(local_day).values_withdrawn) == (8, 8)
     assert sorted(total.cancelled) == ["A", "B"]
+    ingest_events(_events(event_301("C", T + 4 * HOUR, [0.30])), site, store)
+    total.merge(withdraw_deleted([EventLog(store.engine).latest("vtn3", "C")], site, store, now=T))
+    assert (total.values_withdrawn, total.day(local_day).values_withdrawn) == (12, 12)  # added, not replaced
+
+
+def test_one_version_listed_twice_in_one_batch_is_ingested_once_as_first_listed(store, site):
+    first, again = event_301("A", T, [0.10]), event_301("A", T, [0.90])  # same version, other values: a VTN's bug
+    report = ingest_events(_events(first, again), site, store)
+    assert (report.events_seen, report.new, report.unchanged) == (2, ["A"], [])
+    assert series(store, 84) == _hourly(T, 1, 100.0)
+    assert audit_rows(store) == 1
+
+
+def test_a_deletion_is_counted_on_the_local_day_of_the_values_it_withdrew(store, site):
+    evening = datetime(2026, 12, 2, 1, tzinfo=UTC)  # 21:00 on 1 December in Martinique
+    ingest_events(_events(event_301("A", evening, [0.10])), site, store)
+    report = withdraw_deleted([EventLog(store.engine).latest("vtn3", "A")], site, store, now=T)
+    assert {day: dict(figures.events) for day, figures in report.days.items()} == {date(2026, 12, 1): {"cancelled": 1}}
+    assert report.day(date(2026, 12, 1)).values_withdrawn == 4
 
 
 def test_a_2_0b_event_sent_again_is_unchanged_not_restored(store, site):
@@ -209,3 +228,10 @@ def test_an_event_that_cannot_be_looked_up_is_rejected_with_every_reason_before_
         "modification number 18446744073709551616 is not a 64-bit integer"])
     assert report.day(T.astimezone(site.tz).date()).events["rejected"] == 1
     assert audit_rows(store) == 1
+
+
+def test_an_event_that_cannot_be_looked_up_is_counted_on_its_local_day(store, site):
+    [evening] = _events(event_301("evening", datetime(2026, 12, 2, 1, tzinfo=UTC), [0.30]))  # 1 Dec, 21:00 local
+    report = ingest_events([dataclasses.replace(evening, program=7)], site, store)
+    assert report.rejected == {"evening": "program 7 is not a string"}
+    assert {day: dict(figures.events) for day, figures in report.days.items()} == {date(2026, 12, 1): {"rejected": 1}}

@@ -194,3 +194,4 @@ def test_two_signals_giving_one_sensor_the_same_slot_reject_the_event(site):
     with pytest.raises(EventRejected) as raised:
         normalize_event(replace(event, signals=(first, clashing)), site)
     assert raised.value.reason == f"two signals give sensor 84 a value at {(T0 + minutes).isoformat()}"
+    assert raised.value.event_id == event.event_id
