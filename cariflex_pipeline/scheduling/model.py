@@ -102,7 +102,7 @@ class _Device:
 @dataclass
 class BuiltModel:
     prob: pulp.LpProblem
-    ev_power: list[dict[int, pulp.LpVariable]]  # per session (plain EVs): slot -> power variable
+    ev_power: dict[int, dict[int, pulp.LpVariable]]  # session index (plain EVs) -> slot -> power variable
     unserved: list[pulp.LpVariable | None]  # per session
     v2g: dict[int, _Device]  # session index -> device
     batteries: list[_Device]
@@ -128,52 +128,41 @@ def build_model(problem: ResolvedProblem, one_way: OneWay = "needed") -> BuiltMo
         notes.append(f"unserved penalty raised to {floor / 1000:.4f} EUR/kWh (10x the dearest kWh)")
         penalty = floor
 
-    prob = pulp.LpProblem("ev_charging", pulp.LpMinimize)
+    prob = pulp.LpProblem("ev_charging")  # PuLP minimizes by default
     objective: list[tuple[pulp.LpVariable, float]] = []
     tie_break: list[tuple[pulp.LpVariable, float]] = []
     costs = _Costs(bill, objective, tie_break)
     site_terms: list[list[tuple[pulp.LpVariable, float]]] = [[] for _ in range(n)]
     constraints: dict[str, pulp.LpConstraint] = {}
-    ev_power: list[dict[int, pulp.LpVariable]] = []
+    ev_power: dict[int, dict[int, pulp.LpVariable]] = {}
     unserved: list[pulp.LpVariable | None] = []
     v2g: dict[int, _Device] = {}
 
     for k, session in enumerate(problem.sessions):
         slots = list(session.slots)
-        # a V2G session always gets its target row (it may not leave emptier than it came)
-        wants_row = session.energy_kwh > 0 or session.v2g
-        u = prob.add_variable(f"u{k:06d}", 0, session.energy_kwh) if wants_row else None
-        unserved.append(u)
-        if session.v2g:
-            device = _storage(prob, f"v{k:06d}", session.id, slots, session.max_charge_kw, session.max_discharge_kw,
-                              session.efficiency, session.efficiency, session.soc_initial_kwh,
-                              session.soc_min_kwh, session.soc_max_kwh, dt, costs, site_terms, constraints)
-            v2g[k] = device
-            ev_power.append({})
-            if u is not None:
-                soc_end = device.soc_last
-                target = session.soc_initial_kwh + session.energy_kwh
-                if soc_end is None:
-                    constraints[f"target_{k}"] = pulp.LpConstraint(
-                        pulp.LpAffineExpression([(u, 1.0)]), pulp.LpConstraintGE, rhs=session.energy_kwh)
-                else:
-                    constraints[f"target_{k}"] = pulp.LpConstraint(
-                        pulp.LpAffineExpression([(soc_end, 1.0), (u, 1.0)]), pulp.LpConstraintGE, rhs=target)
-                objective.append((u, penalty))
+        if not session.v2g and session.energy_kwh <= 0:  # nothing needed: no power, even where paid to take it
+            unserved.append(None)
             continue
-        powers = {t: prob.add_variable(f"p{k:06d}_{t:04d}", 0, session.max_charge_kw) for t in slots}
-        ev_power.append(powers)
-        if u is None:  # nothing needed: the power variables are fixed at 0 by the energy row below
-            terms = [(p, dt * session.efficiency) for p in powers.values()]
-            if terms:
-                constraints[f"energy_{k}"] = pulp.LpConstraint(
-                    pulp.LpAffineExpression(terms), pulp.LpConstraintEQ, rhs=0.0)
-        else:
-            terms = [(p, dt * session.efficiency) for p in powers.values()]
-            terms.append((u, 1.0))
-            constraints[f"energy_{k}"] = pulp.LpConstraint(
-                pulp.LpAffineExpression(terms), pulp.LpConstraintEQ, rhs=session.energy_kwh)
-            objective.append((u, penalty))
+        u = prob.add_variable(f"u{k:06d}", 0, session.energy_kwh)
+        unserved.append(u)
+        objective.append((u, penalty))
+        if session.v2g:  # always a target row, even at a gain of 0: the car may not leave emptier than it came
+            device = v2g[k] = _storage(
+                prob, f"v{k:06d}", session.id, slots, session.max_charge_kw, session.max_discharge_kw,
+                session.efficiency, session.efficiency, session.soc_initial_kwh, session.soc_min_kwh,
+                session.soc_max_kwh, dt, costs, site_terms, constraints)
+            if device.soc_last is None:  # no whole slot inside the horizon: what it wants is unserved
+                terms, rhs = [(u, 1.0)], session.energy_kwh
+            else:
+                terms, rhs = [(device.soc_last, 1.0), (u, 1.0)], session.soc_initial_kwh + session.energy_kwh
+            constraints[f"target_{k}"] = pulp.LpConstraint(pulp.LpAffineExpression(terms), pulp.LpConstraintGE,
+                                                           rhs=rhs)
+            continue
+        powers = ev_power[k] = {t: prob.add_variable(f"p{k:06d}_{t:04d}", 0, session.max_charge_kw) for t in slots}
+        terms = [(p, dt * session.efficiency) for p in powers.values()]
+        terms.append((u, 1.0))
+        constraints[f"energy_{k}"] = pulp.LpConstraint(
+            pulp.LpAffineExpression(terms), pulp.LpConstraintEQ, rhs=session.energy_kwh)
         for t, p in powers.items():
             objective.append((p, dt * (bill.flex_price[t] + TIE_BREAK * t)))
             tie_break.append((p, dt * TIE_BREAK * t))
@@ -361,7 +350,7 @@ def _extract(problem: ResolvedProblem, built: BuiltModel, solver: str, build_s: 
             delivered = net
         else:
             delivered = 0.0
-            for t, var in built.ev_power[k].items():
+            for t, var in built.ev_power.get(k, {}).items():
                 series[t] = _value(var)
                 delivered += dt * session.efficiency * series[t]
         outcomes.append(SessionOutcome(session.id, session.charge_point, session.energy_kwh, delivered,

@@ -457,8 +457,9 @@ def test_a_solver_that_finds_no_optimum_is_an_error_naming_its_status(solver, me
     assert str(raised.value) == message and not isinstance(raised.value, SolverTimeLimitError)
 
 
+@pytest.mark.parametrize("msg", [True, False])
 @pytest.mark.parametrize("name", ["highs", "highs_pulp", "cbc"])
-def test_every_solver_gets_the_time_limit_the_gap_and_the_log_setting(name):
-    _, backend = _solver(name, 7.5, True)
+def test_every_solver_gets_the_time_limit_the_gap_and_the_log_setting(name, msg):
+    _, backend = _solver(name, 7.5, msg)
     gap = backend.optionsDict["gapRel"] if name == "cbc" else backend.gapRel  # where each PuLP class keeps it
-    assert (backend.timeLimit, backend.msg, gap) == (7.5, True, MIP_REL_GAP)
+    assert (backend.timeLimit, backend.msg, gap) == (7.5, msg, MIP_REL_GAP)

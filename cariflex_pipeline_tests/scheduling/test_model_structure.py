@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import warnings
+from datetime import timedelta
 
 import pulp
 import pytest
@@ -24,7 +25,7 @@ from cariflex_pipeline.scheduling import (
     verify,
 )
 from cariflex_pipeline.scheduling.model import _bill, _check_status
-from cariflex_pipeline_tests.scheduling.helpers import ev, problem
+from cariflex_pipeline_tests.scheduling.helpers import at, ev, problem
 
 BATTERY = {"name": "b1", "capacity_kwh": 10, "max_charge_kw": 4, "max_discharge_kw": 4, "initial_soc_kwh": 5,
            "round_trip_efficiency": 0.81}  # 0.9 each way
@@ -115,9 +116,8 @@ def test_a_car_that_needs_nothing_takes_nothing_even_when_paid_to(site):
     assert result.power_kw["CP001"] == [0.0, 0.0]
     assert result.power_kw["CP002"] == pytest.approx([20, 0])  # exactly its 5 kWh, in the earlier slot
     built = build_model(resolved)
-    assert built.unserved[0] is None
-    row = built.prob.get_constraint_by_name("energy_0")
-    assert (row.sense, row.constant) == (pulp.LpConstraintEQ, 0)
+    assert built.unserved[0] is None and 0 not in built.ev_power  # no column at all for it
+    assert built.prob.get_constraint_by_name("energy_0") is None
 
 
 def test_a_plain_session_s_energy_row_and_its_unserved_column(site):
@@ -182,3 +182,49 @@ def test_cbc_stopped_by_its_time_limit_is_a_time_limit_error():
         _check_status(prob, "cbc", None)
     assert not isinstance(raised.value, SolverTimeLimitError)
     assert str(raised.value) == "CBC ended with Optimal / solution status 2; no schedule"
+
+
+def _car(id: str, point: str, first: int, end: int, **fields):
+    car = {"battery_capacity_kwh": 40, "soc_now": 0.5, "soc_target": 0.5, "efficiency": 0.9}
+    return ev(id, point, first, end, **{**car, **fields})
+
+
+def test_two_v2g_cars_each_have_their_own_columns(site):
+    # both serve the site's 20 kW load in the dear slot and take it back in the cheap one
+    cars = [_car("one", "v2g_01", 0, 2), _car("two", "v2g_02", 0, 2)]
+    _, result = _solved(site, problem([100, 10], cars, inflexible_load_kw=[20, 20]))
+    assert result.power_kw["v2g_01"] == pytest.approx([-8.91, 11], abs=1e-6)
+    assert result.power_kw["v2g_02"] == pytest.approx([-8.91, 11], abs=1e-6)
+
+
+def test_a_v2g_car_discharges_no_lower_than_its_minimum(site):
+    # 20 kWh in a 40 kWh car, kept above 45 %: 2 kWh may leave (2 · 0.9 / 0.25 = 7.2 kW), then come back
+    car = _car("car", "v2g_01", 0, 2, soc_min=0.45)
+    _, result = _solved(site, problem([100, 10], [car], inflexible_load_kw=[20, 20]))
+    assert result.power_kw["v2g_01"] == pytest.approx([-7.2, 2 / 0.9 / 0.25], abs=1e-6)
+
+
+def test_a_v2g_car_without_a_whole_slot_in_the_horizon_is_unserved(site):
+    # plugged in from 12:20 to 12:25 (inside slot 1): no slot to charge in, its 4 kWh are unserved, with the penalty
+    car = _car("brief", "v2g_01", 0, 2, soc_target=0.6).model_copy(
+        update={"arrival": at(1) + timedelta(minutes=5), "departure": at(1) + timedelta(minutes=10)})
+    _, result = _solved(site, problem([50, 50], [car]))
+    [outcome] = result.sessions
+    assert (outcome.energy_needed_kwh, outcome.unserved_kwh) == (pytest.approx(4), pytest.approx(4))
+    assert result.unserved_penalty_eur == pytest.approx(4 * 10.0)
+
+
+def test_the_simultaneous_flow_guard_names_the_v2g_session(site):
+    built = build_model(resolve(problem([10, 20], [_car("car-7", "v2g_01", 0, 2)]), site))
+    device = built.v2g[0]
+    device.charge[0].varValue, device.discharge[0].varValue = 3.0, 2.0
+    with pytest.raises(SolverError) as raised:
+        device.flows()
+    assert str(raised.value) == "car-7 slot 0: the solver charges 3 kW and discharges 2 kW at once; no schedule"
+
+
+def test_a_penalty_exactly_at_its_floor_is_kept_without_a_note(site):
+    # no positive price: the floor is 1 milli-EUR per kWh, the penalty asked exactly that
+    p = problem([0, -5], [ev("a", "CP001", 0, 2, energy_needed_kwh=1)], unserved_penalty_eur_per_kwh=0.001)
+    built = build_model(resolve(p, site))
+    assert (built.penalty, built.notes) == (1.0, [])
