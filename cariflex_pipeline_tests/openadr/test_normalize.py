@@ -15,7 +15,7 @@ from cariflex_pipeline.openadr.days import event_days
 from cariflex_pipeline.openadr.errors import EventRejected
 from cariflex_pipeline.openadr.limits import shown
 from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, SignalInterval
-from cariflex_pipeline.openadr.normalize import conversion_factor, normalize_event
+from cariflex_pipeline.openadr.normalize import conversion_factor, from_microseconds, normalize_event
 from cariflex_pipeline.openadr.oadr3 import parse_events_json
 from cariflex_pipeline.openadr.repository import EventLog
 from cariflex_pipeline.site_model.model import OpenAdr, OpenAdrSignal
@@ -195,3 +195,18 @@ def test_two_signals_giving_one_sensor_the_same_slot_reject_the_event(site):
         normalize_event(replace(event, signals=(first, clashing)), site)
     assert raised.value.reason == f"two signals give sensor 84 a value at {(T0 + minutes).isoformat()}"
     assert raised.value.event_id == event.event_id
+
+
+def test_slots_are_aligned_from_the_start_of_2000_whatever_the_resolution(site):
+    """With a sensor resolution that does not divide the time since 1970 evenly (7 minutes), an hour's value lands on the
+    7-minute grid counted from 2000-01-01 00:00 UTC, from its first slot inside the hour."""
+    sensors = [sensor.model_copy(update={"resolution": timedelta(minutes=7)}) if sensor.id == 84 else sensor
+               for sensor in site.sensors]
+    seven = site.model_copy(update={"sensors": sensors})
+    normalized = normalize_event(_event([(T0, timedelta(hours=1), 0.1)]), seven)
+    origin = datetime(2000, 1, 1, tzinfo=UTC)
+    first = T0 + (-(T0 - origin) % timedelta(minutes=7))
+    assert first != T0 + (-(T0 - datetime(1970, 1, 1, tzinfo=UTC)) % timedelta(minutes=7))  # the origin matters
+    assert [from_microseconds(start) for start in normalized.starts_us] == [
+        first + n * timedelta(minutes=7) for n in range(9)]  # 14:02 to 14:58
+    assert normalized.values == [100.0] * 9
