@@ -15,7 +15,7 @@ from cariflex_pipeline.openadr.days import event_days
 from cariflex_pipeline.openadr.errors import EventRejected
 from cariflex_pipeline.openadr.limits import shown
 from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, SignalInterval
-from cariflex_pipeline.openadr.normalize import conversion_factor, from_microseconds, normalize_event
+from cariflex_pipeline.openadr.normalize import conversion_factor, from_microseconds, microseconds, normalize_event
 from cariflex_pipeline.openadr.oadr3 import parse_events_json
 from cariflex_pipeline.openadr.repository import EventLog
 from cariflex_pipeline.site_model.model import OpenAdr, OpenAdrSignal
@@ -198,8 +198,8 @@ def test_two_signals_giving_one_sensor_the_same_slot_reject_the_event(site):
 
 
 def test_slots_are_aligned_from_the_start_of_2000_whatever_the_resolution(site):
-    """With a sensor resolution that does not divide the time since 1970 evenly (7 minutes), an hour's value lands on the
-    7-minute grid counted from 2000-01-01 00:00 UTC, from its first slot inside the hour."""
+    """With a sensor resolution that does not divide the time since 1970 evenly (7 minutes), an hour's value lands
+    on the 7-minute grid counted from 2000-01-01 00:00 UTC, from its first slot inside the hour."""
     sensors = [sensor.model_copy(update={"resolution": timedelta(minutes=7)}) if sensor.id == 84 else sensor
                for sensor in site.sensors]
     seven = site.model_copy(update={"sensors": sensors})
@@ -210,3 +210,56 @@ def test_slots_are_aligned_from_the_start_of_2000_whatever_the_resolution(site):
     assert [from_microseconds(start) for start in normalized.starts_us] == [
         first + n * timedelta(minutes=7) for n in range(9)]  # 14:02 to 14:58
     assert normalized.values == [100.0] * 9
+
+
+def _with_price_currency(site, currency):
+    """The site with its 3.0.1 price mapping in another currency (or none)."""
+    signals = [mapping.model_copy(update={"currency": currency}) if mapping.payload_type == "PRICE" else mapping
+               for mapping in site.openadr.signals]
+    return site.model_copy(update={"openadr": site.openadr.model_copy(update={"signals": signals})})
+
+
+def test_a_price_without_a_currency_takes_the_program_s_then_the_sensor_s(site):
+    per_kwh = _event([(T0, timedelta(minutes=15), 0.1)], unit="/kWh")  # 3.0.1 units KWH, no currency given
+    assert normalize_event(per_kwh, _with_price_currency(site, None)).values == [100.0]  # EUR, the sensor's
+    with pytest.raises(EventRejected) as raised:
+        normalize_event(per_kwh, _with_price_currency(site, "USD"))  # the program's, not the sensor's
+    assert (raised.value.event_id, raised.value.reason) == ("e1", "signal PRICE: unknown currency 'USD' (expected EUR)")
+
+
+def test_a_signal_of_another_program_feeds_no_sensor_and_the_next_signal_still_counts(site, caplog):
+    other = _event([(T0, timedelta(minutes=15), 0.1)], program="somebody-else")
+    with caplog.at_level("WARNING", logger="cariflex_pipeline.openadr.normalize"):
+        normalized = normalize_event(other, site)
+    message = "event 'e1': signal PRICE of program 'somebody-else' feeds no sensor; ignored"
+    assert (normalized.values, normalized.warnings, caplog.messages) == ([], [message], [message])
+    [price] = _event([(T0, timedelta(minutes=15), 0.1)]).signals
+    unmapped = replace(price, payload_type="CO2_INTENSITY")
+    normalized = normalize_event(replace(other, program="martinique-price", signals=(unmapped, price)), site)
+    assert normalized.values == [100.0] and len(normalized.warnings) == 1
+
+
+def test_an_event_with_problems_is_refused_with_all_of_them(site):
+    troubled = replace(_event([]), problems=("id '' is empty", "intervals is not a list"))
+    with pytest.raises(EventRejected) as raised:
+        normalize_event(troubled, site)
+    assert (raised.value.event_id, raised.value.reason) == ("e1", "id '' is empty; intervals is not a list")
+
+
+def test_values_are_dated_by_modification_then_creation_and_never_by_a_naive_time(site):
+    event = _event([(T0, timedelta(minutes=15), 0.1)])  # created a day before T0, never modified
+    assert normalize_event(event, site).belief_time_us == microseconds(T0 - timedelta(days=1))
+    modified = replace(event, modified=T0 - timedelta(hours=1))
+    assert normalize_event(modified, site).belief_time_us == microseconds(T0 - timedelta(hours=1))
+    assert normalize_event(modified, site, belief_time=T0).belief_time_us == microseconds(T0)
+    naive = replace(event, created=datetime(2026, 11, 28, 14))
+    with pytest.raises(EventRejected) as raised:
+        normalize_event(naive, site)
+    assert (raised.value.event_id, raised.value.reason) == (
+        "e1", "no time-zone-aware creation/modification time to date its values")
+
+
+def test_times_are_whole_microseconds_since_1970():
+    moment = datetime(2026, 11, 29, 14, 0, 0, 250001, tzinfo=UTC)
+    assert microseconds(moment) == 1_795_960_800_250_001 and type(microseconds(moment)) is int
+    assert from_microseconds(1_795_960_800_250_001) == moment
