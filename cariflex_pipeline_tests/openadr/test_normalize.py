@@ -263,3 +263,36 @@ def test_times_are_whole_microseconds_since_1970():
     moment = datetime(2026, 11, 29, 14, 0, 0, 250001, tzinfo=UTC)
     assert microseconds(moment) == 1_795_960_800_250_001 and type(microseconds(moment)) is int
     assert from_microseconds(1_795_960_800_250_001) == moment
+
+
+def test_a_signal_s_own_currency_must_be_the_sensor_s(site):
+    dollars = _event([(T0, timedelta(minutes=15), 0.1)], unit="EUR/kWh", currency="USD")
+    with pytest.raises(EventRejected) as raised:
+        normalize_event(dollars, site)
+    assert raised.value.reason == "signal PRICE: unknown currency 'USD' (expected EUR)"
+
+
+def test_bounds_given_in_kw_are_checked_in_percent_of_the_connection(site):
+    """A load-control mapping bounded at 0..120 kW feeds a % sensor: 120 kW is 100 % of the 120 kW connection."""
+    signals = [mapping.model_copy(update={"unit": "kW", "max_value": 120.0})
+               if mapping.payload_type == "DISPATCH_SETPOINT_RELATIVE" else mapping for mapping in site.openadr.signals]
+    in_kw = site.model_copy(update={"openadr": site.openadr.model_copy(update={"signals": signals})})
+
+    def control(value):
+        return _event([(T0, timedelta(minutes=15), value)], payload_type="DISPATCH_SETPOINT_RELATIVE", unit="kW",
+                      program="martinique-load-control")
+
+    assert normalize_event(control(60), in_kw).values == [pytest.approx(50.0)]
+    with pytest.raises(EventRejected) as raised:
+        normalize_event(control(130), in_kw)
+    assert raised.value.reason == "signal DISPATCH_SETPOINT_RELATIVE, interval 0: value 108.333 % is above 100"
+
+
+def test_back_to_back_intervals_with_a_bad_duration_name_the_first_interval(site):
+    payload = event_301("b2b", T0, [0.1, 0.2], duration="PT0S")
+    [event] = parse_events_json(json.dumps([payload]), "vtn3")
+    assert event.signals[0].back_to_back
+    with pytest.raises(EventRejected) as raised:
+        normalize_event(event, site)
+    assert (raised.value.event_id, raised.value.reason) == (
+        "b2b", "signal PRICE, interval 0: duration 0:00:00 is not in (0, 31 days, 0:00:00]")
