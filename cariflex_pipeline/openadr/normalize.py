@@ -112,6 +112,18 @@ def normalize_event(event: OpenAdrEvent, site: Site, belief_time: datetime | Non
     if belief_time is None or belief_time.tzinfo is None:
         raise EventRejected(event.event_id, "no time-zone-aware creation/modification time to date its values")
     normalized = NormalizedEvent(event=event, belief_time_us=microseconds(belief_time))
+    try:
+        _normalize_signals(event, site, normalized)
+    except Refusal as refusal:
+        raise EventRejected(event.event_id, str(refusal)) from None
+    return normalized
+
+
+class Refusal(Exception):
+    """What is wrong with a signal's units, times or values; normalize_event rejects the event with it."""
+
+
+def _normalize_signals(event: OpenAdrEvent, site: Site, normalized: NormalizedEvent) -> None:
     fed: set[int] = set()
     for signal in event.signals:
         mapping = find_mapping(site, event, signal)
@@ -121,12 +133,11 @@ def normalize_event(event: OpenAdrEvent, site: Site, belief_time: datetime | Non
             log.warning(message)
             normalized.warnings.append(message)
             continue
-        values = _signal_values(event, signal, mapping, site)
+        values = _signal_values(signal, mapping, site)
         if mapping.sensor_id in fed:  # two signals onto one sensor: each slot must still have one value
-            _check_no_shared_slot(event, normalized, values)
+            _check_no_shared_slot(normalized, values)
         fed.add(mapping.sensor_id)
         _append(normalized, values)
-    return normalized
 
 
 _Values = tuple[int, list[int], int, list[float]]  # sensor, slot starts (us), resolution (us), values
@@ -141,25 +152,24 @@ def _append(normalized: NormalizedEvent, values: _Values) -> None:
     normalized.values.extend(numbers)
 
 
-def _check_no_shared_slot(event: OpenAdrEvent, normalized: NormalizedEvent, values: _Values) -> None:
+def _check_no_shared_slot(normalized: NormalizedEvent, values: _Values) -> None:
     sensor_id = values[0]
     taken = {start for sensor, start in zip(normalized.value_sensor_ids, normalized.starts_us, strict=True)
              if sensor == sensor_id}
     for start in values[1]:
         if start in taken:
-            raise EventRejected(event.event_id, f"two signals give sensor {sensor_id} a value at "
-                                                f"{from_microseconds(start).isoformat()}")
+            raise Refusal(f"two signals give sensor {sensor_id} a value at {from_microseconds(start).isoformat()}")
 
 
-def _signal_values(event: OpenAdrEvent, signal: EventSignal, mapping: OpenAdrSignal, site: Site) -> _Values:
+def _signal_values(signal: EventSignal, mapping: OpenAdrSignal, site: Site) -> _Values:
     sensor = site.sensor(mapping.sensor_id)
     where = f"signal {signal.label}"
     unit = signal.unit or mapping.unit
     currency = signal.currency or mapping.currency
     if unit.startswith("/"):  # a 3.0.1 price in KWH/MWH without a currency: the program's currency
         unit = f"{currency or sensor.unit.split('/', 1)[0]}{unit}"
-    factor = conversion_factor(event.event_id, where, unit, currency, sensor.unit, site)
-    bounds = _bounds(event, where, mapping, sensor.unit, site)
+    factor = conversion_factor(where, unit, currency, sensor.unit, site)
+    bounds = _bounds(where, mapping, sensor.unit, site)
     resolution = sensor.resolution // _MICROSECOND
     intervals = signal.intervals
 
@@ -167,57 +177,54 @@ def _signal_values(event: OpenAdrEvent, signal: EventSignal, mapping: OpenAdrSig
         return f"{where}, interval {intervals[position].uid or position}"
 
     if signal.back_to_back and intervals:  # the others are the first one moved on by its duration
-        first, end = _span(event, intervals[0], label, 0)
+        first, end = _span(intervals[0], label, 0)
         step = end - first
         interval_starts = range(first, first + step * len(intervals), step)
-        values = _signal_numbers(event, intervals, label, factor, bounds, sensor.unit)
+        values = _signal_numbers(intervals, label, factor, bounds, sensor.unit)
         if step == resolution and (first - _ALIGNMENT) % resolution == 0:  # one slot per interval
             return sensor.id, list(interval_starts), resolution, values
         spans = [(start, start + step) for start in interval_starts]
     else:
-        spans = [_span(event, interval, label, position) for position, interval in enumerate(intervals)]
-        values = _signal_numbers(event, intervals, label, factor, bounds, sensor.unit)
+        spans = [_span(interval, label, position) for position, interval in enumerate(intervals)]
+        values = _signal_numbers(intervals, label, factor, bounds, sensor.unit)
     order = range(len(spans))
     if any(previous[0] > current[0] for previous, current in pairwise(spans)):  # a VTN may list them unordered
         order = sorted(order, key=lambda position: spans[position][0])
     for previous, current in pairwise(order):
         if spans[current][0] < spans[previous][1]:
-            raise EventRejected(event.event_id, f"{label(current)} overlaps {label(previous)} "
-                                                f"({from_microseconds(spans[current][0]).isoformat()} < "
-                                                f"{from_microseconds(spans[previous][1]).isoformat()})")
+            raise Refusal(f"{label(current)} overlaps {label(previous)} "
+                          f"({from_microseconds(spans[current][0]).isoformat()} < "
+                          f"{from_microseconds(spans[previous][1]).isoformat()})")
     starts, slot_values = _expand([(*spans[position], values[position]) for position in order], resolution)
     return sensor.id, starts, resolution, slot_values
 
 
-def _span(event: OpenAdrEvent, interval: SignalInterval, label: Callable[[int], str], position: int) -> _Span:
-    """[start, end) of `interval` in microseconds since the epoch, or EventRejected: a naive or missing start, a
+def _span(interval: SignalInterval, label: Callable[[int], str], position: int) -> _Span:
+    """[start, end) of `interval` in microseconds since the epoch, or Refusal: a naive or missing start, a
     duration outside (0, MAX_INTERVAL]."""
     start = interval.start
     if not isinstance(start, datetime):
-        raise EventRejected(event.event_id, f"{label(position)}: start {shown(start)} is not a datetime")
+        raise Refusal(f"{label(position)}: start {shown(start)} is not a datetime")
     if start.tzinfo is None or start.utcoffset() is None:
-        raise EventRejected(event.event_id, f"{label(position)}: naive datetime {start.isoformat()} "
-                                            "(no time zone)")
+        raise Refusal(f"{label(position)}: naive datetime {start.isoformat()} (no time zone)")
     if not _NO_TIME < interval.duration <= MAX_INTERVAL:
-        raise EventRejected(event.event_id, f"{label(position)}: duration {interval.duration} is not in "
-                                            f"(0, {MAX_INTERVAL}]")
+        raise Refusal(f"{label(position)}: duration {interval.duration} is not in (0, {MAX_INTERVAL}]")
     start_us = (start - _EPOCH) // _MICROSECOND
     return start_us, start_us + interval.duration // _MICROSECOND
 
 
-def _bounds(event: OpenAdrEvent, where: str, mapping: OpenAdrSignal, sensor_unit: str,
-            site: Site) -> tuple[float | None, float | None]:
+def _bounds(where: str, mapping: OpenAdrSignal, sensor_unit: str, site: Site) -> tuple[float | None, float | None]:
     """The mapping's min/max (in the program's unit) in the sensor's unit, where values are checked."""
     if mapping.min_value is None and mapping.max_value is None:
         return None, None
-    factor = conversion_factor(event.event_id, where, mapping.unit, mapping.currency, sensor_unit, site)
+    factor = conversion_factor(where, mapping.unit, mapping.currency, sensor_unit, site)
     return tuple(None if bound is None else bound * factor  # type: ignore[return-value]
                  for bound in (mapping.min_value, mapping.max_value))
 
 
-def _signal_numbers(event: OpenAdrEvent, intervals: tuple[SignalInterval, ...], label: Callable[[int], str],
+def _signal_numbers(intervals: tuple[SignalInterval, ...], label: Callable[[int], str],
                     factor: float, bounds: tuple[float | None, float | None], unit: str) -> list[float]:
-    """The intervals' values in the sensor's unit, or EventRejected for the first that is not a finite number
+    """The intervals' values in the sensor's unit, or Refusal for the first that is not a finite number
     within the bounds once converted. The common case (every value an int or float, every one fine) is checked a
     list at a time, as a listing holds hundreds of thousands; the first bad one is then found value by value."""
     values = [interval.value for interval in intervals]
@@ -231,25 +238,25 @@ def _signal_numbers(event: OpenAdrEvent, intervals: tuple[SignalInterval, ...], 
                 and (low is None or not converted or min(converted) >= low)
                 and (high is None or not converted or max(converted) <= high)):
             return converted
-    return [_converted(event, label, position, value, factor, bounds, unit) for position, value in enumerate(values)]
+    return [_converted(label, position, value, factor, bounds, unit) for position, value in enumerate(values)]
 
 
-def _converted(event: OpenAdrEvent, label: Callable[[int], str], position: int, value: object, factor: float,
+def _converted(label: Callable[[int], str], position: int, value: object, factor: float,
                bounds: tuple[float | None, float | None], unit: str) -> float:
-    """`value` in the sensor's unit, or EventRejected: checked after conversion, where it is stored."""
+    """`value` in the sensor's unit, or Refusal: checked after conversion, where it is stored."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise EventRejected(event.event_id, f"{label(position)}: value {shown(value)} is not a number")
+        raise Refusal(f"{label(position)}: value {shown(value)} is not a number")
     try:
         converted = float(value) * factor
     except OverflowError:  # an int beyond any float
         converted = math.inf
     if not math.isfinite(converted):
-        raise EventRejected(event.event_id, f"{label(position)}: value {shown(value)} is not finite in {unit}")
+        raise Refusal(f"{label(position)}: value {shown(value)} is not finite in {unit}")
     low, high = bounds
     if low is not None and converted < low:
-        raise EventRejected(event.event_id, f"{label(position)}: value {converted:g} {unit} is below {low:g}")
+        raise Refusal(f"{label(position)}: value {converted:g} {unit} is below {low:g}")
     if high is not None and converted > high:
-        raise EventRejected(event.event_id, f"{label(position)}: value {converted:g} {unit} is above {high:g}")
+        raise Refusal(f"{label(position)}: value {converted:g} {unit} is above {high:g}")
     return converted
 
 
@@ -266,25 +273,22 @@ def _expand(spans: list[tuple[int, int, float]], resolution: int) -> tuple[list[
     return starts, values
 
 
-def conversion_factor(event_id: str, where: str, unit: str, currency: str | None, sensor_unit: str,
-                      site: Site) -> float:
-    """Multiplier from the event's unit to the sensor's, or EventRejected naming the unit or currency."""
+def conversion_factor(where: str, unit: str, currency: str | None, sensor_unit: str, site: Site) -> float:
+    """Multiplier from the event's unit to the sensor's, or Refusal naming the unit or currency."""
     unit = unit.strip()
-    if "/" in sensor_unit and currency is not None and currency != sensor_unit.split("/", 1)[0]:
-        raise EventRejected(event_id, f"{where}: unknown currency {currency!r} "
-                                      f"(expected {sensor_unit.split('/', 1)[0]})")
+    sensor_currency, per, sensor_energy = sensor_unit.partition("/")
+    if per and currency is not None and currency != sensor_currency:
+        raise Refusal(f"{where}: unknown currency {currency!r} (expected {sensor_currency})")
     if unit == sensor_unit:
         return 1.0
-    if "/" in sensor_unit and sensor_unit.split("/", 1)[1] in _ENERGY:
-        sensor_currency, sensor_energy = sensor_unit.split("/", 1)
-        if "/" not in unit:
-            raise EventRejected(event_id, f"{where}: unknown unit {unit!r} for a price in {sensor_unit}")
-        unit_currency, unit_energy = unit.split("/", 1)
+    if per and sensor_energy in _ENERGY:
+        unit_currency, unit_per, unit_energy = unit.partition("/")
+        if not unit_per:
+            raise Refusal(f"{where}: unknown unit {unit!r} for a price in {sensor_unit}")
         if unit_energy not in _ENERGY:
-            raise EventRejected(event_id, f"{where}: unknown unit {unit!r}")
-        for stated in {unit_currency, currency} - {None}:
-            if stated != sensor_currency:
-                raise EventRejected(event_id, f"{where}: unknown currency {stated!r} (expected {sensor_currency})")
+            raise Refusal(f"{where}: unknown unit {unit!r}")
+        if unit_currency != sensor_currency:  # a stated currency was checked above
+            raise Refusal(f"{where}: unknown currency {unit_currency!r} (expected {sensor_currency})")
         # price per MWh = price per kWh * 1000
         return _ENERGY[sensor_energy] / _ENERGY[unit_energy]
     if sensor_unit == "%" and unit in ("kW", "MW"):
@@ -292,4 +296,4 @@ def conversion_factor(event_id: str, where: str, unit: str, currency: str | None
         return (1000.0 if unit == "MW" else 1.0) * 100.0 / capacity_kw
     if sensor_unit == "dimensionless" and unit in ("level", "dimensionless"):
         return 1.0
-    raise EventRejected(event_id, f"{where}: unknown unit {unit!r} for sensor unit {sensor_unit!r}")
+    raise Refusal(f"{where}: unknown unit {unit!r} for sensor unit {sensor_unit!r}")

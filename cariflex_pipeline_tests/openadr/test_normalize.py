@@ -15,7 +15,13 @@ from cariflex_pipeline.openadr.days import event_days
 from cariflex_pipeline.openadr.errors import EventRejected
 from cariflex_pipeline.openadr.limits import shown
 from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, SignalInterval
-from cariflex_pipeline.openadr.normalize import conversion_factor, from_microseconds, microseconds, normalize_event
+from cariflex_pipeline.openadr.normalize import (
+    Refusal,
+    conversion_factor,
+    from_microseconds,
+    microseconds,
+    normalize_event,
+)
 from cariflex_pipeline.openadr.oadr3 import parse_events_json
 from cariflex_pipeline.openadr.repository import EventLog
 from cariflex_pipeline.site_model.model import OpenAdr, OpenAdrSignal
@@ -34,13 +40,30 @@ def _event(intervals, *, payload_type="PRICE", unit=None, currency=None, program
 
 
 def test_price_conversions(site):
-    assert conversion_factor("e", "s", "EUR/kWh", "EUR", "EUR/MWh", site) == 1000.0
-    assert conversion_factor("e", "s", "EUR/MWh", None, "EUR/kWh", site) == 0.001
-    assert conversion_factor("e", "s", "EUR/MWh", "EUR", "EUR/MWh", site) == 1.0
+    assert conversion_factor("s", "EUR/kWh", "EUR", "EUR/MWh", site) == 1000.0
+    assert conversion_factor("s", "EUR/MWh", None, "EUR/kWh", site) == 0.001
+    assert conversion_factor("s", "EUR/MWh", "EUR", "EUR/MWh", site) == 1.0
     # kW of allowed import -> % of the site's grid connection (120 kW in the Martinique site)
-    assert conversion_factor("e", "s", "kW", None, "%", site) == pytest.approx(100 / 120)
-    with pytest.raises(EventRejected, match="unknown currency 'USD'"):
-        conversion_factor("e", "s", "USD/MWh", "USD", "EUR/MWh", site)
+    assert conversion_factor("s", "kW", None, "%", site) == pytest.approx(100 / 120)
+    assert conversion_factor("s", "MW", None, "%", site) == pytest.approx(100_000 / 120)
+    assert conversion_factor("s", " EUR/MWh ", None, "EUR/MWh", site) == 1.0  # padding is not a unit
+    assert conversion_factor("s", "%", None, "%", site) == 1.0
+    assert conversion_factor("s", "level", None, "dimensionless", site) == 1.0
+
+
+@pytest.mark.parametrize(("unit", "currency", "sensor_unit", "reason"), [
+    ("USD/MWh", "USD", "EUR/MWh", "unknown currency 'USD' (expected EUR)"),
+    ("EUR/MWh", "USD", "EUR/MWh", "unknown currency 'USD' (expected EUR)"),  # the unit alone would do
+    ("USD/kWh", None, "EUR/MWh", "unknown currency 'USD' (expected EUR)"),
+    ("kWh", None, "EUR/MWh", "unknown unit 'kWh' for a price in EUR/MWh"),
+    ("EUR/GJ", "EUR", "EUR/MWh", "unknown unit 'EUR/GJ'"),
+    ("A", None, "%", "unknown unit 'A' for sensor unit '%'"),
+    ("kW", None, "dimensionless", "unknown unit 'kW' for sensor unit 'dimensionless'"),
+])
+def test_a_unit_or_currency_that_does_not_convert_is_refused_by_name(site, unit, currency, sensor_unit, reason):
+    with pytest.raises(Refusal) as raised:
+        conversion_factor("signal PRICE", unit, currency, sensor_unit, site)
+    assert str(raised.value) == f"signal PRICE: {reason}"
 
 
 def test_slots_take_the_value_of_the_interval_they_start_in(site):
@@ -296,3 +319,44 @@ def test_back_to_back_intervals_with_a_bad_duration_name_the_first_interval(site
         normalize_event(event, site)
     assert (raised.value.event_id, raised.value.reason) == (
         "b2b", "signal PRICE, interval 0: duration 0:00:00 is not in (0, 31 days, 0:00:00]")
+
+
+@pytest.mark.parametrize(("start", "duration", "reason"), [
+    ("2026-11-29T14:00:00Z", timedelta(minutes=15), "start '2026-11-29T14:00:00Z' is not a datetime"),
+    (datetime(2026, 11, 29, 14), timedelta(minutes=15), "naive datetime 2026-11-29T14:00:00 (no time zone)"),
+    (T0, timedelta(0), "duration 0:00:00 is not in (0, 31 days, 0:00:00]"),
+    (T0, timedelta(days=31, microseconds=1), "duration 31 days, 0:00:00.000001 is not in (0, 31 days, 0:00:00]"),
+])
+def test_an_interval_without_a_usable_start_or_duration_is_refused_by_name(site, start, duration, reason):
+    intervals = [(T0 - timedelta(hours=1), timedelta(minutes=15), 0.1), (start, duration, 0.2)]
+    with pytest.raises(EventRejected) as raised:
+        normalize_event(_event(intervals), site)
+    assert (raised.value.event_id, raised.value.reason) == ("e1", f"signal PRICE, interval 1: {reason}")
+
+
+def test_an_interval_of_exactly_the_longest_duration_is_accepted(site):
+    normalized = normalize_event(_event([(T0, timedelta(days=31), 0.1)]), site)
+    assert len(normalized) == 31 * 96
+
+
+def _with_control_bounds(site, **bounds):
+    signals = [mapping.model_copy(update={"min_value": None, "max_value": None, **bounds})
+               if mapping.payload_type == "DISPATCH_SETPOINT_RELATIVE" else mapping for mapping in site.openadr.signals]
+    return site.model_copy(update={"openadr": site.openadr.model_copy(update={"signals": signals})})
+
+
+@pytest.mark.parametrize(("bounds", "value", "reason"), [
+    ({"max_value": 80.0}, 90, "value 90 % is above 80"),
+    ({"min_value": 20.0}, 10, "value 10 % is below 20"),
+])
+def test_one_bound_alone_is_checked(site, bounds, value, reason):
+    def control(number):
+        return _event([(T0, timedelta(minutes=15), number)], payload_type="DISPATCH_SETPOINT_RELATIVE", unit="%",
+                      program="martinique-load-control")
+
+    bounded = _with_control_bounds(site, **bounds)
+    assert normalize_event(control(50), bounded).values == [50.0]
+    with pytest.raises(EventRejected) as raised:
+        normalize_event(control(value), bounded)
+    assert raised.value.reason == f"signal DISPATCH_SETPOINT_RELATIVE, interval 0: {reason}"
+    assert normalize_event(control(value), _with_control_bounds(site)).values == [float(value)]  # unbounded
