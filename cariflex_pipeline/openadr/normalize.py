@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
+from itertools import compress, pairwise
 from operator import add
 
 import pandas as pd
@@ -154,8 +154,7 @@ def _append(normalized: NormalizedEvent, values: _Values) -> None:
 
 def _check_no_shared_slot(normalized: NormalizedEvent, values: _Values) -> None:
     sensor_id = values[0]
-    taken = {start for sensor, start in zip(normalized.value_sensor_ids, normalized.starts_us, strict=True)
-             if sensor == sensor_id}
+    taken = set(compress(normalized.starts_us, [sensor == sensor_id for sensor in normalized.value_sensor_ids]))
     for start in values[1]:
         if start in taken:
             raise Refusal(f"two signals give sensor {sensor_id} a value at {from_microseconds(start).isoformat()}")
@@ -167,7 +166,7 @@ def _signal_values(signal: EventSignal, mapping: OpenAdrSignal, site: Site) -> _
     unit = signal.unit or mapping.unit
     currency = signal.currency or mapping.currency
     if unit.startswith("/"):  # a 3.0.1 price in KWH/MWH without a currency: the program's currency
-        unit = f"{currency or sensor.unit.split('/', 1)[0]}{unit}"
+        unit = f"{currency or sensor.unit.partition('/')[0]}{unit}"
     factor = conversion_factor(where, unit, currency, sensor.unit, site)
     bounds = _bounds(where, mapping, sensor.unit, site)
     resolution = sensor.resolution // _MICROSECOND
@@ -205,7 +204,7 @@ def _span(interval: SignalInterval, label: Callable[[int], str], position: int) 
     start = interval.start
     if not isinstance(start, datetime):
         raise Refusal(f"{label(position)}: start {shown(start)} is not a datetime")
-    if start.tzinfo is None or start.utcoffset() is None:
+    if start.utcoffset() is None:  # no tzinfo, or one that gives no offset
         raise Refusal(f"{label(position)}: naive datetime {start.isoformat()} (no time zone)")
     if not _NO_TIME < interval.duration <= MAX_INTERVAL:
         raise Refusal(f"{label(position)}: duration {interval.duration} is not in (0, {MAX_INTERVAL}]")

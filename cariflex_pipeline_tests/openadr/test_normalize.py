@@ -360,3 +360,22 @@ def test_one_bound_alone_is_checked(site, bounds, value, reason):
         normalize_event(control(value), bounded)
     assert raised.value.reason == f"signal DISPATCH_SETPOINT_RELATIVE, interval 0: {reason}"
     assert normalize_event(control(value), _with_control_bounds(site)).values == [float(value)]  # unbounded
+
+
+@pytest.mark.parametrize(("update", "reason"), [
+    ({"unit": "A", "max_value": 10.0}, "unknown unit 'A' for sensor unit '%'"),
+    ({"unit": "EUR/kWh", "currency": "USD", "max_value": 1.0}, "unknown currency 'USD' (expected EUR)"),
+])
+def test_bounds_that_do_not_convert_reject_the_event_naming_the_signal(site, update, reason):
+    """A mapping edited by hand (not loaded from a checked site file) with bounds in a unit or currency its sensor
+    cannot take: the event is refused, naming the signal, rather than checked against bounds of another unit."""
+    kind = "DISPATCH_SETPOINT_RELATIVE" if update["unit"] == "A" else "PRICE"
+    signals = [mapping.model_copy(update=update) if mapping.payload_type == kind else mapping
+               for mapping in site.openadr.signals]
+    edited = site.model_copy(update={"openadr": site.openadr.model_copy(update={"signals": signals})})
+    program = "martinique-load-control" if kind == "DISPATCH_SETPOINT_RELATIVE" else "martinique-price"
+    unit = "%" if kind == "DISPATCH_SETPOINT_RELATIVE" else "EUR/kWh"
+    event = _event([(T0, timedelta(minutes=15), 5)], payload_type=kind, unit=unit, currency=None, program=program)
+    with pytest.raises(EventRejected) as raised:
+        normalize_event(event, edited)
+    assert raised.value.reason == f"signal {kind}: {reason}"
