@@ -59,6 +59,7 @@ def test_price_conversions(site):
     ("EUR/GJ", "EUR", "EUR/MWh", "unknown unit 'EUR/GJ'"),
     ("A", None, "%", "unknown unit 'A' for sensor unit '%'"),
     ("kW", None, "dimensionless", "unknown unit 'kW' for sensor unit 'dimensionless'"),
+    ("kW", None, "W/m2", "unknown unit 'kW' for sensor unit 'W/m2'"),  # a slash, but not a price per energy
 ])
 def test_a_unit_or_currency_that_does_not_convert_is_refused_by_name(site, unit, currency, sensor_unit, reason):
     with pytest.raises(Refusal) as raised:
@@ -379,3 +380,22 @@ def test_bounds_that_do_not_convert_reject_the_event_naming_the_signal(site, upd
     with pytest.raises(EventRejected) as raised:
         normalize_event(event, edited)
     assert raised.value.reason == f"signal {kind}: {reason}"
+
+
+def test_intervals_listed_out_of_order_are_stored_in_order(site):
+    minutes = timedelta(minutes=15)
+    reversed_listing = _event([(T0 + minutes, minutes, 0.2), (T0, minutes, 0.1)])
+    normalized = normalize_event(reversed_listing, site)
+    assert [from_microseconds(start) for start in normalized.starts_us] == [T0, T0 + minutes]
+    assert normalized.values == [100.0, 200.0]
+    shuffled = _event([(T0 + 2 * minutes, minutes, 0.3), (T0, minutes, 0.1), (T0 + minutes, minutes, 0.2)])
+    assert normalize_event(shuffled, site).values == [100.0, 200.0, 300.0]
+
+
+def test_overlapping_intervals_listed_out_of_order_are_named_in_time_order(site):
+    minutes = timedelta(minutes=15)
+    overlapping = _event([(T0 + minutes, 2 * minutes, 0.2), (T0, 2 * minutes, 0.1)])
+    with pytest.raises(EventRejected) as raised:
+        normalize_event(overlapping, site)
+    assert raised.value.reason == (f"signal PRICE, interval 0 overlaps signal PRICE, interval 1 "
+                                   f"({(T0 + minutes).isoformat()} < {(T0 + 2 * minutes).isoformat()})")
