@@ -293,6 +293,6 @@ def conversion_factor(where: str, unit: str, currency: str | None, sensor_unit: 
     if sensor_unit == "%" and unit in ("kW", "MW"):
         capacity_kw = site.grid_connection.import_capacity_kw
         return (1000.0 if unit == "MW" else 1.0) * 100.0 / capacity_kw
-    if sensor_unit == "dimensionless" and unit in ("level", "dimensionless"):
+    if sensor_unit == "dimensionless" and unit == "level":  # "dimensionless" itself is the sensor's unit
         return 1.0
     raise Refusal(f"{where}: unknown unit {unit!r} for sensor unit {sensor_unit!r}")

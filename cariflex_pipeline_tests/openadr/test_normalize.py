@@ -375,8 +375,8 @@ def test_bounds_that_do_not_convert_reject_the_event_naming_the_signal(site, upd
                for mapping in site.openadr.signals]
     edited = site.model_copy(update={"openadr": site.openadr.model_copy(update={"signals": signals})})
     program = "martinique-load-control" if kind == "DISPATCH_SETPOINT_RELATIVE" else "martinique-price"
-    unit = "%" if kind == "DISPATCH_SETPOINT_RELATIVE" else "EUR/kWh"
-    event = _event([(T0, timedelta(minutes=15), 5)], payload_type=kind, unit=unit, currency=None, program=program)
+    unit, currency = ("%", None) if kind == "DISPATCH_SETPOINT_RELATIVE" else ("EUR/kWh", "EUR")  # the event's fine
+    event = _event([(T0, timedelta(minutes=15), 5)], payload_type=kind, unit=unit, currency=currency, program=program)
     with pytest.raises(EventRejected) as raised:
         normalize_event(event, edited)
     assert raised.value.reason == f"signal {kind}: {reason}"
