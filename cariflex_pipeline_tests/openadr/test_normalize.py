@@ -399,3 +399,27 @@ def test_overlapping_intervals_listed_out_of_order_are_named_in_time_order(site)
         normalize_event(overlapping, site)
     assert raised.value.reason == (f"signal PRICE, interval 0 overlaps signal PRICE, interval 1 "
                                    f"({(T0 + minutes).isoformat()} < {(T0 + 2 * minutes).isoformat()})")
+
+
+def test_back_to_back_intervals_off_the_grid_are_spread_onto_its_slots(site):
+    """7-minute intervals, back to back, starting 3 minutes after T0: off the 7-minute grid counted from 2000 (its
+    slots start at T0 + 2, + 9, + 16 min). Each slot takes the value of the interval its start lies in."""
+    sensors = [sensor.model_copy(update={"resolution": timedelta(minutes=7)}) if sensor.id == 84 else sensor
+               for sensor in site.sensors]
+    seven = site.model_copy(update={"sensors": sensors})
+    step, start = timedelta(minutes=7), T0 + timedelta(minutes=3)
+    signal = EventSignal(intervals=(SignalInterval(start, step, 0.1), SignalInterval(start + step, step, 0.2)),
+                         payload_type="PRICE", back_to_back=True)
+    normalized = normalize_event(replace(_event([]), signals=(signal,)), seven)
+    assert [from_microseconds(slot) for slot in normalized.starts_us] == [T0 + timedelta(minutes=9),
+                                                                           T0 + timedelta(minutes=16)]
+    assert normalized.values == [100.0, 200.0]
+
+
+def test_an_interval_inside_another_listed_first_is_named_after_the_one_it_lies_in(site):
+    minutes = timedelta(minutes=15)
+    nested = _event([(T0 + minutes, minutes, 0.2), (T0, 4 * minutes, 0.1)])
+    with pytest.raises(EventRejected) as raised:
+        normalize_event(nested, site)
+    assert raised.value.reason == (f"signal PRICE, interval 0 overlaps signal PRICE, interval 1 "
+                                   f"({(T0 + minutes).isoformat()} < {(T0 + 4 * minutes).isoformat()})")
