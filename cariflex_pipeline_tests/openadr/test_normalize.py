@@ -39,6 +39,20 @@ def _event(intervals, *, payload_type="PRICE", unit=None, currency=None, program
                         created=T0 - timedelta(days=1))
 
 
+def _with_mapping(site, payload_type, **update):
+    """The site with its 3.0.1 mapping of `payload_type` changed, as a hand-edited site (no load-time checks)."""
+    signals = [mapping.model_copy(update=update) if mapping.payload_type == payload_type else mapping
+               for mapping in site.openadr.signals]
+    return site.model_copy(update={"openadr": site.openadr.model_copy(update={"signals": signals})})
+
+
+def _with_seven_minute_prices(site):
+    """The site with its price sensor (84) at a 7-minute resolution."""
+    sensors = [sensor.model_copy(update={"resolution": timedelta(minutes=7)}) if sensor.id == 84 else sensor
+               for sensor in site.sensors]
+    return site.model_copy(update={"sensors": sensors})
+
+
 def test_price_conversions(site):
     assert conversion_factor("s", "EUR/kWh", "EUR", "EUR/MWh", site) == 1000.0
     assert conversion_factor("s", "EUR/MWh", None, "EUR/kWh", site) == 0.001
@@ -224,9 +238,7 @@ def test_two_signals_giving_one_sensor_the_same_slot_reject_the_event(site):
 def test_slots_are_aligned_from_the_start_of_2000_whatever_the_resolution(site):
     """With a sensor resolution that does not divide the time since 1970 evenly (7 minutes), an hour's value lands
     on the 7-minute grid counted from 2000-01-01 00:00 UTC, from its first slot inside the hour."""
-    sensors = [sensor.model_copy(update={"resolution": timedelta(minutes=7)}) if sensor.id == 84 else sensor
-               for sensor in site.sensors]
-    seven = site.model_copy(update={"sensors": sensors})
+    seven = _with_seven_minute_prices(site)
     normalized = normalize_event(_event([(T0, timedelta(hours=1), 0.1)]), seven)
     origin = datetime(2000, 1, 1, tzinfo=UTC)
     first = T0 + (-(T0 - origin) % timedelta(minutes=7))
@@ -236,18 +248,11 @@ def test_slots_are_aligned_from_the_start_of_2000_whatever_the_resolution(site):
     assert normalized.values == [100.0] * 9
 
 
-def _with_price_currency(site, currency):
-    """The site with its 3.0.1 price mapping in another currency (or none)."""
-    signals = [mapping.model_copy(update={"currency": currency}) if mapping.payload_type == "PRICE" else mapping
-               for mapping in site.openadr.signals]
-    return site.model_copy(update={"openadr": site.openadr.model_copy(update={"signals": signals})})
-
-
 def test_a_price_without_a_currency_takes_the_program_s_then_the_sensor_s(site):
     per_kwh = _event([(T0, timedelta(minutes=15), 0.1)], unit="/kWh")  # 3.0.1 units KWH, no currency given
-    assert normalize_event(per_kwh, _with_price_currency(site, None)).values == [100.0]  # EUR, the sensor's
+    assert normalize_event(per_kwh, _with_mapping(site, "PRICE", currency=None)).values == [100.0]  # EUR, the sensor's
     with pytest.raises(EventRejected) as raised:
-        normalize_event(per_kwh, _with_price_currency(site, "USD"))  # the program's, not the sensor's
+        normalize_event(per_kwh, _with_mapping(site, "PRICE", currency="USD"))  # the program's, not the sensor's
     assert (raised.value.event_id, raised.value.reason) == ("e1", "signal PRICE: unknown currency 'USD' (expected EUR)")
 
 
@@ -298,9 +303,7 @@ def test_a_signal_s_own_currency_must_be_the_sensor_s(site):
 
 def test_bounds_given_in_kw_are_checked_in_percent_of_the_connection(site):
     """A load-control mapping bounded at 0..120 kW feeds a % sensor: 120 kW is 100 % of the 120 kW connection."""
-    signals = [mapping.model_copy(update={"unit": "kW", "max_value": 120.0})
-               if mapping.payload_type == "DISPATCH_SETPOINT_RELATIVE" else mapping for mapping in site.openadr.signals]
-    in_kw = site.model_copy(update={"openadr": site.openadr.model_copy(update={"signals": signals})})
+    in_kw = _with_mapping(site, "DISPATCH_SETPOINT_RELATIVE", unit="kW", max_value=120.0)
 
     def control(value):
         return _event([(T0, timedelta(minutes=15), value)], payload_type="DISPATCH_SETPOINT_RELATIVE", unit="kW",
@@ -341,9 +344,7 @@ def test_an_interval_of_exactly_the_longest_duration_is_accepted(site):
 
 
 def _with_control_bounds(site, **bounds):
-    signals = [mapping.model_copy(update={"min_value": None, "max_value": None, **bounds})
-               if mapping.payload_type == "DISPATCH_SETPOINT_RELATIVE" else mapping for mapping in site.openadr.signals]
-    return site.model_copy(update={"openadr": site.openadr.model_copy(update={"signals": signals})})
+    return _with_mapping(site, "DISPATCH_SETPOINT_RELATIVE", **{"min_value": None, "max_value": None, **bounds})
 
 
 @pytest.mark.parametrize(("bounds", "value", "reason"), [
@@ -371,9 +372,7 @@ def test_bounds_that_do_not_convert_reject_the_event_naming_the_signal(site, upd
     """A mapping edited by hand (not loaded from a checked site file) with bounds in a unit or currency its sensor
     cannot take: the event is refused, naming the signal, rather than checked against bounds of another unit."""
     kind = "DISPATCH_SETPOINT_RELATIVE" if update["unit"] == "A" else "PRICE"
-    signals = [mapping.model_copy(update=update) if mapping.payload_type == kind else mapping
-               for mapping in site.openadr.signals]
-    edited = site.model_copy(update={"openadr": site.openadr.model_copy(update={"signals": signals})})
+    edited = _with_mapping(site, kind, **update)
     program = "martinique-load-control" if kind == "DISPATCH_SETPOINT_RELATIVE" else "martinique-price"
     unit, currency = ("%", None) if kind == "DISPATCH_SETPOINT_RELATIVE" else ("EUR/kWh", "EUR")  # the event's fine
     event = _event([(T0, timedelta(minutes=15), 5)], payload_type=kind, unit=unit, currency=currency, program=program)
@@ -404,9 +403,7 @@ def test_overlapping_intervals_listed_out_of_order_are_named_in_time_order(site)
 def test_back_to_back_intervals_off_the_grid_are_spread_onto_its_slots(site):
     """7-minute intervals, back to back, starting 3 minutes after T0: off the 7-minute grid counted from 2000 (its
     slots start at T0 + 2, + 9, + 16 min). Each slot takes the value of the interval its start lies in."""
-    sensors = [sensor.model_copy(update={"resolution": timedelta(minutes=7)}) if sensor.id == 84 else sensor
-               for sensor in site.sensors]
-    seven = site.model_copy(update={"sensors": sensors})
+    seven = _with_seven_minute_prices(site)
     step, start = timedelta(minutes=7), T0 + timedelta(minutes=3)
     signal = EventSignal(intervals=(SignalInterval(start, step, 0.1), SignalInterval(start + step, step, 0.2)),
                          payload_type="PRICE", back_to_back=True)

@@ -24,23 +24,16 @@ from cariflex_pipeline.scheduling import (
     verify,
 )
 from cariflex_pipeline.scheduling.model import MIP_REL_GAP, _check_status, _solver
-from cariflex_pipeline_tests.scheduling.helpers import ev, problem
+from cariflex_pipeline_tests.scheduling.helpers import BATTERY, ev, problem, solve_checked
 
 SAMPLE = Path(__file__).parents[2] / "cariflex_pipeline" / "scheduling" / "data" / "sample_problem.json"
-
-
-def _solve(site, p, solver="highs"):
-    resolved = resolve(p, site)
-    result = solve(resolved, solver=solver)
-    assert verify(resolved, result) == []
-    return resolved, result
 
 
 @pytest.mark.parametrize("solver", ["highs", "cbc"])
 def test_cheapest_slots_are_chosen(site, solver):
     # 5 kWh at 10 kW = two slots; the two cheapest are slots 3 (10) and 1 (20)
     p = problem([100, 20, 50, 10], [ev("a", "CP001", 0, 4, energy_needed_kwh=5, max_power_kw=10)])
-    resolved, result = _solve(site, p, solver)
+    resolved, result = solve_checked(site, p, solver)
     assert result.power_kw["CP001"] == pytest.approx([0, 10, 0, 10], abs=1e-6)
     assert result.cost_eur(resolved) == pytest.approx((20 + 10) * 2.5 / 1000)
     [outcome] = result.sessions
@@ -52,7 +45,7 @@ def test_cheapest_slots_are_chosen(site, solver):
 def test_site_limit_binds_and_is_shared(site):
     # two EVs of 5 kWh each behind a 20 kW connection: 20 kW in the two cheapest slots, each EV gets its 5 kWh
     sessions = [ev("a", "CP001", 0, 4, energy_needed_kwh=5), ev("b", "CP002", 0, 4, energy_needed_kwh=5)]
-    resolved, result = _solve(site, problem([10, 50, 100, 100], sessions, connection_capacity_kw=20))
+    resolved, result = solve_checked(site, problem([10, 50, 100, 100], sessions, connection_capacity_kw=20))
     assert result.site_power_kw().tolist() == pytest.approx([20, 20, 0, 0], abs=1e-6)
     assert [s.energy_delivered_kwh for s in result.sessions] == pytest.approx([5, 5])
     assert result.cost_eur(resolved) == pytest.approx((10 + 50) * 5 / 1000)
@@ -61,7 +54,7 @@ def test_site_limit_binds_and_is_shared(site):
 def test_impossible_target_is_reported_as_unserved(site):
     # 1 h at 11 kW gives 11 kWh at most; 30 kWh asked: 19 kWh unserved, full power throughout
     p = problem([50] * 8, [ev("a", "CP006", 0, 4, energy_needed_kwh=30)])
-    _, result = _solve(site, p)
+    _, result = solve_checked(site, p)
     assert result.power_kw["CP006"][:4] == pytest.approx([11] * 4)
     assert result.sessions[0].energy_delivered_kwh == pytest.approx(11)
     assert result.sessions[0].unserved_kwh == pytest.approx(19)
@@ -76,7 +69,7 @@ def test_a_car_leaving_after_the_horizon_needs_only_its_share_now(site):
     # 4-slot horizon, the car stays 12 slots: a third of its 12 kWh is due inside the horizon, in the two
     # cheapest slots, and nothing is reported unserved (the later runs plan the rest)
     p = problem([50, 10, 40, 20], [ev("a", "CP006", 0, 12, energy_needed_kwh=12)])
-    _, result = _solve(site, p)
+    _, result = solve_checked(site, p)
     assert result.sessions[0].energy_needed_kwh == pytest.approx(4)
     assert result.sessions[0].unserved_kwh == pytest.approx(0, abs=1e-9)
     assert result.power_kw["CP006"] == pytest.approx([0, 11, 0, 5], abs=1e-6)
@@ -84,7 +77,7 @@ def test_a_car_leaving_after_the_horizon_needs_only_its_share_now(site):
 
 def test_efficiency_counts_against_the_energy(site):
     p = problem([50, 60], [ev("a", "CP001", 0, 2, energy_needed_kwh=4.5, max_power_kw=20, efficiency=0.9)])
-    _, result = _solve(site, p)
+    _, result = solve_checked(site, p)
     assert result.power_kw["CP001"] == pytest.approx([20, 0])  # 20 kW · 0.25 h · 0.9 = 4.5 kWh
 
 
@@ -92,7 +85,7 @@ def test_demand_response_level_derates_the_site_limit(site):
     # four 22 kW EVs that want more than they can get; 40 kW derated by level 0..3 -> 40, 30, 20, 10 kW
     sessions = [ev(f"e{i}", f"CP00{i}", 0, 4, energy_needed_kwh=100) for i in range(1, 5)]
     p = problem([50] * 4, sessions, connection_capacity_kw=40, demand_response_level=[0, 1, 2, 3])
-    _, result = _solve(site, p)
+    _, result = solve_checked(site, p)
     assert result.site_limit_kw == pytest.approx([40, 30, 20, 10])
     assert result.site_power_kw().tolist() == pytest.approx([40, 30, 20, 10])
 
@@ -100,7 +93,7 @@ def test_demand_response_level_derates_the_site_limit(site):
 def test_load_control_inflexible_load_and_pv_shape_the_limit(site):
     p = problem([50] * 3, [ev("a", "CP001", 0, 3, energy_needed_kwh=100)], connection_capacity_kw=40,
                 load_control_pct=[100, 50, 50], inflexible_load_kw=[10, 10, 30], pv_forecast_kw=[5, 0, 0])
-    _, result = _solve(site, p)
+    _, result = solve_checked(site, p)
     # 40 - 10 + 5 = 35 (capped at the 22 kW point), 20 - 10 = 10, 20 - 30 < 0 -> 0
     assert result.site_limit_kw == pytest.approx([35, 10, 0])
     assert result.power_kw["CP001"] == pytest.approx([22, 10, 0])
@@ -109,18 +102,14 @@ def test_load_control_inflexible_load_and_pv_shape_the_limit(site):
 def test_custom_derating_factors(site):
     p = problem([50] * 2, [ev("a", "CP001", 0, 2, energy_needed_kwh=100)], connection_capacity_kw=40,
                 demand_response_level=[1, 2], derating={0: 1.0, 1: 0.5, 2: 0.1})
-    _, result = _solve(site, p)
+    _, result = solve_checked(site, p)
     assert result.power_kw["CP001"] == pytest.approx([20, 4])
 
 
 def test_ties_charge_earlier(site):
     p = problem([70] * 6, [ev("a", "CP001", 0, 6, energy_needed_kwh=11)])
-    _, result = _solve(site, p)
+    _, result = solve_checked(site, p)
     assert result.power_kw["CP001"] == pytest.approx([22, 22, 0, 0, 0, 0])
-
-
-BATTERY = {"name": "b1", "capacity_kwh": 10, "max_charge_kw": 4, "max_discharge_kw": 4, "initial_soc_kwh": 5,
-           "round_trip_efficiency": 0.81}  # 0.9 each way
 
 
 @pytest.mark.parametrize("solver", ["highs", "cbc"])
@@ -128,7 +117,7 @@ def test_battery_arbitrage_when_the_spread_pays_for_the_losses(site, solver):
     # 100 · 0.81 = 81 > 50: charge 4 kW (+0.9 kWh), discharge 0.9 · 0.9 / 0.25 = 3.24 kW into the site's own
     # 20 kW load, end where it started
     p = problem([50, 100], [], batteries=[BatterySpec(**BATTERY)], inflexible_load_kw=[20, 20])
-    resolved, result = _solve(site, p, solver)
+    resolved, result = solve_checked(site, p, solver)
     assert result.battery_power_kw["b1"] == pytest.approx([4, -3.24], abs=1e-6)
     assert result.cost_eur(resolved) == pytest.approx((50 * 24 + 100 * 16.76) * 0.25 / 1000)
 
@@ -136,13 +125,13 @@ def test_battery_arbitrage_when_the_spread_pays_for_the_losses(site, solver):
 def test_no_battery_arbitrage_when_the_losses_eat_the_spread(site):
     # 100 · 0.81 = 81 < 90: cycling would lose money
     p = problem([90, 100], [], batteries=[BatterySpec(**BATTERY)], inflexible_load_kw=[20, 20])
-    _, result = _solve(site, p)
+    _, result = solve_checked(site, p)
     assert result.battery_power_kw["b1"] == pytest.approx([0, 0], abs=1e-6)
 
 
 def test_no_battery_arbitrage_into_unpaid_export(site):
     # the same spread as above pays only against the site's own load: export earns nothing by default
-    _, result = _solve(site, problem([50, 100], [], batteries=[BatterySpec(**BATTERY)]))
+    _, result = solve_checked(site, problem([50, 100], [], batteries=[BatterySpec(**BATTERY)]))
     assert result.battery_power_kw["b1"] == pytest.approx([0, 0], abs=1e-6)
 
 
@@ -150,7 +139,7 @@ def test_paid_export_is_held_to_the_export_capacity(site):
     # export paid 80 (80 · 0.81 > 50) but only 2 kW may leave the site: discharge 2 kW, recharge 2 / 0.81 kW
     p = problem([50, 100], [], batteries=[BatterySpec(**BATTERY)], export_price_eur_per_mwh=[80, 80],
                 export_capacity_kw=2)
-    resolved, result = _solve(site, p)
+    resolved, result = solve_checked(site, p)
     assert result.battery_power_kw["b1"] == pytest.approx([2 / 0.81, -2], abs=1e-6)
     assert result.cost_eur(resolved) == pytest.approx((50 * 2 / 0.81 - 80 * 2) * 0.25 / 1000)
 
@@ -159,7 +148,8 @@ def test_site_export_capacity_is_the_default(site):
     # the Martinique site exports at most 60 kW: two batteries of 40 kW would send 80 kW out without the limit
     big = {**BATTERY, "capacity_kwh": 100, "initial_soc_kwh": 50, "max_charge_kw": 40, "max_discharge_kw": 40}
     batteries = [BatterySpec(**{**big, "name": name}) for name in ("b1", "b2")]
-    resolved, result = _solve(site, problem([10, 100], [], batteries=batteries, export_price_eur_per_mwh=[90, 90]))
+    p = problem([10, 100], [], batteries=batteries, export_price_eur_per_mwh=[90, 90])
+    resolved, result = solve_checked(site, p)
     assert resolved.site_floor_kw.tolist() == [-60, -60]
     assert result.site_power_kw().tolist() == pytest.approx([60 / 0.81, -60], abs=1e-6)
 
@@ -167,7 +157,7 @@ def test_site_export_capacity_is_the_default(site):
 def test_pv_above_the_site_load_is_free_for_the_evs(site):
     # 30 kW of PV in the dear slot covers the EV's 20 kW: nothing is imported, nothing is paid
     p = problem([50, 100], [ev("a", "CP001", 0, 2, energy_needed_kwh=5)], pv_forecast_kw=[0, 30])
-    resolved, result = _solve(site, p)
+    resolved, result = solve_checked(site, p)
     assert result.power_kw["CP001"] == pytest.approx([0, 20], abs=1e-6)
     assert result.cost_eur(resolved) == pytest.approx(0, abs=1e-9)
 
@@ -178,7 +168,7 @@ def test_pv_is_used_first_and_the_rest_bought_in_the_cheapest_slot(site, solver)
     # rather than 100 in slot 1 (every solver path: the import column and the objective's constant part)
     p = problem([60, 100], [ev("a", "CP001", 0, 2, energy_needed_kwh=5)], pv_forecast_kw=[0, 10],
                 inflexible_load_kw=[2, 4])
-    resolved, result = _solve(site, p, solver)
+    resolved, result = solve_checked(site, p, solver)
     assert result.bill_eur == pytest.approx(result.cost_eur(resolved), abs=1e-9)
     assert result.objective_total_eur == pytest.approx(result.bill_eur + result.tie_break_eur, abs=1e-12)
     assert result.power_kw["CP001"] == pytest.approx([14, 6], abs=1e-6)  # 4 kW of the PV feed the site
@@ -188,7 +178,7 @@ def test_pv_is_used_first_and_the_rest_bought_in_the_cheapest_slot(site, solver)
 def test_at_a_negative_price_a_pv_surplus_goes_into_the_evs_not_the_grid(site):
     # slot 0 at -20 with 30 kW of PV: exporting would cost, so the EV takes its 5 kWh there (20 kW)
     p = problem([-20, 10], [ev("a", "CP001", 0, 2, energy_needed_kwh=5)], pv_forecast_kw=[30, 0])
-    resolved, result = _solve(site, p)
+    resolved, result = solve_checked(site, p)
     assert result.power_kw["CP001"] == pytest.approx([20, 0], abs=1e-6)
     assert result.cost_eur(resolved) == pytest.approx(-20 * -10 * 0.25 / 1000)  # 10 kW still exported
 
@@ -200,7 +190,7 @@ def test_at_negative_prices_full_storage_cycles_across_slots_never_within_one(si
     # both full at -50: discharge first (export costs 50/MWh), then take more back (paid 50/MWh); charging and
     # discharging in one slot would hide the burn from the net power series (the SoC would go above capacity)
     car = ev("car", "v2g_01", 0, 2, battery_capacity_kwh=40, soc_now=1.0, soc_target=1.0, efficiency=0.9)
-    resolved, result = _solve(site, problem([-50, -50], [car], batteries=[BatterySpec(**FULL_BATTERY)]))
+    resolved, result = solve_checked(site, problem([-50, -50], [car], batteries=[BatterySpec(**FULL_BATTERY)]))
     assert result.battery_power_kw["b1"] == pytest.approx([-3.24, 4], abs=1e-6)  # 3.24 = 4 · 0.81
     assert result.power_kw["v2g_01"] == pytest.approx([-8.91, 11], abs=1e-6)  # 11 kW charger, 0.9 each way
     assert result.cost_eur(resolved) == pytest.approx(-50 * (4 - 3.24 + 11 - 8.91) * 0.25 / 1000)
@@ -209,7 +199,7 @@ def test_at_negative_prices_full_storage_cycles_across_slots_never_within_one(si
 def test_at_minus_500_storage_earns_what_forbidding_simultaneous_flows_allows(site):
     # 4 h at -500 EUR/MWh, full battery that must end full: 7 slots discharging 4 kW (28 kW·slots) and 28 / 0.81
     # kW·slots of charge in the other 9 slots; each kWh absorbed earns 0.5 EUR
-    resolved, result = _solve(site, problem([-500] * 16, [], batteries=[BatterySpec(**FULL_BATTERY)]))
+    resolved, result = solve_checked(site, problem([-500] * 16, [], batteries=[BatterySpec(**FULL_BATTERY)]))
     assert result.bill_eur == pytest.approx(-500 * (28 / 0.81 - 28) * 0.25 / 1000, rel=1e-9)
     assert result.cost_eur(resolved) == pytest.approx(result.bill_eur, rel=1e-9)
     assert sorted(result.battery_power_kw["b1"])[:7] == pytest.approx([-4] * 7, abs=1e-6)
@@ -217,7 +207,8 @@ def test_at_minus_500_storage_earns_what_forbidding_simultaneous_flows_allows(si
 
 
 def test_without_negative_prices_the_model_stays_an_lp(site):
-    _, result = _solve(site, problem([50, 100], [], batteries=[BatterySpec(**BATTERY)], inflexible_load_kw=[20, 20]))
+    p = problem([50, 100], [], batteries=[BatterySpec(**BATTERY)], inflexible_load_kw=[20, 20])
+    _, result = solve_checked(site, p)
     assert result.binaries == 0
     # a negative price in slot 2 needs the binaries of slots 0-2 (room made early is used there), not of slot 3
     negative = resolve(problem([50, 100, -10, 60], [], batteries=[BatterySpec(**BATTERY)]), site)
@@ -248,7 +239,7 @@ def other_highs_user():
 
 def test_arbitrage_between_negative_prices_when_the_spread_pays_for_the_losses(site):
     # full battery: discharge 3.24 kW at -20 so that 4 kW fit back at -80 (3.24 / 0.81 = 4)
-    resolved, result = _solve(site, problem([-20, -80], [], batteries=[BatterySpec(**FULL_BATTERY)]))
+    resolved, result = solve_checked(site, problem([-20, -80], [], batteries=[BatterySpec(**FULL_BATTERY)]))
     assert result.battery_power_kw["b1"] == pytest.approx([-3.24, 4], abs=1e-6)
     assert result.cost_eur(resolved) == pytest.approx((-20 * -3.24 - 80 * 4) * 0.25 / 1000)
 
@@ -260,13 +251,13 @@ def _v2g(prices):
 
 def test_v2g_arbitrage_when_the_spread_pays_for_the_losses(site):
     # charger 11 kW: +11 · 0.25 · 0.9 = 2.475 kWh, then 2.475 · 0.9 / 0.25 = 8.91 kW back, SoC target kept
-    _, result = _solve(site, _v2g([50, 100]))
+    _, result = solve_checked(site, _v2g([50, 100]))
     assert result.power_kw["v2g_01"] == pytest.approx([11, -8.91], abs=1e-6)
     assert result.sessions[0].unserved_kwh == pytest.approx(0, abs=1e-9)
 
 
 def test_no_v2g_arbitrage_when_the_losses_eat_the_spread(site):
-    _, result = _solve(site, _v2g([90, 100]))
+    _, result = solve_checked(site, _v2g([90, 100]))
     assert result.power_kw["v2g_01"] == pytest.approx([0, 0], abs=1e-6)
 
 
@@ -274,7 +265,7 @@ def test_v2g_reaches_its_soc_target(site):
     session = ev("car", "v2g_01", 0, 4, battery_capacity_kwh=40, soc_now=0.5, soc_target=0.6, efficiency=0.9)
     # prices too flat for arbitrage (22 · 0.81 < 20): 4 kWh at the battery = 4 / 0.9 / 0.25 = 17.8 kW·slot,
     # 11 kW in the cheapest slot and the rest in the next cheapest
-    _, result = _solve(site, problem([22, 10, 20, 22], [session]))
+    _, result = solve_checked(site, problem([22, 10, 20, 22], [session]))
     assert result.power_kw["v2g_01"] == pytest.approx([0, 11, 4 / 0.9 / 0.25 - 11, 0], abs=1e-6)
 
 
@@ -282,7 +273,7 @@ def test_v2g_may_end_above_its_target_when_charging_pays(site):
     """The target is a floor: at a negative price the car takes what it can (11 kW for the hour) and leaves
     above its target, not held to it."""
     session = ev("car", "v2g_01", 0, 4, battery_capacity_kwh=40, soc_now=0.5, soc_target=0.6, efficiency=0.9)
-    _, result = _solve(site, problem([-100, -100, -100, -100], [session]))
+    _, result = solve_checked(site, problem([-100, -100, -100, -100], [session]))
     assert result.power_kw["v2g_01"] == pytest.approx([11, 11, 11, 11], abs=1e-6)
     [outcome] = result.sessions
     assert outcome.energy_delivered_kwh == pytest.approx(4 * 11 * 0.25 * 0.9) and outcome.unserved_kwh == 0

@@ -22,13 +22,9 @@ from cariflex_pipeline.scheduling import (
     build_model,
     resolve,
     solve,
-    verify,
 )
 from cariflex_pipeline.scheduling.model import _bill, _check_status
-from cariflex_pipeline_tests.scheduling.helpers import at, ev, problem
-
-BATTERY = {"name": "b1", "capacity_kwh": 10, "max_charge_kw": 4, "max_discharge_kw": 4, "initial_soc_kwh": 5,
-           "round_trip_efficiency": 0.81}  # 0.9 each way
+from cariflex_pipeline_tests.scheduling.helpers import BATTERY, at, ev, problem, solve_checked
 
 
 def test_the_bill_has_an_import_column_only_where_the_site_can_export_for_less_than_it_imports(site):
@@ -71,7 +67,7 @@ def test_the_import_column_prices_the_gap_between_import_and_export(site):
     car = ev("car", "v2g_01", 0, 2, battery_capacity_kwh=40, soc_now=0.5, soc_target=0.5, efficiency=0.9)
     p = problem([100, 10], [car], inflexible_load_kw=[5, 5], export_price_eur_per_mwh=[40, 40],
                 export_capacity_kw=60)
-    resolved, result = _solved(site, p)
+    resolved, result = solve_checked(site, p)
     assert result.power_kw["v2g_01"] == pytest.approx([-8.91, 11], abs=1e-6)
     assert result.bill_eur == pytest.approx(result.cost_eur(resolved), abs=1e-9)
     assert result.bill_eur == pytest.approx((-40 * 3.91 + 10 * 16) * 0.25 / 1000, abs=1e-9)
@@ -81,13 +77,6 @@ def _rows(built, prefix):
     """The model's rows named prefix + slot, by slot (PuLP 4 names rows only through get_constraint_by_name)."""
     found = {t: built.prob.get_constraint_by_name(f"{prefix}{t:04d}") for t in range(96)}
     return {t: row for t, row in found.items() if row is not None}
-
-
-def _solved(site, p):
-    resolved = resolve(p, site)
-    result = solve(resolved)
-    assert verify(resolved, result) == []
-    return resolved, result
 
 
 def test_an_export_floor_row_only_where_storage_can_go_below_the_floor(site):
@@ -112,7 +101,7 @@ def test_no_site_rows_in_a_slot_without_a_device(site):
 
 def test_a_car_that_needs_nothing_takes_nothing_even_when_paid_to(site):
     full = ev("a", "CP001", 0, 2, energy_needed_kwh=0)
-    resolved, result = _solved(site, problem([-100, -100], [full, ev("b", "CP002", 0, 2, energy_needed_kwh=5)]))
+    resolved, result = solve_checked(site, problem([-100, -100], [full, ev("b", "CP002", 0, 2, energy_needed_kwh=5)]))
     assert result.power_kw["CP001"] == [0.0, 0.0]
     assert result.power_kw["CP002"] == pytest.approx([20, 0])  # exactly its 5 kWh, in the earlier slot
     built = build_model(resolved)
@@ -134,18 +123,18 @@ def test_a_battery_stops_at_its_own_soc_ceiling(site):
     # as the arbitrage in test_model (charge at 10, serve the load at 100), but the battery may hold only 5.45 kWh:
     # 0.45 kWh in = 2 kW for a slot, 0.45 · 0.9 / 0.25 = 1.62 kW out
     spec = BatterySpec(**BATTERY, soc_max_kwh=5.45)
-    _, result = _solved(site, problem([10, 100], [], batteries=[spec], inflexible_load_kw=[20, 20]))
+    _, result = solve_checked(site, problem([10, 100], [], batteries=[spec], inflexible_load_kw=[20, 20]))
     assert result.battery_power_kw["b1"] == pytest.approx([2, -1.62], abs=1e-6)
 
 
 def test_a_battery_ends_at_its_own_final_floor_not_its_start(site):
     # no load, unpaid export: nothing to gain, but the battery must end at 5.9 kWh (0.9 kWh more: 4 kW for a slot)
     above = BatterySpec(**BATTERY, final_soc_min_kwh=5.9)
-    _, result = _solved(site, problem([10, 100], [], batteries=[above]))
+    _, result = solve_checked(site, problem([10, 100], [], batteries=[above]))
     assert result.battery_power_kw["b1"] == pytest.approx([4, 0], abs=1e-6)
     # allowed to end at 4.1 kWh: 0.9 kWh · 0.9 = 0.81 kWh serves the load in the dear slot (3.24 kW)
     below = BatterySpec(**BATTERY, final_soc_min_kwh=4.1)
-    _, result = _solved(site, problem([100, 90], [], batteries=[below], inflexible_load_kw=[20, 20]))
+    _, result = solve_checked(site, problem([100, 90], [], batteries=[below], inflexible_load_kw=[20, 20]))
     assert result.battery_power_kw["b1"] == pytest.approx([-3.24, 0], abs=1e-6)
 
 
@@ -192,7 +181,7 @@ def _car(id: str, point: str, first: int, end: int, **fields):
 def test_two_v2g_cars_each_have_their_own_columns(site):
     # both serve the site's 20 kW load in the dear slot and take it back in the cheap one
     cars = [_car("one", "v2g_01", 0, 2), _car("two", "v2g_02", 0, 2)]
-    _, result = _solved(site, problem([100, 10], cars, inflexible_load_kw=[20, 20]))
+    _, result = solve_checked(site, problem([100, 10], cars, inflexible_load_kw=[20, 20]))
     assert result.power_kw["v2g_01"] == pytest.approx([-8.91, 11], abs=1e-6)
     assert result.power_kw["v2g_02"] == pytest.approx([-8.91, 11], abs=1e-6)
 
@@ -200,7 +189,7 @@ def test_two_v2g_cars_each_have_their_own_columns(site):
 def test_a_v2g_car_discharges_no_lower_than_its_minimum(site):
     # 20 kWh in a 40 kWh car, kept above 45 %: 2 kWh may leave (2 · 0.9 / 0.25 = 7.2 kW), then come back
     car = _car("car", "v2g_01", 0, 2, soc_min=0.45)
-    _, result = _solved(site, problem([100, 10], [car], inflexible_load_kw=[20, 20]))
+    _, result = solve_checked(site, problem([100, 10], [car], inflexible_load_kw=[20, 20]))
     assert result.power_kw["v2g_01"] == pytest.approx([-7.2, 2 / 0.9 / 0.25], abs=1e-6)
 
 
@@ -208,7 +197,7 @@ def test_a_v2g_car_without_a_whole_slot_in_the_horizon_is_unserved(site):
     # plugged in from 12:20 to 12:25 (inside slot 1): no slot to charge in, its 4 kWh are unserved, with the penalty
     car = _car("brief", "v2g_01", 0, 2, soc_target=0.6).model_copy(
         update={"arrival": at(1) + timedelta(minutes=5), "departure": at(1) + timedelta(minutes=10)})
-    _, result = _solved(site, problem([50, 50], [car]))
+    _, result = solve_checked(site, problem([50, 50], [car]))
     [outcome] = result.sessions
     assert (outcome.energy_needed_kwh, outcome.unserved_kwh) == (pytest.approx(4), pytest.approx(4))
     assert result.unserved_penalty_eur == pytest.approx(4 * 10.0)
