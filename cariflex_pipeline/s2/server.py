@@ -301,9 +301,10 @@ class CemSession:
                            message.message_type)
         status = _INSTRUCTION_STATUS.get(message.status_type)
         if status is not None:
+            progress = status in state.ANSWERABLE_STATUSES  # an end (succeeded, rejected, ...) moves any row
             state.transition(self.engine, row["id"], status, self.clock(),
                              f"InstructionStatusUpdate {message.status_type.value} at {message.timestamp.isoformat()}",
-                             answered_at=self.clock())
+                             only_from=state.ANSWERABLE_STATUSES if progress else None, answered_at=self.clock())
         return None
 
     def _on_revoke(self, message: RevokeObject) -> Refusal | None:
@@ -339,8 +340,8 @@ class CemSession:
                              answered_at=now)
         elif revoke:
             state.transition(self.engine, row["id"], "revoked", now, "RevokeObject received", answered_at=now)
-        elif row["status"] == "sent":
-            state.transition(self.engine, row["id"], "received", now, "ReceptionStatus OK",
+        else:
+            state.transition(self.engine, row["id"], "received", now, "ReceptionStatus OK", only_from=("sent",),
                              reception_status=message.status.value, answered_at=now)
 
     # --- what the CEM sends from the store -----------------------------------------------------------------
@@ -391,9 +392,10 @@ class CemSession:
             state.transition(self.engine, row["id"], "outside_ranges", now, str(error))
             return
         message_id = uuid.uuid4()
-        state.transition(self.engine, row["id"], "sent", now, f"attempt {row['attempts'] + 1}",
-                         message_id=str(message_id), sent_at=now, attempts=row["attempts"] + 1,
-                         reception_status=None)
+        if not state.transition(self.engine, row["id"], "sent", now, f"attempt {row['attempts'] + 1}",
+                                only_from=("pending",), message_id=str(message_id), sent_at=now,
+                                attempts=row["attempts"] + 1, reception_status=None):
+            return  # superseded by a new plan since it was read: never sent
         await self.send(FRBCInstruction(
             message_id=message_id, id=uuid.UUID(row["instruction_id"]), actuator_id=uuid.UUID(row["actuator_id"]),
             operation_mode=uuid.UUID(row["operation_mode_id"]), operation_mode_factor=row["operation_mode_factor"],

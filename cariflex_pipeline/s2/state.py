@@ -129,16 +129,28 @@ def _event(connection: Connection, row_id: int, at: Any, event: str, reason: str
                                                             reason=reason))
 
 
-def transition(engine: Engine, row_id: int, status: str, now: datetime, reason: str = "", **values: Any) -> None:
-    """Move one instruction to `status`, keeping the change in its history."""
+# where an RM's progress answer (received, accepted, started) may move an instruction: not out of `revoking`, as a
+# new plan that replaced it while the answer was on its way still has to revoke it
+ANSWERABLE_STATUSES = ("sent", "received", "accepted", "started")
+
+
+def transition(engine: Engine, row_id: int, status: str, now: datetime, reason: str = "",
+               only_from: Sequence[str] | None = None, **values: Any) -> bool:
+    """Move one instruction to `status`, keeping the change in its history. With `only_from`, only from one of
+    those statuses, checked in the same statement (the CEM and a staging run change rows concurrently): whether
+    it moved."""
     at = to_db_time(engine, now)
     for column in ("sent_at", "answered_at"):
         if column in values:
             values[column] = to_db_time(engine, values[column])
+    query = update(s2_instructions).where(s2_instructions.c.id == row_id)
+    if only_from is not None:
+        query = query.where(s2_instructions.c.status.in_(list(only_from)))
     with engine.begin() as connection:
-        connection.execute(update(s2_instructions).where(s2_instructions.c.id == row_id)
-                           .values(status=status, status_reason=reason, updated_at=at, **values))
+        if connection.execute(query.values(status=status, status_reason=reason, updated_at=at, **values)).rowcount == 0:
+            return False
         _event(connection, row_id, at, status, reason)
+    return True
 
 
 def instructions(engine: Engine, resource_id: str | None = None,
@@ -204,13 +216,23 @@ def stage_setpoints(engine: Engine, resource_id: str, device: str, setpoints: Se
                 execution_time=to_db_time(engine, point.execution_time), plan_key=plan_key, status="pending",
                 status_reason=reason, created_at=at, updated_at=at)).inserted_primary_key[0]
             _event(connection, row_id, at, "pending", reason or f"plan {plan_key}")
-        for row in dropped:
-            status = "superseded" if row["status"] == "pending" else "revoking"
-            connection.execute(update(s2_instructions).where(s2_instructions.c.id == row["id"])
-                               .values(status=status, status_reason=f"replaced by plan {plan_key}", updated_at=at))
-            _event(connection, row["id"], at, status, f"replaced by plan {plan_key}")
-    superseded = sum(row["status"] == "pending" for row in dropped)
-    return Staged(len(kept_rows), len(new_points), superseded, len(dropped) - superseded)
+        replaced = [status for row in dropped if (status := _replace(connection, row, plan_key, at)) is not None]
+    superseded = replaced.count("superseded")
+    return Staged(len(kept_rows), len(new_points), superseded, len(replaced) - superseded)
+
+
+def _replace(connection: Connection, row: dict[str, Any], plan_key: str, at: Any) -> str | None:
+    """Supersede (never sent) or revoke an instruction a new plan no longer has, from its status as it is now: the
+    CEM may have sent or settled it since `row` was read. None when it is no longer in force."""
+    current = connection.scalar(select(s2_instructions.c.status).where(s2_instructions.c.id == row["id"])
+                                .with_for_update())
+    if current not in IN_FORCE_STATUSES:
+        return None
+    status = "superseded" if current == "pending" else "revoking"
+    connection.execute(update(s2_instructions).where(s2_instructions.c.id == row["id"])
+                       .values(status=status, status_reason=f"replaced by plan {plan_key}", updated_at=at))
+    _event(connection, row["id"], at, status, f"replaced by plan {plan_key}")
+    return status
 
 
 def requeue_in_force(engine: Engine, resource_id: str, now: datetime, reason: str) -> int:
