@@ -5,13 +5,12 @@ import dagster as dg
 from cariflex_pipeline.defs import backup, derived, dispatch, measurements, openadr, s2, scheduling, site
 from cariflex_pipeline.defs.executor import job_executor
 from cariflex_pipeline.defs.resources import SHARED_RESOURCES
-from cariflex_pipeline.site_model import load_site
 
 MAIN_JOB_NAME = "cariflex_main"
 
-# The site file ($CARIFLEX_SITE_FILE, else the bundled one) is validated as the code location loads: an error is a
-# load error in the UI, naming the entry and the field, instead of the first run's failure.
-load_site()
+# The portfolio ($CARIFLEX_PORTFOLIO_FILE, else the site file $CARIFLEX_SITE_FILE or the bundled one as one site) is
+# validated as the code location loads (defs/partitions.py reads it to shape the partitions): an error is a load
+# error in the UI, naming the site, the entry and the field, instead of the first run's failure.
 
 # Stages of the flow, in order: site -> measurements, prices and grid signals -> schedule -> dispatch (OCPP to
 # the charge points, S2 to the batteries and V2G chargers), and the dashboard's derived series (flexibility, grid

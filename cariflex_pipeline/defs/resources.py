@@ -11,19 +11,30 @@ from functools import lru_cache
 import dagster as dg
 from pydantic import Field
 
-from cariflex_pipeline.site_model import Sensor, Site, load_site
+from cariflex_pipeline.defs.sites import RunSite, run_site
+from cariflex_pipeline.site_model import Portfolio, Sensor, Site, load_portfolio
 from cariflex_pipeline.store import TimeSeriesStore, default_database_url
 
 
 class SiteResource(dg.ConfigurableResource):
-    """The validated site model (charge points, sensors, grid connection)."""
+    """The validated portfolio (one site or a fleet) and each site's model (charge points, sensors, connection)."""
 
     site_file: str | None = Field(
-        default=None, description="Path of a site YAML file; default: $CARIFLEX_SITE_FILE or the bundled site."
+        default=None, description="Path of a site or portfolio YAML file; default: $CARIFLEX_PORTFOLIO_FILE, else "
+        "$CARIFLEX_SITE_FILE or the bundled site.",
     )
 
-    def load(self) -> Site:
-        return load_site(self.site_file)
+    def portfolio(self) -> Portfolio:
+        return load_portfolio(self.site_file)
+
+    def load(self, site_id: str | None = None) -> Site:
+        """`site_id`'s model; without one, the only site (an error naming the sites for a fleet)."""
+        portfolio = self.portfolio()
+        return portfolio.only_site() if site_id is None else portfolio.site(site_id)
+
+    def for_run(self, context: dg.AssetExecutionContext | dg.OpExecutionContext) -> RunSite:
+        """The site the run works on (defs/sites.py): the only one, or the fleet run's partition's."""
+        return run_site(context, self.portfolio())
 
 
 class TimeSeriesStoreResource(dg.ConfigurableResource):
