@@ -24,7 +24,7 @@ in the outbox and the next run sends the current plan in their place.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -91,6 +91,7 @@ def dispatch_profiles(
     min_validity_ahead: timedelta = DEFAULT_MIN_VALIDITY_AHEAD,
     policy: DeliveryPolicy | None = None,
     read_back: bool = True,
+    station_ids: Collection[str] | None = None,
 ) -> DispatchReport:
     now = now or datetime.now(UTC)
     policy = policy or DeliveryPolicy()
@@ -104,7 +105,7 @@ def dispatch_profiles(
         LOG.warning("could not collect station answers: %s", error)
     report.unanswered = outbox.expire_unanswered(now, policy)
     prepared = outbox.prepare(profiles, run_id=run_id, transport=transport.name, force=force, now=now,
-                              min_validity_ahead=min_validity_ahead, policy=policy)
+                              min_validity_ahead=min_validity_ahead, policy=policy, station_ids=station_ids)
     report.skipped = prepared.skipped
     report.unchanged = prepared.unchanged
     report.repeat_rejected = prepared.repeat_rejected

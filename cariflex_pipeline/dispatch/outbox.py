@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -172,8 +172,11 @@ class Outbox:
         now: datetime | None = None,
         min_validity_ahead: timedelta = DEFAULT_MIN_VALIDITY_AHEAD,
         policy: DeliveryPolicy | None = None,
+        station_ids: Collection[str] | None = None,
     ) -> PreparedRun:
-        """Store the run's profiles as pending and pick what to send (at most one entry per station)."""
+        """Store the run's profiles as pending and pick what to send (at most one entry per station). A station of
+        `station_ids` (the run's site's; None: every station) without a profile has its undelivered entries
+        superseded; another site's stations are that site's runs' to decide."""
         now = now or datetime.now(UTC)
         policy = policy or DeliveryPolicy()
         stations = [p.station_id for p in profiles]
@@ -182,9 +185,10 @@ class Outbox:
             raise ValueError(f"more than one profile for station(s) {sorted(duplicates)} in one run")
         prepared = PreparedRun()
         with self.engine.begin() as connection:
-            open_rows = connection.execute(
-                select(ocpp_outbox).where(ocpp_outbox.c.status.in_((*UNDELIVERED_STATUSES, "sent")))
-                .order_by(ocpp_outbox.c.id)).all()
+            query = select(ocpp_outbox).where(ocpp_outbox.c.status.in_((*UNDELIVERED_STATUSES, "sent")))
+            if station_ids is not None:
+                query = query.where(ocpp_outbox.c.station_id.in_([*station_ids, *stations]))
+            open_rows = connection.execute(query.order_by(ocpp_outbox.c.id)).all()
             by_station: dict[str, list[Any]] = {}
             for row in open_rows:
                 by_station.setdefault(row.station_id, []).append(row)
