@@ -101,3 +101,13 @@ def partition_day_windows(context: dg.AssetExecutionContext, tz: ZoneInfo) -> li
         windows.append((site_keys.get(day, day), start,
                         datetime.combine(start.date() + timedelta(days=1), time(), tz)))
     return windows
+
+
+def require_plan_day(context: dg.AssetExecutionContext, now: datetime, tz: ZoneInfo) -> None:
+    """A fleet's plan is made from `now`: a partition of another day would file it under a day it does not cover
+    (a backfill over past days), so the run fails naming both; replays set `now` inside the partition's day."""
+    days = run_day_keys(context) if IS_FLEET else []
+    today = now.astimezone(tz).date().isoformat()
+    if days and days != [today]:
+        raise dg.Failure(f"the plan is made from {now.isoformat()} ({today} at the site); partition day "
+                         f"{', '.join(days)} is another day: run today's partition, or set `now` in that day")

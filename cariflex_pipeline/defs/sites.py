@@ -22,6 +22,7 @@ class RunSite:
     id: str
     model: Site
     entry: PortfolioSite
+    devices_elsewhere: frozenset[str] = frozenset()  # the other sites' charge points and V2G chargers
 
 
 def run_site_id(context: dg.AssetExecutionContext | dg.OpExecutionContext, portfolio: Portfolio) -> str:
@@ -43,4 +44,4 @@ def run_site_id(context: dg.AssetExecutionContext | dg.OpExecutionContext, portf
 
 def run_site(context: dg.AssetExecutionContext | dg.OpExecutionContext, portfolio: Portfolio) -> RunSite:
     site_id = run_site_id(context, portfolio)
-    return RunSite(site_id, portfolio.site(site_id), portfolio.entry(site_id))
+    return RunSite(site_id, portfolio.site(site_id), portfolio.entry(site_id), portfolio.devices_elsewhere(site_id))

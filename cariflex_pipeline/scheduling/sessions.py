@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -51,8 +52,10 @@ def _local(day: date, clock: str, tz: ZoneInfo, session_id: str) -> datetime:
     return datetime.combine(day + timedelta(days=days), time(hours, minutes), tzinfo=tz)
 
 
-def sessions_for_horizon(template: dict[str, Any], start: datetime, end: datetime) -> list[EvSession]:
-    """The template's sessions on every local day that touches [start, end), those still plugged in or arriving.
+def sessions_for_horizon(template: dict[str, Any], start: datetime, end: datetime,
+                         devices_elsewhere: Collection[str] = ()) -> list[EvSession]:
+    """The template's sessions on every local day that touches [start, end), those still plugged in or arriving;
+    without those at `devices_elsewhere` (another site's of a fleet: the bundled day covers the seed's ten).
 
     Ids get the local date of arrival appended (``cp001-commuter@2026-11-28``).
     """
@@ -63,6 +66,8 @@ def sessions_for_horizon(template: dict[str, Any], start: datetime, end: datetim
     day = first_day
     while day <= last_day:
         for entry in template["sessions"]:
+            if entry.get("charge_point") in devices_elsewhere:
+                continue
             session_id = str(entry.get("id", "?"))
             fields = dict(entry)
             fields["id"] = f"{session_id}@{day.isoformat()}"

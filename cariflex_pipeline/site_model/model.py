@@ -199,6 +199,9 @@ class Site(StrictModel):
     # The first day the pipeline holds data for: the first day partition (CARIFLEX_FIRST_DAY overrides it). None:
     # the day the code location first loads, for a new site.
     first_day: date | None = None
+    # The first of the five sensor ids of the site-wide derived series (flexibility, grid impact...): 101-105 as
+    # the seed's dashboards expect; each site of a fleet needs its own range (portfolio_rules.py).
+    derived_sensors_from: int = Field(default=101, ge=1)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Site:

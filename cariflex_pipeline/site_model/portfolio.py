@@ -103,6 +103,8 @@ class PortfolioSite(StrictModel):
     # None: the deployment's CARIFLEX_CITRINEOS_TENANT. Sites may share a tenant (docs/fleet.md).
     citrineos_tenant: str | None = Field(default=None, min_length=1)
     openadr: SiteOpenAdr = SiteOpenAdr()
+    # The first id of the site's five derived site-wide series; None: 101, so each other site of a fleet names its own.
+    derived_sensors_from: int | None = Field(default=None, ge=1)
 
 
 class Portfolio(StrictModel):
@@ -144,6 +146,7 @@ class Portfolio(StrictModel):
                 signals=entry.signals or self.signals, charge_points=entry.charge_points,
                 pv_installations=entry.pv_installations, batteries=entry.batteries, v2g_chargers=entry.v2g_chargers,
                 openadr=openadr, first_day=entry.first_day or self.first_day,
+                **({} if entry.derived_sensors_from is None else {"derived_sensors_from": entry.derived_sensors_from}),
             )
         except ValidationError as error:
             raw = entry.model_dump()
@@ -167,6 +170,13 @@ class Portfolio(StrictModel):
         self.site(site_id)  # the same error for an unknown id
         return self._entries[site_id]
 
+    def devices_elsewhere(self, site_id: str) -> frozenset[str]:
+        """The charge point ids and V2G charger names of the other sites: what a fleet-wide input (the bundled
+        session day) names that is not `site_id`'s to plan."""
+        return frozenset(name for other in self.site_ids if other != site_id
+                         for name in [*(cp.id for cp in self._built[other].charge_points),
+                                      *(v.name for v in self._built[other].v2g_chargers)])
+
     def only_site(self) -> Site:
         """The site of a one-site portfolio (what today's single-site pipeline runs on)."""
         if len(self.sites) != 1:
@@ -184,7 +194,7 @@ class Portfolio(StrictModel):
         entry = PortfolioSite(
             id=site_id or slug(site.name), name=site.name, grid_connection=site.grid_connection,
             sensors=site.sensors, charge_points=site.charge_points, pv_installations=site.pv_installations,
-            batteries=site.batteries, v2g_chargers=site.v2g_chargers,
+            batteries=site.batteries, v2g_chargers=site.v2g_chargers, derived_sensors_from=site.derived_sensors_from,
         )
         return cls(name=site.name, timezone=site.timezone, resolution=site.resolution, first_day=site.first_day,
                    signals=site.signals, openadr=openadr, sites=[entry])

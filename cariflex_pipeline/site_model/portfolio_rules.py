@@ -8,7 +8,9 @@ ones only the whole file can break:
 - a site names only shared sensors and its own, never another site's;
 - a charge point (its id, or the sensor of any device) belongs to one site;
 - every site has signals: its own or the portfolio's;
-- an OpenADR mapping targets `all` or known site ids, and feeds a shared sensor or one of each target's own.
+- an OpenADR mapping targets `all` or known site ids, and feeds a shared sensor or one of each target's own;
+- the ids of each site's derived series (`derived_sensors_from` and the four after it) are its own: no other site's
+  range and no sensor of the file.
 
 A site's grid connection is required and positive (`GridConnection`), so no site plans without a limit.
 """
@@ -46,6 +48,28 @@ def cross_site_problems(portfolio: Portfolio) -> list[str]:
     for entry in portfolio.sites:
         problems += _signal_problems(portfolio, entry, owner, used_by)
     problems += _mapping_problems(portfolio, owner, used_by)
+    problems += _derived_range_problems(portfolio, owner)
+    return problems
+
+
+DEFAULT_DERIVED_FROM = 101  # Site.derived_sensors_from's default
+DERIVED_RANGE = 5  # site-wide derived series per site (derived/sensors.py)
+
+
+def _derived_range_problems(portfolio: Portfolio, owner: dict[int, str]) -> list[str]:
+    taken: dict[int, str] = {}
+    problems = []
+    for entry in portfolio.sites:
+        first = entry.derived_sensors_from or DEFAULT_DERIVED_FROM
+        ids = range(first, first + DERIVED_RANGE)
+        where = f"site {entry.id!r}, field derived_sensors_from: derived sensors {ids[0]}-{ids[-1]}"
+        clash = next((i for i in ids if i in taken), None)
+        if clash is not None:
+            problems.append(f"{where} overlap site {taken[clash]!r}'s (sensor {clash}); give each site its own range")
+        defined = next((i for i in ids if i in owner), None)
+        if defined is not None:
+            problems.append(f"{where} take sensor {defined}, {_defined_by(owner[defined])}")
+        taken.update(dict.fromkeys(ids, entry.id))
     return problems
 
 

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cariflex_pipeline.derived.sensors import derived_sensors
 from cariflex_pipeline.site_model import (
     Portfolio,
     PortfolioError,
@@ -91,7 +92,7 @@ def test_a_site_is_added_by_editing_the_file(tmp_path: Path) -> None:
     robert = copy.deepcopy(raw["sites"][1])
     robert.update(id="le-robert", name="Le Robert depot", citrineos_tenant="7",
                   grid_connection={"import_capacity_kw": 30, "export_capacity_kw": 10},
-                  sensors=[{"id": 201, "name": "cp011_power", "unit": "kW"}],
+                  sensors=[{"id": 201, "name": "cp011_power", "unit": "kW"}], derived_sensors_from=121,
                   charge_points=[{**robert["charge_points"][0], "id": "CP011", "sensor_id": 201}],
                   pv_installations=[], batteries=[], v2g_chargers=[])
     raw["sites"].append(robert)
@@ -241,3 +242,25 @@ def test_from_site_round_trips(site: Site) -> None:
     portfolio = Portfolio.from_site(site, "martinique")
     assert portfolio.site("martinique") == site
     assert parse_portfolio(portfolio.model_dump()).only_site() == site
+
+
+def test_each_site_of_a_fleet_has_its_own_derived_sensors() -> None:
+    portfolio = parse_portfolio(bundled_raw())
+    pointe, armes = (derived_sensors(portfolio.site(site_id)) for site_id in portfolio.site_ids)
+    assert (pointe.total_flexibility, pointe.ev_flexibility_potential) == (101, 105)  # the seed's, for Grafana
+    assert (armes.total_flexibility, armes.grid_impact, armes.ev_flexibility_potential) == (111, 112, 115)
+
+
+def test_derived_sensor_ranges_that_overlap_or_take_a_sensor_are_refused() -> None:
+    raw = bundled_raw()
+    raw["sites"][1]["derived_sensors_from"] = 104
+    with pytest.raises(PortfolioError, match=r"site 'place-d-armes', field derived_sensors_from: derived sensors "
+                                             r"104-108 overlap site 'pointe-simon''s \(sensor 104\); give each site"):
+        parse_portfolio(raw)
+    raw["sites"][1]["derived_sensors_from"] = 84
+    with pytest.raises(PortfolioError, match=r"site 'place-d-armes', field derived_sensors_from: derived sensors "
+                                             r"84-88 take sensor 84, in the shared sensors"):
+        parse_portfolio(raw)
+    del raw["sites"][1]["derived_sensors_from"]  # both on the default 101-105
+    with pytest.raises(PortfolioError, match=r"derived sensors 101-105 overlap site 'pointe-simon''s"):
+        parse_portfolio(raw)

@@ -31,6 +31,7 @@ def fleets(draw: st.DrawFn) -> dict:
             "sensors": [{"id": p["sensor_id"], "name": f"{p['id']}_power", "unit": "kW"} for p in points],
             "charge_points": points,
             "citrineos_tenant": draw(st.sampled_from(["1", "2", f"tenant-{index}"])),
+            "derived_sensors_from": 1000 + 10 * index,  # each site's derived series apart from the others'
         })
         next_sensor += 10
     shared = [{"id": n, "name": f"signal_{n}", "unit": unit} for n, unit in

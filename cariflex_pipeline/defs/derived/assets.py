@@ -18,15 +18,10 @@ from pydantic import Field
 from cariflex_pipeline import derived
 from cariflex_pipeline.defs.derived.inputs import LOOKBACK, Grid, day_plug_ins, device_power, known_slots
 from cariflex_pipeline.defs.groups import DERIVED_GROUP
-from cariflex_pipeline.defs.partitions import daily_partitions, partition_day_windows
+from cariflex_pipeline.defs.partitions import DAY_BACKFILL, daily_partitions, partition_day_windows
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.derived.sensors import (
-    ACTIVE_SESSIONS,
     DERIVED_SOURCE,
-    EV_FLEXIBILITY_POTENTIAL,
-    FLEXIBILITY_IMPACT,
-    GRID_IMPACT,
-    TOTAL_FLEXIBILITY,
     DerivedSensors,
 )
 from cariflex_pipeline.site_model import Site
@@ -48,15 +43,18 @@ class _Day:
     series: TimeSeriesStore
     sensors: DerivedSensors
     grid: Grid  # from LOOKBACK before the day to its end
+    devices_elsewhere: frozenset[str]  # a fleet's other sites' devices (RunSite)
 
 
 def _days(context: dg.AssetExecutionContext, site: SiteResource, store: TimeSeriesStoreResource) -> list[_Day]:
     """The run's days, in order, with the store ready to take the derived sensors."""
-    site_model = site.load()
+    run_site = site.for_run(context)
+    site_model = run_site.model
     series = store.open(site_model)
     sensors = derived.derived_sensors(site_model)
     series.register_sensors(sensors.sensors)
-    return [_Day(key, site_model, series, sensors, Grid.of(site_model, start - LOOKBACK, start, end))
+    return [_Day(key, site_model, series, sensors, Grid.of(site_model, start - LOOKBACK, start, end),
+                 run_site.devices_elsewhere)
            for key, start, end in partition_day_windows(context, site_model.tz)]
 
 
@@ -93,18 +91,19 @@ def _figures(values: np.ndarray, unit: str, name: str) -> dict[str, float]:
     return {f"{name}_max_{unit}": round(float(known.max()), 3), f"{name}_min_{unit}": round(float(known.min()), 3)}
 
 
-@dg.asset(group_name=DERIVED_GROUP, partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
+@dg.asset(group_name=DERIVED_GROUP, partitions_def=daily_partitions, backfill_policy=DAY_BACKFILL,
           deps=[dg.AssetKey("ev_charging_schedule"), dg.AssetKey("sensor_registry")], kinds={"numpy"})
 def ev_session_series(context: dg.AssetExecutionContext, config: DerivedConfig, site: SiteResource,
                       store: TimeSeriesStoreResource) -> dg.MaterializeResult:
     """Active charging sessions (104) and EV flexibility potential (105, kWh), per slot of the day."""
     written = 0
     for day in _days(context, site, store):
-        source, plug_ins = day_plug_ins(day.series, day.site, day.grid, config.sessions_file)
+        source, plug_ins = day_plug_ins(day.series, day.site, day.grid, config.sessions_file, day.devices_elsewhere)
         power = device_power(day.series, day.grid, _charge_points(day.site))
         sessions = derived.active_sessions(plug_ins, day.grid.slots)
         potential = derived.ev_flexibility_potential(plug_ins, power, day.grid.slots, day.grid.dt_h)
-        written += _replace(day, {ACTIVE_SESSIONS: sessions, EV_FLEXIBILITY_POTENTIAL: potential})
+        written += _replace(day, {day.sensors.active_sessions: sessions,
+                                  day.sensors.ev_flexibility_potential: potential})
         context.add_asset_metadata({"session_source": source, "sessions": len(plug_ins),
                                     "active_sessions_max": float(sessions[day.grid.day].max()),
                                     **_figures(potential[day.grid.day], "kwh", "ev_flexibility_potential")},
@@ -112,7 +111,7 @@ def ev_session_series(context: dg.AssetExecutionContext, config: DerivedConfig, 
     return dg.MaterializeResult(metadata={"rows_written_in_run": float(written)})
 
 
-@dg.asset(group_name=DERIVED_GROUP, partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
+@dg.asset(group_name=DERIVED_GROUP, partitions_def=daily_partitions, backfill_policy=DAY_BACKFILL,
           deps=[*PLAN_AND_MEASUREMENTS, dg.AssetKey("sensor_registry")], kinds={"numpy"})
 def storage_state_of_charge(context: dg.AssetExecutionContext, config: DerivedConfig, site: SiteResource,
                             store: TimeSeriesStoreResource) -> dg.MaterializeResult:
@@ -132,7 +131,7 @@ def storage_state_of_charge(context: dg.AssetExecutionContext, config: DerivedCo
                                             power[battery.name][day.grid.day], day.grid.dt_h, efficiency,
                                             efficiency)
             values[sensor_id] = np.concatenate([np.full(day.grid.day.start, np.nan), curve])
-        _, plug_ins = day_plug_ins(day.series, day.site, day.grid, config.sessions_file)
+        _, plug_ins = day_plug_ins(day.series, day.site, day.grid, config.sessions_file, day.devices_elsewhere)
         for charger in day.site.v2g_chargers:
             at_charger = [plug_in for plug_in in plug_ins if plug_in.device == charger.name]
             values[day.sensors.v2g_soc[charger.name]] = derived.v2g_soc(
@@ -155,7 +154,7 @@ def _soc_at(series: TimeSeriesStore, sensor_id: int, slot_start: datetime) -> fl
     return float(frame["value"].iloc[0]) if len(frame) else None
 
 
-@dg.asset(group_name=DERIVED_GROUP, partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
+@dg.asset(group_name=DERIVED_GROUP, partitions_def=daily_partitions, backfill_policy=DAY_BACKFILL,
           deps=[*PLAN_AND_MEASUREMENTS, dg.AssetKey("sensor_registry")], kinds={"numpy"})
 def grid_impact_series(context: dg.AssetExecutionContext, config: DerivedConfig, site: SiteResource,
                        store: TimeSeriesStoreResource) -> dg.MaterializeResult:
@@ -170,12 +169,12 @@ def grid_impact_series(context: dg.AssetExecutionContext, config: DerivedConfig,
         pv_ids = {pv.name: pv.sensor_id for pv in day.site.pv_installations}
         pv = np.sum(list(device_power(day.series, day.grid, pv_ids).values()) or [np.zeros(len(day.grid.slots))],
                     axis=0)
-        _, plug_ins = day_plug_ins(day.series, day.site, day.grid, config.sessions_file)
+        _, plug_ins = day_plug_ins(day.series, day.site, day.grid, config.sessions_file, day.devices_elsewhere)
         ev_plug_ins = [plug_in for plug_in in plug_ins if plug_in.device in _charge_points(day.site)]
         uncontrolled = derived.uncontrolled_charging(ev_plug_ins, day.grid.slots, day.grid.dt_h)
         impact = derived.grid_impact(list(power.values()), pv)
         flexibility = derived.flexibility_impact(list(power.values()), uncontrolled)
-        written += _replace(day, {GRID_IMPACT: impact, FLEXIBILITY_IMPACT: flexibility})
+        written += _replace(day, {day.sensors.grid_impact: impact, day.sensors.flexibility_impact: flexibility})
         context.add_asset_metadata({
             "device_values_known": known_slots(day.series, day.grid, sorted(devices.values())),
             "pv_values_known": known_slots(day.series, day.grid, sorted(pv_ids.values())),
@@ -184,7 +183,7 @@ def grid_impact_series(context: dg.AssetExecutionContext, config: DerivedConfig,
     return dg.MaterializeResult(metadata={"rows_written_in_run": float(written)})
 
 
-@dg.asset(group_name=DERIVED_GROUP, partitions_def=daily_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
+@dg.asset(group_name=DERIVED_GROUP, partitions_def=daily_partitions, backfill_policy=DAY_BACKFILL,
           deps=[ev_session_series, storage_state_of_charge], kinds={"numpy"})
 def total_flexibility_series(context: dg.AssetExecutionContext, config: DerivedConfig, site: SiteResource,
                              store: TimeSeriesStoreResource) -> dg.MaterializeResult:
@@ -195,10 +194,11 @@ def total_flexibility_series(context: dg.AssetExecutionContext, config: DerivedC
                        for b in day.site.batteries}
         v2g_capacity = _v2g_capacity(day, config.sessions_file)
         soc = _derived_values(day, [*storage_max, *v2g_capacity])
-        potential = _derived_values(day, [EV_FLEXIBILITY_POTENTIAL])[EV_FLEXIBILITY_POTENTIAL]
+        potential_id = day.sensors.ev_flexibility_potential
+        potential = _derived_values(day, [potential_id])[potential_id]
         total = derived.total_flexibility(np.nan_to_num(potential, nan=0.0), [soc[s] for s in soc],
                                           [storage_max.get(s, v2g_capacity.get(s)) for s in soc])
-        written += _replace(day, {TOTAL_FLEXIBILITY: total})
+        written += _replace(day, {day.sensors.total_flexibility: total})
         context.add_asset_metadata(_figures(total[day.grid.day], "kwh", "total_flexibility"),
                                    partition_key=day.key)
     return dg.MaterializeResult(metadata={"rows_written_in_run": float(written)})
@@ -206,7 +206,7 @@ def total_flexibility_series(context: dg.AssetExecutionContext, config: DerivedC
 
 def _v2g_capacity(day: _Day, sessions_file: str | None) -> dict[int, np.ndarray]:
     """Per V2G SoC sensor, the battery capacity of the EV plugged in at each slot (NaN: none)."""
-    _, plug_ins = day_plug_ins(day.series, day.site, day.grid, sessions_file)
+    _, plug_ins = day_plug_ins(day.series, day.site, day.grid, sessions_file, day.devices_elsewhere)
     capacities = {}
     for name, sensor_id in day.sensors.v2g_soc.items():
         capacity = np.full(len(day.grid.slots), np.nan)

@@ -2,6 +2,7 @@
 scheduler wrote it, measurements where they were read: the latest belief per slot), and the day's EV sessions
 (the session table once the bus has brought any session, else the day template, as the scheduler decides)."""
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -56,13 +57,14 @@ def known_slots(series: TimeSeriesStore, grid: Grid, sensor_ids: list[int]) -> i
     return len(frame)
 
 
-def day_plug_ins(series: TimeSeriesStore, site: Site, grid: Grid, sessions_file: str | None
-                 ) -> tuple[SessionSource, list[PlugIn]]:
-    """The sessions of the window, from the session table or the day template (scheduling.horizon decides)."""
+def day_plug_ins(series: TimeSeriesStore, site: Site, grid: Grid, sessions_file: str | None,
+                 devices_elsewhere: Collection[str] = ()) -> tuple[SessionSource, list[PlugIn]]:
+    """The sessions of the window, from the session table or the day template (scheduling.horizon decides);
+    `devices_elsewhere` are a fleet's other sites' devices, whose template sessions are theirs."""
     start, end = grid.slots[0], grid.slots[-1] + timedelta(hours=grid.dt_h)
     source = session_source("auto", has_session_history(series.engine))
     if source == "template":
-        sessions = sessions_for_horizon(load_day_template(sessions_file), start, end)
+        sessions = sessions_for_horizon(load_day_template(sessions_file), start, end, devices_elsewhere)
         return source, [_from_template(session, site) for session in sessions]
     points = site.charge_point_by_id
     return source, [PlugIn(device=record["station_id"], arrival=record["arrival"], departure=record["departure"],

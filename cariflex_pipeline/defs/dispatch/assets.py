@@ -25,6 +25,7 @@ from pydantic import Field
 from cariflex_pipeline.defs.dispatch.checks import CONFIRMED_CHECK, FOLLOW_CHECK, confirmed_check, follow_plan_check
 from cariflex_pipeline.defs.dispatch.resources import BrokerResource
 from cariflex_pipeline.defs.dispatch.station_table import raw_payloads, station_rows, station_table
+from cariflex_pipeline.defs.partitions import plan_partitions
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.dispatch import (
     DEFAULT_MIN_VALIDITY_AHEAD,
@@ -93,6 +94,7 @@ def _limits_text(profile_limits: Sequence[tuple[int, float]]) -> str:
 
 @dg.asset(
     group_name="dispatch",
+    partitions_def=plan_partitions,
     deps=[dg.AssetKey("ev_charging_schedule")],
     kinds={"ocpp"},
     automation_condition=FOLLOW_THE_PLAN,
@@ -105,7 +107,7 @@ def ocpp_charging_profiles(
     store: TimeSeriesStoreResource,
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """One validated OCPP 2.0.1 SetChargingProfileRequest per charge point, from the schedule's planned power."""
-    site_model = site.load()
+    site_model = site.for_run(context).model
     series = store.open(site_model)
     now = datetime.fromisoformat(config.now) if config.now else datetime.now(UTC)
     start = floor_to_grid(now, site_model.resolution)
@@ -147,6 +149,7 @@ def ocpp_charging_profiles(
 
 @dg.asset(
     group_name="dispatch",
+    partitions_def=plan_partitions,
     kinds={"ocpp", "rabbitmq"},
     automation_condition=FOLLOW_THE_PLAN,
     check_specs=[
@@ -163,17 +166,19 @@ def ocpp_dispatch(
     site: SiteResource, dispatch_broker: BrokerResource, ocpp_charging_profiles: list[BuiltProfile],
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """Profiles stored in the outbox and sent to CitrineOS; per station what was sent and what it answered."""
-    site_model = site.load()
+    run_site = site.for_run(context)
+    site_model = run_site.model
     series = store.open(site_model)
     outbox = Outbox(series.engine)
-    transport = dispatch_broker.make_transport(answer_book=outbox)
+    transport = dispatch_broker.make_transport(answer_book=outbox, tenant_id=run_site.entry.citrineos_tenant)
     policy = config.policy()
     try:
         report = dispatch_profiles(outbox, transport, ocpp_charging_profiles, run_id=context.run.run_id,
                                    force=config.force, answer_timeout=config.answer_timeout_seconds,
                                    uncertain_grace=config.uncertain_grace_seconds,
                                    min_validity_ahead=timedelta(hours=config.min_validity_ahead_hours),
-                                   policy=policy, read_back=config.read_back)
+                                   policy=policy, read_back=config.read_back,
+                                   station_ids=[cp.id for cp in site_model.charge_points])
     finally:
         transport.close()
     planned = {p.station_id: p for p in ocpp_charging_profiles}

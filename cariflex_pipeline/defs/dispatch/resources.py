@@ -13,6 +13,7 @@ CARIFLEX_DISPATCH_ANSWER_QUEUE / CARIFLEX_SESSION_QUEUE   our own queue names
 CARIFLEX_DISPATCH_CA_FILE     PEM of a private CA for amqps:// and https:// (default: the system CAs)
 """
 
+import dataclasses
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -71,8 +72,13 @@ class BrokerResource(dg.ConfigurableResource):
             answer_queue=self.answer_queue,
             session_queue=self.session_queue, ca_file=self.ca_file or "")
 
-    def make_transport(self, answer_book: AnswerBook | None = None) -> Transport:
-        return self.settings().make_transport(answer_book)
+    def make_transport(self, answer_book: AnswerBook | None = None, tenant_id: str | None = None) -> Transport:
+        """The transport of the settings; `tenant_id` (a portfolio site's CitrineOS tenant) overrides the
+        deployment's CARIFLEX_CITRINEOS_TENANT."""
+        settings = self.settings()
+        if tenant_id is not None:
+            settings = dataclasses.replace(settings, tenant_id=tenant_id)
+        return settings.make_transport(answer_book)
 
     def has_bus(self) -> bool:
         return bool(self.amqp_url)

@@ -18,6 +18,7 @@ from cariflex_pipeline.dispatch.citrineos_assets import (
     fetch_inventory,
     read_citrineos,
 )
+from cariflex_pipeline.site_model import ChargePoint
 
 SYNC_CHECK = "citrineos_asset_sync"
 
@@ -63,19 +64,37 @@ def _warning(description: str, reason: str) -> dg.AssetCheckResult:
                             "CitrineOS's device models over its REST data API, and the station list and "
                             "locations over its GraphQL when configured; warns on any difference.")
 def citrineos_asset_sync(site: SiteResource, dispatch_broker: BrokerResource) -> dg.AssetCheckResult:
-    site_model = site.load()
+    portfolio = site.portfolio()
     settings = dispatch_broker.settings()
     if not settings.rest_url:
         # not green: nothing was compared, and the operator should know why
         return _warning("not compared: CARIFLEX_CITRINEOS_URL is not set",
                         "everything: no CitrineOS REST URL configured")
+    # A fleet's sites may sit in different CitrineOS tenants: each tenant's stations are read from that tenant.
+    by_tenant: dict[str, list[ChargePoint]] = {}
+    for site_id in portfolio.site_ids:
+        tenant = portfolio.entry(site_id).citrineos_tenant or settings.tenant_id
+        by_tenant.setdefault(tenant, []).extend(portfolio.site(site_id).charge_points)
     token, ca_file = settings.rest_token or None, settings.ca_file or None
-    try:
-        known = read_citrineos(settings.rest_url, [cp.id for cp in site_model.charge_points],
-                               tenant_id=settings.tenant_id, token=token, ca_file=ca_file)
-        inventory = (fetch_inventory(dispatch_broker.graphql_url, tenant_id=settings.tenant_id, token=token,
-                                     ca_file=ca_file)
-                     if dispatch_broker.graphql_url else None)
-    except CitrineUnavailable as error:
-        return _warning(f"not compared: {error}", "everything: CitrineOS could not be read")
-    return sync_result(compare(site_model.charge_points, known, inventory))
+    diffs = []
+    for tenant, charge_points in by_tenant.items():
+        try:
+            known = read_citrineos(settings.rest_url, [cp.id for cp in charge_points], tenant_id=tenant,
+                                   token=token, ca_file=ca_file)
+            inventory = (fetch_inventory(dispatch_broker.graphql_url, tenant_id=tenant, token=token,
+                                         ca_file=ca_file)
+                         if dispatch_broker.graphql_url else None)
+        except CitrineUnavailable as error:
+            which = f" (tenant {tenant})" if len(by_tenant) > 1 else ""
+            return _warning(f"not compared: {error}{which}", f"everything: CitrineOS could not be read{which}")
+        diffs.append(compare(charge_points, known, inventory))
+    return sync_result(diffs[0] if len(diffs) == 1 else _merged(diffs))
+
+
+def _merged(diffs: list[AssetDiff]) -> AssetDiff:
+    """One comparison of several tenants' (a fleet's): their differences and stations side by side."""
+    not_compared = sorted({diff.not_compared for diff in diffs} - {"nothing"})
+    return AssetDiff(differences=tuple(d for diff in diffs for d in diff.differences),
+                     skipped=tuple(s for diff in diffs for s in diff.skipped),
+                     compared=tuple(c for diff in diffs for c in diff.compared),
+                     not_compared="; ".join(not_compared) or "nothing")

@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from cariflex_pipeline.defs.measurements.resources import MeasurementsResource
-from cariflex_pipeline.defs.partitions import daily_partitions, partition_day_windows
+from cariflex_pipeline.defs.partitions import DAY_BACKFILL, daily_partitions, partition_day_windows
 from cariflex_pipeline.defs.provenance import LABEL_KEY, provenance_label
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.measurements import SAMPLE_SOURCE, read_readings_csv, readings_in_window, sample_day
@@ -23,7 +23,7 @@ FILE_SOURCE = "site-measurements"
 @dg.asset(
     group_name="measurements",
     partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=DAY_BACKFILL,
     deps=[dg.AssetKey("sensor_registry")],
     kinds={"pandas"},
 )
@@ -34,7 +34,7 @@ def site_measurements(
     measurements: MeasurementsResource,
 ) -> dg.MaterializeResult:
     """PV, battery, V2G, weather and DSO-price readings of the day(s), or the bundled sample day."""
-    site_model = site.load()
+    site_model = site.for_run(context).model
     series = store.open(site_model)
     windows = partition_day_windows(context, site_model.tz)
     files = measurements.files()
@@ -48,7 +48,8 @@ def site_measurements(
     # The sample is a day-ahead forecast: a run that covers today also writes tomorrow's, so a rolling
     # 24-hour schedule planned tonight sees tomorrow's PV.
     today = datetime.now(site_model.tz).date()
-    ahead = [sample_day(today + timedelta(days=1), site_model)] if not files and today.isoformat() in per_day else []
+    covers_today = any(start.date() == today for _, start, _ in windows)
+    ahead = [sample_day(today + timedelta(days=1), site_model)] if not files and covers_today else []
     written = 0
     with series.transaction() as connection:
         for frame in [*per_day.values(), *ahead]:

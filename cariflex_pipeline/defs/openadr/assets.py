@@ -2,9 +2,10 @@
 
 `openadr_events` asks the configured source (VTN or bundled sample feed) and stores every event (audit) and its
 normalized values (beliefs of 84/86/87). The three signal assets read those values back for their days and
-report them; downstream stages (scheduling) depend on exactly these asset keys. A range of days is one run
-(BackfillPolicy.single_run()), and each day of it still gets a materialization with that day's own figures
-(`context.add_asset_metadata(..., partition_key=day)`), so the UI's plots per partition stay meaningful after a
+report them; downstream stages (scheduling) depend on exactly these asset keys. For one site a range of days is
+one run (BackfillPolicy.single_run(); a fleet's run is one site and one day, defs/partitions.py), and each day of
+it still gets a materialization with that day's own figures (`context.add_asset_metadata(..., partition_key=day)`),
+so the UI's plots per partition stay meaningful after a
 backfill. Figure names are the same for a one-day run and for each day of a range.
 """
 
@@ -14,7 +15,12 @@ import dagster as dg
 import pandas as pd
 
 from cariflex_pipeline.charts import day_curve_chart, markdown_image
-from cariflex_pipeline.defs.openadr.partitions import daily_partitions, partition_day_windows
+from cariflex_pipeline.defs.openadr.partitions import (
+    DAY_BACKFILL,
+    daily_partitions,
+    partition_day_windows,
+    run_day_keys,
+)
 from cariflex_pipeline.defs.openadr.resources import VtnResource
 from cariflex_pipeline.defs.provenance import LABEL_KEY, provenance_label
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
@@ -29,10 +35,10 @@ GROUP = "openadr"
 def partition_days(context: dg.AssetExecutionContext, site: Site) -> tuple[list[date], datetime, datetime]:
     """The local days of the run's partition (range); a run without a partition (the main job) gets today and
     tomorrow (day-ahead)."""
-    if context.has_partition_key_range or context.has_partition_key:
-        window = context.partition_time_window
-        start = window.start.astimezone(site.tz)
-        end = window.end.astimezone(site.tz)
+    day_keys = run_day_keys(context)
+    if day_keys:
+        start = datetime.combine(date.fromisoformat(day_keys[0]), time(), site.tz)
+        end = datetime.combine(date.fromisoformat(day_keys[-1]) + timedelta(days=1), time(), site.tz)
     else:
         start = datetime.combine(datetime.now(site.tz).date(), time(), site.tz)
         end = start + timedelta(days=2)
@@ -106,7 +112,7 @@ def _ingest_figures(report: IngestReport, days: list[date]) -> dict[str, float]:
 @dg.asset(
     group_name=GROUP,
     partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    backfill_policy=DAY_BACKFILL,
     deps=[dg.AssetKey("sensor_registry")],
     kinds={"openadr"},
 )
@@ -119,7 +125,7 @@ def openadr_events(
     withdrawn on it, its prices and the end of its latest interval. `sync_events_seen` and
     `sync_values_written` are the whole ingestion of the run (a VTN resync also brings other days' events).
     """
-    site_model = site.load()
+    site_model = site.for_run(context).model
     series = store.open(site_model)
     config = vtn.config()
     days, start, end = partition_days(context, site_model)
@@ -162,14 +168,14 @@ def _signal_asset(name: str, field: str, prefix: str, description: str) -> dg.As
         name=name,
         group_name=GROUP,
         partitions_def=daily_partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=DAY_BACKFILL,
         deps=[openadr_events],
         kinds={"openadr"},
         description=description,
     )
     def _signal(context: dg.AssetExecutionContext, site: SiteResource,
                 store: TimeSeriesStoreResource) -> dg.MaterializeResult:
-        site_model = site.load()
+        site_model = site.for_run(context).model
         series = store.open(site_model)
         sensor_id = getattr(site_model.signals, field)
         sensor = site_model.sensor(sensor_id)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from pydantic import Field
 
+from cariflex_pipeline.defs.partitions import plan_partitions
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.s2.devices import site_devices
 from cariflex_pipeline.s2.planning import DeviceStaging, stage_plan
@@ -30,6 +31,7 @@ class S2InstructionsConfig(dg.Config):
 
 @dg.asset(
     group_name="s2",
+    partitions_def=plan_partitions,
     deps=[dg.AssetKey("ev_charging_schedule")],
     kinds={"s2"},
     check_specs=[dg.AssetCheckSpec(ACCEPTED_CHECK, asset="s2_instructions",
@@ -39,7 +41,7 @@ class S2InstructionsConfig(dg.Config):
 def s2_instructions(context: dg.AssetExecutionContext, config: S2InstructionsConfig, site: SiteResource,
                     store: TimeSeriesStoreResource) -> dg.MaterializeResult:
     """The battery and V2G part of the plan as FRBC instructions, per connected RM, stored for the CEM."""
-    site_model = site.load()
+    site_model = site.for_run(context).model
     series = store.open(site_model)
     devices = site_devices(site_model)
     now = datetime.fromisoformat(config.now) if config.now else datetime.now(UTC)

@@ -24,6 +24,7 @@ from pydantic import Field
 from sqlalchemy.engine import Engine
 
 from cariflex_pipeline.charts import horizon_chart, markdown_image
+from cariflex_pipeline.defs.partitions import plan_partitions, require_plan_day
 from cariflex_pipeline.defs.provenance import LABEL_KEY, provenance_label
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.defs.scheduling.checks import (
@@ -34,6 +35,7 @@ from cariflex_pipeline.defs.scheduling.checks import (
     refuse_under_block,
 )
 from cariflex_pipeline.defs.scheduling.connected import connected_rows, connected_table
+from cariflex_pipeline.defs.sites import RunSite
 from cariflex_pipeline.dispatch import active_sessions, has_session_history
 from cariflex_pipeline.dispatch.sessions import unapplied_needs
 from cariflex_pipeline.s2.planning import rm_limits
@@ -113,6 +115,7 @@ class _Sessions:
 
 @dg.asset(
     group_name="scheduling",
+    partitions_def=plan_partitions,
     deps=[*SIGNAL_ASSETS, *MEASUREMENT_ASSETS],
     kinds={"pulp", "highs"},
     check_specs=[dg.AssetCheckSpec(CHECK_NAME, asset="ev_charging_schedule", blocking=True,
@@ -123,16 +126,18 @@ def ev_charging_schedule(
     context: dg.AssetExecutionContext, config: ScheduleConfig, site: SiteResource, store: TimeSeriesStoreResource
 ) -> dg.MaterializeResult:
     """Least-cost EV charging plan (PuLP + HiGHS) over a rolling horizon, written as planned power of 61-70."""
-    site_model = site.load()
+    run_site = site.for_run(context)
+    site_model = run_site.model
     series = store.open(site_model)
     now = datetime.fromisoformat(config.now) if config.now else datetime.now(UTC)
+    require_plan_day(context, now, site_model.tz)
     start = current_slot(now, site_model.resolution)
     n = round(config.horizon_hours * 3600 / site_model.resolution.total_seconds())
     signals, signal_sources = _read_signals(series, site_model, start, n, config.use_pv_forecast)
     prices = price_fallback(signals.prices_eur_per_mwh, config.missing_price_policy)
     if prices.filled:
         context.log.warning("price fallback: %s", prices.description)
-    sessions = _read_sessions(context, config, series.engine, site_model, now, start, n)
+    sessions = _read_sessions(context, config, series.engine, run_site, now, start, n)
     v2g = _v2g_from_rms(context, site_model, series, sessions.sessions, start, start + n * site_model.resolution)
     sessions = dataclasses.replace(sessions, sessions=v2g.sessions)
     batteries = (_Batteries([], [], []) if config.include_batteries is False
@@ -249,13 +254,15 @@ def _read_signals(series: TimeSeriesStore, site: Site, start: datetime, n: int,
                        pv_forecast_kw=slots(pv_ids)), list(frame["source"])
 
 
-def _read_sessions(context: dg.AssetExecutionContext, config: ScheduleConfig, engine: Engine, site: Site,
+def _read_sessions(context: dg.AssetExecutionContext, config: ScheduleConfig, engine: Engine, run_site: RunSite,
                    now: datetime, start: datetime, n: int) -> _Sessions:
     """The sessions of the source horizon.session_source picks: the session table, or the day template."""
+    site = run_site.model
     source = session_source(config.session_source, has_session_history(engine))
     if source == "template":
         template = load_day_template(config.sessions_file)
-        chosen = _Sessions(source, sessions_for_horizon(template, start, start + n * site.resolution), 0, [], [])
+        chosen = _Sessions(source, sessions_for_horizon(template, start, start + n * site.resolution,
+                                                        run_site.devices_elsewhere), 0, [], [])
     else:
         points = [cp.id for cp in site.charge_points]
         live = active_sessions(engine, points)

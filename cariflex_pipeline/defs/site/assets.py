@@ -4,30 +4,54 @@
 import dagster as dg
 
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
-from cariflex_pipeline.site_model import Site
+from cariflex_pipeline.site_model import Portfolio, Site
 
 
 @dg.asset(group_name="site", kinds={"sqlalchemy"})
 def sensor_registry(
     context: dg.AssetExecutionContext, site: SiteResource, store: TimeSeriesStoreResource
 ) -> dg.MaterializeResult:
-    """Every sensor of the site model registered in the time-series store (ids, names, units, resolutions)."""
-    site_model = site.load()
-    time_series = store.open(site_model)
-    registered = time_series.register_sensors(site_model.sensors)
-    context.log.info("registered %d sensors of %s in %s", registered, site_model.name, time_series.describe())
-    return dg.MaterializeResult(
-        metadata={
-            "site": site_model.name,
-            "store": time_series.describe(),
-            "sensors_registered": registered,
-            "charge_points": len(site_model.charge_points),
-            "charge_point_capacity_kw": sum(cp.max_power_kw for cp in site_model.charge_points),
-            "import_capacity_kw": site_model.grid_connection.import_capacity_kw,
-            "sensors": dg.MetadataValue.md(_sensor_table(site_model)),
-            "charge_point_table": dg.MetadataValue.md(_charge_point_table(site_model)),
-        }
-    )
+    """Every sensor of the site model (of every site of a fleet) registered in the time-series store (ids, names,
+    units, resolutions)."""
+    portfolio = site.portfolio()
+    models = [portfolio.site(site_id) for site_id in portfolio.site_ids]
+    registered = 0
+    for model in models:
+        time_series = store.open(model)
+        registered += time_series.register_sensors(model.sensors)
+    context.log.info("registered %d sensors of %s in %s", registered, portfolio.name, time_series.describe())
+    if len(models) == 1:
+        return dg.MaterializeResult(metadata={"store": time_series.describe(), "sensors_registered": registered,
+                                              **_site_metadata(models[0])})
+    return dg.MaterializeResult(metadata={
+        "portfolio": portfolio.name, "store": time_series.describe(), "sensors_registered": registered,
+        "sites": dg.MetadataValue.md(_site_table(portfolio)),
+        **{f"{site_id}: {key}": value for site_id, model in zip(portfolio.site_ids, models, strict=True)
+           for key, value in _site_metadata(model).items()},
+    })
+
+
+def _site_metadata(site: Site) -> dict[str, object]:
+    return {
+        "site": site.name,
+        "charge_points": len(site.charge_points),
+        "charge_point_capacity_kw": sum(cp.max_power_kw for cp in site.charge_points),
+        "import_capacity_kw": site.grid_connection.import_capacity_kw,
+        "sensors": dg.MetadataValue.md(_sensor_table(site)),
+        "charge_point_table": dg.MetadataValue.md(_charge_point_table(site)),
+    }
+
+
+def _site_table(portfolio: Portfolio) -> str:
+    """One row per site of a fleet: what an operator checks first (is every site there, with its limit)."""
+    rows = []
+    for site_id in portfolio.site_ids:
+        model, entry = portfolio.site(site_id), portfolio.entry(site_id)
+        rows.append(f"| {site_id} | {model.name} | {len(model.charge_points)} | "
+                    f"{model.grid_connection.import_capacity_kw:g} / {model.grid_connection.export_capacity_kw:g} kW"
+                    f" | {entry.citrineos_tenant or 'deployment default'} |")
+    return "\n".join(["| site | name | charge points | import / export | CitrineOS tenant |",
+                      "|---|---|---|---|---|", *rows])
 
 
 def _sensor_table(site: Site) -> str:
