@@ -61,9 +61,9 @@ def _panel(spec: PanelSpec) -> timeseries.Panel | stat.Panel:
             .decimals(1).with_target(SqlQueryBuilder("A", spec.sql)).height(PANEL_HEIGHT).span(PANEL_WIDTH))
 
 
-def build_dashboard(site: Site) -> dict[str, object]:
-    """The dashboard as the JSON object Grafana's file provisioning reads."""
-    builder = (dashboard_builders.Dashboard(f"{site.name}: site").uid(DASHBOARD_UID).tags(["cariflex"])
+def build_dashboard(site: Site, uid: str = DASHBOARD_UID) -> dict[str, object]:
+    """The dashboard as the JSON object Grafana's file provisioning reads; `uid` is a fleet site's own."""
+    builder = (dashboard_builders.Dashboard(f"{site.name}: site").uid(uid).tags(["cariflex"])
                .timezone(site.timezone).time("now/d", "now/d").refresh("1m").readonly()
                .description("The seed dashboard's 17 panels on the time-series store (cariflex_pipeline.grafana; "
                             "regenerate with python -m cariflex_pipeline.grafana)."))
@@ -72,6 +72,6 @@ def build_dashboard(site: Site) -> dict[str, object]:
     return json.loads(json.dumps(builder.build(), cls=JSONEncoder))
 
 
-def dashboard_json(site: Site) -> str:
+def dashboard_json(site: Site, uid: str = DASHBOARD_UID) -> str:
     """The committed file's exact text: sorted keys, two-space indent, final newline (stable diffs)."""
-    return json.dumps(build_dashboard(site), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(build_dashboard(site, uid), indent=2, sort_keys=True, ensure_ascii=False) + "\n"

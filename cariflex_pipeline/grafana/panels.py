@@ -11,15 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from cariflex_pipeline.derived.sensors import (
-    ACTIVE_SESSIONS,
-    DERIVED_SOURCE,
-    EV_FLEXIBILITY_POTENTIAL,
-    FLEXIBILITY_IMPACT,
-    GRID_IMPACT,
-    SOC_OFFSET,
-    TOTAL_FLEXIBILITY,
-)
+from cariflex_pipeline.derived.sensors import DERIVED_SOURCE, SOC_OFFSET, DerivedSensors, derived_sensors
 from cariflex_pipeline.dispatch.sessions import METER_SOURCE
 from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
 from cariflex_pipeline.site_model import Site
@@ -59,61 +51,80 @@ def latest_sql(sensor_ids: list[int], series: Literal["per_sensor", "one"] = "on
     return f"SELECT time, sum(value) AS value FROM (\n  {latest}\n) latest\nGROUP BY time\nORDER BY time"
 
 
-def _flexibility_impact_sql() -> str:
+def _flexibility_impact_sql(derived: DerivedSensors) -> str:
     """Grid impact with the plan against the same day with uncontrolled charging (G − ΔG, docs/derived.md)."""
-    inner = latest_sql([GRID_IMPACT, FLEXIBILITY_IMPACT], series="per_sensor")
+    inner = latest_sql([derived.grid_impact, derived.flexibility_impact], series="per_sensor")
     return ("SELECT time,\n"
             "  sum(value) FILTER (WHERE metric = 'grid_impact') AS \"with flexibility\",\n"
             "  sum(CASE metric WHEN 'grid_impact' THEN value ELSE -value END) AS \"uncontrolled charging\"\n"
             f"FROM (\n{inner}\n) series\nGROUP BY time\nHAVING count(*) = 2\nORDER BY time")
 
 
+def span(sensor_ids: list[int]) -> str:
+    """The ids as a description names them: "41-50" when they run on, else "61, 63"."""
+    ids = sorted(sensor_ids)
+    if len(ids) > 1 and ids == list(range(ids[0], ids[-1] + 1)):
+        return f"{ids[0]}-{ids[-1]}"
+    return ", ".join(str(i) for i in ids) or "none"
+
+
 def seed_panels(site: Site) -> list[PanelSpec]:
-    """The seventeen panels in the seed's order, on this site's sensors."""
+    """The seventeen panels in the seed's order, on this site's sensors (a fleet's site: its own, and its own
+    derived range)."""
     pv = [pv.sensor_id for pv in site.pv_installations]
     points = [cp.sensor_id for cp in site.charge_points]
     batteries = [battery.sensor_id for battery in site.batteries]
+    battery_soc = [b + SOC_OFFSET for b in batteries]
+    v2g_soc = [v.sensor_id + SOC_OFFSET for v in site.v2g_chargers]
     signals = site.signals
+    derived = derived_sensors(site)
     return [
         PanelSpec("Production PV (kW)", latest_sql(pv, "per_sensor"), "kwatt", "kW",
-                  description="PV power per installation (sensors 41-50): forecast or measured", stacked=True),
+                  description=f"PV power per installation (sensors {span(pv)}): forecast or measured", stacked=True),
         PanelSpec("Consommation VE (kW)", latest_sql(points), "kwatt", "kW",
-                  description="EV charging power of the site, all charge points (61-70): metered, else planned"),
+                  description=f"EV charging power of the site, all charge points ({span(points)}): metered, else "
+                              "planned"),
         # The same sensors hold the fill level the S2 RMs report (cariflex-s2-cem): one meaning per curve.
-        PanelSpec("SOC Batteries (kWh)", latest_sql([b + SOC_OFFSET for b in batteries], "per_sensor",
-                                                    sources=[DERIVED_SOURCE], end_of_slot=True), "kwatth", "kWh",
-                  description="Stored energy per battery at the end of each slot (derived, 151-160)"),
-        PanelSpec("SOC V2G (kWh)", latest_sql([v.sensor_id + SOC_OFFSET for v in site.v2g_chargers], "per_sensor",
-                                              sources=[DERIVED_SOURCE], end_of_slot=True), "kwatth", "kWh",
-                  description="Energy in the EV at each V2G charger, end of slot (derived, 171-180)"),
-        PanelSpec("Flexibilite Totale (kWh)", latest_sql([TOTAL_FLEXIBILITY]), "kwatth", "kWh",
-                  description="Energy the EVs, batteries and V2G EVs could still take up (derived, 101)"),
-        PanelSpec("Impact Reseau (kW)", latest_sql([GRID_IMPACT]), "kwatt", "kW",
-                  description="Site exchange with the grid, import > 0 (derived, 102)"),
+        PanelSpec("SOC Batteries (kWh)", latest_sql(battery_soc, "per_sensor", sources=[DERIVED_SOURCE],
+                                                    end_of_slot=True), "kwatth", "kWh",
+                  description=f"Stored energy per battery at the end of each slot (derived, {span(battery_soc)})"),
+        PanelSpec("SOC V2G (kWh)", latest_sql(v2g_soc, "per_sensor", sources=[DERIVED_SOURCE], end_of_slot=True),
+                  "kwatth", "kWh",
+                  description=f"Energy in the EV at each V2G charger, end of slot (derived, {span(v2g_soc)})"),
+        PanelSpec("Flexibilite Totale (kWh)", latest_sql([derived.total_flexibility]), "kwatth", "kWh",
+                  description="Energy the EVs, batteries and V2G EVs could still take up (derived, "
+                              f"{derived.total_flexibility})"),
+        PanelSpec("Impact Reseau (kW)", latest_sql([derived.grid_impact]), "kwatt", "kW",
+                  description=f"Site exchange with the grid, import > 0 (derived, {derived.grid_impact})"),
         PanelSpec("Irradiance & Temperature", latest_sql([signals.irradiance, signals.temperature], "per_sensor"),
-                  "Wm2", "W/m²", description="Irradiance (81) and temperature (82)",
+                  "Wm2", "W/m²",
+                  description=f"Irradiance ({signals.irradiance}) and temperature ({signals.temperature})",
                   unit_overrides={site.sensor(signals.temperature).name: ("celsius", "°C")}),
         PanelSpec("Prix DSO (EUR/MWh)", latest_sql([signals.dso_price]), EUR_PER_MWH, "EUR/MWh",
-                  description="DSO network price (85)"),
+                  description=f"DSO network price ({signals.dso_price})"),
         PanelSpec("DSR Price Signal (EUR/MWh)", latest_sql([signals.consumption_price]), EUR_PER_MWH, "EUR/MWh",
-                  description="Consumption price from the OpenADR VTN (84)"),
+                  description=f"Consumption price from the OpenADR VTN ({signals.consumption_price})"),
         PanelSpec("Load Control Signal (%)", latest_sql([signals.load_control]), "percent", "%",
-                  description="Share of the grid connection the DSO allows, from the OpenADR VTN (86)"),
-        PanelSpec("Impact Flexibilite Reseau (kW)", latest_sql([FLEXIBILITY_IMPACT]), "kwatt", "kW",
+                  description="Share of the grid connection the DSO allows, from the OpenADR VTN "
+                              f"({signals.load_control})"),
+        PanelSpec("Impact Flexibilite Reseau (kW)", latest_sql([derived.flexibility_impact]), "kwatt", "kW",
                   description="Grid impact minus the same day with uncontrolled charging; < 0: less import "
-                              "(derived, 103)"),
+                              f"(derived, {derived.flexibility_impact})"),
         PanelSpec("Battery Power (kW)", latest_sql(batteries, "per_sensor"), "kwatt", "kW",
-                  description="Power per stationary battery, charge > 0 (51-60): metered, else planned"),
+                  description=f"Power per stationary battery, charge > 0 ({span(batteries)}): metered, else planned"),
         PanelSpec("EV Power (kW)", latest_sql(points, "per_sensor", sources=[SCHEDULER_SOURCE]), "kwatt", "kW",
-                  description="Planned power per charge point (61-70), as the scheduler wrote it", stacked=True),
-        PanelSpec("Flexibility Impact (kW)", _flexibility_impact_sql(), "kwatt", "kW",
-                  description="Grid impact with the plan and with uncontrolled charging (derived, 102 and 103)"),
+                  description=f"Planned power per charge point ({span(points)}), as the scheduler wrote it",
+                  stacked=True),
+        PanelSpec("Flexibility Impact (kW)", _flexibility_impact_sql(derived), "kwatt", "kW",
+                  description="Grid impact with the plan and with uncontrolled charging (derived, "
+                              f"{derived.grid_impact} and {derived.flexibility_impact})"),
         PanelSpec("EV Charging Power (kW)", latest_sql(points, "per_sensor"), "kwatt", "kW",
-                  description=f"Power per charge point (61-70): CitrineOS meter values ({METER_SOURCE}) where "
-                              "reported, else the plan"),
-        PanelSpec("Active Charging Sessions", latest_sql([ACTIVE_SESSIONS]), "none", "EVs", kind="stat",
-                  description="EVs connected at the slot start (derived, 104); the number is the latest slot"),
-        PanelSpec("EV Flexibility Potential (kWh)", latest_sql([EV_FLEXIBILITY_POTENTIAL]), "kwatth", "kWh",
+                  description=f"Power per charge point ({span(points)}): CitrineOS meter values ({METER_SOURCE}) "
+                              "where reported, else the plan"),
+        PanelSpec("Active Charging Sessions", latest_sql([derived.active_sessions]), "none", "EVs", kind="stat",
+                  description=f"EVs connected at the slot start (derived, {derived.active_sessions}); the number is "
+                              "the latest slot"),
+        PanelSpec("EV Flexibility Potential (kWh)", latest_sql([derived.ev_flexibility_potential]), "kwatth", "kWh",
                   description="Energy the connected EVs could take beyond their needs before leaving (derived, "
-                              "105)"),
+                              f"{derived.ev_flexibility_potential})"),
     ]

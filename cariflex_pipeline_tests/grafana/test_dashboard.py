@@ -11,6 +11,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine
 
+from cariflex_pipeline import site_model
 from cariflex_pipeline.definitions import MAIN_JOB_NAME, defs
 from cariflex_pipeline.defs.derived import DERIVED_ASSETS
 from cariflex_pipeline.defs.measurements.assets import FILE_SOURCE
@@ -155,3 +156,23 @@ def test_every_panel_query_returns_the_days_series_on_postgres(day_after_main_jo
             assert all(value is not None for row in rows for value in row[1:]), spec.title
     finally:
         engine.dispose()
+
+
+def test_a_fleet_gets_one_dashboard_per_site_on_its_own_sensors(tmp_path: Path) -> None:
+    portfolio_file = Path(site_model.__file__).with_name("martinique_portfolio.yaml")
+    assert main(["--site", str(portfolio_file), "--output", str(tmp_path / "cariflex.json")]) == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cariflex-place-d-armes.json",
+                                                                 "cariflex-pointe-simon.json"]
+    armes = json.loads((tmp_path / "cariflex-place-d-armes.json").read_text(encoding="utf-8"))
+    assert armes["uid"] == "cariflex-site-place-d-armes"
+    assert armes["title"] == "Cariflex Place d'Armes, Le Lamentin: site"
+    by_title = {panel["title"]: panel for panel in armes["panels"]}
+    sql = {title: panel["targets"][0]["rawSql"] for title, panel in by_title.items()}
+    # its own charge points, batteries and derived range (111-115), the shared price
+    assert "IN (66, 67, 68, 69, 70)" in sql["EV Power (kW)"] and "61" not in sql["EV Power (kW)"]
+    assert "IN (156, 157, 158, 159, 160)" in sql["SOC Batteries (kWh)"]
+    assert "IN (112)" in sql["Impact Reseau (kW)"] and "IN (111)" in sql["Flexibilite Totale (kWh)"]
+    assert "IN (84)" in sql["DSR Price Signal (EUR/MWh)"]
+    assert by_title["EV Power (kW)"]["description"].startswith("Planned power per charge point (66-70)")
+    assert main(["--check", "--site", str(portfolio_file), "--site-id", "pointe-simon",
+                 "--output", str(tmp_path / "cariflex.json")]) == 0
