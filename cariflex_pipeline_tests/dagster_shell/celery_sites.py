@@ -1,8 +1,9 @@
 """A job of per-site steps for test_celery_workers.py, loaded by the celery workers as well as by the test.
 
-The code location has no site partitions yet (issue 13 item 3), so two independent ops stand for two sites. Each
-does a site's real work, the project's planner on the bundled sample problem (parse, resolve against the site file,
-solve, verify), and records which process ran it. Before planning, each waits until every site's step has started:
+A fleet's runs of the code location are one site each (site x day partitions, docs/fleet.md); what the celery
+executor spreads over workers is a run's steps, so here one run holds one step per site. Each does a site's real
+work, the project's planner on the bundled sample problem (parse, resolve against the site file, solve, verify),
+and records which process ran it. Before planning, each waits until every site's step has started:
 with one step per worker at a time, the run can only get through when the steps run on different workers at once.
 """
 
