@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))  # the test scaffolding below: the real OpenLEADR 
 from cariflex_pipeline.dispatch import station_message  # noqa: E402
 from cariflex_pipeline.openadr.repository import EventLog  # noqa: E402
 from cariflex_pipeline.site_model import load_site  # noqa: E402
+from cariflex_pipeline.site_model.portfolio import slug  # noqa: E402
 from cariflex_pipeline.store import TimeSeriesStore  # noqa: E402
 from cariflex_pipeline_tests.dispatch.citrineos_sim import (  # noqa: E402
     CitrineRouter,
@@ -265,7 +266,7 @@ def main() -> int:
                 time.sleep(0.3)
             store = TimeSeriesStore(store_url)
             last = wait_for(lambda: next((record for (_, stored_id), record in
-                                          EventLog(store.engine).latest_versions().items()
+                                          EventLog(store.engine, site_id=slug(site.name)).latest_versions().items()
                                           if stored_id == event_id and record.modification_number == number), None),
                             args.timeout, f"modification {number} (the burst's last) in the store")
             runs = wait_for(lambda: finished_runs(base, "openadr_vtn_sensor", carries(f"{event_id}@{number}")),

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from cariflex_pipeline.openadr.ingest import ingest_events
 from cariflex_pipeline.openadr.oadr3 import parse_events_json
 from cariflex_pipeline.site_model import load_site
+from cariflex_pipeline.site_model.portfolio import slug
 from cariflex_pipeline.store import TimeSeriesStore
 
 START = datetime(2027, 1, 1, 4, tzinfo=UTC)  # local midnight in Martinique
@@ -61,7 +62,7 @@ def run(url: str, events: int, intervals: int) -> None:
     body = answer(events, intervals)
 
     started = time.perf_counter()
-    report = ingest_events(parse_events_json(body, "bench-vtn"), site, store)
+    report = ingest_events(parse_events_json(body, "bench-vtn"), site, store, site_id=slug(site.name))
     ingest_seconds = time.perf_counter() - started
     assert len(report.new) == events and report.values_written == events * intervals, report.rejected
 

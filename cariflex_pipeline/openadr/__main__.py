@@ -18,15 +18,17 @@ from dataclasses import asdict
 from datetime import date
 
 from cariflex_pipeline.openadr.repository import EventLog
-from cariflex_pipeline.openadr.source import VtnConfig, ingest_from_source, ven_20b
+from cariflex_pipeline.openadr.source import VtnConfig, ingest_from_source, peers_of, ven_20b
 from cariflex_pipeline.openadr.ven20b import run_loop
-from cariflex_pipeline.site_model import load_site
+from cariflex_pipeline.site_model import load_portfolio
 from cariflex_pipeline.store import TimeSeriesStore, default_database_url
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cariflex_pipeline.openadr", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--site", default=None, help="site id of the portfolio ($CARIFLEX_PORTFOLIO_FILE); "
+                        "default: the only site")
     commands = parser.add_subparsers(dest="command", required=True)
     sync = commands.add_parser("sync")
     sync.add_argument("--day", action="append", type=date.fromisoformat, default=None)
@@ -36,20 +38,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    site = load_site()
+    portfolio = load_portfolio()
+    if args.site is None and len(portfolio.sites) > 1:
+        parser.error(f"the portfolio has several sites; name one with --site: {', '.join(portfolio.site_ids)}")
+    site_id = args.site or portfolio.site_ids[0]
+    site = portfolio.site(site_id)
     store = TimeSeriesStore(default_database_url())
     store.migrate()
     store.register_sensors(site.sensors)
     config = VtnConfig.from_env()
     if args.command == "sync":
-        report = ingest_from_source(config, site, store, args.day)
+        report = ingest_from_source(config, portfolio, store, args.day, site_id=site_id)
     elif args.command == "run":
         if config.is_sample or config.protocol != "2.0b":
             parser.error("run needs CARIFLEX_VTN_URL of an OpenADR 2.0b VTN")
+        if peers_of(portfolio, site_id):  # its polls would take the events of the other sites of its VEN
+            parser.error(f"site {site_id!r} shares its VEN name with other sites; their VEN is polled by the "
+                         "Dagster sensor (openadr_vtn_sensor), not by run")
         with ven_20b(config, site, store) as ven:
-            report = run_loop(ven, site, store, max_polls=args.max_polls)
+            report = run_loop(ven, site, store, site_id=site_id, max_polls=args.max_polls)
     else:
-        for record in EventLog(store.engine).all():
+        for record in EventLog(store.engine, site_id=site_id).all():
             print(json.dumps({**asdict(record), "raw_payload": f"{len(record.raw_payload)} chars"}, default=str))
         return 0
     summary = asdict(report)

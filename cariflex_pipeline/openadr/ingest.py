@@ -1,4 +1,9 @@
-"""Ingestion: received events -> audit log + beliefs of sensors 84/86/87, idempotently.
+"""Ingestion: received events -> audit log + beliefs of sensors 84/86/87, idempotently, for one site.
+
+Everything is the site's own (`site_id`): its mappings decide which sensors an event feeds (its own and the shared
+ones), and its audit rows decide what is already stored, so a site never skips an event because another site
+stored it. Shared sensors are written by every site they belong to, with the same values under the same data
+source (an idempotent upsert): nothing is doubled.
 
 For each event version (VTN, event id, modification number):
 - already stored -> nothing changes (the same event twice writes nothing);
@@ -136,6 +141,8 @@ def ingest_events(
     site: Site,
     store: TimeSeriesStore,
     received_at: datetime | None = None,
+    *,
+    site_id: str,
 ) -> IngestReport:
     """Ingest each event on its own terms: one that cannot be ingested is reported as rejected (with its reason,
     answered optOut) and never stops the others.
@@ -145,7 +152,8 @@ def ingest_events(
     written again in a transaction of its own, so that only that event is rejected.
     """
     received_at = received_at or datetime.now(UTC)
-    context = _Context(site, store, EventLog(store.engine), AbsenceLog(store.engine), received_at)
+    context = _Context(site, store, EventLog(store.engine, site_id=site_id), AbsenceLog(store.engine, site_id=site_id),
+                       received_at)
     report = IngestReport()
     latest: dict[tuple[str, str], OpenAdrEvent] = {}
     for event in events:
@@ -386,11 +394,11 @@ def _withdraw(prior: EventRecord | None, store: TimeSeriesStore, connection: Con
 
 
 def withdraw_deleted(records: Iterable[EventRecord], site: Site, store: TimeSeriesStore,
-                     now: datetime) -> IngestReport:
-    """3.0.1: withdraw the values of events the VTN deleted (`ven301.deleted_events`); each withdrawal and the
-    mark that it happened land together. The event's logged version stays: listed again, it gets its values
-    back (`ingest_events`)."""
-    absences = AbsenceLog(store.engine)
+                     now: datetime, *, site_id: str) -> IngestReport:
+    """3.0.1: withdraw the values of events the VTN deleted for `site_id` (`ven301.deleted_events`); each
+    withdrawal and the mark that it happened land together. The event's logged version stays: listed again, it
+    gets its values back (`ingest_events`)."""
+    absences = AbsenceLog(store.engine, site_id=site_id)
     report = IngestReport()
     for record in records:
         with store.transaction() as connection:

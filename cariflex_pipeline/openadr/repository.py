@@ -1,11 +1,16 @@
-"""Reading and writing the OpenADR tables (audit log of events, VEN state) on the store's engine."""
+"""Reading and writing the OpenADR tables (audit log of events, VEN state) on the store's engine.
+
+The audit log and the absences are a site's own (`EventLog(engine, site_id=...)`): every query and every row is
+that site's, so that two sites fed by one VTN each ingest every event for themselves. The VEN state is keyed by
+VTN URL and VEN name: sites sharing a VEN name share one registration (docs/fleet.md).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, RowMapping, and_, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, RowMapping, and_, delete, func, insert, select, update
 
 from cariflex_pipeline.openadr.model import OpenAdrEvent
 from cariflex_pipeline.openadr.tables import openadr_absences, openadr_events, openadr_ven_state
@@ -26,6 +31,7 @@ class LoggedVersion:
 
 @dataclass(frozen=True)
 class EventRecord:
+    site_id: str
     vtn_id: str
     event_id: str
     modification_number: int
@@ -47,10 +53,11 @@ class EventRecord:
 
 
 class EventLog:
-    """Every event version received, for audit and to know what is already applied."""
+    """Every event version one site received, for audit and to know what is already applied there."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, site_id: str) -> None:
         self.engine = engine
+        self.site_id = site_id
 
     def record(
         self,
@@ -73,6 +80,7 @@ class EventLog:
         received = to_db_time(self.engine, received_at)
         connection.execute(insert(openadr_events), [
             {
+                "site_id": self.site_id,
                 "vtn_id": version.event.vtn_id,
                 "event_id": version.event.event_id,
                 "modification_number": version.event.modification_number,
@@ -93,13 +101,13 @@ class EventLog:
         return self.latest_of(vtn_id, [event_id]).get(event_id)
 
     def latest_of(self, vtn_id: str, event_ids: list[str]) -> dict[str, EventRecord]:
-        """The latest stored version of each of these events of one VTN (absent: never stored), in a few
-        queries however many events a listing holds."""
+        """The latest version of each of these events of one VTN the site stored (absent: never stored), in a
+        few queries however many events a listing holds."""
         found: dict[str, EventRecord] = {}
         for first in range(0, len(event_ids), _LOOKUP_CHUNK):
             query = (
                 select(openadr_events)
-                .where(openadr_events.c.vtn_id == vtn_id,
+                .where(openadr_events.c.site_id == self.site_id, openadr_events.c.vtn_id == vtn_id,
                        openadr_events.c.event_id.in_(event_ids[first:first + _LOOKUP_CHUNK]))
                 .order_by(openadr_events.c.modification_number.desc(), openadr_events.c.id.desc())
             )
@@ -110,17 +118,19 @@ class EventLog:
         return found
 
     def latest_versions(self, vtn_id: str | None = None) -> dict[tuple[str, str], EventRecord]:
-        """The latest stored version of every event (of one VTN, or all), keyed by (vtn_id, event_id)."""
+        """The latest version the site stored of every event (of one VTN, or all), keyed by (vtn_id, event_id)."""
+        mine = openadr_events.c.site_id == self.site_id
         newest = (
             select(
                 openadr_events.c.vtn_id,
                 openadr_events.c.event_id,
                 func.max(openadr_events.c.modification_number).label("modification_number"),
             )
+            .where(mine)
             .group_by(openadr_events.c.vtn_id, openadr_events.c.event_id)
             .subquery()
         )
-        query = select(openadr_events).join(
+        query = select(openadr_events).where(mine).join(
             newest,
             and_(
                 openadr_events.c.vtn_id == newest.c.vtn_id,
@@ -136,12 +146,14 @@ class EventLog:
 
     def all(self) -> list[EventRecord]:
         with self.engine.connect() as connection:
-            rows = connection.execute(select(openadr_events).order_by(openadr_events.c.id)).mappings().all()
+            rows = connection.execute(select(openadr_events).where(openadr_events.c.site_id == self.site_id)
+                                      .order_by(openadr_events.c.id)).mappings().all()
         return [_record(row) for row in rows]
 
 
 def _record(row: RowMapping) -> EventRecord:
     return EventRecord(
+        site_id=row["site_id"],
         vtn_id=row["vtn_id"],
         event_id=row["event_id"],
         modification_number=int(row["modification_number"]),
@@ -159,6 +171,7 @@ def _record(row: RowMapping) -> EventRecord:
 @dataclass(frozen=True)
 class VenState:
     vtn_url: str
+    ven_name: str
     protocol: str
     vtn_id: str | None = None
     ven_id: str | None = None
@@ -170,20 +183,21 @@ class VenState:
 
 
 class VenStateStore:
-    """The VEN's registration and poll bookkeeping per VTN URL, stored so that it survives restarts."""
+    """The VEN's registration and poll bookkeeping per VTN URL and VEN name, stored so that it survives restarts.
+    Not per site: the sites sharing a VEN name are one VEN at the VTN, with one registration and one poll."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def load(self, vtn_url: str) -> VenState | None:
+    def load(self, vtn_url: str, ven_name: str) -> VenState | None:
         with self.engine.connect() as connection:
-            row = connection.execute(
-                select(openadr_ven_state).where(openadr_ven_state.c.vtn_url == vtn_url)
-            ).mappings().first()
+            row = connection.execute(select(openadr_ven_state).where(
+                openadr_ven_state.c.vtn_url == vtn_url, openadr_ven_state.c.ven_name == ven_name)).mappings().first()
         if row is None:
             return None
         return VenState(
             vtn_url=row["vtn_url"],
+            ven_name=row["ven_name"],
             protocol=row["protocol"],
             vtn_id=row["vtn_id"],
             ven_id=row["ven_id"],
@@ -207,11 +221,12 @@ class VenStateStore:
             "updated_at": to_db_time(self.engine, datetime.now(UTC)),
         }
         with self.engine.begin() as connection:
-            changed = connection.execute(
-                update(openadr_ven_state).where(openadr_ven_state.c.vtn_url == state.vtn_url).values(**values)
-            ).rowcount
+            changed = connection.execute(update(openadr_ven_state).where(
+                openadr_ven_state.c.vtn_url == state.vtn_url, openadr_ven_state.c.ven_name == state.ven_name,
+            ).values(**values)).rowcount
             if not changed:
-                connection.execute(insert(openadr_ven_state).values(vtn_url=state.vtn_url, **values))
+                connection.execute(insert(openadr_ven_state).values(vtn_url=state.vtn_url, ven_name=state.ven_name,
+                                                                    **values))
 
 
 @dataclass(frozen=True)
@@ -221,27 +236,34 @@ class Absence:
 
 
 class AbsenceLog:
-    """3.0.1 events that complete listings no longer hold: since when, and whether their values were withdrawn."""
+    """3.0.1 events that one site's complete listings no longer hold: since when, and whether their values were
+    withdrawn. Per site, because each site lists the VTN with its own targets."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, site_id: str) -> None:
         self.engine = engine
+        self.site_id = site_id
+
+    def _of_vtn(self, vtn_id: str) -> ColumnElement[bool]:
+        return and_(openadr_absences.c.site_id == self.site_id, openadr_absences.c.vtn_id == vtn_id)
 
     def of(self, vtn_id: str) -> dict[str, Absence]:
         with self.engine.connect() as connection:
-            rows = connection.execute(select(openadr_absences).where(openadr_absences.c.vtn_id == vtn_id)).all()
+            rows = connection.execute(select(openadr_absences).where(self._of_vtn(vtn_id))).all()
         return {row.event_id: Absence(from_db_time(row.absent_since), from_db_time(row.withdrawn_at))
                 for row in rows}
 
     def withdrawn_events(self) -> dict[tuple[str, str], datetime]:
         """(VTN, event) -> when the values were withdrawn, of every VTN."""
         with self.engine.connect() as connection:
-            rows = connection.execute(select(openadr_absences).where(openadr_absences.c.withdrawn_at.is_not(None)))
+            rows = connection.execute(select(openadr_absences).where(
+                openadr_absences.c.site_id == self.site_id, openadr_absences.c.withdrawn_at.is_not(None)))
             return {(row.vtn_id, row.event_id): from_db_time(row.withdrawn_at) for row in rows}
 
     def note_absent(self, vtn_id: str, event_ids: list[str], now: datetime) -> None:
         """Start the clock for events missing from a complete listing (where it is not running already)."""
         known = self.of(vtn_id)
-        rows = [{"vtn_id": vtn_id, "event_id": event_id, "absent_since": to_db_time(self.engine, now)}
+        since = to_db_time(self.engine, now)
+        rows = [{"site_id": self.site_id, "vtn_id": vtn_id, "event_id": event_id, "absent_since": since}
                 for event_id in event_ids if event_id not in known]
         if rows:
             with self.engine.begin() as connection:
@@ -254,21 +276,20 @@ class AbsenceLog:
             return
         with self.engine.begin() as connection:
             connection.execute(delete(openadr_absences).where(
-                openadr_absences.c.vtn_id == vtn_id, openadr_absences.c.event_id.in_(event_ids),
+                self._of_vtn(vtn_id), openadr_absences.c.event_id.in_(event_ids),
                 openadr_absences.c.withdrawn_at.is_(None)))
 
     def withdrawn(self, vtn_id: str, event_id: str, now: datetime, connection: Connection) -> None:
         """Inside the transaction that deletes the event's values."""
-        statement = update(openadr_absences).where(
-            openadr_absences.c.vtn_id == vtn_id, openadr_absences.c.event_id == event_id)
+        statement = update(openadr_absences).where(self._of_vtn(vtn_id), openadr_absences.c.event_id == event_id)
         if not connection.execute(statement.values(withdrawn_at=to_db_time(self.engine, now))).rowcount:
             connection.execute(insert(openadr_absences).values(
-                vtn_id=vtn_id, event_id=event_id, absent_since=to_db_time(self.engine, now),
+                site_id=self.site_id, vtn_id=vtn_id, event_id=event_id, absent_since=to_db_time(self.engine, now),
                 withdrawn_at=to_db_time(self.engine, now)))
 
     def restored(self, vtn_id: str, event_ids: list[str], connection: Connection) -> None:
         """Inside the transaction that writes the events' values again."""
         for first in range(0, len(event_ids), _LOOKUP_CHUNK):
             connection.execute(delete(openadr_absences).where(
-                openadr_absences.c.vtn_id == vtn_id,
+                self._of_vtn(vtn_id),
                 openadr_absences.c.event_id.in_(event_ids[first:first + _LOOKUP_CHUNK])))

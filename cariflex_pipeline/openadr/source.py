@@ -1,10 +1,16 @@
 """Where the signals come from: a configured 2.0b or 3.0.1 VTN, or the bundled sample feed when none is set.
 
-`ingest_from_source` is what the Dagster assets call; `poll_changes` is what the Dagster sensor calls: it asks
-the VTN what is there (2.0b: oadrPoll, or a resync when one is due or the last tick's poll was lost; 3.0.1:
-GET /events) and says which events are new, modified, cancelled or deleted compared with the store, without
-ingesting values (the run it requests does that, after a full resync, and only then answers a 2.0b VTN: never
-an optIn before the values it promises to follow are committed).
+`ingest_from_source` is what the Dagster assets call, for one site of the portfolio; `poll_changes` is what the
+Dagster sensor calls: it asks the VTN what is there (2.0b: oadrPoll, or a resync when one is due or the last
+tick's poll was lost; 3.0.1: GET /events) and says, per site, which events are new, modified, cancelled or
+deleted compared with what that site stored, without ingesting values (the run it requests does that, after a
+full resync, and only then answers a 2.0b VTN: never an optIn before the values it promises to follow are
+committed).
+
+A fleet (docs/fleet.md): sites sharing a VEN name are one VEN at the VTN. 2.0b: polled once per VEN name (a poll
+hands an event over once; `ven_groups`), its events compared with each site's store; each site's run resyncs and
+answers the events it follows (`ven20b.answered_by`). 3.0.1: each site lists with its own targets
+(`portfolio.entry(id).openadr.targets`, else CARIFLEX_VTN_TARGET_*), sites with the same query share one listing.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from cariflex_pipeline.openadr.ven20b import DEFAULT_RESYNC, Ven20b
 from cariflex_pipeline.openadr.ven20b import sync as sync_20b
 from cariflex_pipeline.openadr.ven301 import DELETE_AFTER, Listing, Ven301, deleted_events
 from cariflex_pipeline.openadr.ven301 import sync as sync_301
-from cariflex_pipeline.site_model import Site
+from cariflex_pipeline.site_model import Portfolio, Site
 from cariflex_pipeline.store import TimeSeriesStore
 
 
@@ -92,33 +98,62 @@ def programs_301(site: Site) -> list[str | None]:
     return [None] if not programs or None in programs else sorted(programs)
 
 
+def ven_name_of(site: Site) -> str:
+    return site.openadr.ven_name if site.openadr else "cariflex"
+
+
+def ven_groups(portfolio: Portfolio) -> dict[str, list[str]]:
+    """VEN name -> the ids of the sites sharing it, in portfolio order: one VEN at the VTN each."""
+    groups: dict[str, list[str]] = {}
+    for site_id in portfolio.site_ids:
+        groups.setdefault(ven_name_of(portfolio.site(site_id)), []).append(site_id)
+    return groups
+
+
+def peers_of(portfolio: Portfolio, site_id: str) -> list[Site]:
+    """The other sites of `site_id`'s VEN name (whose share of the 2.0b answers is theirs)."""
+    group = ven_groups(portfolio)[ven_name_of(portfolio.site(site_id))]
+    return [portfolio.site(other) for other in group if other != site_id]
+
+
+Targets = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def targets_of(config: VtnConfig, portfolio: Portfolio, site_id: str) -> Targets:
+    """The 3.0.1 targets `site_id` lists the VTN's events with: its own (portfolio file), else the deployment's
+    CARIFLEX_VTN_TARGET_TYPE/_VALUES (today's query), else none."""
+    own = portfolio.entry(site_id).openadr.targets
+    if own:
+        return tuple((target.type, tuple(target.values)) for target in own)
+    return ((config.target_type, config.target_values),) if config.target_type else ()
+
+
 def ven_20b(config: VtnConfig, site: Site, store: TimeSeriesStore) -> Ven20b:
-    ven_name = site.openadr.ven_name if site.openadr else "cariflex"
-    return Ven20b(config.url or "", ven_name, store.engine, timeout_seconds=config.timeout_seconds,
+    """The 2.0b VEN of the site's VEN name (its state is shared by every site of that name)."""
+    return Ven20b(config.url or "", ven_name_of(site), store.engine, timeout_seconds=config.timeout_seconds,
                   retry=RetryPolicy(attempts=config.retry_attempts, backoff_seconds=config.retry_backoff_seconds),
                   resync_interval=timedelta(seconds=config.resync_seconds))
 
 
-_VENS_301: dict[tuple[VtnConfig, tuple[str | None, ...]], Ven301] = {}
+_VENS_301: dict[tuple[VtnConfig, tuple[str | None, ...], Targets], Ven301] = {}
 _VENS_301_LOCK = threading.Lock()
 _VENS_301_KEPT = 8
 
 
-def ven_301(config: VtnConfig, site: Site) -> Ven301:
-    """The 3.0.1 VEN of `config`, one per configuration and process: its token (and connection pool) outlives a
-    call, so a sensor polling every 30 s asks the token endpoint again only when the token expires or is refused,
-    not on every tick."""
+def ven_301(config: VtnConfig, site: Site, targets: Targets = ()) -> Ven301:
+    """The 3.0.1 VEN of `config` listing the site's programs and `targets`, one per query and process: its token
+    (and connection pool) outlives a call, so a sensor polling every 30 s asks the token endpoint again only when
+    the token expires or is refused, not on every tick."""
     if not config.client_id or not config.client_secret:
         raise ValueError(f"{config.describe()}: OpenADR 3.0.1 needs a client id and secret "
                          "(CARIFLEX_VTN_CLIENT_ID / CARIFLEX_VTN_CLIENT_SECRET)")
     programs = programs_301(site)
-    key = (config, tuple(programs))
+    key = (config, tuple(programs), targets)
     with _VENS_301_LOCK:
         ven = _VENS_301.get(key)
         if ven is None:
             ven = Ven301(config.url or "", config.client_id, config.client_secret, vtn_id=config.vtn_id,
-                         programs=programs, target_type=config.target_type,
-                         target_values=list(config.target_values), token_url=config.token_url,
+                         programs=programs, targets=targets, token_url=config.token_url,
                          timeout_seconds=config.timeout_seconds,
                          delete_after=timedelta(seconds=config.delete_after_seconds),
                          retry=RetryPolicy(attempts=config.retry_attempts,
@@ -136,21 +171,23 @@ def with_day_ahead(days: list[date], today: date) -> list[date]:
     return [*days, tomorrow] if today in days and tomorrow not in days else list(days)
 
 
-def ingest_from_source(config: VtnConfig, site: Site, store: TimeSeriesStore,
-                       days: list[date] | None = None, today: date | None = None) -> IngestReport:
-    """Sample feed: the events of `days` (default today), plus tomorrow's when today is among them (day-ahead).
-    VTN: a full resync of what it holds."""
+def ingest_from_source(config: VtnConfig, portfolio: Portfolio, store: TimeSeriesStore,
+                       days: list[date] | None = None, today: date | None = None, *, site_id: str) -> IngestReport:
+    """Ingest for `site_id`, with its mappings and into its audit rows. Sample feed: the events of `days`
+    (default today), plus tomorrow's when today is among them (day-ahead). VTN: a full resync of what it holds
+    for the site's VEN (2.0b) or targets (3.0.1)."""
+    site = portfolio.site(site_id)
     if config.is_sample:
         today = today or datetime.now(site.tz).date()
         days = with_day_ahead(days or [today], today)
         events: list[OpenAdrEvent] = []
         for day in days:
             events.extend(sample_events(day, site.timezone))
-        return ingest_events(events, site, store)
+        return ingest_events(events, site, store, site_id=site_id)
     if config.protocol == "2.0b":
         with ven_20b(config, site, store) as ven:
-            return sync_20b(ven, site, store)
-    return sync_301(ven_301(config, site), site, store)
+            return sync_20b(ven, site, store, site_id=site_id, peers=peers_of(portfolio, site_id))
+    return sync_301(ven_301(config, site, targets_of(config, portfolio, site_id)), site, store, site_id=site_id)
 
 
 @dataclass(frozen=True)
@@ -168,12 +205,12 @@ class EventChange:
         return f"{self.event_id}@{self.modification_number}{self.tag}"
 
 
-def changes_of(events: list[OpenAdrEvent], site: Site, store: TimeSeriesStore) -> list[EventChange]:
-    """Which events differ from what the store holds (unknown, another modification, newly cancelled, listed
+def changes_of(events: list[OpenAdrEvent], site: Site, store: TimeSeriesStore, *, site_id: str) -> list[EventChange]:
+    """Which events differ from what `site_id` stored (unknown, another modification, newly cancelled, listed
     again after their values were withdrawn). An event that cannot even be looked up is left to the run, which
     reports it rejected; one whose days cannot be computed runs on the days its stored version covered."""
-    known = EventLog(store.engine).latest_versions()
-    withdrawn = AbsenceLog(store.engine).withdrawn_events()
+    known = EventLog(store.engine, site_id=site_id).latest_versions()
+    withdrawn = AbsenceLog(store.engine, site_id=site_id).withdrawn_events()
     changes = []
     for event in events:
         if identity_problems(event):
@@ -202,39 +239,59 @@ def changes_of(events: list[OpenAdrEvent], site: Site, store: TimeSeriesStore) -
 
 @dataclass(frozen=True)
 class Polled:
-    """What one sensor tick learnt: the changes, and the mark of the 2.0b fetch behind them (None otherwise),
-    which the tick keeps in its cursor: the next tick resyncs when the VTN state holds another mark."""
+    """What one sensor tick learnt: the changes per site id, and per VEN name the mark of the 2.0b fetch behind
+    them (None otherwise), which the tick keeps in its cursor: the next tick resyncs when the VTN state holds
+    another mark."""
 
-    changes: list[EventChange]
-    mark: str | None = None
+    changes: dict[str, list[EventChange]]
+    marks: dict[str, str | None] = field(default_factory=dict)
 
 
-def poll_changes(config: VtnConfig, site: Site, store: TimeSeriesStore, now: datetime | None = None,
-                 committed: str | None = None) -> Polled:
-    """Ask the VTN (or the sample feed, for today and tomorrow) and list what changed. `committed`: the mark of
-    the last 2.0b fetch whose changes were committed (the previous tick's cursor)."""
+def poll_changes(config: VtnConfig, portfolio: Portfolio, store: TimeSeriesStore, now: datetime | None = None,
+                 committed: Mapping[str, str | None] | None = None) -> Polled:
+    """Ask the VTN (or the sample feed, for today and tomorrow) once per VEN (2.0b) or per distinct query
+    (3.0.1) and list what changed for each site of the portfolio. `committed`: per VEN name, the mark of the last
+    2.0b fetch whose changes were committed (the previous tick's cursor)."""
     now = now or datetime.now(UTC)
+    committed = committed or {}
+    changes: dict[str, list[EventChange]] = {}
+    marks: dict[str, str | None] = {}
     if config.is_sample:
-        today = now.astimezone(site.tz).date()
-        events = sample_events(today, site.timezone) + sample_events(today + timedelta(days=1), site.timezone)
-        return Polled(changes_of(events, site, store))
-    if config.protocol == "2.0b":
-        with ven_20b(config, site, store) as ven:
-            if not ven.poll_due(now):
-                return Polled([], committed)
-            distribution, mark = ven.fetch(now, committed)
-            return Polled(changes_of(list(distribution.events), site, store), mark)
-    ven = ven_301(config, site)
-    listing = ven.listing()
-    return Polled(changes_of(listing.events, site, store) + deleted_301(listing, ven, site, store, now))
+        for site_id in portfolio.site_ids:
+            site = portfolio.site(site_id)
+            today = now.astimezone(site.tz).date()
+            events = sample_events(today, site.timezone) + sample_events(today + timedelta(days=1), site.timezone)
+            changes[site_id] = changes_of(events, site, store, site_id=site_id)
+    elif config.protocol == "2.0b":
+        for ven_name, site_ids in ven_groups(portfolio).items():
+            with ven_20b(config, portfolio.site(site_ids[0]), store) as ven:
+                if not ven.poll_due(now):
+                    marks[ven_name] = committed.get(ven_name)
+                    changes.update({site_id: [] for site_id in site_ids})
+                    continue
+                distribution, marks[ven_name] = ven.fetch(now, committed.get(ven_name))
+            for site_id in site_ids:
+                changes[site_id] = changes_of(list(distribution.events), portfolio.site(site_id), store,
+                                              site_id=site_id)
+    else:
+        listings: dict[Ven301, Listing] = {}  # sites with the same query (one cached VEN) share one walk
+        for site_id in portfolio.site_ids:
+            site = portfolio.site(site_id)
+            ven = ven_301(config, site, targets_of(config, portfolio, site_id))
+            if ven not in listings:
+                listings[ven] = ven.listing()
+            listing = listings[ven]
+            changes[site_id] = (changes_of(listing.events, site, store, site_id=site_id)
+                                + deleted_301(listing, ven, site, store, now, site_id=site_id))
+    return Polled(changes, marks)
 
 
 def deleted_301(listing: Listing, ven: Ven301, site: Site, store: TimeSeriesStore,
-                now: datetime) -> list[EventChange]:
-    """3.0.1 events the store holds with values still ahead that the VTN deleted (`ven301.deleted_events`), as
+                now: datetime, *, site_id: str) -> list[EventChange]:
+    """3.0.1 events `site_id` stored with values still ahead that the VTN deleted (`ven301.deleted_events`), as
     the version after their stored one (what `still_pending` counts a withdrawn event as)."""
-    deleted = deleted_events(ven, listing, store, now)
-    since = AbsenceLog(store.engine).of(ven.vtn_id)
+    deleted = deleted_events(ven, listing, store, now, site_id=site_id)
+    since = AbsenceLog(store.engine, site_id=site_id).of(ven.vtn_id)
     return [
         EventChange(record.event_id, record.modification_number + 1, "cancelled",
                     local_days(max(record.covered_start or now, now), record.covered_end or now, site.tz),

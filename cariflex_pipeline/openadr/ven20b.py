@@ -1,7 +1,8 @@
 """An OpenADR 2.0b VEN in pull mode over httpx (simpleHttp, no XML signature).
 
 - `register()`: oadrQueryRegistration, then oadrCreatePartyRegistration; venID, registrationID and the poll
-  frequency the VTN requests are stored in `openadr_ven_state`, so a restarted process does not register again;
+  frequency the VTN requests are stored in `openadr_ven_state` under (VTN URL, VEN name), so a restarted process
+  does not register again, and sites sharing a VEN name are one VEN at the VTN: one registration, one poll;
 - `poll()`: oadrPoll -> an oadrDistributeEvent (events), an empty oadrResponse (nothing new), or an
   oadrRequestReregistration (registers again, then resyncs);
 - `request_events()`: oadrRequestEvent, the VTN's full list of events (resync after a restart);
@@ -11,7 +12,14 @@
   resync (oadrRequestEvent) when one is due (`resync_interval`) or when the previous fetch was never committed.
   The VTN hands an event over once, so a fetch is recorded (`open_poll`) before it is sent and cleared by
   `commit()` once what it brought is committed: a crash in between costs one tick, not the change.
-`sync()` and `poll_and_ingest()` glue these to `ingest_events`.
+`sync()` and `poll_and_ingest()` glue these to `ingest_events` for one site.
+
+A fleet: the VTN addresses events to a venID, and its oadrPoll hands each event over once, so the sites sharing a
+VEN name must not each poll (the first would take the others' events). The Dagster sensor polls once per VEN and
+requests a run per affected site; each site's run resyncs (oadrRequestEvent, which hands over every event the
+VTN holds for the VEN, however often asked) and ingests for itself. Each answers, in oadrCreatedEvent, only the
+events its mappings follow (`answered_by`), so a site that ignores an event never opts in for the site that
+rejected it; an event no site of the VEN follows is answered by each alike (optIn, as for one site).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -31,6 +39,7 @@ from cariflex_pipeline.openadr.errors import VtnError
 from cariflex_pipeline.openadr.http import RetryPolicy, describe_failure, send
 from cariflex_pipeline.openadr.ingest import IngestReport, ingest_events
 from cariflex_pipeline.openadr.model import OpenAdrEvent
+from cariflex_pipeline.openadr.normalize import find_mapping
 from cariflex_pipeline.openadr.oadr20b import create_message, events_from_distribute, new_request_id, parse_vtn_message
 from cariflex_pipeline.openadr.repository import VenState, VenStateStore
 from cariflex_pipeline.site_model import Site
@@ -85,7 +94,8 @@ class Ven20b:
     # --- state -------------------------------------------------------------------------------------------
     @property
     def state(self) -> VenState:
-        return self.states.load(self.vtn_url) or VenState(vtn_url=self.vtn_url, protocol="2.0b")
+        return (self.states.load(self.vtn_url, self.ven_name)
+                or VenState(vtn_url=self.vtn_url, ven_name=self.ven_name, protocol="2.0b"))
 
     @property
     def poll_frequency(self) -> timedelta:
@@ -207,13 +217,16 @@ class Ven20b:
         return Distribution(request_id=payload.get("request_id"), vtn_id=payload.get("vtn_id"), events=events)
 
     def respond(self, distribution: Distribution, opt: Mapping[tuple[str, int], str],
-                now: datetime | None = None) -> int:
-        """oadrCreatedEvent for every event that needs an answer, with its optIn/optOut from `opt` (keyed by
-        event id and modification; an event missing there is answered optOut); returns how many were answered."""
+                now: datetime | None = None, answers: Callable[[OpenAdrEvent], bool] | None = None) -> int:
+        """oadrCreatedEvent for every event that needs an answer (and that `answers` accepts: the site's share of a
+        shared VEN's events), with its optIn/optOut from `opt` (keyed by event id and modification; an event
+        missing there is answered optOut); returns how many were answered."""
         now = now or datetime.now(UTC)
         responses = []
         for event in distribution.events:
             if not event.response_required or event.status == "completed" or _is_over(event, now):
+                continue
+            if answers is not None and not answers(event):
                 continue
             opt_type = opt.get(event.key, "optOut")
             responses.append({
@@ -242,18 +255,36 @@ def _is_over(event: OpenAdrEvent, now: datetime) -> bool:
     return bool(ends) and max(ends) <= now
 
 
-def sync(ven: Ven20b, site: Site, store: TimeSeriesStore) -> IngestReport:
-    """Resync every event the VTN holds (oadrRequestEvent), ingest, answer."""
+def follows(site: Site, event: OpenAdrEvent) -> bool:
+    """True when one of the site's mappings names a signal of `event` (its values, or its rejection, are the
+    site's)."""
+    return any(find_mapping(site, event, signal) is not None for signal in event.signals)
+
+
+def answered_by(site: Site, peers: Sequence[Site]) -> Callable[[OpenAdrEvent], bool]:
+    """Which events `site` answers for the VEN it shares with `peers` (the other sites of its VEN name): those it
+    follows, and those no site of the VEN follows. Without peers: every event, as one site always did."""
+
+    def answers(event: OpenAdrEvent) -> bool:
+        return not peers or follows(site, event) or not any(follows(peer, event) for peer in peers)
+
+    return answers
+
+
+def sync(ven: Ven20b, site: Site, store: TimeSeriesStore, *, site_id: str, peers: Sequence[Site] = ()) -> IngestReport:
+    """Resync every event the VTN holds for the VEN (oadrRequestEvent), ingest for `site_id`, answer its share."""
     distribution = ven.request_events()
-    report = ingest_events(distribution.events, site, store)
-    ven.respond(distribution, report.opt)
+    report = ingest_events(distribution.events, site, store, site_id=site_id)
+    ven.respond(distribution, report.opt, answers=answered_by(site, peers))
     return report
 
 
-def poll_and_ingest(ven: Ven20b, site: Site, store: TimeSeriesStore, now: datetime | None = None) -> IngestReport:
-    """Fetch (poll or resync), ingest, answer, commit: the answers follow the committed values."""
+def poll_and_ingest(ven: Ven20b, site: Site, store: TimeSeriesStore, now: datetime | None = None, *,
+                    site_id: str) -> IngestReport:
+    """Fetch (poll or resync), ingest, answer, commit: the answers follow the committed values. One site per VEN:
+    a poll hands an event over once, so a VEN shared by sites is polled by the Dagster sensor, not here."""
     distribution, mark = ven.fetch(now or datetime.now(UTC))
-    report = ingest_events(distribution.events, site, store)
+    report = ingest_events(distribution.events, site, store, site_id=site_id)
     ven.respond(distribution, report.opt)
     ven.commit(mark)
     return report
@@ -264,6 +295,7 @@ def run_loop(
     site: Site,
     store: TimeSeriesStore,
     *,
+    site_id: str,
     max_polls: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
     stop: threading.Event | None = None,
@@ -273,12 +305,12 @@ def run_loop(
     A failing VTN (VtnError after retries) is logged and polled again at the next period; values already stored
     stay. Returns the merged report (for tests and `--max-polls`).
     """
-    total = sync(ven, site, store)
+    total = sync(ven, site, store, site_id=site_id)
     polls = 0
     while (max_polls is None or polls < max_polls) and not (stop is not None and stop.is_set()):
         sleep(ven.poll_frequency.total_seconds())
         try:
-            total.merge(poll_and_ingest(ven, site, store))
+            total.merge(poll_and_ingest(ven, site, store, site_id=site_id))
         except VtnError as error:
             log.error("%s; polling again in %s", error, ven.poll_frequency)
         polls += 1

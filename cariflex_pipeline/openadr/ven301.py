@@ -2,13 +2,16 @@
 
 - OAuth2 client credentials: `POST {token_url}` form-encoded -> Bearer token, fetched again when it expires
   (`expires_in`, with a margin) or when the VTN answers 401 (once per request);
-- `GET {base}/events?programID=..&targetType=..&targetValues=..&skip=..&limit=..` page by page (limit <= 50)
+- `GET {base}/events?programID=..&targetType=..&targetValues=..&skip=..&limit=..` page by page (limit <= 50), one
+  walk per program and target (the spec takes one targetType per request; a site's targets are its own, so two
+  sites of one VEN name each list what targets them: reading events takes nothing from the other)
   until a short page, de-duplicated by `id` (the VTN promises no order); a page repeating an earlier one (a VTN
   ignoring `skip`) or more than `max_pages` pages stop the listing with a VtnError;
 - RFC 7807 problem bodies are surfaced in VtnError messages; timeouts and 5xx are retried with backoff; the
   client secret and the token are redacted from whatever the VTN echoes; token answers are type-checked.
-`sync()` glues it to `ingest_events`, and withdraws the future values of events the VTN deleted: events that
-complete listings (every item an event with an id) have not held for `delete_after` (`deleted_events`).
+`sync()` glues it to `ingest_events` for one site, and withdraws the future values of events the VTN deleted:
+events that the site's complete listings (every item an event with an id) have not held for `delete_after`
+(`deleted_events`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,8 +63,7 @@ class Ven301:
         *,
         vtn_id: str | None = None,
         programs: list[str | None] | None = None,
-        target_type: str | None = None,
-        target_values: list[str] | None = None,
+        targets: Sequence[tuple[str, Sequence[str]]] = (),
         token_url: str | None = None,
         client: httpx.Client | None = None,
         timeout_seconds: float = 10.0,
@@ -79,8 +81,7 @@ class Ven301:
         self._client_secret = client_secret
         self.vtn_id = vtn_id or httpx.URL(self.base_url).host
         self.programs = programs or [None]
-        self.target_type = target_type
-        self.target_values = target_values or []
+        self.targets = [(target_type, list(values)) for target_type, values in targets]
         self.token_url = token_url or f"{self.base_url}/auth/token"
         self.client = client or httpx.Client(timeout=timeout_seconds)
         self.retry = retry or RetryPolicy()
@@ -162,20 +163,21 @@ class Ven301:
 
     # --- events ------------------------------------------------------------------------------------------
     def fetch_event_objects(self) -> list[Any]:
-        """Every event of the configured programs (and targets), all pages, de-duplicated by id; items without
-        a valid id are kept (parsing rejects them)."""
+        """Every event of the configured programs (and targets: an event of any of them), all pages, de-duplicated
+        by id; items without a valid id are kept (parsing rejects them)."""
         seen: dict[str, dict[str, Any]] = {}
         anonymous: list[Any] = []
-        for program in self.programs:
+        walks = [(program, target) for program in self.programs for target in self.targets or [None]]
+        for program, target in walks:
             skip = 0
             pages: set[tuple[str, ...]] = set()
             while True:
                 params: list[tuple[str, str | int]] = []
                 if program is not None:
                     params.append(("programID", program))
-                if self.target_type:
-                    params.append(("targetType", self.target_type))
-                    params.extend(("targetValues", value) for value in self.target_values)
+                if target is not None:
+                    params.append(("targetType", target[0]))
+                    params.extend(("targetValues", value) for value in target[1])
                 params += [("skip", skip), ("limit", self.page_size)]
                 page = self._get("events", params)
                 if not isinstance(page, list):
@@ -223,12 +225,13 @@ def _json_or_none(response: httpx.Response) -> Any:
         return None
 
 
-def deleted_events(ven: Ven301, listing: Listing, store: TimeSeriesStore, now: datetime) -> list[EventRecord]:
-    """The stored events of the VTN (of its programs) with values still ahead that complete listings have not
-    held for `ven.delete_after`: deleted. Past values are kept (a VTN purging old events does not rewrite
-    history). One listing without an event starts its clock; a listing with it stops the clock; an incomplete
-    listing changes nothing."""
-    absences = AbsenceLog(store.engine)
+def deleted_events(ven: Ven301, listing: Listing, store: TimeSeriesStore, now: datetime, *,
+                   site_id: str) -> list[EventRecord]:
+    """The events `site_id` stored of the VTN (of its programs) with values still ahead that the site's complete
+    listings have not held for `ven.delete_after`: deleted. Past values are kept (a VTN purging old events does
+    not rewrite history). One listing without an event starts its clock; a listing with it stops the clock; an
+    incomplete listing changes nothing."""
+    absences = AbsenceLog(store.engine, site_id=site_id)
     listed = {event.event_id for event in listing.events}
     absences.forget_listed(ven.vtn_id, sorted(listed & set(absences.of(ven.vtn_id))))
     if not listing.complete:
@@ -237,7 +240,8 @@ def deleted_events(ven: Ven301, listing: Listing, store: TimeSeriesStore, now: d
         return []
     known = absences.of(ven.vtn_id)
     missing = [
-        record for (_vtn, event_id), record in EventLog(store.engine).latest_versions(ven.vtn_id).items()
+        record for (_vtn, event_id), record in EventLog(store.engine, site_id=site_id).latest_versions(
+            ven.vtn_id).items()
         if event_id not in listed and record.status != "cancelled"
         and (None in ven.programs or record.program in ven.programs)
         and record.covered_end is not None and record.covered_end > now
@@ -248,10 +252,13 @@ def deleted_events(ven: Ven301, listing: Listing, store: TimeSeriesStore, now: d
     return [record for record in missing if now - since[record.event_id].absent_since >= ven.delete_after]
 
 
-def sync(ven: Ven301, site: Site, store: TimeSeriesStore, now: datetime | None = None) -> IngestReport:
-    """Fetch every event of the configured programs, ingest, and withdraw future values of deleted events."""
+def sync(ven: Ven301, site: Site, store: TimeSeriesStore, now: datetime | None = None, *,
+         site_id: str) -> IngestReport:
+    """Fetch every event of the configured programs (and the site's targets), ingest for `site_id`, and withdraw
+    future values of its deleted events."""
     now = now or datetime.now(UTC)
     listing = ven.listing()
-    report = ingest_events(listing.events, site, store)
-    report.merge(withdraw_deleted(deleted_events(ven, listing, store, now), site, store, now))
+    report = ingest_events(listing.events, site, store, site_id=site_id)
+    report.merge(withdraw_deleted(deleted_events(ven, listing, store, now, site_id=site_id), site, store, now,
+                                  site_id=site_id))
     return report

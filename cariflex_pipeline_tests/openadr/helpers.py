@@ -10,6 +10,7 @@ from cariflex_pipeline.openadr.tables import openadr_events
 from cariflex_pipeline.store import TimeSeriesStore
 
 Q = timedelta(minutes=15)
+SITE_ID = "cariflex-martinique"  # the site id of the bundled site file as a one-site portfolio
 
 
 def next_day_start() -> datetime:

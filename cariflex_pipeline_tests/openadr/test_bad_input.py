@@ -17,7 +17,7 @@ from cariflex_pipeline.openadr.ingest import ingest_events
 from cariflex_pipeline.openadr.oadr3 import parse_events_json
 from cariflex_pipeline.openadr.oadr20b import events_from_distribute, parse_vtn_message
 from cariflex_pipeline.openadr.ven20b import Ven20b, sync
-from cariflex_pipeline_tests.openadr.helpers import audit_rows, belief_count, next_day_start, series, slots
+from cariflex_pipeline_tests.openadr.helpers import SITE_ID, audit_rows, belief_count, next_day_start, series, slots
 from cariflex_pipeline_tests.openadr.messages import (
     DR_CONTEXT,
     PRICE_CONTEXT,
@@ -34,7 +34,7 @@ GOOD_ID = "good-price"
 def _ingest_xml(xml: str, site, store):
     message_type, payload, tree = parse_vtn_message(xml)
     assert message_type == "oadrDistributeEvent"
-    return ingest_events(events_from_distribute(payload, tree), site, store)
+    return ingest_events(events_from_distribute(payload, tree), site, store, site_id=SITE_ID)
 
 
 def _good(start: datetime):
@@ -115,7 +115,7 @@ def test_wrong_value_type_in_301_rejects_that_event_only(bad_value, store, site)
     good = event_301("good", start, [0.123])
     bad = event_301("bad", start + H, [bad_value])
     events = parse_events_json(json.dumps([good, bad]), "vtn3")
-    report = ingest_events(events, site, store)
+    report = ingest_events(events, site, store, site_id=SITE_ID)
     assert set(report.rejected) == {"bad"}
     assert "is not a number" in report.rejected["bad"] or "is not finite" in report.rejected["bad"]
     assert series(store, 84) == slots(start, [123.0], 4) and audit_rows(store) == 1
@@ -150,7 +150,7 @@ def test_unknown_payload_type_is_ignored_with_a_warning(store, site):
     start = next_day_start()
     events = parse_events_json(json.dumps([event_301("good", start, [0.123]),
                                            event_301("odd", start, [5], payload_type="GHG")]), "vtn3")
-    report = ingest_events(events, site, store)
+    report = ingest_events(events, site, store, site_id=SITE_ID)
     assert report.rejected == {} and any("GHG" in warning for warning in report.warnings)
     assert series(store, 84) == slots(start, [123.0], 4)
 
@@ -190,7 +190,7 @@ def test_unknown_unit_or_currency_in_301(units, currency, reason, store, site):
     events = parse_events_json(json.dumps([event_301("good", start, [0.123]),
                                            event_301("bad", start + H, [0.2], units=units, currency=currency)]),
                                "vtn3")
-    report = ingest_events(events, site, store)
+    report = ingest_events(events, site, store, site_id=SITE_ID)
     assert set(report.rejected) == {"bad"} and reason in report.rejected["bad"]
     assert series(store, 84) == slots(start, [123.0], 4) and audit_rows(store) == 1
 
@@ -211,7 +211,7 @@ def test_naive_datetime_in_301_rejects_the_event(store, site):
     bad = event_301("naive", start + H, [0.2])
     bad["intervalPeriod"]["start"] = iso(start + H).removesuffix("Z")
     report = ingest_events(parse_events_json(json.dumps([event_301("good", start, [0.123]), bad]), "vtn3"),
-                           site, store)
+                           site, store, site_id=SITE_ID)
     assert set(report.rejected) == {"naive"} and "naive datetime" in report.rejected["naive"]
     assert series(store, 84) == slots(start, [123.0], 4) and audit_rows(store) == 1
 
@@ -230,7 +230,7 @@ def test_overlapping_intervals_in_301_reject_the_event(store, site):
     bad = event_301("overlap", start + H, [0.2, 0.3])
     bad["intervals"][1]["intervalPeriod"] = {"start": iso(start + H + timedelta(minutes=15)), "duration": "PT1H"}
     report = ingest_events(parse_events_json(json.dumps([event_301("good", start, [0.123]), bad]), "vtn3"),
-                           site, store)
+                           site, store, site_id=SITE_ID)
     assert set(report.rejected) == {"overlap"} and "overlaps" in report.rejected["overlap"]
     assert audit_rows(store) == 1
 
@@ -284,8 +284,8 @@ def _registered_ven(scripted, store, **kwargs) -> Ven20b:
     ven = Ven20b(scripted.url, "cariflex", store.engine, **kwargs)
     from cariflex_pipeline.openadr.repository import VenState
 
-    ven.states.save(VenState(vtn_url=ven.vtn_url, protocol="2.0b", vtn_id="MARTINIQUE_VTN", ven_id="ven_1",
-                             registration_id="reg_1", poll_freq_seconds=1.0))
+    ven.states.save(VenState(vtn_url=ven.vtn_url, ven_name=ven.ven_name, protocol="2.0b", vtn_id="MARTINIQUE_VTN",
+                             ven_id="ven_1", registration_id="reg_1", poll_freq_seconds=1.0))
     return ven
 
 
@@ -293,11 +293,11 @@ def test_vtn_5xx_retried_then_clear_failure_and_values_stay(scripted, store, sit
     start = next_day_start()
     ven = _registered_ven(scripted, store, retry=RetryPolicy(attempts=3, sleep=lambda _s: None))
     scripted.script = [(200, distribute_xml(_good(start)), 0.0)]
-    sync(ven, site, store)
+    sync(ven, site, store, site_id=SITE_ID)
     _assert_only_good_written(store, start)
     scripted.script = [(503, "VTN overloaded", 0.0)] * 3
     with pytest.raises(VtnError, match=r"failed after 3 attempts: HTTP 503: VTN overloaded"):
-        sync(ven, site, store)
+        sync(ven, site, store, site_id=SITE_ID)
     _assert_only_good_written(store, start)
 
 
@@ -307,7 +307,7 @@ def test_vtn_timeout_retried_then_clear_failure(scripted, store, site):
                           retry=RetryPolicy(attempts=2, backoff_seconds=0.25, sleep=sleeps.append))
     scripted.script = [(200, "", 2.0), (200, "", 2.0)]
     with pytest.raises(VtnError, match="timed out"):
-        sync(ven, site, store)
+        sync(ven, site, store, site_id=SITE_ID)
     assert sleeps == [0.25] and scripted.requests >= 1
     _assert_nothing_written(store)
 
@@ -316,5 +316,5 @@ def test_vtn_answering_with_entities_is_refused(scripted, store, site):
     ven = _registered_ven(scripted, store)
     scripted.script = [(200, EXTERNAL_ENTITY, 0.0)]
     with pytest.raises(UnsafeXmlError):
-        sync(ven, site, store)
+        sync(ven, site, store, site_id=SITE_ID)
     _assert_nothing_written(store)

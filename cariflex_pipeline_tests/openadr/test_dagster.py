@@ -241,9 +241,9 @@ def test_the_vtn_hears_optin_only_once_the_values_are_committed(database_url, mo
         stored_when_answered: list[int] = []
         respond = Ven20b.respond
 
-        def watched(self, distribution, opt, now=None):  # what the store held when each answer went out
+        def watched(self, distribution, opt, now=None, answers=None):  # what the store held when each answer went
             stored_when_answered.append(len(store.read_latest([84, 87])))
-            return respond(self, distribution, opt, now)
+            return respond(self, distribution, opt, now, answers)
 
         monkeypatch.setattr(Ven20b, "respond", watched)
         first = _tick(resources, None)

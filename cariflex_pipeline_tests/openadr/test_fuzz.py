@@ -28,6 +28,7 @@ from cariflex_pipeline.openadr.oadr3 import parse_events_json
 from cariflex_pipeline.openadr.oadr20b import events_from_distribute, parse_vtn_message
 from cariflex_pipeline.openadr.tables import openadr_events
 from cariflex_pipeline.store.schema import beliefs, data_sources
+from cariflex_pipeline_tests.openadr.helpers import SITE_ID
 from cariflex_pipeline_tests.openadr.messages import PRICE_CONTEXT, H, distribute_xml, event_20b, event_301
 
 INPUTS = 1000  # hostile events per protocol and store
@@ -149,7 +150,8 @@ def _accept_good(store, vtn_id: str, ingest: Callable[[], IngestReport]) -> None
 # --- 3.0.1 --------------------------------------------------------------------------------------------------------
 def test_hostile_301_pages(store, site):
     good = event_301("good", START - 2 * H, [0.123])
-    _accept_good(store, "vtn3", lambda: ingest_events(parse_events_json(json.dumps([good]), "vtn3"), site, store))
+    _accept_good(store, "vtn3", lambda: ingest_events(parse_events_json(json.dumps([good]), "vtn3"), site, store,
+                                                      site_id=SITE_ID))
     counter = Counter()
 
     @FUZZ
@@ -157,7 +159,7 @@ def test_hostile_301_pages(store, site):
     def hostile(page: list[dict], breakage: str) -> None:
         counter.inputs += len(page)
         text = _text_301(good, page, breakage)
-        _check(store, "vtn3", lambda: ingest_events(parse_events_json(text, "vtn3"), site, store))
+        _check(store, "vtn3", lambda: ingest_events(parse_events_json(text, "vtn3"), site, store, site_id=SITE_ID))
 
     hostile()
     assert counter.inputs >= INPUTS
@@ -211,7 +213,7 @@ def _text_20b(events: list[str], breakage: str) -> bytes:
 def _ingest_20b(data: bytes, site, store) -> IngestReport:
     message_type, payload, tree = parse_vtn_message(data)
     assert message_type == "oadrDistributeEvent"
-    return ingest_events(events_from_distribute(payload, tree), site, store)
+    return ingest_events(events_from_distribute(payload, tree), site, store, site_id=SITE_ID)
 
 
 def test_hostile_20b_messages(store, site):

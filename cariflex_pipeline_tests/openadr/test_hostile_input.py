@@ -13,14 +13,15 @@ from cariflex_pipeline.openadr.ingest import ingest_events
 from cariflex_pipeline.openadr.oadr3 import parse_events_json
 from cariflex_pipeline.openadr.oadr20b import events_from_distribute, parse_vtn_message
 from cariflex_pipeline.openadr.ven301 import Ven301, sync
-from cariflex_pipeline_tests.openadr.helpers import audit_rows, belief_count, next_day_start, series, slots
+from cariflex_pipeline_tests.openadr.helpers import SITE_ID, audit_rows, belief_count, next_day_start, series, slots
 from cariflex_pipeline_tests.openadr.messages import PRICE_CONTEXT, H, distribute_xml, event_20b, event_301
 
 VTN = "vtn3"
 
 
 def _page(store, site, *items, text: str | None = None):
-    return ingest_events(parse_events_json(text if text is not None else json.dumps(list(items)), VTN), site, store)
+    return ingest_events(parse_events_json(text if text is not None else json.dumps(list(items)), VTN), site, store,
+                         site_id=SITE_ID)
 
 
 def _good_and(bad: dict, store, site, text: str | None = None):
@@ -99,7 +100,7 @@ def test_deeply_nested_json_from_the_vtn_is_malformed_not_a_recursion_error(vtn3
     vtn3.raw_events = "[" * 100_000 + "]" * 100_000
     ven = Ven301(vtn3.url, vtn3.client_id, vtn3.client_secret, vtn_id=VTN, programs=["martinique-price"])
     with pytest.raises(MalformedMessageError, match="malformed JSON"):
-        sync(ven, site, store)
+        sync(ven, site, store, site_id=SITE_ID)
     assert belief_count(store) == 0 and audit_rows(store) == 0
 
 
@@ -166,7 +167,7 @@ def test_one_20b_event_openleadr_cannot_read_rejects_that_event_only(store, site
     evil = evil.replace(str((start + 2 * H).year), "9999")
     assert evil != bad_part
     _type, payload, tree = parse_vtn_message(xml.replace(bad_part, evil))
-    report = ingest_events(events_from_distribute(payload, tree), site, store)
+    report = ingest_events(events_from_distribute(payload, tree), site, store, site_id=SITE_ID)
     assert report.new == ["good"] and set(report.rejected) == {"bad"}
     assert series(store, 84) == slots(start, [123.0], 4) and audit_rows(store) == 1
     assert report.opt[("bad", 0)] == "optOut"

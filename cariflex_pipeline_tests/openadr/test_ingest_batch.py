@@ -14,7 +14,7 @@ from cariflex_pipeline.openadr import ingest
 from cariflex_pipeline.openadr.ingest import ingest_events
 from cariflex_pipeline.openadr.oadr3 import parse_events_json
 from cariflex_pipeline.openadr.repository import EventLog
-from cariflex_pipeline_tests.openadr.helpers import audit_rows, series
+from cariflex_pipeline_tests.openadr.helpers import SITE_ID, audit_rows, series
 from cariflex_pipeline_tests.openadr.messages import event_301
 
 T = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -38,7 +38,7 @@ def test_a_listing_of_events_commits_once(store, site):
     commits = []
     sqlalchemy_event.listen(store.engine, "commit", lambda connection: commits.append(1))
 
-    report = ingest_events(_listing(40), site, store)
+    report = ingest_events(_listing(40), site, store, site_id=SITE_ID)
 
     assert len(report.new) == 40 and report.values_written == 160 and report.rejected == {}
     assert len(commits) == 1  # values, audit rows and data sources of all 40 events: one transaction
@@ -48,7 +48,7 @@ def test_a_listing_of_events_commits_once(store, site):
 
 def test_a_version_logged_meanwhile_by_another_run_spares_the_rest(store, site, monkeypatch):
     events = _listing(3)
-    ingest_events(events[1:2], site, store)  # another run got E1 in first...
+    ingest_events(events[1:2], site, store, site_id=SITE_ID)  # another run got E1 in first...
     hidden = EventLog.latest_of
 
     def before_the_other_run(self, vtn_id, event_ids):  # ...after this run had looked it up
@@ -56,7 +56,7 @@ def test_a_version_logged_meanwhile_by_another_run_spares_the_rest(store, site, 
                 if event_id != "E1"}
 
     monkeypatch.setattr(EventLog, "latest_of", before_the_other_run)
-    report = ingest_events(events, site, store)
+    report = ingest_events(events, site, store, site_id=SITE_ID)
 
     # the batch's audit row for E1 collides with the other run's, so the batch rolls back and each event is
     # written on its own: E1 is found applied, the others land, nothing twice
@@ -76,7 +76,7 @@ def test_a_value_that_slipped_past_the_checks_rejects_only_its_event(store, site
 
     monkeypatch.setattr(ingest, "normalize_event", with_a_hole)
     events = _listing(3)
-    report = ingest_events(events, site, store)
+    report = ingest_events(events, site, store, site_id=SITE_ID)
 
     assert sorted(report.new) == ["E0", "E2"]
     assert list(report.rejected) == ["E1"]

@@ -14,7 +14,7 @@ from cariflex_pipeline.openadr.limits import shown
 from cariflex_pipeline.openadr.oadr3 import parse_events_json
 from cariflex_pipeline.openadr.repository import EventLog
 from cariflex_pipeline.store.schema import data_sources
-from cariflex_pipeline_tests.openadr.helpers import series
+from cariflex_pipeline_tests.openadr.helpers import SITE_ID, series
 from cariflex_pipeline_tests.openadr.messages import event_301
 
 T = datetime(2026, 12, 1, 12, tzinfo=UTC)  # 08:00 in Martinique
@@ -28,7 +28,7 @@ def _events(*payloads: dict):
 
 def test_values_carry_the_event_s_modification_time_as_belief_time_and_a_vtn_source(store, site):
     modified = datetime(2026, 11, 30, 9, 30, 15, 250000, tzinfo=UTC)
-    ingest_events(_events(event_301("A", T, [0.10], modified=modified)), site, store)
+    ingest_events(_events(event_301("A", T, [0.10], modified=modified)), site, store, site_id=SITE_ID)
     frame = store.read_latest([84])
     assert {moment.to_pydatetime() for moment in frame["belief_time"]} == {modified}
     assert set(frame["source"]) == {"openadr:vtn3/A"}
@@ -38,20 +38,20 @@ def test_values_carry_the_event_s_modification_time_as_belief_time_and_a_vtn_sou
 
 
 def test_a_modified_event_that_shrinks_withdraws_the_slots_it_no_longer_covers(store, site):
-    ingest_events(_events(event_301("A", T, [0.10, 0.10])), site, store)
+    ingest_events(_events(event_301("A", T, [0.10, 0.10])), site, store, site_id=SITE_ID)
     shorter = event_301("A", T, [0.30], modified=datetime(2026, 11, 28, tzinfo=UTC))
-    report = ingest_events(_events(shorter), site, store)
+    report = ingest_events(_events(shorter), site, store, site_id=SITE_ID)
     assert (report.modified, report.values_withdrawn, report.values_written) == (["A"], 8, 4)
     assert series(store, 84) == [(T + n * QUARTER, 300.0) for n in range(4)]
 
 
 def test_a_stale_version_is_ignored_with_a_warning_and_no_answer(store, site, caplog):
     newer = event_301("A", T, [0.20], modified=datetime(2026, 11, 30, tzinfo=UTC))
-    ingest_events(_events(newer), site, store)
+    ingest_events(_events(newer), site, store, site_id=SITE_ID)
     [stale] = _events(event_301("A", T, [0.10], modified=datetime(2026, 11, 29, tzinfo=UTC)))
     with caplog.at_level("WARNING", logger=LOGGER):
-        report = ingest_events([stale], site, store)
-    stored = EventLog(store.engine).latest("vtn3", "A").modification_number
+        report = ingest_events([stale], site, store, site_id=SITE_ID)
+    stored = EventLog(store.engine, site_id=SITE_ID).latest("vtn3", "A").modification_number
     message = (f"event 'A' of VTN 'vtn3': modification {stale.modification_number} is older than the stored "
                f"{stored}; ignored")
     assert report.stale == ["A"] and report.warnings == [message] and message in caplog.messages
@@ -61,25 +61,26 @@ def test_a_stale_version_is_ignored_with_a_warning_and_no_answer(store, site, ca
 
 
 def test_a_cancellation_is_logged_and_audited_with_no_values(store, site, caplog):
-    ingest_events(_events(event_301("A", T, [0.10])), site, store)
+    ingest_events(_events(event_301("A", T, [0.10])), site, store, site_id=SITE_ID)
     [event] = _events(event_301("A", T, [0.10]))
     cancelled = dataclasses.replace(event, status="cancelled", modification_number=event.modification_number + 1)
     with caplog.at_level("INFO", logger=LOGGER):
-        ingest_events(_events(event_301("B", T, [0.10])), site, store)  # a new event: no cancellation line
-        report = ingest_events([cancelled], site, store)
+        ingest_events(_events(event_301("B", T, [0.10])), site, store,  # a new event: no cancellation line
+                      site_id=SITE_ID)
+        report = ingest_events([cancelled], site, store, site_id=SITE_ID)
     assert report.cancelled == ["A"]
     info = [record.getMessage() for record in caplog.records if record.levelname == "INFO"]
     assert info == [f"event 'A' of VTN 'vtn3' (modification {cancelled.modification_number}) cancelled: "
                     "values withdrawn"]
-    record = EventLog(store.engine).latest("vtn3", "A")
+    record = EventLog(store.engine, site_id=SITE_ID).latest("vtn3", "A")
     assert (record.status, record.values_written, record.sensor_ids) == ("cancelled", 0, ())
 
 
 def test_a_reappearing_event_is_logged_as_back(store, site, caplog):
-    ingest_events(_events(event_301("A", T, [0.10])), site, store)
-    withdraw_deleted([EventLog(store.engine).latest("vtn3", "A")], site, store, now=T)
+    ingest_events(_events(event_301("A", T, [0.10])), site, store, site_id=SITE_ID)
+    withdraw_deleted([EventLog(store.engine, site_id=SITE_ID).latest("vtn3", "A")], site, store, now=T, site_id=SITE_ID)
     with caplog.at_level("INFO", logger=LOGGER):
-        report = ingest_events(_events(event_301("A", T, [0.10])), site, store)
+        report = ingest_events(_events(event_301("A", T, [0.10])), site, store, site_id=SITE_ID)
     assert report.new == ["A"] and report.values_written == 4
     assert "event 'A' of VTN 'vtn3' is listed again: its values are back" in caplog.messages
 
@@ -87,7 +88,7 @@ def test_a_reappearing_event_is_logged_as_back(store, site, caplog):
 def test_values_are_counted_on_the_local_day_of_each_slot_start(store, site):
     # 03:45 UTC is 23:45 on 1 December in Martinique, 04:00 UTC already 2 December
     report = ingest_events(_events(event_301("A", datetime(2026, 12, 2, 3, 45, tzinfo=UTC), [0.1, 0.1],
-                                             duration="PT15M")), site, store)
+                                             duration="PT15M")), site, store, site_id=SITE_ID)
     assert {day: figures.values_written for day, figures in report.days.items()} == {
         date(2026, 12, 1): 1, date(2026, 12, 2): 1}
 
@@ -96,7 +97,7 @@ def test_a_day_between_two_intervals_has_no_figures(store, site):
     payload = event_301("A", T, [0.1, 0.2])
     payload["intervals"][1]["intervalPeriod"] = {"start": (T + timedelta(days=2)).isoformat(), "duration": "PT15M"}
     payload["intervalPeriod"]["duration"] = "PT15M"
-    report = ingest_events(_events(payload), site, store)
+    report = ingest_events(_events(payload), site, store, site_id=SITE_ID)
     assert {day: figures.values_written for day, figures in report.days.items()} == {
         date(2026, 12, 1): 1, date(2026, 12, 3): 1}
 
@@ -118,7 +119,8 @@ def test_a_batch_that_fails_says_why_once_and_each_event_is_then_written_alone(s
     _refusing(store, monkeypatch, "late", reason)
     evening = datetime(2026, 12, 2, 1, tzinfo=UTC)  # 21:00 on 1 December in Martinique
     with caplog.at_level("WARNING", logger=LOGGER):
-        report = ingest_events(_events(event_301("late", evening, [0.1]), event_301("ok", T, [0.2])), site, store)
+        report = ingest_events(_events(event_301("late", evening, [0.1]), event_301("ok", T, [0.2])), site, store,
+                               site_id=SITE_ID)
     assert report.new == ["ok"]
     assert report.rejected == {"late": f"cannot be ingested (ValueError: {shown(reason, 200)})"}
     warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
@@ -132,6 +134,6 @@ def test_a_batch_that_fails_says_why_once_and_each_event_is_then_written_alone(s
 def test_one_event_that_fails_is_written_alone_without_a_batch_warning(store, site, monkeypatch, caplog):
     _refusing(store, monkeypatch, "A", "refused")
     with caplog.at_level("WARNING", logger=LOGGER):
-        report = ingest_events(_events(event_301("A", T, [0.1])), site, store)
+        report = ingest_events(_events(event_301("A", T, [0.1])), site, store, site_id=SITE_ID)
     assert report.rejected == {"A": "cannot be ingested (ValueError: 'refused')"}
     assert [record for record in caplog.records if record.levelname == "WARNING"] == []

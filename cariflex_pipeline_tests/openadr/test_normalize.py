@@ -25,6 +25,7 @@ from cariflex_pipeline.openadr.normalize import (
 from cariflex_pipeline.openadr.oadr3 import parse_events_json
 from cariflex_pipeline.openadr.repository import EventLog
 from cariflex_pipeline.site_model.model import OpenAdr, OpenAdrSignal
+from cariflex_pipeline_tests.openadr.helpers import SITE_ID
 from cariflex_pipeline_tests.openadr.messages import event_301
 
 T0 = datetime(2026, 11, 29, 14, tzinfo=UTC)
@@ -112,7 +113,7 @@ def test_zero_duration_and_too_long_intervals_are_rejected(site):
 
 def test_event_log_records_a_version_once(store, site):
     event = _event([(T0, timedelta(minutes=15), 0.1)])
-    log = EventLog(store.engine)
+    log = EventLog(store.engine, site_id=SITE_ID)
     with store.transaction() as connection:
         log.record(event, T0, None, [], 0, connection=connection)
     with pytest.raises(IntegrityError), store.transaction() as connection:  # a concurrent run logged it first

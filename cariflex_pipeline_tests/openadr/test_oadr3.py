@@ -11,7 +11,7 @@ from cariflex_pipeline.openadr.errors import VtnAuthError, VtnError
 from cariflex_pipeline.openadr.http import RetryPolicy
 from cariflex_pipeline.openadr.ingest import source_name
 from cariflex_pipeline.openadr.ven301 import DELETE_AFTER, Ven301, sync
-from cariflex_pipeline_tests.openadr.helpers import Q, audit_rows, belief_count, next_day_start, series, slots
+from cariflex_pipeline_tests.openadr.helpers import SITE_ID, Q, audit_rows, belief_count, next_day_start, series, slots
 from cariflex_pipeline_tests.openadr.messages import event_301, iso
 from cariflex_pipeline_tests.openadr.vtn301 import problem
 
@@ -43,7 +43,7 @@ def test_token_flow_and_values_of_price_load_control_and_simple(vtn3, store, sit
                   units=None, currency=None, duration="PT15M"),
     ]
     ven = _ven(vtn3)
-    report = sync(ven, site, store)
+    report = sync(ven, site, store, site_id=SITE_ID)
     assert sorted(report.new) == ["dr-1", "load-1", "price-1"] and report.rejected == {}
     assert series(store, 84) == slots(start, [250.0, 312.5], 4)
     assert series(store, 86) == slots(start, [100.0, 55.5], 2)
@@ -54,7 +54,7 @@ def test_token_flow_and_values_of_price_load_control_and_simple(vtn3, store, sit
     assert vtn3.token_requests == 1
     assert sorted(query["programID"][0] for query in vtn3.event_requests) == sorted(PROGRAMS)
     assert all(query["limit"] == ["50"] for query in vtn3.event_requests)
-    again = sync(ven, site, store)
+    again = sync(ven, site, store, site_id=SITE_ID)
     assert sorted(again.unchanged) == ["dr-1", "load-1", "price-1"] and again.values_written == 0
     assert vtn3.token_requests == 1
 
@@ -93,7 +93,7 @@ def test_more_than_50_events_over_several_pages_deduplicated(vtn3, store, site):
     vtn3.events = [event_301(f"price-{index:03d}", start + index * timedelta(hours=1), [0.1 + index / 1000])
                    for index in range(120)]
     vtn3.overlap_pages = True  # no order promised: a repeat across pages
-    report = sync(_ven(vtn3), site, store)
+    report = sync(_ven(vtn3), site, store, site_id=SITE_ID)
     price_requests = [query for query in vtn3.event_requests if query["programID"] == ["martinique-price"]]
     assert [query["skip"] for query in price_requests] == [["0"], ["50"], ["100"]]
     assert len(report.new) == 120
@@ -108,7 +108,7 @@ def test_interval_periods_inherited_and_overridden(vtn3, store, site):
     event = event_301("price-x", start, [0.2, 0.3, 0.4], duration="PT30M")
     event["intervals"][2]["intervalPeriod"] = {"start": iso(start + timedelta(hours=2)), "duration": "PT1H"}
     vtn3.events = [event]
-    sync(_ven(vtn3), site, store)
+    sync(_ven(vtn3), site, store, site_id=SITE_ID)
     assert series(store, 84) == slots(start, [200.0, 300.0], 2) + slots(start + timedelta(hours=2), [400.0], 4)
 
 
@@ -140,7 +140,7 @@ def test_5xx_retried_with_backoff_then_succeeds(vtn3, store, site):
     vtn3.fail_next = [(503, problem(503, "Service Unavailable", "maintenance")),
                       (500, problem(500, "Internal Server Error", "database down"))]
     ven = _ven(vtn3, retry=RetryPolicy(attempts=4, backoff_seconds=0.5, sleep=sleeps.append))
-    sync(ven, site, store)
+    sync(ven, site, store, site_id=SITE_ID)
     assert sleeps == [0.5, 1.0]
     assert series(store, 84) == slots(start, [200.0], 4)
 
@@ -149,10 +149,10 @@ def test_5xx_persisting_fails_clearly_and_stored_values_stay(vtn3, store, site):
     start = next_day_start()
     vtn3.events = [event_301("price-1", start, [0.2])]
     ven = _ven(vtn3, retry=RetryPolicy(attempts=3, sleep=lambda _seconds: None))
-    sync(ven, site, store)
+    sync(ven, site, store, site_id=SITE_ID)
     vtn3.fail_next = [(503, problem(503, "Service Unavailable", "maintenance"))] * 3
     with pytest.raises(VtnError) as error:
-        sync(ven, site, store)
+        sync(ven, site, store, site_id=SITE_ID)
     assert "failed after 3 attempts" in str(error.value) and "Service Unavailable: maintenance" in str(error.value)
     assert series(store, 84) == slots(start, [200.0], 4)
 
@@ -160,11 +160,11 @@ def test_5xx_persisting_fails_clearly_and_stored_values_stay(vtn3, store, site):
 def test_timeout_retried_then_clear_failure(vtn3, store, site):
     start = next_day_start()
     vtn3.events = [event_301("price-1", start, [0.2])]
-    sync(_ven(vtn3), site, store)
+    sync(_ven(vtn3), site, store, site_id=SITE_ID)
     vtn3.delay_seconds = 1.0
     ven = _ven(vtn3, timeout_seconds=0.2, retry=RetryPolicy(attempts=2, sleep=lambda _seconds: None))
     with pytest.raises(VtnError) as error:
-        sync(ven, site, store)
+        sync(ven, site, store, site_id=SITE_ID)
     assert "timed out" in str(error.value) and "failed after 2 attempts" in str(error.value)
     assert series(store, 84) == slots(start, [200.0], 4)
     assert belief_count(store) == 4
@@ -175,10 +175,10 @@ def test_deleted_event_withdraws_its_future_values(vtn3, store, site):
     vtn3.events = [event_301("price-1", start, [0.2]), event_301("price-2", start + timedelta(hours=1), [0.3])]
     ven = _ven(vtn3)
     now = datetime.now(UTC)
-    sync(ven, site, store, now=now)
+    sync(ven, site, store, now=now, site_id=SITE_ID)
     vtn3.events = vtn3.events[1:]
-    assert sync(ven, site, store, now=now).cancelled == []  # absent from one listing: not deleted yet
-    report = sync(ven, site, store, now=now + DELETE_AFTER)
+    assert sync(ven, site, store, now=now, site_id=SITE_ID).cancelled == []  # absent from one listing: not deleted yet
+    report = sync(ven, site, store, now=now + DELETE_AFTER, site_id=SITE_ID)
     assert report.cancelled == ["price-1"]
     assert series(store, 84) == slots(start + timedelta(hours=1), [300.0], 4)
 
@@ -187,9 +187,9 @@ def test_modified_event_replaces_values(vtn3, store, site):
     start = next_day_start()
     vtn3.events = [event_301("price-1", start, [0.2, 0.25])]
     ven = _ven(vtn3)
-    sync(ven, site, store)
+    sync(ven, site, store, site_id=SITE_ID)
     vtn3.events = [event_301("price-1", start, [0.18], modified=start - timedelta(hours=3))]
-    report = sync(ven, site, store)
+    report = sync(ven, site, store, site_id=SITE_ID)
     assert report.modified == ["price-1"]
     assert series(store, 84) == slots(start, [180.0], 4)
 
@@ -201,7 +201,7 @@ def test_targets_filter_is_sent(vtn3, store, site):
     theirs = event_301("price-theirs", start, [0.9])
     theirs["targets"] = [{"type": "GROUP", "values": ["guadeloupe"]}]
     vtn3.events = [ours, theirs]
-    report = sync(_ven(vtn3, target_type="GROUP", target_values=["cariflex-martinique"]), site, store)
+    report = sync(_ven(vtn3, targets=[("GROUP", ["cariflex-martinique"])]), site, store, site_id=SITE_ID)
     assert report.new == ["price-ours"]
     assert all(query["targetType"] == ["GROUP"] and query["targetValues"] == ["cariflex-martinique"]
                for query in vtn3.event_requests)

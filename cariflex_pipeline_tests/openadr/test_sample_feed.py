@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from cariflex_pipeline.openadr.ingest import ingest_events, source_name
 from cariflex_pipeline.openadr.sample_feed import SAMPLE_VTN_ID, sample_events, template_events
 from cariflex_pipeline.openadr.source import VtnConfig, ingest_from_source
-from cariflex_pipeline_tests.openadr.helpers import audit_rows, series
+from cariflex_pipeline.site_model import Portfolio
+from cariflex_pipeline_tests.openadr.helpers import SITE_ID, audit_rows, series
 
 PRICES = [148, 142, 139, 138, 141, 156, 212, 268, 255, 221, 196, 184,
           178, 181, 189, 203, 236, 289, 334, 318, 271, 224, 186, 162]
@@ -22,7 +23,7 @@ def test_template_is_a_valid_distribute_event():
 
 def test_a_day_of_the_sample_feed_value_by_value(store, site):
     day = date(2026, 11, 28)
-    report = ingest_events(sample_events(day, site.timezone), site, store)
+    report = ingest_events(sample_events(day, site.timezone), site, store, site_id=SITE_ID)
     assert report.rejected == {} and len(report.new) == 3
     midnight = datetime(2026, 11, 28, 4, tzinfo=UTC)  # 00:00 in Martinique (UTC-4)
     prices = series(store, 84)
@@ -42,10 +43,12 @@ def test_a_day_of_the_sample_feed_value_by_value(store, site):
 
 def test_three_days_backfilled_and_rerun_is_idempotent(store, site):
     days = [date(2026, 11, 26), date(2026, 11, 27), date(2026, 11, 28)]
-    first = ingest_from_source(VtnConfig(), site, store, days, today=date(2026, 12, 15))
+    first = ingest_from_source(VtnConfig(), Portfolio.from_site(site), store, days, today=date(2026, 12, 15),
+                               site_id=SITE_ID)
     assert len(first.new) == 9 and first.values_written == 3 * 3 * 96
     rows = audit_rows(store)
-    again = ingest_from_source(VtnConfig(), site, store, days, today=date(2026, 12, 15))
+    again = ingest_from_source(VtnConfig(), Portfolio.from_site(site), store, days, today=date(2026, 12, 15),
+                               site_id=SITE_ID)
     assert len(again.unchanged) == 9 and again.values_written == 0 and audit_rows(store) == rows
     assert len(series(store, 84)) == 3 * 96
 
@@ -85,6 +88,7 @@ def test_day_ahead_rule_of_the_sample_feed():
 
 
 def test_today_brings_tomorrow_along(store, site):
-    report = ingest_from_source(VtnConfig(), site, store, [date(2026, 12, 15)], today=date(2026, 12, 15))
+    report = ingest_from_source(VtnConfig(), Portfolio.from_site(site), store, [date(2026, 12, 15)],
+                                today=date(2026, 12, 15), site_id=SITE_ID)
     assert len(report.new) == 6
     assert {event_id.rsplit("-", 1)[1] for event_id in report.new} == {"20261215", "20261216"}

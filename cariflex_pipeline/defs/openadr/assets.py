@@ -119,17 +119,20 @@ def _ingest_figures(report: IngestReport, days: list[date]) -> dict[str, float]:
 def openadr_events(
     context: dg.AssetExecutionContext, site: SiteResource, store: TimeSeriesStoreResource, vtn: VtnResource
 ) -> dg.MaterializeResult:
-    """Events from the VTN (or the bundled sample feed), stored as received and as beliefs of 84/86/87.
+    """Events from the VTN (or the bundled sample feed) for the run's site, stored as received and as beliefs of
+    84/86/87 (the sensors the site's mappings feed).
 
     Figures per day partition: the events whose intervals touch that day (by outcome), the values written and
     withdrawn on it, its prices and the end of its latest interval. `sync_events_seen` and
     `sync_values_written` are the whole ingestion of the run (a VTN resync also brings other days' events).
     """
-    site_model = site.for_run(context).model
+    run_site = site.for_run(context)
+    site_model = run_site.model
     series = store.open(site_model)
     config = vtn.config()
     days, start, end = partition_days(context, site_model)
-    report = ingest_from_source(config, site_model, series, days)
+    # the run's site only: its mappings, its sensors (own and shared), its audit rows (a fleet run is one site)
+    report = ingest_from_source(config, site.portfolio(), series, days, site_id=run_site.id)
     for event_id, reason in report.rejected.items():
         context.log.error("%s: event %s rejected: %s", config.describe(), event_id, reason)
     for warning in report.warnings:

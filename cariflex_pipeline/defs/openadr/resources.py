@@ -7,7 +7,8 @@ CARIFLEX_VTN_CLIENT_ID      3.0.1 OAuth2 client id
 CARIFLEX_VTN_CLIENT_SECRET  3.0.1 OAuth2 client secret (resolved at run time, never shown or logged)
 CARIFLEX_VTN_TOKEN_URL      3.0.1 token endpoint; default {url}/auth/token
 CARIFLEX_VTN_ID             name of the VTN as a data source (3.0.1; 2.0b VTNs name themselves)
-CARIFLEX_VTN_TARGET_TYPE    3.0.1 targetType filter of GET /events (e.g. GROUP), optional
+CARIFLEX_VTN_TARGET_TYPE    3.0.1 targetType filter of GET /events (e.g. GROUP), optional; for the sites without
+                            `openadr.targets` of their own in the portfolio
 CARIFLEX_VTN_TARGET_VALUES  3.0.1 targetValues, comma-separated, optional
 CARIFLEX_VTN_RUN_RETRIES    how often `openadr_vtn_sensor` retries a failed ingestion run of an event version (3)
 CARIFLEX_VTN_RUN_RETRY_DELAY_SECONDS  wait after the first failure before retry 1; doubled for each next one (60)
@@ -65,7 +66,8 @@ class VtnResource(dg.ConfigurableResource):
     client_secret: str | None = Field(default=None, description="OpenADR 3.0.1 OAuth2 client secret.")
     token_url: str | None = Field(default=None, description="OpenADR 3.0.1 token URL; default {url}/auth/token.")
     vtn_id: str | None = Field(default=None, description="3.0.1: the VTN's name as a data source.")
-    target_type: str | None = Field(default=None, description="3.0.1: targetType filter of GET /events.")
+    target_type: str | None = Field(
+        default=None, description="3.0.1: targetType of GET /events, for sites without targets of their own.")
     target_values: str | None = Field(default=None, description="3.0.1: targetValues, comma-separated.")
     timeout_seconds: float = Field(default=10.0, gt=0)
     retry_attempts: int = Field(default=4, ge=1)

@@ -16,6 +16,12 @@ store holds it or the VTN sends a newer version.
 The cursor also keeps the mark of the 2.0b fetch whose changes it holds (`{"poll": mark, "events": {...}}`): a
 tick that polled and then died (the daemon killed, the store unreachable) left another mark in the VEN state,
 so the next tick resyncs (oadrRequestEvent) and finds what the lost poll had handed over.
+
+A fleet (`IS_FLEET`, docs/fleet.md): the VTN is asked once per VEN (sites sharing a VEN name are one VEN: its
+oadrPoll hands an event over once), each site's changes are compared with that site's own store rows, and a run
+is requested per affected site and day, under `openadr:<site>:<day>:<versions>` with the site x day partition
+(`partition_key_for`); a site not yet in the `sites` dynamic partitions is added by the same tick. The cursor is
+`{"sites": {site: {event id: ...}}, "polls": {VEN name: mark}}`. One site keeps the run keys and cursor above.
 """
 
 import json
@@ -31,11 +37,20 @@ import dagster as dg
 from cariflex_pipeline.defs.executor import job_executor
 from cariflex_pipeline.defs.groups import DERIVED_GROUP
 from cariflex_pipeline.defs.openadr.assets import openadr_events
-from cariflex_pipeline.defs.openadr.partitions import daily_partitions
 from cariflex_pipeline.defs.openadr.resources import RunRetries, VtnResource
+from cariflex_pipeline.defs.partitions import (
+    IS_FLEET,
+    SITES_PARTITIONS_NAME,
+    day_partitions,
+    partition_key_for,
+    site_partitions,
+)
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
+from cariflex_pipeline.defs.sites import SITE_TAG
 from cariflex_pipeline.openadr.repository import AbsenceLog, EventLog, EventRecord
-from cariflex_pipeline.openadr.source import EventChange, poll_changes
+from cariflex_pipeline.openadr.source import EventChange, VtnConfig, poll_changes, ven_name_of
+from cariflex_pipeline.site_model import Portfolio
+from cariflex_pipeline.store import TimeSeriesStore
 
 RUN_TAG = "cariflex/openadr_run"  # the run key a run was requested under: how the sensor finds its outcome
 ATTEMPT_TAG = "cariflex/openadr_attempt"  # 0: first request, n: retry n
@@ -78,39 +93,62 @@ class Pending:
 
 @dataclass(frozen=True)
 class Cursor:
-    pending: dict[str, Pending]
-    poll: str | None = None  # the mark of the 2.0b fetch these changes came from
+    pending: dict[str, dict[str, Pending]]  # site id -> event id -> version requested, not stored yet
+    polls: dict[str, str | None]  # VEN name -> the mark of the 2.0b fetch these changes came from
 
 
-def read_cursor(cursor: str | None) -> Cursor:
+def _events(entries: Mapping[str, int | dict]) -> dict[str, Pending]:
+    return {event_id: Pending.from_json(entry) for event_id, entry in entries.items()}
+
+
+def read_cursor(cursor: str | None, portfolio: Portfolio, fleet: bool) -> Cursor:
     value = json.loads(cursor or "{}")
+    if fleet:
+        # a one-site cursor (before the fleet) is dropped: each site's store rows decide what is still to run
+        sites = value.get("sites") if isinstance(value.get("sites"), dict) else {}
+        return Cursor({site_id: _events(events) for site_id, events in sites.items()}, dict(value.get("polls") or {}))
+    site_id = portfolio.site_ids[0]
+    ven_name = ven_name_of(portfolio.site(site_id))
     if isinstance(value.get("events"), dict) and set(value) <= {"events", "poll"}:
-        return Cursor({event_id: Pending.from_json(entry) for event_id, entry in value["events"].items()},
-                      value.get("poll"))
+        return Cursor({site_id: _events(value["events"])}, {ven_name: value.get("poll")})
     # a cursor written before marks: event id -> entry
-    return Cursor({event_id: Pending.from_json(entry) for event_id, entry in value.items()})
+    return Cursor({site_id: _events(value)}, {ven_name: None})
 
 
-def write_cursor(cursor: Mapping[str, Pending], poll: str | None = None) -> str:
-    return json.dumps({"events": {event_id: pending.to_json() for event_id, pending in cursor.items()},
-                       "poll": poll}, sort_keys=True)
+def write_cursor(cursor: Cursor, portfolio: Portfolio, fleet: bool) -> str:
+    def events(site_id: str) -> dict:
+        return {event_id: pending.to_json() for event_id, pending in cursor.pending.get(site_id, {}).items()}
+
+    if fleet:
+        return json.dumps({"sites": {site_id: events(site_id) for site_id in sorted(cursor.pending)},
+                           "polls": cursor.polls}, sort_keys=True)
+    site_id = portfolio.site_ids[0]
+    return json.dumps({"events": events(site_id), "poll": cursor.polls.get(ven_name_of(portfolio.site(site_id)))},
+                      sort_keys=True)
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _run_request(key: str, day: str, versions: str, kinds: set[str], attempt: int) -> dg.RunRequest:
+def key_prefix(site_id: str | None) -> str:
+    """Run keys of one site's runs begin `openadr:`, as before the fleet; a fleet's `openadr:<site id>:`."""
+    return "openadr:" if site_id is None else f"openadr:{site_id}:"
+
+
+def _run_request(key: str, day: str, versions: str, kinds: set[str], attempt: int,
+                 site_id: str | None) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=key,
-        partition_key=day,
+        partition_key=day if site_id is None else partition_key_for(site_id, day),
         tags={"cariflex/openadr_events": versions[:4000], "cariflex/openadr_changes": ",".join(sorted(kinds)),
-              RUN_TAG: key, ATTEMPT_TAG: str(attempt)},
+              RUN_TAG: key, ATTEMPT_TAG: str(attempt), **({} if site_id is None else {SITE_TAG: site_id})},
     )
 
 
-def run_requests_for(changes: list[EventChange], cursor: Mapping[str, Pending]
+def run_requests_for(changes: list[EventChange], cursor: Mapping[str, Pending], site_id: str | None = None,
                      ) -> tuple[list[dg.RunRequest], dict[str, Pending]]:
+    """One run per day the changes touch (of `site_id`, in a fleet), and the cursor with them requested."""
     fresh = [
         # a version the store does not hold yet, but an earlier one was already requested: a modification
         replace(c, kind="modified")
@@ -126,8 +164,8 @@ def run_requests_for(changes: list[EventChange], cursor: Mapping[str, Pending]
     keys: dict[str, list[str]] = defaultdict(list)
     for day, day_changes in sorted(by_day.items()):
         versions = ",".join(sorted(c.version for c in day_changes))
-        key = f"openadr:{day}:{versions}"
-        requests.append(_run_request(key, day, versions, {c.kind for c in day_changes}, 0))
+        key = f"{key_prefix(site_id)}{day}:{versions}"
+        requests.append(_run_request(key, day, versions, {c.kind for c in day_changes}, 0, site_id))
         for change in day_changes:
             keys[change.event_id].append(key)
     new_cursor = {**cursor, **{c.event_id: Pending(c.modification_number, c.kind, tuple(keys[c.event_id]))
@@ -153,9 +191,12 @@ def base_key(run_key: str) -> str:
 
 
 def retry_requests(cursor: Mapping[str, Pending], instance: dg.DagsterInstance, retries: RunRetries,
-                   now: datetime, log: logging.Logger) -> tuple[list[dg.RunRequest], dict[str, Pending]]:
-    """Run requests for the versions of `cursor` whose latest runs all failed or were canceled, once the delay
-    after the last failure has passed; a version out of retries is marked `gave_up` and logged as an error."""
+                   now: datetime, log: logging.Logger, site_id: str | None = None,
+                   ) -> tuple[list[dg.RunRequest], dict[str, Pending]]:
+    """Run requests for the versions of `cursor` (of `site_id`, in a fleet) whose latest runs all failed or were
+    canceled, once the delay after the last failure has passed; a version out of retries is marked `gave_up` and
+    logged as an error."""
+    of_site = "" if site_id is None else f" of site {site_id!r}"
     latest: dict[str, dg.RunRecord | None] = {}
 
     def latest_run(key: str) -> dg.RunRecord | None:
@@ -177,19 +218,19 @@ def retry_requests(cursor: Mapping[str, Pending], instance: dg.DagsterInstance, 
                             for key, run in zip(pending.run_keys, runs, strict=True) if run is not None)
         retry = pending.attempt + 1
         if retry > retries.max_retries:
-            log.error("OpenADR: event %s (modification %d) is not in the store after %d ingestion run(s); "
+            log.error("OpenADR: event %s (modification %d)%s is not in the store after %d ingestion run(s); "
                       "no more retries (last: %s). Rerun openadr_ingest for it by hand.",
-                      event_id, pending.version, retry, outcome)
+                      event_id, pending.version, of_site, retry, outcome)
             new_cursor[event_id] = replace(pending, gave_up=True)
             continue
         due = datetime.fromtimestamp(ended, UTC) + retries.delay(retry)
         if now < due:
-            log.info("OpenADR: event %s (modification %d): %s; retry %d of %d at %s",
-                     event_id, pending.version, outcome, retry, retries.max_retries, due.isoformat())
+            log.info("OpenADR: event %s (modification %d)%s: %s; retry %d of %d at %s",
+                     event_id, pending.version, of_site, outcome, retry, retries.max_retries, due.isoformat())
             continue
         keys = tuple(f"{base_key(key)}#retry{retry}" for key in pending.run_keys)
-        log.warning("OpenADR: event %s (modification %d): %s; retry %d of %d: %s",
-                    event_id, pending.version, outcome, retry, retries.max_retries, ", ".join(keys))
+        log.warning("OpenADR: event %s (modification %d)%s: %s; retry %d of %d: %s",
+                    event_id, pending.version, of_site, outcome, retry, retries.max_retries, ", ".join(keys))
         new_cursor[event_id] = replace(pending, run_keys=keys, attempt=retry)
         for key in keys:
             retried[key].append(event_id)
@@ -197,8 +238,9 @@ def retry_requests(cursor: Mapping[str, Pending], instance: dg.DagsterInstance, 
     for key, event_ids in sorted(retried.items()):
         versions = ",".join(sorted(f"{event_id}@{new_cursor[event_id].version}" for event_id in event_ids))
         attempt = max(new_cursor[event_id].attempt for event_id in event_ids)
-        requests.append(_run_request(key, key.split(":")[1], versions,
-                                     {new_cursor[event_id].kind for event_id in event_ids}, attempt))
+        day = key.removeprefix(key_prefix(site_id)).split(":")[0]
+        requests.append(_run_request(key, day, versions, {new_cursor[event_id].kind for event_id in event_ids},
+                                     attempt, site_id))
     return requests, new_cursor
 
 
@@ -226,21 +268,36 @@ SENSOR_INTERVAL_SECONDS = 5
 def openadr_vtn_sensor(
     context: dg.SensorEvaluationContext, site: SiteResource, store: TimeSeriesStoreResource, vtn: VtnResource
 ) -> dg.SensorResult:
-    site_model = site.load()
-    series = store.open(site_model)
-    previous = read_cursor(context.cursor)
-    polled = poll_changes(vtn.config(), site_model, series, committed=previous.poll)
-    cursor = previous.pending
-    changes = polled.changes
-    keys = daily_partitions.get_partition_keys(dynamic_partitions_store=None)
-    changes = [
-        replace(c, days=partition_days_of(c, keys[0], keys[-1])) for c in changes
-    ]
-    requests, new_cursor = run_requests_for(changes, cursor)
-    new_cursor = still_pending(new_cursor, EventLog(series.engine).latest_versions(),
-                               AbsenceLog(series.engine).withdrawn_events())
-    if requests:
-        context.log.info("OpenADR: %d change(s) -> %d run request(s)", len(changes), len(requests))
-    retries, new_cursor = retry_requests(new_cursor, context.instance, vtn.run_retry_policy(), utc_now(),
-                                         context.log)
-    return dg.SensorResult(run_requests=requests + retries, cursor=write_cursor(new_cursor, polled.mark))
+    portfolio = site.portfolio()
+    # the sensor reads and writes only the OpenADR tables: any site's store handle will do
+    series = store.open(portfolio.site(portfolio.site_ids[0]))
+    return vtn_tick(context, portfolio, series, vtn.config(), vtn.run_retry_policy(), IS_FLEET)
+
+
+def vtn_tick(context: dg.SensorEvaluationContext, portfolio: Portfolio, series: TimeSeriesStore, config: VtnConfig,
+             retry_policy: RunRetries, fleet: bool) -> dg.SensorResult:
+    """One tick: poll once per VEN, then, site by site, the runs for its changes and retries, and its cursor."""
+    previous = read_cursor(context.cursor, portfolio, fleet)
+    polled = poll_changes(config, portfolio, series, committed=previous.polls)
+    keys = day_partitions.get_partition_keys()
+    requests: list[dg.RunRequest] = []
+    pending: dict[str, dict[str, Pending]] = {}
+    for site_id in portfolio.site_ids:
+        run_site = site_id if fleet else None
+        changes = [replace(c, days=partition_days_of(c, keys[0], keys[-1])) for c in polled.changes[site_id]]
+        site_requests, site_cursor = run_requests_for(changes, previous.pending.get(site_id, {}), run_site)
+        site_cursor = still_pending(site_cursor, EventLog(series.engine, site_id=site_id).latest_versions(),
+                                    AbsenceLog(series.engine, site_id=site_id).withdrawn_events())
+        if site_requests:
+            context.log.info("OpenADR%s: %d change(s) -> %d run request(s)", f" {site_id}" if fleet else "",
+                             len(changes), len(site_requests))
+        retries, pending[site_id] = retry_requests(site_cursor, context.instance, retry_policy, utc_now(),
+                                                   context.log, run_site)
+        requests += site_requests + retries
+    cursor = write_cursor(Cursor(pending, polled.marks), portfolio, fleet)
+    if not fleet:
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
+    known = set(context.instance.get_dynamic_partitions(SITES_PARTITIONS_NAME))
+    missing = sorted({request.tags[SITE_TAG] for request in requests} - known)
+    return dg.SensorResult(run_requests=requests, cursor=cursor, dynamic_partitions_requests=(
+        [site_partitions.build_add_request(missing)] if missing else []))
