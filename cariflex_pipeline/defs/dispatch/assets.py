@@ -169,7 +169,8 @@ def ocpp_dispatch(
     transport = dispatch_broker.make_transport(answer_book=outbox)
     policy = config.policy()
     try:
-        report = dispatch_profiles(outbox, transport, ocpp_charging_profiles, run_id=context.run.run_id,
+        report = dispatch_profiles(outbox, transport, ocpp_charging_profiles, site_id=site.for_run(context).id,
+                                   run_id=context.run.run_id,
                                    force=config.force, answer_timeout=config.answer_timeout_seconds,
                                    uncertain_grace=config.uncertain_grace_seconds,
                                    min_validity_ahead=timedelta(hours=config.min_validity_ahead_hours),
