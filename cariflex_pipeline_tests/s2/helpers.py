@@ -22,7 +22,8 @@ from cariflex_pipeline.store import TimeSeriesStore
 
 TIMEOUT = 20.0
 T = TypeVar("T")
-DEVICES = {name: device for name, device in site_devices(load_site()).items()
+SITE_ID = "cariflex-martinique"  # the bundled site file's one site
+DEVICES = {name: device for name, device in site_devices(load_site(), SITE_ID).items()
            if name in ("battery_01", "battery_02", "v2g_01")}
 
 
