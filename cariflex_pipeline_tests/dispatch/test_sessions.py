@@ -127,7 +127,7 @@ def test_session_lifecycle_defaults_needs_and_measured_power(amqp_url, exchange,
     assert sorted((c.kind, c.station_id) for c in report.changes) == [("started", "CP001"), ("started", "CP002")]
     sessions = {s["station_id"]: s for s in active_sessions(store.engine)}
     assert sessions["CP001"] == {
-        "station_id": "CP001", "evse_id": 1, "transaction_id": "tx-1", "arrival": T0,
+        "site_id": "cariflex-martinique", "station_id": "CP001", "evse_id": 1, "transaction_id": "tx-1", "arrival": T0,
         "departure": T0 + timedelta(hours=6), "energy_needed_kwh": 18.0, "energy_requested_kwh": 18.0,
         "energy_delivered_kwh": 0.0, "defaults": True, "departure_is_default": True, "energy_is_default": True}
     assert active_transactions(store.engine) == {"CP001": "tx-1", "CP002": "tx-2"}
