@@ -38,7 +38,8 @@ class SiteResource(dg.ConfigurableResource):
 
 
 class TimeSeriesStoreResource(dg.ConfigurableResource):
-    """The time-series store, migrated and holding the site's sensors before any asset writes to it."""
+    """The time-series store, migrated and holding the portfolio's sensors (each with its site) and the run's site's
+    before any asset writes to it."""
 
     database_url: str | None = Field(
         default=None,
