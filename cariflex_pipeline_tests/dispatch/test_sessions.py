@@ -195,7 +195,7 @@ def test_malformed_messages_dead_lettered_unknown_station_logged_consumer_goes_o
     with caplog.at_level(logging.WARNING):
         report = consumer.drain()
     assert (report.processed, report.dead_lettered, report.unknown_station) == (1, 3, 1)
-    assert "station CP999 is not in the site model" in caplog.text
+    assert "station CP999 is in no site of the portfolio (site ''): message ignored" in caplog.text
     assert [s["transaction_id"] for s in active_sessions(store.engine)] == ["tx-3"]
     dead = _dead_letters(amqp_url, names["sessions"] + ".dead")
     reasons = [headers["x-cariflex-reason"] for headers, _ in dead]
