@@ -85,7 +85,7 @@ def measure(args: argparse.Namespace, outbox: Outbox, router: Router) -> int:
     profiles = make_profiles(args.count, now)
     build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    entries = outbox.prepare(profiles, run_id="bench", transport="amqp", now=now).to_send
+    entries = outbox.prepare(profiles, site_id="bench", run_id="bench", transport="amqp", now=now).to_send
     store_s = time.perf_counter() - t0
     transport = AmqpTransport(args.amqp_url, exchange=exchange, answer_queue=router.answer_queue, window=args.window,
                               confirm_timeout=600)

@@ -30,7 +30,7 @@ from cariflex_pipeline.dispatch.sessions import (
     active_sessions,
     active_transactions,
     has_session_history,
-    stations_from_site,
+    stations_from_portfolio,
 )
 from cariflex_pipeline.dispatch.transports import Answer, Call, OutboxOnlyTransport, SendResult, Transport
 from cariflex_pipeline.dispatch.validation import ProfileValidationError, request_violations, validate_request
@@ -79,6 +79,6 @@ __all__ = [
     "record_answers",
     "request_violations",
     "station_message",
-    "stations_from_site",
+    "stations_from_portfolio",
     "validate_request",
 ]

@@ -1,7 +1,7 @@
 """One dispatch run: collect answers, time out the silent, store profiles in the outbox, send them, collect the
 answers, read back what the stations will do.
 
-    report = dispatch_profiles(outbox, transport, profiles, run_id="...")
+    report = dispatch_profiles(outbox, transport, profiles, site_id="pointe-simon", run_id="...")
 
 Order matters for "nothing lost, nothing twice in effect":
 1. answers already on the bus are recorded first; for entries whose delivery is uncertain (published, never
@@ -24,7 +24,7 @@ in the outbox and the next run sends the current plan in their place.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -83,6 +83,7 @@ def dispatch_profiles(
     transport: Transport,
     profiles: Sequence[BuiltProfile],
     *,
+    site_id: str,
     run_id: str,
     force: bool = False,
     answer_timeout: float = 5.0,
@@ -91,8 +92,8 @@ def dispatch_profiles(
     min_validity_ahead: timedelta = DEFAULT_MIN_VALIDITY_AHEAD,
     policy: DeliveryPolicy | None = None,
     read_back: bool = True,
-    station_ids: Collection[str] | None = None,
 ) -> DispatchReport:
+    """Dispatch the profiles of `site_id`'s plan (its outbox entries carry that site) in the order above."""
     now = now or datetime.now(UTC)
     policy = policy or DeliveryPolicy()
     report = DispatchReport(run_id=run_id, transport=transport.name)
@@ -104,8 +105,8 @@ def dispatch_profiles(
         # the broker is down: store the profiles anyway (below), they are retried by the next run
         LOG.warning("could not collect station answers: %s", error)
     report.unanswered = outbox.expire_unanswered(now, policy)
-    prepared = outbox.prepare(profiles, run_id=run_id, transport=transport.name, force=force, now=now,
-                              min_validity_ahead=min_validity_ahead, policy=policy, station_ids=station_ids)
+    prepared = outbox.prepare(profiles, site_id=site_id, run_id=run_id, transport=transport.name, force=force, now=now,
+                              min_validity_ahead=min_validity_ahead, policy=policy)
     report.skipped = prepared.skipped
     report.unchanged = prepared.unchanged
     report.repeat_rejected = prepared.repeat_rejected

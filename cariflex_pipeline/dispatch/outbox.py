@@ -16,14 +16,16 @@ cover from now on, and the old profile in force at least `min_validity_ahead` mo
   attempt is the run's profile, built from the current plan, under the same profile id, after the backoff of
   `DeliveryPolicy`, and at most `max_attempts` times for the same effect; undelivered entries of a station the run
   has no profile for are superseded, not re-sent stale;
-- a run selects at most one profile per station, so no station gets the same profile twice from one run.
+- a run selects at most one profile per station, so no station gets the same profile twice from one run;
+- a run works on one site's entries (`site_id`, the site whose plan it dispatches): another site's undelivered
+  entries are never its to supersede.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +52,7 @@ _MAY_BE_HELD = ("accepted", "sent", "unanswered", "superseded")
 @dataclass(frozen=True)
 class OutboxEntry:
     id: int
+    site_id: str
     station_id: str
     evse_id: int
     profile_id: int
@@ -130,7 +133,8 @@ class Outbox:
         connection.execute(update(ocpp_outbox).where(ocpp_outbox.c.id == row.id)
                            .values(updated_at=self._t(now), **values))
         connection.execute(insert(ocpp_outbox_events).values(
-            outbox_id=row.id, station_id=row.station_id, at=self._t(now), event=event, reason=reason[:2000]))
+            outbox_id=row.id, site_id=row.site_id, station_id=row.station_id, at=self._t(now), event=event,
+            reason=reason[:2000]))
 
     def _supersede(self, connection: Any, rows: Iterable[Any], reason: str, now: datetime) -> None:
         for row in rows:
@@ -166,17 +170,16 @@ class Outbox:
         self,
         profiles: Sequence[BuiltProfile],
         *,
+        site_id: str,
         run_id: str,
         transport: str,
         force: bool = False,
         now: datetime | None = None,
         min_validity_ahead: timedelta = DEFAULT_MIN_VALIDITY_AHEAD,
         policy: DeliveryPolicy | None = None,
-        station_ids: Collection[str] | None = None,
     ) -> PreparedRun:
-        """Store the run's profiles as pending and pick what to send (at most one entry per station). A station of
-        `station_ids` (the run's site's; None: every station) without a profile has its undelivered entries
-        superseded; another site's stations are that site's runs' to decide."""
+        """Store the run's profiles as pending entries of `site_id` (the site whose plan they carry) and pick what
+        to send (at most one entry per station); only that site's open entries are considered or superseded."""
         now = now or datetime.now(UTC)
         policy = policy or DeliveryPolicy()
         stations = [p.station_id for p in profiles]
@@ -185,16 +188,16 @@ class Outbox:
             raise ValueError(f"more than one profile for station(s) {sorted(duplicates)} in one run")
         prepared = PreparedRun()
         with self.engine.begin() as connection:
-            query = select(ocpp_outbox).where(ocpp_outbox.c.status.in_((*UNDELIVERED_STATUSES, "sent")))
-            if station_ids is not None:
-                query = query.where(ocpp_outbox.c.station_id.in_([*station_ids, *stations]))
-            open_rows = connection.execute(query.order_by(ocpp_outbox.c.id)).all()
+            open_rows = connection.execute(
+                select(ocpp_outbox).where(and_(ocpp_outbox.c.site_id == site_id,
+                                               ocpp_outbox.c.status.in_((*UNDELIVERED_STATUSES, "sent"))))
+                .order_by(ocpp_outbox.c.id)).all()
             by_station: dict[str, list[Any]] = {}
             for row in open_rows:
                 by_station.setdefault(row.station_id, []).append(row)
             for profile in profiles:
                 selected = self._prepare_one(connection, profile, by_station.pop(profile.station_id, []),
-                                             run_id=run_id, transport=transport, force=force, now=now,
+                                             site_id=site_id, run_id=run_id, transport=transport, force=force, now=now,
                                              min_validity_ahead=min_validity_ahead, policy=policy,
                                              prepared=prepared)
                 if selected is not None:
@@ -207,7 +210,7 @@ class Outbox:
                     prepared.skipped[station_id] = "awaiting the station's answer"
         return prepared
 
-    def _prepare_one(self, connection: Any, profile: BuiltProfile, open_rows: list[Any], *, run_id: str,
+    def _prepare_one(self, connection: Any, profile: BuiltProfile, open_rows: list[Any], *, site_id: str, run_id: str,
                      transport: str, force: bool, now: datetime, min_validity_ahead: timedelta,
                      policy: DeliveryPolicy, prepared: PreparedRun) -> OutboxEntry | None:
         undelivered = [r for r in open_rows if r.status in UNDELIVERED_STATUSES]
@@ -217,8 +220,8 @@ class Outbox:
                                     min_validity_ahead=min_validity_ahead, policy=policy, prepared=prepared):
             return None
         attempts = (chain.attempts + 1 if tried else chain.attempts) if chain is not None else 1
-        new_id = self._insert(connection, profile, run_id=run_id, transport=transport, force=force, now=now,
-                              attempts=attempts, clear=transport == "rest" and self._held_tx_profile(
+        new_id = self._insert(connection, profile, site_id=site_id, run_id=run_id, transport=transport, force=force,
+                              now=now, attempts=attempts, clear=transport == "rest" and self._held_tx_profile(
                                   connection, profile))
         self._supersede(connection, undelivered, f"superseded by #{new_id} (rebuilt from the current plan)", now)
         return _entry(connection.execute(select(ocpp_outbox).where(ocpp_outbox.c.id == new_id)).one())
@@ -284,13 +287,14 @@ class Outbox:
             ocpp_outbox.c.transaction_id == transaction, ocpp_outbox.c.status.in_(_MAY_BE_HELD),
             ocpp_outbox.c.sent_at.is_not(None))).limit(1)).first() is not None
 
-    def _insert(self, connection: Any, profile: BuiltProfile, *, run_id: str, transport: str, force: bool,
+    def _insert(self, connection: Any, profile: BuiltProfile, *, site_id: str, run_id: str, transport: str, force: bool,
                 now: datetime, attempts: int, clear: bool) -> int:
         charging = profile.payload["chargingProfile"]
         valid_to = datetime.fromisoformat(charging["validTo"])  # Python 3.11 reads the "Z"
         new_id = connection.execute(insert(ocpp_outbox).values(
-            station_id=profile.station_id, evse_id=profile.payload["evseId"], profile_id=profile.profile_id,
-            stack_level=profile.stack_level, purpose=profile.purpose, transaction_id=charging.get("transactionId"),
+            site_id=site_id, station_id=profile.station_id, evse_id=profile.payload["evseId"],
+            profile_id=profile.profile_id, stack_level=profile.stack_level, purpose=profile.purpose,
+            transaction_id=charging.get("transactionId"),
             correlation_id=str(uuid.uuid4()), payload=json.dumps(profile.payload, separators=(",", ":")),
             payload_hash=payload_hash(profile.payload), status="pending", status_reason="",
             delivery_uncertain=False, transport=transport, run_id=run_id, forced=force, attempts=attempts,
@@ -300,7 +304,8 @@ class Outbox:
         row = connection.execute(select(ocpp_outbox).where(ocpp_outbox.c.id == new_id)).one()
         note = f"attempt {attempts}" + (", ClearChargingProfile first (TxProfile update)" if clear else "")
         connection.execute(insert(ocpp_outbox_events).values(
-            outbox_id=new_id, station_id=row.station_id, at=self._t(now), event="pending", reason=note))
+            outbox_id=new_id, site_id=site_id, station_id=row.station_id, at=self._t(now), event="pending",
+            reason=note))
         return new_id
 
     # --- transport outcomes and answers -----------------------------------------------------------------------
@@ -316,10 +321,11 @@ class Outbox:
                 changed = connection.execute(
                     update(ocpp_outbox).where(and_(chunk, ocpp_outbox.c.status.not_in(("accepted", "rejected"))))
                     .values(status="sent", status_reason="", delivery_uncertain=False, sent_at=at, updated_at=at)
-                    .returning(ocpp_outbox.c.id, ocpp_outbox.c.station_id)).all()
+                    .returning(ocpp_outbox.c.id, ocpp_outbox.c.site_id, ocpp_outbox.c.station_id)).all()
                 if changed:
                     connection.execute(insert(ocpp_outbox_events), [
-                        {"outbox_id": row.id, "station_id": row.station_id, "at": at, "event": "sent", "reason": ""}
+                        {"outbox_id": row.id, "site_id": row.site_id, "station_id": row.station_id, "at": at,
+                         "event": "sent", "reason": ""}
                         for row in changed])
 
     def mark(self, correlation_id: str, status: str, reason: str = "", *, uncertain: bool = False,
@@ -459,8 +465,11 @@ class Outbox:
             return {row.correlation_id for row in rows}
 
     def entries(self, station_ids: Iterable[str] | None = None, run_id: str | None = None,
-                ids: Iterable[int] | None = None) -> list[OutboxEntry]:
+                ids: Iterable[int] | None = None, site_id: str | None = None) -> list[OutboxEntry]:
+        """Entries oldest first; each filter given narrows them (`site_id`: one site's entries)."""
         query = select(ocpp_outbox).order_by(ocpp_outbox.c.id)
+        if site_id is not None:
+            query = query.where(ocpp_outbox.c.site_id == site_id)
         if station_ids is not None:
             query = query.where(ocpp_outbox.c.station_id.in_(list(station_ids)))
         if run_id is not None:

@@ -12,8 +12,11 @@ request, which the exchange had routed to our queue as well, so the request is n
 book does not rely on it (an answer seen first is kept and decides the request when it comes).
 
 A malformed or unexpected message is published to a dead-letter queue with the reason in its headers
-(`x-cariflex-reason`) and acknowledged; the consumer keeps going. A message from a station that is not in the
-site model is logged and acknowledged. Messages are acknowledged only after their data is stored.
+(`x-cariflex-reason`) and acknowledged; the consumer keeps going. One consumer serves the whole portfolio: the
+book's stations (`stations_from_portfolio`) give each station's site, which every row it writes carries. A message
+from a station that no site of the portfolio has is logged, counted (`unknown_station`, `unknown_stations`) and
+acknowledged; nothing is stored for it (its site would be "", NO_SITE). Messages are acknowledged only after their
+data is stored.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class DrainReport:
     processed: int = 0
     dead_lettered: int = 0
     unknown_station: int = 0
+    unknown_stations: set[str] = field(default_factory=set)  # ids of the stations no site of the portfolio has
     beliefs_written: int = 0
     changes: list[SessionChange] = field(default_factory=list)
     dead_letter_reasons: list[str] = field(default_factory=list)
@@ -132,8 +136,9 @@ class SessionConsumer:
                         self._count_answer(message.station_id, message.payload, report)
                 except (EnvelopeError, SessionMessageError, UnknownStationError, TypeError, ValueError) as error:
                     if isinstance(error, UnknownStationError):
-                        LOG.warning("station %s is not in the site model: message ignored", error.station_id)
+                        LOG.warning("%s: message ignored", error)
                         report.unknown_station += 1
+                        report.unknown_stations.add(error.station_id)
                     else:
                         reason = str(error) or type(error).__name__
                         self._dead_letter(channel, headers, body, reason)

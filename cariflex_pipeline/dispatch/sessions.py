@@ -36,12 +36,13 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
-from sqlalchemy import Engine, and_, insert, select, update
+from sqlalchemy import Engine, Select, Table, and_, insert, select, update
 
 from cariflex_pipeline.dispatch.envelope import BusMessage
 from cariflex_pipeline.dispatch.peer_schemas import violations as peer_violations
 from cariflex_pipeline.dispatch.tables import ev_charging_needs, ev_sessions, ev_station_status
-from cariflex_pipeline.site_model import Site
+from cariflex_pipeline.site_model import Portfolio
+from cariflex_pipeline.store.schema import NO_SITE
 from cariflex_pipeline.store.times import from_db_time, to_db_time
 
 LOG = logging.getLogger(__name__)
@@ -59,11 +60,12 @@ class SessionMessageError(ValueError):
 
 
 class UnknownStationError(LookupError):
-    """A message from a station that is not in the site model (logged and acknowledged, never dead-lettered)."""
+    """A message from a station that no site of the portfolio has (logged and acknowledged, never dead-lettered,
+    nothing stored: its site would be NO_SITE, "")."""
 
     def __init__(self, station_id: str) -> None:
         self.station_id = station_id
-        super().__init__(f"station {station_id} is not in the site model")
+        super().__init__(f"station {station_id} is in no site of the portfolio (site {NO_SITE!r})")
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class SessionDefaults:
 class StationInfo:
     station_id: str
     sensor_id: int
+    site_id: str  # the portfolio site of its charge point: every row the station's messages write carries it
     resolution: timedelta = timedelta(minutes=15)
 
 
@@ -266,7 +269,7 @@ class SessionBook:
             if not ended:
                 changes += self._close_superseded(connection, station.station_id, evse_id, transaction_id, at, now)
             connection.execute(insert(ev_sessions).values(
-                station_id=station.station_id, transaction_id=transaction_id, evse_id=evse_id,
+                site_id=station.site_id, station_id=station.station_id, transaction_id=transaction_id, evse_id=evse_id,
                 status="ended" if ended else "active", arrival=self._t(at), departure=self._t(departure),
                 departure_is_default=departure_default, energy_requested_kwh=energy,
                 energy_is_default=energy_default, meter_start_wh=register, energy_delivered_kwh=0.0,
@@ -331,7 +334,7 @@ class SessionBook:
     def _on_StatusNotification(self, connection: Any, station: StationInfo, payload: dict[str, Any],
                                now: datetime, samples: list) -> list[SessionChange]:
         at = _parse_time(payload["timestamp"], "StatusNotification.timestamp")
-        self._upsert_status(connection, station.station_id, payload["evseId"], now,
+        self._upsert_status(connection, station, payload["evseId"], now,
                             connector_id=payload["connectorId"], connector_status=payload["connectorStatus"],
                             status_at=self._t(at))
         return []
@@ -356,7 +359,8 @@ class SessionBook:
                   "updated_at": self._t(now)}
         if row is None:
             connection.execute(insert(ev_charging_needs).values(
-                station_id=station.station_id, correlation_id=correlation_id, status="awaiting",
+                site_id=station.site_id, station_id=station.station_id, correlation_id=correlation_id,
+                status="awaiting",
                 requested_at=self._t(now), **values))
             LOG.info("station %s EVSE %d: EV charging needs %s (departure %s, %s kWh) await CitrineOS's answer",
                      station.station_id, evse_id, correlation_id, departure, energy_kwh)
@@ -379,7 +383,8 @@ class SessionBook:
         row = self._needs_row(connection, station.station_id, correlation_id)
         if row is None:
             connection.execute(insert(ev_charging_needs).values(
-                station_id=station.station_id, correlation_id=correlation_id, status="unmatched", answer=answer,
+                site_id=station.site_id, station_id=station.station_id, correlation_id=correlation_id,
+                status="unmatched", answer=answer,
                 reason=reason, answered_at=self._t(now), updated_at=self._t(now)))
             LOG.warning("station %s: CitrineOS answered %s to NotifyEVChargingNeeds %s, whose request we have not "
                         "seen; kept in case the request follows", station.station_id, answer, correlation_id)
@@ -427,7 +432,7 @@ class SessionBook:
             ev_sessions.c.evse_id == evse_id))).first()
         if active is None:
             # ISO 15118: needs may arrive before the transaction starts; keep them for TransactionEvent Started
-            self._upsert_status(connection, station.station_id, evse_id, now, pending_departure=self._t(departure),
+            self._upsert_status(connection, station, evse_id, now, pending_departure=self._t(departure),
                                 pending_energy_kwh=energy_kwh)
             return [], None
         values: dict[str, Any] = {"updated_at": self._t(now)}
@@ -445,31 +450,41 @@ class SessionBook:
             return [], active.transaction_id
         return [SessionChange("needs_changed", station.station_id, active.transaction_id, now)], active.transaction_id
 
-    def _upsert_status(self, connection: Any, station_id: str, evse_id: int, now: datetime, **values: Any) -> None:
-        key = and_(ev_station_status.c.station_id == station_id, ev_station_status.c.evse_id == evse_id)
+    def _upsert_status(self, connection: Any, station: StationInfo, evse_id: int, now: datetime,
+                       **values: Any) -> None:
+        key = and_(ev_station_status.c.station_id == station.station_id, ev_station_status.c.evse_id == evse_id)
         if connection.execute(select(ev_station_status.c.station_id).where(key)).first() is None:
             connection.execute(insert(ev_station_status).values(
-                station_id=station_id, evse_id=evse_id, connector_id=values.pop("connector_id", 1),
-                updated_at=self._t(now), **values))
+                site_id=station.site_id, station_id=station.station_id, evse_id=evse_id,
+                connector_id=values.pop("connector_id", 1), updated_at=self._t(now), **values))
         else:
             connection.execute(update(ev_station_status).where(key).values(updated_at=self._t(now), **values))
 
 
-def active_sessions(engine: Engine, station_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """Open EV sessions in a plain shape for the scheduler.
+def _of(query: Select, table: Table, station_ids: Iterable[str] | None, site_id: str | None) -> Select:
+    """`query` narrowed to these stations and to one site's rows, each when given."""
+    if station_ids is not None:
+        query = query.where(table.c.station_id.in_(list(station_ids)))
+    if site_id is not None:
+        query = query.where(table.c.site_id == site_id)
+    return query
 
-    Each dict: station_id, evse_id, transaction_id, arrival, departure (tz-aware UTC), energy_needed_kwh
+
+def active_sessions(engine: Engine, station_ids: Iterable[str] | None = None,
+                    site_id: str | None = None) -> list[dict[str, Any]]:
+    """Open EV sessions in a plain shape for the scheduler: of these stations, of one site, each when given.
+
+    Each dict: site_id, station_id, evse_id, transaction_id, arrival, departure (tz-aware UTC), energy_needed_kwh
     (requested minus delivered, never negative), energy_requested_kwh, energy_delivered_kwh, defaults (True when
     departure or energy is a configured default), departure_is_default, energy_is_default.
     """
-    query = select(ev_sessions).where(ev_sessions.c.status == "active").order_by(
-        ev_sessions.c.station_id, ev_sessions.c.arrival)
-    if station_ids is not None:
-        query = query.where(ev_sessions.c.station_id.in_(list(station_ids)))
+    query = _of(select(ev_sessions).where(ev_sessions.c.status == "active").order_by(
+        ev_sessions.c.station_id, ev_sessions.c.arrival), ev_sessions, station_ids, site_id)
     with engine.connect() as connection:
         rows = connection.execute(query).all()
     return [
         {
+            "site_id": row.site_id,
             "station_id": row.station_id,
             "evse_id": row.evse_id,
             "transaction_id": row.transaction_id,
@@ -487,19 +502,17 @@ def active_sessions(engine: Engine, station_ids: Iterable[str] | None = None) ->
 
 
 def sessions_between(engine: Engine, start: datetime, end: datetime, station_ids: Iterable[str] | None = None,
-                     now: datetime | None = None) -> list[dict[str, Any]]:
+                     now: datetime | None = None, site_id: str | None = None) -> list[dict[str, Any]]:
     """Every session, active or ended, that was plugged in at some time in [start, end): for the derived series
     of past days. Each dict: station_id, evse_id, transaction_id, arrival, departure (tz-aware UTC), and
     energy_requested_kwh. An ended session's departure is when it ended; an active one is still plugged in, so
     its departure is the expected one or `now` (default: the current time), whichever is later, as the scheduler
-    keeps charging an EV that stays past its departure. Sorted by station and arrival."""
+    keeps charging an EV that stays past its departure. Sorted by station and arrival; `site_id`: one site's."""
     now = now or datetime.now(UTC)
-    query = select(ev_sessions).where(and_(
+    query = _of(select(ev_sessions).where(and_(
         ev_sessions.c.arrival < to_db_time(engine, end),
         (ev_sessions.c.status == "active") | (ev_sessions.c.ended_at > to_db_time(engine, start)),
-    )).order_by(ev_sessions.c.station_id, ev_sessions.c.arrival)
-    if station_ids is not None:
-        query = query.where(ev_sessions.c.station_id.in_(list(station_ids)))
+    )).order_by(ev_sessions.c.station_id, ev_sessions.c.arrival), ev_sessions, station_ids, site_id)
     with engine.connect() as connection:
         rows = connection.execute(query).all()
     sessions = []
@@ -514,21 +527,20 @@ def sessions_between(engine: Engine, start: datetime, end: datetime, station_ids
 
 
 def unapplied_needs(engine: Engine, now: datetime | None = None, max_age: timedelta = timedelta(hours=24),
-                    station_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+                    station_ids: Iterable[str] | None = None, site_id: str | None = None) -> list[dict[str, Any]]:
     """EV charging needs the scheduler runs without: per station and EVSE, the latest NotifyEVChargingNeeds of the
     last `max_age`, when CitrineOS rejected it ("rejected") or has not answered it yet ("awaiting"), and no session
     on that EVSE has ended since (the car is still there).
 
     Each dict: station_id, evse_id, correlation_id, status, answer (None while awaiting), reason, departure,
     energy_kwh (what the EV asked for), requested_at, answered_at (tz-aware UTC). Sorted by station and EVSE.
+    `station_ids`, `site_id`: only those stations', only that site's.
     """
     now = now or datetime.now(UTC)
-    query = select(ev_charging_needs).where(and_(
+    query = _of(select(ev_charging_needs).where(and_(
         ev_charging_needs.c.requested_at.is_not(None),
         ev_charging_needs.c.requested_at >= to_db_time(engine, now - max_age))).order_by(
-        ev_charging_needs.c.requested_at, ev_charging_needs.c.id)
-    if station_ids is not None:
-        query = query.where(ev_charging_needs.c.station_id.in_(list(station_ids)))
+        ev_charging_needs.c.requested_at, ev_charging_needs.c.id), ev_charging_needs, station_ids, site_id)
     with engine.connect() as connection:
         latest = {(row.station_id, row.evse_id): row for row in connection.execute(query).all()}
         out = []
@@ -555,16 +567,21 @@ def has_session_history(engine: Engine) -> bool:
         return connection.scalar(select(ev_sessions.c.station_id).limit(1)) is not None
 
 
-def active_transactions(engine: Engine) -> dict[str, str]:
-    """station id -> transaction id of its newest active session (what TxProfile needs)."""
+def active_transactions(engine: Engine, site_id: str | None = None) -> dict[str, str]:
+    """station id -> transaction id of its newest active session (what TxProfile needs), of one site if given."""
     out: dict[str, str] = {}
-    for session in active_sessions(engine):
+    for session in active_sessions(engine, site_id=site_id):
         out[session["station_id"]] = session["transaction_id"]
     return out
 
 
-def stations_from_site(site: Site) -> dict[str, StationInfo]:
-    """station id -> StationInfo for every charge point of a site model."""
-    resolution = site.resolution
-    return {cp.id: StationInfo(cp.id, cp.sensor_id, site.sensor(cp.sensor_id).resolution or resolution)
-            for cp in site.charge_points}
+def stations_from_portfolio(portfolio: Portfolio) -> dict[str, StationInfo]:
+    """station id -> StationInfo for every charge point of every site of the portfolio (charge point ids are unique
+    across it): what the one session consumer, which sees every station's messages, keys their rows by."""
+    stations = {}
+    for site_id in portfolio.site_ids:
+        site = portfolio.site(site_id)
+        for cp in site.charge_points:
+            stations[cp.id] = StationInfo(cp.id, cp.sensor_id, site_id,
+                                          site.sensor(cp.sensor_id).resolution or site.resolution)
+    return stations

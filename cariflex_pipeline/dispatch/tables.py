@@ -1,6 +1,7 @@
 """Dispatch tables on the store's metadata: the profile outbox, EV sessions and station status.
 
-Created by the Alembic revisions `0003_dispatch` and `0004_outbox_delivery`. Times are UTC (`timestamptz` on
+Created by the Alembic revisions `0003_dispatch` and `0004_outbox_delivery`; `0009_site_keys` keys every row by
+its portfolio site (`site_id`: the site of the station's charge point). Times are UTC (`timestamptz` on
 PostgreSQL, naive UTC on SQLite); use `cariflex_pipeline.store.times` at the boundary.
 """
 
@@ -20,7 +21,7 @@ from sqlalchemy import (
     false,
 )
 
-from cariflex_pipeline.store.schema import metadata
+from cariflex_pipeline.store.schema import SITE_ID_LENGTH, metadata
 
 OUTBOX_STATUSES = ("pending", "sent", "accepted", "rejected", "unroutable", "failed", "unanswered", "superseded",
                    "expired")
@@ -32,6 +33,7 @@ ocpp_outbox = Table(
     "ocpp_outbox",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site_id", String(SITE_ID_LENGTH), nullable=False),  # the site whose plan the entry carries
     Column("station_id", String(64), nullable=False),
     Column("evse_id", Integer, nullable=False),
     Column("profile_id", Integer, nullable=False),
@@ -64,6 +66,7 @@ ocpp_outbox = Table(
     Column("readback_detail", Text),
     Column("readback_at", DateTime(timezone=True)),
     Index("ix_ocpp_outbox_station_status", "station_id", "status"),
+    Index("ix_ocpp_outbox_site_status", "site_id", "status"),
 )
 
 # Every status change of an outbox entry, with its time and reason: the delivery history an operator reads.
@@ -72,11 +75,13 @@ ocpp_outbox_events = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("outbox_id", Integer, nullable=False),
+    Column("site_id", String(SITE_ID_LENGTH), nullable=False),  # its entry's
     Column("station_id", String(64), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("event", String(24), nullable=False),  # a status, or readback/clear events
     Column("reason", Text, nullable=False, server_default=""),
     Index("ix_ocpp_outbox_events_outbox", "outbox_id"),
+    Index("ix_ocpp_outbox_events_site", "site_id"),
 )
 
 ev_sessions = Table(
@@ -84,6 +89,7 @@ ev_sessions = Table(
     metadata,
     Column("station_id", String(64), primary_key=True),
     Column("transaction_id", String(36), primary_key=True),
+    Column("site_id", String(SITE_ID_LENGTH), nullable=False),
     Column("evse_id", Integer, nullable=False),
     Column("status", String(16), nullable=False),  # active | ended
     Column("arrival", DateTime(timezone=True), nullable=False),
@@ -98,6 +104,7 @@ ev_sessions = Table(
     Column("ended_at", DateTime(timezone=True)),
     Column("stopped_reason", String(40)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_ev_sessions_site_status", "site_id", "status"),
 )
 
 ev_station_status = Table(
@@ -105,12 +112,14 @@ ev_station_status = Table(
     metadata,
     Column("station_id", String(64), primary_key=True),
     Column("evse_id", Integer, primary_key=True),
+    Column("site_id", String(SITE_ID_LENGTH), nullable=False),
     Column("connector_id", Integer, nullable=False),
     Column("connector_status", String(20)),
     Column("status_at", DateTime(timezone=True)),
     Column("pending_departure", DateTime(timezone=True)),
     Column("pending_energy_kwh", Float),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_ev_station_status_site", "site_id"),
 )
 
 # Each NotifyEVChargingNeeds exchange of a station with CitrineOS (Alembic revision `0005_ev_needs_answers`): the
@@ -122,6 +131,7 @@ ev_charging_needs = Table(
     "ev_charging_needs",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site_id", String(SITE_ID_LENGTH), nullable=False),
     Column("station_id", String(64), nullable=False),
     Column("correlation_id", String(64), nullable=False),
     Column("evse_id", Integer),  # unknown while only the answer has been seen
@@ -136,4 +146,5 @@ ev_charging_needs = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("station_id", "correlation_id", name="uq_ev_charging_needs_station_correlation"),
     Index("ix_ev_charging_needs_station_status", "station_id", "status"),
+    Index("ix_ev_charging_needs_site", "site_id"),
 )

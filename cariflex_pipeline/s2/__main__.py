@@ -15,9 +15,9 @@ import signal
 import sys
 
 from cariflex_pipeline.s2.config import CemConfigError, CemSettings
-from cariflex_pipeline.s2.devices import S2Device, site_devices
+from cariflex_pipeline.s2.devices import S2Device, portfolio_devices
 from cariflex_pipeline.s2.server import CemServer
-from cariflex_pipeline.site_model import SiteModelError, load_site
+from cariflex_pipeline.site_model import SiteModelError, load_portfolio
 from cariflex_pipeline.store import StoreUnavailableError, TimeSeriesStore, default_database_url
 
 log = logging.getLogger("cariflex_pipeline.s2")
@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         settings.ssl_context()  # a bad certificate fails here, before anything binds
         store = TimeSeriesStore(default_database_url())
         store.migrate()
-        site = load_site()
-        devices = site_devices(site)
-        store.register_sensors(site.sensors)
+        portfolio = load_portfolio()  # one CEM serves every site's devices, each RM's rows keyed by its site
+        devices = portfolio_devices(portfolio)
+        store.register_portfolio(portfolio)
     except (CemConfigError, StoreUnavailableError, SiteModelError) as error:
         log.error("S2 CEM not started: %s", error)
         return 2

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from cariflex_pipeline.derived.sensors import soc_sensor
-from cariflex_pipeline.site_model import Sensor, Site
+from cariflex_pipeline.site_model import Portfolio, Sensor, Site
 from cariflex_pipeline.store import TimeSeriesStore
 
 S2_SOURCE = "cariflex-s2-cem"
@@ -30,13 +30,22 @@ class S2Device:
     kind: str  # battery | v2g
     power_sensor_id: int
     soc_sensor_id: int
+    site_id: str  # its portfolio site: the RM's rows and messages carry it
 
 
-def site_devices(site: Site) -> dict[str, S2Device]:
-    """The RM names the CEM controls: each battery and V2G charger of the site, by name."""
-    devices = [S2Device(b.name, "battery", b.sensor_id, b.sensor_id + SOC_SENSOR_OFFSET) for b in site.batteries]
-    devices += [S2Device(v.name, "v2g", v.sensor_id, v.sensor_id + SOC_SENSOR_OFFSET) for v in site.v2g_chargers]
+def site_devices(site: Site, site_id: str) -> dict[str, S2Device]:
+    """The RM names the CEM controls at one site (`site_id`'s `site`): each battery and V2G charger, by name."""
+    devices = [S2Device(b.name, "battery", b.sensor_id, b.sensor_id + SOC_SENSOR_OFFSET, site_id)
+               for b in site.batteries]
+    devices += [S2Device(v.name, "v2g", v.sensor_id, v.sensor_id + SOC_SENSOR_OFFSET, site_id)
+                for v in site.v2g_chargers]
     return {device.name: device for device in devices}
+
+
+def portfolio_devices(portfolio: Portfolio) -> dict[str, S2Device]:
+    """The devices of every site (names are unique across a portfolio): what the one CEM process serves."""
+    return {name: device for site_id in portfolio.site_ids
+            for name, device in site_devices(portfolio.site(site_id), site_id).items()}
 
 
 def soc_sensors(devices: Iterable[S2Device]) -> list[Sensor]:

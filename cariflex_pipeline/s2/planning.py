@@ -50,11 +50,12 @@ def plan_slots(store: TimeSeriesStore, sensor_id: int, start: datetime, end: dat
 
 
 def stage_plan(store: TimeSeriesStore, devices: Mapping[str, S2Device], source: str, slot_start: datetime,
-               horizon: timedelta, plan_key: str, now: datetime) -> list[DeviceStaging]:
-    """Stage the plan from `slot_start` (the current slot) over `horizon` for every RM under control, and write
-    the fill level each should reach at the coming slot starts (S2_PLAN_SOURCE, on its SoC sensor)."""
+               horizon: timedelta, plan_key: str, now: datetime, *, site_id: str) -> list[DeviceStaging]:
+    """Stage `site_id`'s plan from `slot_start` (the current slot) over `horizon` for every RM of that site under
+    control, as instructions of that site, and write the fill level each should reach at the coming slot starts
+    (S2_PLAN_SOURCE, on its SoC sensor)."""
     results = []
-    controlled = {row["device"]: row for row in state.resources(store.engine)
+    controlled = {row["device"]: row for row in state.resources(store.engine, site_id=site_id)
                   if row["device"] and row["status"] == "connected"}
     for device, s2_device in sorted(devices.items()):
         sensor_id = s2_device.power_sensor_id
@@ -73,7 +74,8 @@ def stage_plan(store: TimeSeriesStore, devices: Mapping[str, S2Device], source: 
         except OutsideRangesError as error:
             results.append(DeviceStaging(device, row["resource_id"], None, 0, str(error)))
             continue
-        staged = state.stage_setpoints(store.engine, row["resource_id"], device, setpoints, plan_key, now)
+        staged = state.stage_setpoints(store.engine, row["resource_id"], device, setpoints, plan_key, now,
+                                       site_id=site_id)
         if row["fill_level"] is not None:
             _write_trajectory(store, s2_device, description, setpoints, row["fill_level"], slots, now)
         clamped = [point for point in setpoints if point.clamped_from_kw is not None]

@@ -4,7 +4,9 @@ instructions staged in the store.
 One `CemSession` per connection. It answers every message with a ReceptionStatus (a refusal names the field and
 keeps the connection up, `protocol.py`), keeps what the RM reports in the store (`state.py`), and polls the store
 for instructions to send, revocations to send and answers overdue. An RM is a site device when its
-ResourceManagerDetails `name` is the name of one of the site's batteries or V2G chargers.
+ResourceManagerDetails `name` is the name of one of the devices served (every site's batteries and V2G chargers,
+names unique across the portfolio); its resource row and its messages carry that device's site, "" (NO_SITE) while
+it has named none.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from cariflex_pipeline.s2.devices import S2Device, soc_sensors, write_reported
 from cariflex_pipeline.s2.frbc import ELECTRIC, OutsideRangesError, check_within_ranges, setpoint_for
 from cariflex_pipeline.s2.protocol import NIL_ID, Phase, Refusal, out_of_protocol, parse_incoming
 from cariflex_pipeline.store import BeliefValidationError, StoreUnavailableError, TimeSeriesStore
+from cariflex_pipeline.store.schema import NO_SITE
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,11 @@ class CemSession:
             PowerMeasurement: self._on_power_measurement,
         }
 
+    @property
+    def site_id(self) -> str:
+        """The site of the RM's device: what its rows and messages carry; NO_SITE ("") until it names one."""
+        return NO_SITE if self.device is None else self.devices[self.device].site_id
+
     # --- the connection ------------------------------------------------------------------------------------
     async def run(self) -> None:
         pump = asyncio.create_task(self._pump_forever())
@@ -121,7 +129,8 @@ class CemSession:
     async def send(self, message: S2Message) -> None:
         text = message.to_json()
         message_id = getattr(message, "message_id", None)
-        state.record_message(self.engine, connection_id=self.connection_id, resource_id=self.resource_id,
+        state.record_message(self.engine, site_id=self.site_id, connection_id=self.connection_id,
+                             resource_id=self.resource_id,
                              direction="out", message_type=message.message_type,
                              message_id=None if message_id is None else str(message_id), payload=text,
                              at=self.clock())
@@ -153,7 +162,8 @@ class CemSession:
         if refusal:
             log.warning("S2 connection %s (resource %s): %s refused: %s", self.connection_id,
                         self.resource_id or "unknown", message_type, diagnostic)
-        state.record_message(self.engine, connection_id=self.connection_id, resource_id=self.resource_id,
+        state.record_message(self.engine, site_id=self.site_id, connection_id=self.connection_id,
+                             resource_id=self.resource_id,
                              direction="in", message_type=message_type[:40],
                              message_id=None if subject == NIL_ID else str(subject), payload=text,
                              reception_status=status.value, diagnostic=diagnostic, at=self.clock())
@@ -210,7 +220,7 @@ class CemSession:
             asyncio.get_running_loop().create_task(previous.websocket.close(reason="replaced by a new connection"))
         self.sessions[self.resource_id] = self
         state.save_resource(
-            self.engine, self.resource_id, self.clock(), name=name, device=self.device,
+            self.engine, self.resource_id, self.clock(), name=name, device=self.device, site_id=self.site_id,
             control_type=("FILL_RATE_BASED_CONTROL" if self.phase == Phase.FRBC else "NOT_CONTROLABLE"),
             status="connected" if self.phase == Phase.FRBC else "uncontrolled", status_reason=reason,
             details=message.to_json(), system_description=None, fill_level=None, fill_level_at=None,
@@ -438,7 +448,8 @@ class CemServer:
 
     async def start(self, ssl_context: ssl.SSLContext | None = None) -> int:
         """Bind and listen; the port bound (the configured one, or the one the OS chose for port 0)."""
-        self.store.register_sensors(soc_sensors(self.devices.values()))
+        self.store.register_sensors(soc_sensors(self.devices.values()),
+                                    owners={device.soc_sensor_id: device.site_id for device in self.devices.values()})
         self._server = await serve(self._on_connect, self.settings.host, self.settings.port, ssl=ssl_context,
                                    max_size=2**20)
         return self._server.sockets[0].getsockname()[1]

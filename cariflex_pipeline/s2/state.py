@@ -49,13 +49,14 @@ def _storable(text: str) -> str:
     return text.replace("\x00", "\\x00")
 
 
-def record_message(engine: Engine, *, connection_id: str, resource_id: str | None, direction: str,
+def record_message(engine: Engine, *, site_id: str, connection_id: str, resource_id: str | None, direction: str,
                    message_type: str, message_id: str | None, payload: str, at: datetime,
                    reception_status: str | None = None, diagnostic: str = "") -> None:
-    """One message in or out, as it crossed the wire (a NUL character escaped)."""
+    """One message in or out, as it crossed the wire (a NUL character escaped); `site_id` is its RM's device's
+    site, NO_SITE ("") while the RM has named no device of the portfolio."""
     with engine.begin() as connection:
         connection.execute(insert(s2_messages).values(
-            connection_id=connection_id, resource_id=resource_id, direction=direction,
+            site_id=site_id, connection_id=connection_id, resource_id=resource_id, direction=direction,
             message_type=_storable(message_type), message_id=message_id, payload=_storable(payload),
             reception_status=reception_status, diagnostic=_storable(diagnostic), at=to_db_time(engine, at)))
 
@@ -68,16 +69,21 @@ def record_reception(engine: Engine, message_id: str, status: str, diagnostic: s
                            .values(reception_status=status, diagnostic=diagnostic))
 
 
-def messages(engine: Engine, resource_id: str | None = None) -> list[dict[str, Any]]:
+def messages(engine: Engine, resource_id: str | None = None, site_id: str | None = None) -> list[dict[str, Any]]:
+    """The message log, oldest first: of one RM, of one site, each when given."""
     query = select(s2_messages).order_by(s2_messages.c.id)
     if resource_id is not None:
         query = query.where(s2_messages.c.resource_id == resource_id)
+    if site_id is not None:
+        query = query.where(s2_messages.c.site_id == site_id)
     with engine.connect() as connection:
         return [_row(row) for row in connection.execute(query).mappings()]
 
 
 def save_resource(engine: Engine, resource_id: str, now: datetime, **values: Any) -> None:
-    """Insert or update what is known of one RM (times are converted; JSON values are given as text)."""
+    """Insert or update what is known of one RM (times are converted; JSON values are given as text). A new RM
+    needs its `site_id` among the values: its device's site, NO_SITE ("") when it names no device of the
+    portfolio."""
     for column in _TIME_COLUMNS:
         if column in values:
             values[column] = to_db_time(engine, values[column])
@@ -100,10 +106,13 @@ def resource(engine: Engine, resource_id: str) -> dict[str, Any] | None:
     return None if row is None else _row(row)
 
 
-def resources(engine: Engine) -> list[dict[str, Any]]:
+def resources(engine: Engine, site_id: str | None = None) -> list[dict[str, Any]]:
+    """Every RM the CEM has known, by resource id; of one site if `site_id` is given."""
+    query = select(s2_resources).order_by(s2_resources.c.resource_id)
+    if site_id is not None:
+        query = query.where(s2_resources.c.site_id == site_id)
     with engine.connect() as connection:
-        return [_row(row) for row in connection.execute(select(s2_resources).order_by(s2_resources.c.resource_id))
-                .mappings()]
+        return [_row(row) for row in connection.execute(query).mappings()]
 
 
 def newest_by_device(engine: Engine, devices: Collection[str]) -> dict[str, dict[str, Any]]:
@@ -125,8 +134,10 @@ def actuator_statuses(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _event(connection: Connection, row_id: int, at: Any, event: str, reason: str) -> None:
-    connection.execute(insert(s2_instruction_events).values(instruction_row=row_id, at=at, event=event,
-                                                            reason=reason))
+    # the event carries its instruction's site, read in the same statement
+    site_id = select(s2_instructions.c.site_id).where(s2_instructions.c.id == row_id).scalar_subquery()
+    connection.execute(insert(s2_instruction_events).values(instruction_row=row_id, site_id=site_id, at=at,
+                                                            event=event, reason=reason))
 
 
 # where an RM's progress answer (received, accepted, started) may move an instruction: not out of `revoking`, as a
@@ -196,9 +207,10 @@ def _same(row: dict[str, Any], point: Setpoint) -> bool:
 
 
 def stage_setpoints(engine: Engine, resource_id: str, device: str, setpoints: Sequence[Setpoint], plan_key: str,
-                    now: datetime) -> Staged:
-    """Store a plan's setpoints for one RM as pending instructions, idempotently: a setpoint already in force is
-    kept as it is, an instruction in force that the plan no longer has is superseded (never sent) or revoked."""
+                    now: datetime, *, site_id: str) -> Staged:
+    """Store a plan's setpoints for one RM as pending instructions of `site_id` (the site whose plan they are),
+    idempotently: a setpoint already in force is kept as it is, an instruction in force that the plan no longer has
+    is superseded (never sent) or revoked."""
     current = in_force(engine, resource_id, now)
     wanted = list(setpoints)
     kept_rows = [row for row in current if any(_same(row, point) for point in wanted)]
@@ -210,7 +222,7 @@ def stage_setpoints(engine: Engine, resource_id: str, device: str, setpoints: Se
             reason = (f"plan asked {point.clamped_from_kw:.3f} kW, beyond the declared ranges"
                       if point.clamped_from_kw is not None else "")
             row_id = connection.execute(insert(s2_instructions).values(
-                instruction_id=str(uuid.uuid4()), resource_id=resource_id, device=device,
+                instruction_id=str(uuid.uuid4()), site_id=site_id, resource_id=resource_id, device=device,
                 actuator_id=point.mode.actuator_id, operation_mode_id=point.mode.mode_id,
                 operation_mode_factor=point.factor, power_kw=point.power_kw,
                 execution_time=to_db_time(engine, point.execution_time), plan_key=plan_key, status="pending",
@@ -265,7 +277,8 @@ def retry_from_plan(engine: Engine, row: dict[str, Any], point: Setpoint, now: d
     at = to_db_time(engine, now)
     with engine.begin() as connection:
         row_id = connection.execute(insert(s2_instructions).values(
-            instruction_id=str(uuid.uuid4()), resource_id=row["resource_id"], device=row["device"],
+            instruction_id=str(uuid.uuid4()), site_id=row["site_id"], resource_id=row["resource_id"],
+            device=row["device"],
             actuator_id=point.mode.actuator_id, operation_mode_id=point.mode.mode_id,
             operation_mode_factor=point.factor, power_kw=point.power_kw,
             execution_time=to_db_time(engine, row["execution_time"]), plan_key=row["plan_key"], status="pending",

@@ -1,16 +1,19 @@
 """S2 tables on the store's metadata: the resource managers the CEM knows, their instruction outbox and its
 history, and every message that crossed the connection.
 
-Created by the Alembic revision `0008_s2`. Times are UTC (`timestamptz` on PostgreSQL, naive UTC on SQLite); use
-`cariflex_pipeline.store.times` at the boundary. JSON documents (an RM's details, its latest system description,
-forecasts) are kept as the RM sent them, as text, so the operator reads what the device declared.
+Created by the Alembic revision `0008_s2`; `0009_site_keys` keys every row by its portfolio site (`site_id`: an
+RM's is its device's site, "" while it names no site device; an instruction's is the site whose plan staged it;
+an event's and a message's are their instruction's and their RM's). Times are UTC (`timestamptz` on PostgreSQL,
+naive UTC on SQLite); use `cariflex_pipeline.store.times` at the boundary. JSON documents (an RM's details, its
+latest system description, forecasts) are kept as the RM sent them, as text, so the operator reads what the device
+declared.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Column, DateTime, Float, Index, Integer, String, Table, Text
 
-from cariflex_pipeline.store.schema import metadata
+from cariflex_pipeline.store.schema import SITE_ID_LENGTH, metadata
 
 # connected: FRBC selected and under control; uncontrolled: connected, but no FRBC (told so, never instructed);
 # disconnected: the websocket is gone (planned at zero until it returns)
@@ -22,6 +25,7 @@ s2_resources = Table(
     Column("resource_id", String(64), primary_key=True),
     Column("name", String(200), nullable=False, server_default=""),
     Column("device", String(64)),  # the site's battery or V2G charger of that name; none: not a site device
+    Column("site_id", String(SITE_ID_LENGTH), nullable=False),  # the device's site; "": no site device
     Column("control_type", String(40), nullable=False, server_default="NO_SELECTION"),
     Column("status", String(16), nullable=False),
     Column("status_reason", Text, nullable=False, server_default=""),
@@ -36,6 +40,7 @@ s2_resources = Table(
     Column("disconnected_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_s2_resources_device", "device"),
+    Index("ix_s2_resources_site", "site_id"),
 )
 
 INSTRUCTION_STATUSES = ("pending", "sent", "received", "accepted", "started", "succeeded", "rejected", "aborted",
@@ -48,6 +53,7 @@ s2_instructions = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("instruction_id", String(36), nullable=False, unique=True),  # FRBC.Instruction.id
+    Column("site_id", String(SITE_ID_LENGTH), nullable=False),  # the site whose plan staged it
     Column("resource_id", String(64), nullable=False),
     Column("device", String(64), nullable=False),
     Column("actuator_id", String(36), nullable=False),
@@ -67,6 +73,7 @@ s2_instructions = Table(
     Column("answered_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_s2_instructions_resource_status", "resource_id", "status"),
+    Index("ix_s2_instructions_site_status", "site_id", "status"),
 )
 
 # Every status change of an instruction, with its time and reason: what an operator reads when a device misbehaves.
@@ -75,10 +82,12 @@ s2_instruction_events = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("instruction_row", Integer, nullable=False),
+    Column("site_id", String(SITE_ID_LENGTH), nullable=False),  # its instruction's
     Column("at", DateTime(timezone=True), nullable=False),
     Column("event", String(20), nullable=False),
     Column("reason", Text, nullable=False, server_default=""),
     Index("ix_s2_instruction_events_row", "instruction_row"),
+    Index("ix_s2_instruction_events_site", "site_id"),
 )
 
 # Every message in and out, with the ReceptionStatus it got: nothing an RM reported is lost with its connection.
@@ -87,6 +96,7 @@ s2_messages = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("resource_id", String(64)),  # none before the RM has introduced itself
+    Column("site_id", String(SITE_ID_LENGTH), nullable=False),  # its RM's site; "": before it named a site device
     Column("connection_id", String(36), nullable=False),
     Column("direction", String(3), nullable=False),  # in | out
     Column("message_type", String(40), nullable=False),
@@ -96,4 +106,5 @@ s2_messages = Table(
     Column("diagnostic", Text, nullable=False, server_default=""),
     Column("at", DateTime(timezone=True), nullable=False),
     Index("ix_s2_messages_resource", "resource_id", "at"),
+    Index("ix_s2_messages_site", "site_id", "at"),
 )

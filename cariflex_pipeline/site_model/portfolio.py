@@ -177,6 +177,26 @@ class Portfolio(StrictModel):
                          for name in [*(cp.id for cp in self._built[other].charge_points),
                                       *(v.name for v in self._built[other].v2g_chargers)])
 
+    def sensor_sites(self) -> dict[int, str | None]:
+        """Every sensor the file defines -> the site that owns it, None for a shared one (the store's
+        `sensors.site_id`)."""
+        owners: dict[int, str | None] = {sensor.id: None for sensor in self.sensors}
+        owners.update((sensor.id, entry.id) for entry in self.sites for sensor in entry.sensors)
+        return owners
+
+    def all_sensors(self) -> list[Sensor]:
+        """Every sensor of the file once: the shared ones, then each site's own."""
+        return [*self.sensors, *(sensor for entry in self.sites for sensor in entry.sensors)]
+
+    def station_sites(self) -> dict[str, str]:
+        """Charge point id -> its site (ids are unique across the portfolio): how a bus message finds its site."""
+        return {cp.id: entry.id for entry in self.sites for cp in entry.charge_points}
+
+    def device_sites(self) -> dict[str, str]:
+        """Battery or V2G charger name -> its site (names are unique across the portfolio): how an S2 resource
+        manager, which names its device, finds its site."""
+        return {device.name: entry.id for entry in self.sites for device in [*entry.batteries, *entry.v2g_chargers]}
+
     def only_site(self) -> Site:
         """The site of a one-site portfolio (what today's single-site pipeline runs on)."""
         if len(self.sites) != 1:

@@ -7,6 +7,8 @@ ones only the whole file can break:
 - a sensor id is defined once in the file: in the shared `sensors` or in one site's own;
 - a site names only shared sensors and its own, never another site's;
 - a charge point (its id, or the sensor of any device) belongs to one site;
+- a battery or V2G charger name belongs to one device of one site: an S2 resource manager names its device by it,
+  and the store keys the RM's rows by that device's site;
 - every site has signals: its own or the portfolio's;
 - an OpenADR mapping targets `all` or known site ids, and feeds a shared sensor or one of each target's own;
 - the ids of each site's derived series (`derived_sensors_from` and the four after it) are its own: no other site's
@@ -33,12 +35,14 @@ def cross_site_problems(portfolio: Portfolio) -> list[str]:
     problems += duplicates
     used_by: dict[int, tuple[str, str]] = {}  # device sensor -> (site, entry)
     charge_point_site: dict[str, str] = {}
+    device_names: dict[str, tuple[str, str]] = {}  # battery / V2G charger name -> (site, entry)
     for entry in portfolio.sites:
         for cp in entry.charge_points:
             other = charge_point_site.setdefault(cp.id, entry.id)
             if other != entry.id:
                 problems.append(f"site {entry.id!r}, charge_points entry {cp.id!r}, field id: charge point "
                                 f"{cp.id!r} is already in site {other!r}")
+        problems += _duplicate_device_names(entry, device_names)
         for where, sensor_id in _device_refs(entry):
             problems += _foreign(entry.id, where, sensor_id, owner)
             first = used_by.setdefault(sensor_id, (entry.id, where))
@@ -81,6 +85,20 @@ def _duplicate_site_ids(portfolio: Portfolio) -> list[str]:
         if first != index:
             problems.append(f"site {entry.id!r} (sites entry #{index}), field id: duplicate site id, already "
                             f"sites entry #{first}")
+    return problems
+
+
+def _duplicate_device_names(entry: PortfolioSite, seen: dict[str, tuple[str, str]]) -> list[str]:
+    """Batteries and V2G chargers whose name an earlier device already has, in this site or another."""
+    problems = []
+    for key, names in (("batteries", [b.name for b in entry.batteries]),
+                       ("v2g_chargers", [v.name for v in entry.v2g_chargers])):
+        for name in names:
+            where = f"{key} entry {name!r}"
+            first = seen.setdefault(name, (entry.id, where))
+            if first != (entry.id, where):
+                problems.append(f"site {entry.id!r}, {where}, field name: device name {name!r} is already used by "
+                                f"site {first[0]!r} ({first[1]}); an S2 resource manager names its device by it")
     return problems
 
 

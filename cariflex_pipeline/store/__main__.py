@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cariflex_pipeline.site_model import load_site
+from cariflex_pipeline.site_model import load_portfolio
 from cariflex_pipeline.store import TimeSeriesStore, default_database_url
 from cariflex_pipeline.store.backup import BackupError, backup, configuration_files, instance_database_url, prune
 from cariflex_pipeline.store.restore import restore
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
 def _migrate(database_url: str) -> int:
     store = TimeSeriesStore(database_url)
     store.migrate()
-    count = store.register_sensors(load_site().sensors)
+    count = store.register_portfolio(load_portfolio())
     print(f"store at {store.describe()} migrated; {count} sensors registered")
     return 0
 

@@ -1,13 +1,16 @@
 """Tables of the time-series store, as SQLAlchemy Core metadata.
 
 Domain modules (OpenADR, dispatch) declare their own tables on the same `metadata`; Alembic revisions under
-`migrations/versions/` create them. Times are stored as UTC `timestamptz` (naive UTC on SQLite).
+`migrations/versions/` create them. Every row of a site (sessions, outbox entries, S2 rows and their histories)
+carries its portfolio site id in `site_id` (SITE_ID_LENGTH, a slug); "" is a row of a station or device that no
+site of the portfolio has (`NO_SITE`). Times are stored as UTC `timestamptz` (naive UTC on SQLite).
 """
 
 from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -17,6 +20,9 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+SITE_ID_LENGTH = 63  # a portfolio site id: a slug of at most 63 characters (site_model.portfolio.SiteId)
+NO_SITE = ""  # the site_id of a row whose station, device or sensor no site of the portfolio has
+
 sensors = Table(
     "sensors",
     metadata,
@@ -25,6 +31,10 @@ sensors = Table(
     Column("unit", String(40), nullable=False),
     Column("resolution_seconds", Integer, nullable=False),
     Column("description", Text, nullable=False, server_default=""),
+    # the portfolio site that owns the sensor; NULL: shared by every site (weather, prices, DSO signals); "": a
+    # sensor the portfolio places in no site (registered without one, or no longer in the file)
+    Column("site_id", String(63)),
+    Index("ix_sensors_site", "site_id"),
 )
 
 data_sources = Table(

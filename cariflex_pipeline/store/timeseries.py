@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import cached_property
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, and_, delete, func, select
+from sqlalchemy import Connection, Engine, and_, delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from cariflex_pipeline.site_model import Sensor
+from cariflex_pipeline.site_model import Portfolio, Sensor
 from cariflex_pipeline.store import bulk
 from cariflex_pipeline.store.engine import check_connection, create_store_engine, describe_url
 from cariflex_pipeline.store.migrate import upgrade_to_head
-from cariflex_pipeline.store.schema import beliefs, data_sources, sensors
+from cariflex_pipeline.store.schema import NO_SITE, beliefs, data_sources, sensors
 from cariflex_pipeline.store.times import to_db_time
 from cariflex_pipeline.store.validation import normalize_beliefs
 
@@ -54,7 +54,12 @@ class TimeSeriesStore:
         self.check()
         upgrade_to_head(self.engine)
 
-    def register_sensors(self, site_sensors: Iterable[Sensor]) -> int:
+    def register_sensors(self, site_sensors: Iterable[Sensor],
+                         owners: Mapping[int, str | None] | None = None) -> int:
+        """Insert or update sensors. With `owners` (sensor id -> its portfolio site, None for a shared sensor) each
+        sensor's `site_id` is set from it (NO_SITE for one it does not name); without, a sensor keeps the site it
+        was registered with and a new one gets NO_SITE ("": placed in no site), so code that registers a site's
+        sensors never undoes what `register_portfolio` recorded."""
         rows = [
             {
                 "id": sensor.id,
@@ -62,19 +67,32 @@ class TimeSeriesStore:
                 "unit": sensor.unit,
                 "resolution_seconds": int(sensor.resolution.total_seconds()),
                 "description": sensor.description,
+                "site_id": owners.get(sensor.id, NO_SITE) if owners is not None else NO_SITE,
             }
             for sensor in site_sensors
         ]
         if not rows:
             return 0
+        updated = [column for column in rows[0] if column != "id" and (column != "site_id" or owners is not None)]
         with self.engine.begin() as connection:
             statement = self._insert(connection, sensors)
             statement = statement.on_conflict_do_update(
-                index_elements=["id"],
-                set_={column: statement.excluded[column] for column in rows[0] if column != "id"},
+                index_elements=["id"], set_={column: statement.excluded[column] for column in updated},
             )
             connection.execute(statement, rows)
         return len(rows)
+
+    def register_portfolio(self, portfolio: Portfolio) -> int:
+        """Register every sensor of the portfolio with the site that owns it (NULL: shared by all sites)."""
+        return self.register_sensors(portfolio.all_sensors(), owners=portfolio.sensor_sites())
+
+    def site_sensor_ids(self, site_id: str) -> list[int]:
+        """The ids of the sensors a site reads: its own and the shared ones, sorted (select a site's series by
+        passing them to `read_latest`)."""
+        query = (select(sensors.c.id).where(or_(sensors.c.site_id == site_id, sensors.c.site_id.is_(None)))
+                 .order_by(sensors.c.id))
+        with self.engine.connect() as connection:
+            return [int(sensor_id) for sensor_id in connection.scalars(query)]
 
     def sensor_table(self) -> pd.DataFrame:
         with self.engine.connect() as connection:

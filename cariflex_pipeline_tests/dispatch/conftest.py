@@ -25,6 +25,7 @@ from cariflex_pipeline_tests.dispatch.citrineos_sim import (
 NOW = datetime(2026, 11, 28, 13, 7, 30, tzinfo=UTC)
 SLOT = timedelta(minutes=15)
 START = NOW.replace(minute=0, second=0)
+SITE_ID = "cariflex-martinique"  # the bundled site file's one site (a plain site file is a one-site portfolio)
 
 
 def profile_for(station: str, kw: float, transaction_id: str | None = None) -> BuiltProfile:
@@ -35,7 +36,7 @@ def profile_for(station: str, kw: float, transaction_id: str | None = None) -> B
 
 def sent_entry(outbox: Outbox, profile: BuiltProfile, run_id: str = "r1", transport: str = "amqp") -> OutboxEntry:
     """`profile` stored and marked sent at NOW."""
-    [entry] = outbox.prepare([profile], run_id=run_id, transport=transport, now=NOW).to_send
+    [entry] = outbox.prepare([profile], site_id=SITE_ID, run_id=run_id, transport=transport, now=NOW).to_send
     outbox.mark(entry.correlation_id, "sent", now=NOW)
     return entry
 

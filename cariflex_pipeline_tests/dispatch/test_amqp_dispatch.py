@@ -12,7 +12,7 @@ import pytest
 
 from cariflex_pipeline.dispatch import AmqpTransport, Outbox, dispatch_profiles, profiles_from_plan
 from cariflex_pipeline_tests.conftest import require_tool
-from cariflex_pipeline_tests.dispatch.conftest import NOW, plan_frame
+from cariflex_pipeline_tests.dispatch.conftest import NOW, SITE_ID, plan_frame
 
 START = NOW.replace(minute=0, second=0)
 LATER = NOW + timedelta(minutes=1)  # past the first retry's backoff (30 s)
@@ -39,7 +39,7 @@ def test_accepted_rejected_and_offline(version, amqp_url, exchange, names, make_
                                transactions={"CP001": "tx-1"})
     outbox = Outbox(store.engine)
     report = dispatch_profiles(outbox, _transport(amqp_url, exchange, names, version), built.profiles,
-                               run_id="run-1", now=NOW, answer_timeout=10)
+                               site_id=SITE_ID, run_id="run-1", now=NOW, answer_timeout=10)
     statuses = {station: entry.status for station, entry in report.entries.items()}
     assert statuses == {"CP001": "accepted", "CP002": "rejected", "CP003": "unroutable"}
     assert "InvalidSchedule" in report.entries["CP002"].status_reason
@@ -59,7 +59,7 @@ def test_accepted_rejected_and_offline(version, amqp_url, exchange, names, make_
     # the next run: CP001 unchanged and accepted -> not resent; CP003 (offline) tried again after the backoff,
     # rebuilt from the plan under the same profile id, still unroutable
     again = dispatch_profiles(outbox, _transport(amqp_url, exchange, names, version), built.profiles,
-                              run_id="run-2", now=LATER, answer_timeout=5)
+                              site_id=SITE_ID, run_id="run-2", now=LATER, answer_timeout=5)
     assert "identical to last accepted" in again.skipped["CP001"]
     retried = again.entries["CP003"]
     assert (retried.status, retried.attempts, retried.profile_id) == (
@@ -75,7 +75,7 @@ def test_envelope_version_must_match_the_csms(amqp_url, exchange, names, make_ro
     station = router.connect("CP004")
     built = profiles_from_plan(site, plan_frame(site, START, {"CP004": [3.0] * 4}), now=NOW)
     report = dispatch_profiles(Outbox(store.engine), _transport(amqp_url, exchange, names, "1.9"), built.profiles,
-                               run_id="r", now=NOW, answer_timeout=1)
+                               site_id=SITE_ID, run_id="r", now=NOW, answer_timeout=1)
     assert report.entries["CP004"].status == "unroutable"
     assert station.received == []
 
@@ -83,7 +83,7 @@ def test_envelope_version_must_match_the_csms(amqp_url, exchange, names, make_ro
 def test_missing_exchange_fails_every_profile_and_keeps_them(amqp_url, names, store, site) -> None:
     built = profiles_from_plan(site, plan_frame(site, START, {"CP001": [3.0] * 4}), now=NOW)
     transport = AmqpTransport(amqp_url, exchange=f"missing.{names['answers']}", answer_queue=names["answers"])
-    report = dispatch_profiles(Outbox(store.engine), transport, built.profiles, run_id="r", now=NOW)
+    report = dispatch_profiles(Outbox(store.engine), transport, built.profiles, site_id=SITE_ID, run_id="r", now=NOW)
     assert report.entries["CP001"].status == "failed"
     assert "not found" in report.entries["CP001"].status_reason
 
@@ -96,11 +96,12 @@ def test_broker_down_then_up_each_profile_delivered_once(amqp_url, exchange, nam
     outbox = Outbox(store.engine)
     down = AmqpTransport("amqp://guest:secret-pw@127.0.0.1:1/%2F", exchange=exchange,
                          answer_queue=names["answers"])
-    first = dispatch_profiles(outbox, down, built.profiles, run_id="r1", now=NOW)
+    first = dispatch_profiles(outbox, down, built.profiles, site_id=SITE_ID, run_id="r1", now=NOW)
     entry = first.entries["CP001"]
     assert entry.status == "failed" and "127.0.0.1:1" in entry.status_reason
     assert "secret-pw" not in entry.status_reason
-    second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, run_id="r2",
+    second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, site_id=SITE_ID,
+                                                                                              run_id="r2",
                                now=LATER, answer_timeout=10)
     delivered = second.entries["CP001"]
     assert (delivered.status, delivered.attempts, delivered.profile_id) == ("accepted", 2, entry.profile_id)
@@ -174,10 +175,11 @@ def test_broker_closes_the_connection_mid_dispatch(amqp_url, exchange, names, ma
 
     fault_at("confirmed", 4, lambda _connection: _close_server_side(client_name))
     first = dispatch_profiles(outbox, _transport(amqp_url, exchange, names, window=1), built.profiles,
-                              run_id="run-1", now=NOW, answer_timeout=5)
+                              site_id=SITE_ID, run_id="run-1", now=NOW, answer_timeout=5)
     failed = [e for e in first.entries.values() if e.status == "failed"]
     assert len(failed) == 6 and all("ConnectionClosedByBroker" in e.status_reason for e in failed)
-    second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, run_id="run-2",
+    second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, site_id=SITE_ID,
+                                                                                              run_id="run-2",
                                now=LATER, answer_timeout=10, uncertain_grace=10)
     assert len(second.entries) == 6
     assert {s: len(sim.received) for s, sim in simulated.items()} == dict.fromkeys(stations, 1)
@@ -203,7 +205,7 @@ def test_connection_dropped_mid_dispatch_then_each_profile_delivered_exactly_onc
 
     fault_at(event, cut_at, lambda connection: connection.close(reply_code=320, reply_text="fault injected"))
     first = dispatch_profiles(outbox, _transport(amqp_url, exchange, names, window=window), built.profiles,
-                              run_id="run-1", now=NOW, answer_timeout=2)
+                              site_id=SITE_ID, run_id="run-1", now=NOW, answer_timeout=2)
     failed = [e for e in first.entries.values() if e.status == "failed"]
     uncertain = [e for e in failed if e.delivery_uncertain]
     if event == "confirmed":
@@ -213,7 +215,7 @@ def test_connection_dropped_mid_dispatch_then_each_profile_delivered_exactly_onc
         assert all("lost before confirm" in e.status_reason for e in uncertain)
 
     second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names, window=window), built.profiles,
-                               run_id="run-2", now=LATER, answer_timeout=10, uncertain_grace=10)
+                               site_id=SITE_ID, run_id="run-2", now=LATER, answer_timeout=10, uncertain_grace=10)
     assert router.errors == []
     received = {station_id: [r.message_id for r in sim.received] for station_id, sim in simulated.items()}
     assert all(len(ids) == 1 for ids in received.values()), received
@@ -232,10 +234,12 @@ def test_answers_left_on_the_queue_are_recorded_later_and_nothing_is_resent(
     station = router.connect("CP005")
     built = profiles_from_plan(site, plan_frame(site, START, {"CP005": [5.0] * 4}), now=NOW)
     outbox = Outbox(store.engine)
-    first = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, run_id="r1", now=NOW,
+    first = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, site_id=SITE_ID,
+                                                                                             run_id="r1", now=NOW,
                               answer_timeout=0)
     assert first.entries["CP005"].status in ("sent", "accepted")
-    second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, run_id="r2",
+    second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, site_id=SITE_ID,
+                                                                                              run_id="r2",
                                now=NOW, answer_timeout=0, uncertain_grace=0)
     # either the answer was collected at the start of run 2 or the entry still awaits it: never resent
     assert len(station.received) == 1
@@ -252,12 +256,14 @@ def test_lost_confirms_are_not_resent_when_the_station_answered(amqp_url, exchan
     simulated = {s: router.connect(s) for s in stations}
     built = profiles_from_plan(site, plan_frame(site, START, _plan(site, stations)), now=NOW)
     outbox = Outbox(store.engine)
-    first = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, run_id="r1", now=NOW,
+    first = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, site_id=SITE_ID,
+                                                                                             run_id="r1", now=NOW,
                               answer_timeout=0)
     for entry in first.entries.values():
         outbox.mark(entry.correlation_id, "failed", "connection lost before confirm", uncertain=True)
     assert outbox.uncertain_correlation_ids() == {e.correlation_id for e in first.entries.values()}
-    second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, run_id="r2",
+    second = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, site_id=SITE_ID,
+                                                                                              run_id="r2",
                                now=NOW, answer_timeout=5, uncertain_grace=10)
     assert second.entries == {}
     assert {s: len(sim.received) for s, sim in simulated.items()} == dict.fromkeys(stations, 1)

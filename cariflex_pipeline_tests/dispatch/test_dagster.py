@@ -129,7 +129,8 @@ def test_schema_breaking_profile_is_never_sent_and_named(store_url, site) -> Non
     engine = TimeSeriesStore(store_url).engine
     now = datetime.now(UTC)
     too_long = insert(ev_sessions).values(  # a transaction id longer than OCPP's 36 characters
-        station_id="CP005", transaction_id="T" * 40, evse_id=1, status="active", arrival=to_db_time(engine, now),
+        site_id="cariflex-martinique", station_id="CP005", transaction_id="T" * 40, evse_id=1, status="active",
+        arrival=to_db_time(engine, now),
         departure=to_db_time(engine, now + timedelta(hours=4)), departure_is_default=True,
         energy_requested_kwh=20.0, energy_is_default=True, updated_at=to_db_time(engine, now))
     if engine.dialect.name == "postgresql":  # its varchar(36) refuses such a session at the door

@@ -19,7 +19,7 @@ from cariflex_pipeline.dispatch import (
 )
 from cariflex_pipeline_tests.conftest import require_tool
 from cariflex_pipeline_tests.dispatch.citrineos_sim import CitrineRouter, declare_citrineos_exchange
-from cariflex_pipeline_tests.dispatch.conftest import NOW, Clock, plan_frame
+from cariflex_pipeline_tests.dispatch.conftest import NOW, SITE_ID, Clock, plan_frame
 from cariflex_pipeline_tests.dispatch.rabbit_node import RabbitNode
 
 START = NOW.replace(minute=0, second=0)
@@ -36,7 +36,8 @@ def _run(outbox, transport, site, plan, *, now, run_id, **build):
     built = profiles_from_plan(site, plan_frame(site, START, plan), now=now, in_force=outbox.last_in_force(now),
                                outlast=outbox.valid_to_to_outlast(now), **build)
     assert built.invalid == {}
-    return dispatch_profiles(outbox, transport, built.profiles, run_id=run_id, now=now, answer_timeout=10,
+    return dispatch_profiles(outbox, transport, built.profiles, site_id=SITE_ID,
+                                                                run_id=run_id, now=now, answer_timeout=10,
                              policy=POLICY)
 
 
@@ -71,7 +72,8 @@ def test_a_payload_citrineos_drops_is_not_believed_sent_forever(amqp_url, exchan
     built = profiles_from_plan(site, plan_frame(site, START, {"CP002": [8.9673] * 8}), now=NOW)
     [profile] = built.profiles
     profile.payload["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"] = 8967.3
-    first = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, run_id="r1", now=NOW,
+    first = dispatch_profiles(outbox, _transport(amqp_url, exchange, names), built.profiles, site_id=SITE_ID,
+                                                                                             run_id="r1", now=NOW,
                               answer_timeout=2, policy=POLICY)
     assert first.entries["CP002"].status == "sent"
     [(dropped_station, dropped_id, problems)] = router.dropped

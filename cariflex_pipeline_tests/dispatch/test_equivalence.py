@@ -24,6 +24,7 @@ from cariflex_pipeline.dispatch import (
 )
 from cariflex_pipeline.dispatch.equivalence import EffectComparison, coverage
 from cariflex_pipeline.dispatch.profiles import iso
+from cariflex_pipeline_tests.dispatch.conftest import SITE_ID
 
 SLOT = timedelta(minutes=15)
 T0 = datetime(2026, 11, 28, 13, 0, tzinfo=UTC)
@@ -107,12 +108,12 @@ class StationsTransport:
 
 def test_a_replan_15_minutes_later_with_the_same_limits_is_skipped(store) -> None:
     outbox, stations = Outbox(store.engine), StationsTransport()
-    first = dispatch_profiles(outbox, stations, [replan("CP001", 0)], run_id="r0", now=at(0))
+    first = dispatch_profiles(outbox, stations, [replan("CP001", 0)], site_id=SITE_ID, run_id="r0", now=at(0))
     assert first.entries["CP001"].status == "accepted"
     later = replan("CP001", 1)
     # not a byte comparison: startSchedule, validFrom, validTo and every startPeriod moved
     assert payload_hash(later.payload) != payload_hash(first.entries["CP001"].payload)
-    second = dispatch_profiles(outbox, stations, [later], run_id="r1", now=at(1))
+    second = dispatch_profiles(outbox, stations, [later], site_id=SITE_ID, run_id="r1", now=at(1))
     assert second.entries == {} and stations.count("CP001") == 1
     assert second.unchanged == {"CP001": first.entries["CP001"].id}
     assert second.skipped["CP001"] == (
@@ -130,12 +131,12 @@ def test_a_change_in_any_slots_limit_is_sent(store) -> None:
     overlap = range(1, 96)  # the re-plan of slot 1 and the plan of slot 0 both cover slots 1..95
     names = {k: f"S{k:02d}" for k in overlap}
     everyone = [*names.values(), "UNCHANGED", "AFTER_END"]
-    dispatch_profiles(outbox, stations, [replan(s, 0) for s in everyone], run_id="r0", now=at(0))
+    dispatch_profiles(outbox, stations, [replan(s, 0) for s in everyone], site_id=SITE_ID, run_id="r0", now=at(0))
     assert len(stations.received) == len(everyone)
     changed = [replan(names[k], 1, change={k: PATTERN[k % 96] + 100.0}) for k in overlap]
     report = dispatch_profiles(outbox, stations, [*changed, replan("UNCHANGED", 1),
                                                   replan("AFTER_END", 1, change={96: 22000.0})],
-                               run_id="r1", now=at(1))
+                               site_id=SITE_ID, run_id="r1", now=at(1))
     assert sorted(report.entries) == sorted(names.values())
     assert {e.status for e in report.entries.values()} == {"accepted"}
     assert sorted(report.skipped) == ["AFTER_END", "UNCHANGED"]
@@ -145,7 +146,8 @@ def test_an_idle_stations_zero_profile_is_sent_once_then_skipped(store) -> None:
     """Twelve hours of re-plans every 15 minutes, nothing planned for the station: one message, not 48."""
     outbox, stations = Outbox(store.engine), StationsTransport()
     for slot in range(48):
-        report = dispatch_profiles(outbox, stations, [idle("CP004", slot)], run_id=f"r{slot}", now=at(slot))
+        report = dispatch_profiles(outbox, stations, [idle("CP004", slot)], site_id=SITE_ID,
+                                                                            run_id=f"r{slot}", now=at(slot))
         if slot:
             assert "identical to last accepted" in report.skipped["CP004"], slot
     assert stations.count("CP004") == 1
@@ -161,17 +163,18 @@ def test_the_new_profile_is_sent_when_the_old_one_gets_within_the_margin(store) 
         sent_in = []
         for slot in range(96):
             options = {} if margin is None else {"min_validity_ahead": margin}
-            report = dispatch_profiles(outbox, stations, [replan(station, slot)], run_id=f"{station}-{slot}",
+            report = dispatch_profiles(outbox, stations, [replan(station, slot)], site_id=SITE_ID,
+                                                                                  run_id=f"{station}-{slot}",
                                        now=at(slot), **options)
             if report.entries:
                 sent_in.append(slot)
         assert sent_in == expected, station
     # just before: skipped, and the reason says until when the old one runs
-    prepared = outbox.prepare([replan("CP003", 0)], run_id="x", transport="test", now=at(0))
+    prepared = outbox.prepare([replan("CP003", 0)], site_id=SITE_ID, run_id="x", transport="test", now=at(0))
     outbox.record_answer(prepared.to_send[0].correlation_id, "Accepted")
-    just_before = outbox.prepare([replan("CP003", 47)], run_id="y", transport="test", now=at(47))
+    just_before = outbox.prepare([replan("CP003", 47)], site_id=SITE_ID, run_id="y", transport="test", now=at(47))
     assert "it runs until 2026-11-29T13:00:00Z (12.2 h ahead, margin 12 h)" in just_before.skipped["CP003"]
-    assert [e.station_id for e in outbox.prepare([replan("CP003", 48)], run_id="z", transport="test",
+    assert [e.station_id for e in outbox.prepare([replan("CP003", 48)], site_id=SITE_ID, run_id="z", transport="test",
                                                  now=at(48)).to_send] == ["CP003"]
 
 
@@ -184,36 +187,39 @@ def test_the_new_profile_is_sent_when_the_old_one_gets_within_the_margin(store) 
 ], ids=lambda d: ",".join(d))
 def test_a_different_transaction_purpose_stack_level_evse_or_unit_is_sent(store, different) -> None:
     outbox, stations = Outbox(store.engine), StationsTransport()
-    dispatch_profiles(outbox, stations, [replan("SAME", 0), replan("OTHER", 0)], run_id="r0", now=at(0))
+    dispatch_profiles(outbox, stations, [replan("SAME", 0), replan("OTHER", 0)], site_id=SITE_ID,
+                                                                                 run_id="r0", now=at(0))
     report = dispatch_profiles(outbox, stations, [replan("SAME", 1), replan("OTHER", 1, **different)],
-                               run_id="r1", now=at(1))
+                               site_id=SITE_ID, run_id="r1", now=at(1))
     assert list(report.entries) == ["OTHER"] and list(report.skipped) == ["SAME"]
 
 
 def test_a_new_transaction_id_is_sent(store) -> None:
     outbox, stations = Outbox(store.engine), StationsTransport()
     dispatch_profiles(outbox, stations, [replan("CP006", 0, purpose="TxProfile", transaction_id="tx-1")],
-                      run_id="r0", now=at(0))
+                      site_id=SITE_ID, run_id="r0", now=at(0))
     same = dispatch_profiles(outbox, stations, [replan("CP006", 1, purpose="TxProfile", transaction_id="tx-1")],
-                             run_id="r1", now=at(1))
+                             site_id=SITE_ID, run_id="r1", now=at(1))
     assert same.entries == {} and "identical to last accepted" in same.skipped["CP006"]
     new_car = dispatch_profiles(outbox, stations, [replan("CP006", 2, purpose="TxProfile", transaction_id="tx-2")],
-                                run_id="r2", now=at(2))
+                                site_id=SITE_ID, run_id="r2", now=at(2))
     assert new_car.entries["CP006"].transaction_id == "tx-2" and stations.count("CP006") == 2
     # the car leaves: back to the default profile, same limits, still a change
-    left = dispatch_profiles(outbox, stations, [replan("CP006", 3)], run_id="r3", now=at(3))
+    left = dispatch_profiles(outbox, stations, [replan("CP006", 3)], site_id=SITE_ID, run_id="r3", now=at(3))
     assert left.entries["CP006"].purpose == "TxDefaultProfile" and stations.count("CP006") == 3
 
 
 def test_a_rejected_plan_is_offered_once_per_change_not_once_per_slot(store) -> None:
     outbox, refusing = Outbox(store.engine), StationsTransport(answer="Rejected")
     for slot in range(8):
-        report = dispatch_profiles(outbox, refusing, [replan("CP005", slot)], run_id=f"r{slot}", now=at(slot))
+        report = dispatch_profiles(outbox, refusing, [replan("CP005", slot)], site_id=SITE_ID,
+                                                                              run_id=f"r{slot}", now=at(slot))
         if slot:
             assert report.counts()["skipped_rejected"] == 1 and report.counts()["skipped_unchanged"] == 0
             assert "rejected by the station" in report.skipped["CP005"]
     assert refusing.count("CP005") == 1
-    changed = dispatch_profiles(outbox, refusing, [replan("CP005", 8, change={20: 3000.0})], run_id="r8",
+    changed = dispatch_profiles(outbox, refusing, [replan("CP005", 8, change={20: 3000.0})], site_id=SITE_ID,
+                                                                                             run_id="r8",
                                 now=at(8))
     assert changed.entries["CP005"].status == "rejected" and refusing.count("CP005") == 2
 
@@ -223,18 +229,20 @@ def test_same_limits_awaiting_an_answer_or_a_retry_keep_their_outbox_entry(store
     failed is followed by the re-plan, under the same profile id (the station replaces what it may hold)."""
     outbox = Outbox(store.engine)
     silent = StationsTransport(answer=None)
-    first = dispatch_profiles(outbox, silent, [replan("CP007", 0)], run_id="r0", now=at(0))
-    again = dispatch_profiles(outbox, silent, [replan("CP007", 0)], run_id="r1", now=at(0) + timedelta(seconds=90))
+    first = dispatch_profiles(outbox, silent, [replan("CP007", 0)], site_id=SITE_ID, run_id="r0", now=at(0))
+    again = dispatch_profiles(outbox, silent, [replan("CP007", 0)], site_id=SITE_ID,
+                                                                    run_id="r1", now=at(0) + timedelta(seconds=90))
     assert again.entries == {} and "awaiting answer" in again.skipped["CP007"]
     assert silent.count("CP007") == 1
     # past the answer deadline (2 min) the silent entry is unanswered and the re-plan goes out in its place
-    timed_out = dispatch_profiles(outbox, silent, [replan("CP007", 1)], run_id="r2", now=at(1))
+    timed_out = dispatch_profiles(outbox, silent, [replan("CP007", 1)], site_id=SITE_ID, run_id="r2", now=at(1))
     assert [e.id for e in timed_out.unanswered] == [first.entries["CP007"].id]
     assert (timed_out.entries["CP007"].attempts, silent.count("CP007")) == (2, 2)
 
     failing = StationsTransport(outcome="failed")
-    failed = dispatch_profiles(outbox, failing, [replan("CP008", 0)], run_id="r0", now=at(0))
-    retried = dispatch_profiles(outbox, StationsTransport(), [replan("CP008", 1)], run_id="r1", now=at(1))
+    failed = dispatch_profiles(outbox, failing, [replan("CP008", 0)], site_id=SITE_ID, run_id="r0", now=at(0))
+    retried = dispatch_profiles(outbox, StationsTransport(), [replan("CP008", 1)], site_id=SITE_ID,
+                                                                                   run_id="r1", now=at(1))
     entry, old = retried.entries["CP008"], failed.entries["CP008"]
     assert (entry.profile_id, entry.attempts, entry.status) == (old.profile_id, 2, "accepted")
     assert [e.status for e in outbox.entries(["CP008"])] == ["superseded", "accepted"]
@@ -243,9 +251,11 @@ def test_same_limits_awaiting_an_answer_or_a_retry_keep_their_outbox_entry(store
 
 def test_force_sends_a_profile_with_the_same_effect(store) -> None:
     outbox, stations = Outbox(store.engine), StationsTransport()
-    dispatch_profiles(outbox, stations, [replan("CP009", 0)], run_id="r0", now=at(0))
-    assert dispatch_profiles(outbox, stations, [replan("CP009", 1)], run_id="r1", now=at(1)).entries == {}
-    forced = dispatch_profiles(outbox, stations, [replan("CP009", 1)], run_id="r2", now=at(1), force=True)
+    dispatch_profiles(outbox, stations, [replan("CP009", 0)], site_id=SITE_ID, run_id="r0", now=at(0))
+    assert dispatch_profiles(outbox, stations, [replan("CP009", 1)], site_id=SITE_ID,
+                                                                     run_id="r1", now=at(1)).entries == {}
+    forced = dispatch_profiles(outbox, stations, [replan("CP009", 1)], site_id=SITE_ID,
+                                                                       run_id="r2", now=at(1), force=True)
     assert forced.entries["CP009"].status == "accepted" and stations.count("CP009") == 2
 
 

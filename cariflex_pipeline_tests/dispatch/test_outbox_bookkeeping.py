@@ -13,14 +13,15 @@ from datetime import UTC, datetime, timedelta
 
 from cariflex_pipeline.dispatch import Answer, DeliveryPolicy, Outbox
 from cariflex_pipeline.dispatch.composite import compare_composite
-from cariflex_pipeline_tests.dispatch.conftest import NOW, START, profile_for, sent_entry
+from cariflex_pipeline_tests.dispatch.conftest import NOW, SITE_ID, START, profile_for, sent_entry
 
 POLICY = DeliveryPolicy(answer_deadline=timedelta(minutes=2))
 LATER = NOW + timedelta(minutes=1)
 
 
 def _prepared(outbox: Outbox, *stations: str, kw: float = 5.0, transport: str = "amqp"):
-    return outbox.prepare([profile_for(station, kw) for station in stations], run_id="r1", transport=transport,
+    return outbox.prepare([profile_for(station, kw) for station in stations], site_id=SITE_ID,
+                                                                              run_id="r1", transport=transport,
                           now=NOW).to_send
 
 
@@ -121,7 +122,8 @@ def test_answers_by_kind_and_what_is_not_ours(store) -> None:
     # a superseded entry's answer is history, not its status
     late = sent_entry(outbox, profile_for("CP003", 5.0), run_id="CP003")
     outbox.expire_unanswered(NOW + timedelta(minutes=3), POLICY)
-    outbox.prepare([profile_for("CP003", 6.0)], run_id="r2", transport="amqp", now=NOW + timedelta(minutes=3))
+    outbox.prepare([profile_for("CP003", 6.0)], site_id=SITE_ID,
+                                                run_id="r2", transport="amqp", now=NOW + timedelta(minutes=3))
     assert outbox.get(late.correlation_id).status == "superseded"
     accepted, odd = (sent_entry(outbox, profile_for(station, 5.0), run_id=station) for station in ("CP001", "CP002"))
     assert outbox.apply_answer(Answer(accepted.correlation_id, "CP001", "Accepted", "NoReason"), now=LATER)
@@ -272,7 +274,7 @@ def test_the_answers_a_rest_transport_waits_for(store) -> None:
     outbox = Outbox(store.engine)
     first = sent_entry(outbox, profile_for("CP007", 5.0, "tx-7"), transport="rest")
     outbox.record_answer(first.correlation_id, "Accepted", "fine", now=NOW)
-    [update] = outbox.prepare([profile_for("CP007", 6.0, "tx-7")], run_id="r2", transport="rest",
+    [update] = outbox.prepare([profile_for("CP007", 6.0, "tx-7")], site_id=SITE_ID, run_id="r2", transport="rest",
                               now=NOW).to_send
     waiting = {first.correlation_id, update.correlation_id, update.clear_correlation_id}
     assert outbox.answered(waiting) == [Answer(first.correlation_id, "CP007", "Accepted", "fine")]
@@ -299,13 +301,14 @@ def test_a_clear_goes_first_only_for_a_tx_profile_the_station_may_hold(store) ->
     sent_entry(outbox, profile_for("CP002", 5.0), transport="rest")  # a TxDefaultProfile: replaced in place
     refused = sent_entry(outbox, profile_for("CP003", 5.0, "tx-3"), transport="rest")
     outbox.record_answer(refused.correlation_id, "Rejected", now=NOW)
-    outbox.prepare([profile_for("CP004", 5.0, "tx-4")], run_id="r1", transport="rest", now=NOW)  # never sent
+    outbox.prepare([profile_for("CP004", 5.0, "tx-4")], site_id=SITE_ID,
+                                                        run_id="r1", transport="rest", now=NOW)  # never sent
     sent_entry(outbox, profile_for("CP005", 5.0, "tx-old"), transport="rest")
     outbox.record_answer(held.correlation_id, "Accepted", now=NOW)
     updates = outbox.prepare([profile_for("CP001", 6.0, "tx-1"), profile_for("CP002", 6.0),
                               profile_for("CP003", 6.0, "tx-3"), profile_for("CP004", 6.0, "tx-4"),
                               profile_for("CP005", 6.0, "tx-new"), profile_for("CP006", 6.0, "tx-1")],
-                             run_id="r2", transport="rest", now=NOW).to_send
+                             site_id=SITE_ID, run_id="r2", transport="rest", now=NOW).to_send
     clears = {entry.station_id: entry.clear_status for entry in updates}
     assert clears == {"CP001": "pending", "CP002": None, "CP003": None, "CP004": None, "CP005": None,
                       "CP006": None}
@@ -339,7 +342,7 @@ def test_what_a_station_may_hold_is_what_reached_it_and_runs_on(store) -> None:
     assert outbox.entries(run_id="none") == []
     assert [entry.station_id for entry in outbox.entries(station_ids=["CP003", "CP001"])] == ["CP001", "CP003"]
     assert [time for time, _, _ in _events(outbox, held)] == [NOW, NOW, NOW]
-    outbox.prepare([], run_id="r9", transport="amqp", now=NOW)  # CP004's entry: superseded, never sent
+    outbox.prepare([], site_id=SITE_ID, run_id="r9", transport="amqp", now=NOW)  # CP004's entry: superseded, never sent
     assert sorted(outbox.last_in_force(NOW)) == ["CP001", "CP002"]
     assert set(outbox.valid_to_to_outlast(NOW)) == {("CP001", "TxDefaultProfile", 1), ("CP002", "TxDefaultProfile", 1)}
     assert outbox.get("not-ours") is None
@@ -360,7 +363,8 @@ def test_read_backs_and_clears_reported_without_a_time_or_reason(store) -> None:
     assert outbox.answered({first.correlation_id}) == [Answer(first.correlation_id, "CP007", "Rejected", "")]
     held = sent_entry(outbox, profile_for("CP008", 5.0, "tx-8"), transport="rest")
     outbox.record_answer(held.correlation_id, "Accepted", now=NOW)
-    [update] = outbox.prepare([profile_for("CP008", 6.0, "tx-8")], run_id="r2", transport="rest", now=NOW).to_send
+    [update] = outbox.prepare([profile_for("CP008", 6.0, "tx-8")], site_id=SITE_ID,
+                                                                   run_id="r2", transport="rest", now=NOW).to_send
     outbox.mark_clear(update.clear_correlation_id, "sent")
     assert _events(outbox, update)[-1][1:] == ("clear_sent", "")
     assert before <= _events(outbox, update)[-1][0] <= datetime.now(UTC)
@@ -372,6 +376,6 @@ def test_the_latest_entry_of_a_station_is_its_newest_not_superseded_one(store) -
     accepted = sent_entry(outbox, profile_for("CP001", 5.0))
     outbox.record_answer(accepted.correlation_id, "Accepted", now=NOW)
     _prepared(outbox, "CP001", kw=6.0)
-    outbox.prepare([], run_id="r2", transport="amqp", now=NOW)  # supersedes the pending 6 kW entry
+    outbox.prepare([], site_id=SITE_ID, run_id="r2", transport="amqp", now=NOW)  # supersedes the pending 6 kW entry
     assert outbox.latest_by_station()["CP001"].id == accepted.id
     assert outbox.delivery(["CP001"], NOW)["CP001"].station_id == "CP001"

@@ -23,7 +23,7 @@ from cariflex_pipeline.dispatch import (
 from cariflex_pipeline.dispatch.callbacks import AnswerReceiver
 from cariflex_pipeline.dispatch.config import DispatchSettings
 from cariflex_pipeline_tests.dispatch.citrineos_rest import CitrineRestDouble
-from cariflex_pipeline_tests.dispatch.conftest import NOW, Clock, plan_frame
+from cariflex_pipeline_tests.dispatch.conftest import NOW, SITE_ID, Clock, plan_frame
 
 START = NOW.replace(minute=0, second=0)
 
@@ -57,7 +57,8 @@ def _run(outbox: Outbox, transport: RestTransport, site, plan: dict[str, list[fl
     built = profiles_from_plan(site, plan_frame(site, START, plan), now=now, transactions=transactions,
                                in_force=outbox.last_in_force(now), outlast=outbox.valid_to_to_outlast(now))
     assert built.invalid == {}
-    return dispatch_profiles(outbox, transport, built.profiles, run_id=run_id, now=now, answer_timeout=5,
+    return dispatch_profiles(outbox, transport, built.profiles, site_id=SITE_ID,
+                                                                run_id=run_id, now=now, answer_timeout=5,
                              policy=policy)
 
 
@@ -74,7 +75,8 @@ def test_answers_arrive_by_callback_and_every_outcome_is_named(citrine, transpor
     citrine.connect("CP004")
     broken = built.profiles[3]
     broken.payload["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"] = 8967.3
-    report = dispatch_profiles(outbox, transport, built.profiles, run_id="rest-1", now=NOW, answer_timeout=5)
+    report = dispatch_profiles(outbox, transport, built.profiles, site_id=SITE_ID,
+                                                                  run_id="rest-1", now=NOW, answer_timeout=5)
     entries = report.entries
     assert {s: e.status for s, e in entries.items()} == {
         "CP001": "accepted", "CP002": "rejected", "CP003": "unroutable", "CP004": "failed"}

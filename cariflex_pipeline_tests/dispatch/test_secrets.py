@@ -21,7 +21,7 @@ from cariflex_pipeline.dispatch import DispatchSettings, Outbox, RestTransport, 
 from cariflex_pipeline.dispatch.profiles import floor_to_grid
 from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
 from cariflex_pipeline.store import TimeSeriesStore
-from cariflex_pipeline_tests.dispatch.conftest import NOW, plan_frame
+from cariflex_pipeline_tests.dispatch.conftest import NOW, SITE_ID, plan_frame
 
 PASSWORD = "pw-Zq8vX3-never-shown"
 TOKEN = "tok-Jr5nW2-never-shown"
@@ -87,7 +87,7 @@ def test_rest_url_credentials_and_token_never_in_the_outbox(store, site) -> None
                                now=NOW)
     transport = RestTransport(f"http://admin:{PASSWORD}@127.0.0.1:1", token=TOKEN,
                               callback_base_url="http://127.0.0.1:2")
-    report = dispatch_profiles(Outbox(store.engine), transport, built.profiles, run_id="r", now=NOW)
+    report = dispatch_profiles(Outbox(store.engine), transport, built.profiles, site_id=SITE_ID, run_id="r", now=NOW)
     reason = report.entries["CP001"].status_reason
     assert report.entries["CP001"].status == "failed" and "127.0.0.1:1" in reason
     assert PASSWORD not in reason and TOKEN not in reason

@@ -19,10 +19,11 @@ from cariflex_pipeline.dispatch import (
     active_sessions,
     active_transactions,
     station_message,
-    stations_from_site,
+    stations_from_portfolio,
 )
 from cariflex_pipeline.dispatch.envelope import BusMessage
 from cariflex_pipeline.dispatch.sessions import SessionMessageError, unapplied_needs
+from cariflex_pipeline.site_model import Portfolio
 
 T0 = datetime(2026, 11, 28, 13, 2, tzinfo=UTC)
 
@@ -90,7 +91,7 @@ class Bus:
 
 @pytest.fixture
 def consumer(amqp_url, exchange, names, store, site):
-    book = SessionBook(store.engine, stations_from_site(site),
+    book = SessionBook(store.engine, stations_from_portfolio(Portfolio.from_site(site)),
                        SessionDefaults(dwell=timedelta(hours=6), energy_kwh=18.0))
     consumer = SessionConsumer(amqp_url, book, exchange=exchange, queue=names["sessions"],
                                write_beliefs=lambda frame: store.write_beliefs(frame, source=METER_SOURCE,
@@ -126,7 +127,7 @@ def test_session_lifecycle_defaults_needs_and_measured_power(amqp_url, exchange,
     assert sorted((c.kind, c.station_id) for c in report.changes) == [("started", "CP001"), ("started", "CP002")]
     sessions = {s["station_id"]: s for s in active_sessions(store.engine)}
     assert sessions["CP001"] == {
-        "station_id": "CP001", "evse_id": 1, "transaction_id": "tx-1", "arrival": T0,
+        "site_id": "cariflex-martinique", "station_id": "CP001", "evse_id": 1, "transaction_id": "tx-1", "arrival": T0,
         "departure": T0 + timedelta(hours=6), "energy_needed_kwh": 18.0, "energy_requested_kwh": 18.0,
         "energy_delivered_kwh": 0.0, "defaults": True, "departure_is_default": True, "energy_is_default": True}
     assert active_transactions(store.engine) == {"CP001": "tx-1", "CP002": "tx-2"}
@@ -194,7 +195,7 @@ def test_malformed_messages_dead_lettered_unknown_station_logged_consumer_goes_o
     with caplog.at_level(logging.WARNING):
         report = consumer.drain()
     assert (report.processed, report.dead_lettered, report.unknown_station) == (1, 3, 1)
-    assert "station CP999 is not in the site model" in caplog.text
+    assert "station CP999 is in no site of the portfolio (site ''): message ignored" in caplog.text
     assert [s["transaction_id"] for s in active_sessions(store.engine)] == ["tx-3"]
     dead = _dead_letters(amqp_url, names["sessions"] + ".dead")
     reasons = [headers["x-cariflex-reason"] for headers, _ in dead]
@@ -244,7 +245,7 @@ def test_a_rejected_station_message_names_the_station(action, state, payload, ex
     from cariflex_pipeline.dispatch.envelope import BusMessage
     from cariflex_pipeline.dispatch.sessions import SessionMessageError
 
-    book = SessionBook(store.engine, stations_from_site(site))
+    book = SessionBook(store.engine, stations_from_portfolio(Portfolio.from_site(site)))
     message = BusMessage(station_id="CP006", tenant_id="1", action=action, state=state, origin="cs",
                          correlation_id="c-1", payload=payload)
     with pytest.raises(SessionMessageError) as caught:
@@ -262,8 +263,8 @@ def test_consumer_and_transport_report_a_missing_exchange_alike(amqp_url, names,
 
     parts = urlsplit(amqp_url)
     missing = f"missing.{names['sessions']}"
-    consumer = SessionConsumer(amqp_url, SessionBook(store.engine, stations_from_site(site)), exchange=missing,
-                               queue=names["sessions"])
+    book = SessionBook(store.engine, stations_from_portfolio(Portfolio.from_site(site)))
+    consumer = SessionConsumer(amqp_url, book, exchange=missing, queue=names["sessions"])
     transport = AmqpTransport(amqp_url, exchange=missing, answer_queue=names["answers"])
     messages = []
     for call in (consumer.ensure_queue, consumer.drain, transport.ensure_answer_queue):
@@ -278,7 +279,7 @@ def test_consumer_and_transport_report_a_missing_exchange_alike(amqp_url, names,
 def test_a_new_transaction_closes_an_open_one_whose_end_was_lost(store, site) -> None:
     from cariflex_pipeline.dispatch.envelope import BusMessage
 
-    book = SessionBook(store.engine, stations_from_site(site))
+    book = SessionBook(store.engine, stations_from_portfolio(Portfolio.from_site(site)))
 
     def started(tx: str, at: datetime, station: str = "CP003") -> list:
         message = BusMessage(station_id=station, tenant_id="1", action="TransactionEvent", state=1, origin="cs",
@@ -341,7 +342,7 @@ ASKED_NEEDS = (DEPARTURE, 30.0, False, False)
 @pytest.mark.parametrize("status", ["Accepted", "Processing"])
 def test_needs_apply_only_once_citrineos_accepts_them(status, store, site) -> None:
     """The request alone changes nothing (and reruns nothing); Accepted or Processing apply it, once."""
-    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    book = SessionBook(store.engine, stations_from_portfolio(Portfolio.from_site(site)), DEFAULTS)
     assert _start(book, "CP001", "tx-1") == [("started", "tx-1")]
     t1 = T0 + timedelta(minutes=5)
     assert _kinds(book.apply(_request("CP001", "n-1"), now=t1)) == []
@@ -364,7 +365,7 @@ def test_needs_apply_only_once_citrineos_accepts_them(status, store, site) -> No
 
 
 def test_rejected_needs_are_not_applied_and_the_operator_sees_why(store, site, caplog) -> None:
-    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    book = SessionBook(store.engine, stations_from_portfolio(Portfolio.from_site(site)), DEFAULTS)
     _start(book, "CP002", "tx-2")
     t1 = T0 + timedelta(minutes=5)
     book.apply(_request("CP002", "n-7"), now=t1)
@@ -392,7 +393,7 @@ def test_rejected_needs_are_not_applied_and_the_operator_sees_why(store, site, c
 def test_a_call_error_in_place_of_the_answer_leaves_the_needs_out(store, site) -> None:
     """When CitrineOS's handler fails it publishes a serialized OcppError as the answer (the station gets a
     CALLERROR): the needs do not stand."""
-    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    book = SessionBook(store.engine, stations_from_portfolio(Portfolio.from_site(site)), DEFAULTS)
     _start(book, "CP003", "tx-3")
     book.apply(_request("CP003", "n-1"), now=T0)
     error = {"name": "OcppError", "_messageId": "n-1", "_errorCode": "InternalError", "_errorDetails": {},
@@ -404,7 +405,7 @@ def test_a_call_error_in_place_of_the_answer_leaves_the_needs_out(store, site) -
 
 
 def test_needs_before_the_transaction_accepted_then_started_apply_at_the_start(store, site) -> None:
-    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    book = SessionBook(store.engine, stations_from_portfolio(Portfolio.from_site(site)), DEFAULTS)
     before = T0 - timedelta(minutes=2)
     book.apply(_request("CP004", "n-1"), now=before)
     assert _kinds(book.apply(_answer("CP004", "n-1", {"status": "Accepted"}), now=before)) == []
@@ -414,7 +415,7 @@ def test_needs_before_the_transaction_accepted_then_started_apply_at_the_start(s
 
 
 def test_needs_before_the_transaction_awaiting_at_the_start_apply_when_accepted(store, site) -> None:
-    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    book = SessionBook(store.engine, stations_from_portfolio(Portfolio.from_site(site)), DEFAULTS)
     book.apply(_request("CP004", "n-1"), now=T0 - timedelta(minutes=2))
     _start(book, "CP004", "tx-4")
     assert _needs_of(store, "CP004") == DEFAULT_NEEDS
@@ -425,7 +426,7 @@ def test_needs_before_the_transaction_awaiting_at_the_start_apply_when_accepted(
 
 def test_needs_rejected_before_the_start_leave_the_defaults(store, site) -> None:
     """CitrineOS 1.8.3 rejects needs for which it knows no active transaction: the session keeps its defaults."""
-    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    book = SessionBook(store.engine, stations_from_portfolio(Portfolio.from_site(site)), DEFAULTS)
     before = T0 - timedelta(minutes=2)
     book.apply(_request("CP005", "n-1"), now=before)
     book.apply(_answer("CP005", "n-1", {"status": "Rejected"}), now=before)
@@ -441,7 +442,7 @@ def test_needs_rejected_before_the_start_leave_the_defaults(store, site) -> None
 
 
 def test_an_orphan_answer_is_logged_and_decides_its_request_if_that_comes_later(store, site, caplog) -> None:
-    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    book = SessionBook(store.engine, stations_from_portfolio(Portfolio.from_site(site)), DEFAULTS)
     _start(book, "CP006", "tx-6")
     with caplog.at_level(logging.WARNING):
         assert _kinds(book.apply(_answer("CP006", "n-9", {"status": "Accepted"}), now=T0)) == []
@@ -469,7 +470,7 @@ def test_an_orphan_answer_is_logged_and_decides_its_request_if_that_comes_later(
      "station CP007: unexpected state 2 for NotifyEVChargingNeeds from origin 'cs' (expected CitrineOS's answer"),
 ])
 def test_a_malformed_answer_is_refused_with_its_reason(message, expected, store, site) -> None:
-    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    book = SessionBook(store.engine, stations_from_portfolio(Portfolio.from_site(site)), DEFAULTS)
     with pytest.raises(SessionMessageError) as caught:
         book.apply(message, now=T0)
     assert str(caught.value).startswith(expected)
@@ -516,7 +517,7 @@ def test_the_schedule_metadata_names_needs_rejected_by_citrineos_and_awaiting_it
     from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
     from cariflex_pipeline.defs.scheduling.assets import ev_charging_schedule
 
-    book = SessionBook(store.engine, stations_from_site(site), DEFAULTS)
+    book = SessionBook(store.engine, stations_from_portfolio(Portfolio.from_site(site)), DEFAULTS)
     for station in ("CP001", "CP002", "CP003"):
         _start(book, station, f"tx-{station}")
         book.apply(_request(station, f"n-{station}"), now=T0)

@@ -17,7 +17,7 @@ def _row(store: TimeSeriesStore, transaction: str, arrival_h: float, departure_h
     def at(hours: float | None) -> datetime | None:
         return None if hours is None else to_db_time(store.engine, DAY + timedelta(hours=hours))
 
-    return {"station_id": "CP001", "transaction_id": transaction, "evse_id": 1,
+    return {"site_id": "cariflex-martinique", "station_id": "CP001", "transaction_id": transaction, "evse_id": 1,
             "status": "active" if ended_h is None else "ended", "arrival": at(arrival_h),
             "departure": at(departure_h), "departure_is_default": False, "energy_requested_kwh": 20.0,
             "energy_is_default": False, "ended_at": at(ended_h), "updated_at": at(0)}

@@ -18,7 +18,7 @@ import pytest
 from cariflex_pipeline.dispatch import AmqpTransport, Outbox, RestTransport, dispatch_profiles, profiles_from_plan
 from cariflex_pipeline.dispatch.callbacks import AnswerReceiver
 from cariflex_pipeline_tests.dispatch.citrineos_rest import CitrineRestDouble
-from cariflex_pipeline_tests.dispatch.conftest import NOW, plan_frame
+from cariflex_pipeline_tests.dispatch.conftest import NOW, SITE_ID, plan_frame
 
 START = NOW.replace(minute=0, second=0)
 
@@ -41,12 +41,13 @@ def test_rest_over_https_verified_with_the_configured_ca(https_citrine, certific
     outbox = Outbox(store.engine)
     with AnswerReceiver(outbox.apply_answer) as receiver:
         untrusted = RestTransport(https_citrine.url, callback_base_url=receiver.url, answer_book=outbox)
-        first = dispatch_profiles(outbox, untrusted, built.profiles, run_id="r1", now=NOW)
+        first = dispatch_profiles(outbox, untrusted, built.profiles, site_id=SITE_ID, run_id="r1", now=NOW)
         assert first.entries["CP001"].status == "failed"
         assert "ConnectError" in first.entries["CP001"].status_reason and https_citrine.calls == []
         trusted = RestTransport(https_citrine.url, callback_base_url=receiver.url, answer_book=outbox,
                                 ca_file=str(certificate[0]))
-        second = dispatch_profiles(outbox, trusted, built.profiles, run_id="r2", now=NOW + timedelta(minutes=1),
+        second = dispatch_profiles(outbox, trusted, built.profiles, site_id=SITE_ID,
+                                                                    run_id="r2", now=NOW + timedelta(minutes=1),
                                    answer_timeout=5)
     assert second.entries["CP001"].status == "accepted"
     assert [call.query["identifier"] for call in https_citrine.calls] == ["CP001", "CP001"]  # profile, read-back
@@ -99,11 +100,12 @@ def test_amqps_dispatch_through_tls(amqp_url, exchange, names, make_router, cert
     with TlsProxy(_server_context(certificate), (broker.hostname, broker.port or 5672)) as proxy:
         url = f"amqps://{broker.username}:{broker.password}@127.0.0.1:{proxy.port}/%2F"
         untrusted = AmqpTransport(url, exchange=exchange, answer_queue=names["answers"])
-        first = dispatch_profiles(outbox, untrusted, built.profiles, run_id="r1", now=NOW)
+        first = dispatch_profiles(outbox, untrusted, built.profiles, site_id=SITE_ID, run_id="r1", now=NOW)
         assert first.entries["CP002"].status == "failed" and station.received == []
         assert broker.password not in first.entries["CP002"].status_reason
         trusted = AmqpTransport(url, exchange=exchange, answer_queue=names["answers"], ca_file=str(certificate[0]))
-        second = dispatch_profiles(outbox, trusted, built.profiles, run_id="r2", now=NOW + timedelta(minutes=1),
+        second = dispatch_profiles(outbox, trusted, built.profiles, site_id=SITE_ID,
+                                                                    run_id="r2", now=NOW + timedelta(minutes=1),
                                    answer_timeout=10)
     assert (second.entries["CP002"].status, second.entries["CP002"].attempts) == ("accepted", 2)
     assert [r.message_id for r in station.received] == [second.entries["CP002"].correlation_id]

@@ -105,7 +105,8 @@ def test_two_sites_plan_and_dispatch_each_to_its_tenant_and_a_new_site_fails_alo
             _, planned_kw = assert_stations_follow_the_schedule(
                 store_url, model, {cp.id: stations[cp.id] for cp in model.charge_points}, None)
             assert planned_kw > 0
-        assert _outbox_status(store_url) == {f"CP{n:03d}": "accepted" for n in range(1, 11)}
+        assert _outbox_status(store_url) == {
+            f"CP{n:03d}": f"{'pointe-simon' if n <= 5 else 'place-d-armes'}/accepted" for n in range(1, 11)}
         # each site's plan keeps within its own connection, and its derived series have their own sensors
         series = TimeSeriesStore(store_url)
         for model, grid_impact in ((pointe, 102), (armes, 112)):
@@ -130,8 +131,8 @@ def test_two_sites_plan_and_dispatch_each_to_its_tenant_and_a_new_site_fails_alo
         assert report["pointe-simon"]["success"]
         assert report["pointe-simon"]["checks"]["ocpp_dispatch:stations_confirmed"]
         statuses = _outbox_status(store_url)
-        assert statuses["CP011"] == "unroutable"
-        assert {statuses[cp.id] for cp in pointe.charge_points} == {"accepted"}
+        assert statuses["CP011"] == "le-robert/unroutable"
+        assert {statuses[cp.id] for cp in pointe.charge_points} == {"pointe-simon/accepted"}
     finally:
         for router in routers:
             router.stop()

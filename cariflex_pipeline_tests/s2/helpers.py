@@ -7,7 +7,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from datetime import datetime
 from typing import Any, TypeVar
@@ -15,14 +15,15 @@ from typing import Any, TypeVar
 from websockets.sync.client import ClientConnection, connect
 
 from cariflex_pipeline.s2.config import CemSettings
-from cariflex_pipeline.s2.devices import site_devices
+from cariflex_pipeline.s2.devices import S2Device, site_devices
 from cariflex_pipeline.s2.server import CemServer
 from cariflex_pipeline.site_model import load_site
 from cariflex_pipeline.store import TimeSeriesStore
 
 TIMEOUT = 20.0
 T = TypeVar("T")
-DEVICES = {name: device for name, device in site_devices(load_site()).items()
+SITE_ID = "cariflex-martinique"  # the bundled site file's one site
+DEVICES = {name: device for name, device in site_devices(load_site(), SITE_ID).items()
            if name in ("battery_01", "battery_02", "v2g_01")}
 
 
@@ -49,12 +50,13 @@ class Clock:
 
 
 class RunningCem:
-    def __init__(self, store: TimeSeriesStore, clock: Clock, **settings: Any) -> None:
+    def __init__(self, store: TimeSeriesStore, clock: Clock, devices: Mapping[str, S2Device] | None = None,
+                 **settings: Any) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="cem")
         self.thread.start()
         config = CemSettings(host="127.0.0.1", port=0, poll_seconds=0.05, **settings)
-        self.server = CemServer(store, DEVICES, config, clock)
+        self.server = CemServer(store, DEVICES if devices is None else devices, config, clock)
         self.port = self.run(self.server.start())
         self.url = f"ws://127.0.0.1:{self.port}/"
 

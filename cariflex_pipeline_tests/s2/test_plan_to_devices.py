@@ -16,7 +16,7 @@ from cariflex_pipeline.s2.devices import S2_SOURCE
 from cariflex_pipeline.s2.planning import planned_fill, stage_plan
 from cariflex_pipeline.store import TimeSeriesStore
 from cariflex_pipeline_tests.s2.conftest import NOW
-from cariflex_pipeline_tests.s2.helpers import DEVICES, Clock, RawRm, RunningCem, message, wait_for
+from cariflex_pipeline_tests.s2.helpers import DEVICES, SITE_ID, Clock, RawRm, RunningCem, message, wait_for
 from cariflex_pipeline_tests.s2.simulators import Storage, StorageControl
 
 SOURCE = "cariflex-scheduler"
@@ -33,7 +33,7 @@ def _write_plan(store: TimeSeriesStore, sensor_id: int, powers: list[float], bel
 
 
 def _stage(store: TimeSeriesStore, key: str) -> state.Staged:
-    [result] = stage_plan(store, BATTERY, SOURCE, NOW, HOUR, key, NOW)
+    [result] = stage_plan(store, BATTERY, SOURCE, NOW, HOUR, key, NOW, site_id=SITE_ID)
     assert result.reason == "", result.reason
     assert result.staged is not None
     return result.staged
@@ -124,7 +124,7 @@ def test_a_plan_beyond_the_declared_ranges_is_clamped_never_sent_outside(store: 
                                                                          make_rm) -> None:
     rm = _connected(store, make_rm)
     _write_plan(store, 51, [9.0])
-    [result] = stage_plan(store, BATTERY, SOURCE, NOW, HOUR, "plan-big", NOW)
+    [result] = stage_plan(store, BATTERY, SOURCE, NOW, HOUR, "plan-big", NOW, site_id=SITE_ID)
     assert result.reason == "1 setpoints clamped to the declared ranges"
     [row] = state.instructions(store.engine, str(rm.resource_id))
     assert (row["power_kw"], row["operation_mode_factor"]) == (5.0, 1.0)
@@ -150,7 +150,7 @@ def test_a_disconnected_rm_keeps_its_record_and_gets_what_is_in_force_on_return(
     assert state.messages(store.engine, resource_id)[:len(before)] == before  # nothing recorded was lost
     assert [s for *_, s in _statuses(store, resource_id)] == ["accepted"] * 3
     # nothing to stage for a device whose RM is gone
-    [gone] = stage_plan(store, BATTERY, SOURCE, NOW, HOUR, "plan-2", NOW)
+    [gone] = stage_plan(store, BATTERY, SOURCE, NOW, HOUR, "plan-2", NOW, site_id=SITE_ID)
     assert (gone.staged, gone.reason) == (None, "no RM connected")
 
     ids = [str(i.id) for i in rm.instructions_received()]

@@ -18,7 +18,7 @@ SLOT = timedelta(minutes=15)
 
 def _plan(store: TimeSeriesStore, key: str, *powers: float) -> state.Staged:
     points = [Setpoint(NOW + i * SLOT, power, CHARGE, power / 5.0) for i, power in enumerate(powers)]
-    return state.stage_setpoints(store.engine, RESOURCE, "battery_01", points, key, NOW)
+    return state.stage_setpoints(store.engine, RESOURCE, "battery_01", points, key, NOW, site_id="cariflex-martinique")
 
 
 def _rows(store: TimeSeriesStore) -> list[tuple[float, str]]:

@@ -18,6 +18,7 @@ from cariflex_pipeline.defs.scheduling.assets import SCHEDULER_SOURCE, ev_chargi
 from cariflex_pipeline.s2 import state
 from cariflex_pipeline.s2.planning import RmLimits, rm_limits
 from cariflex_pipeline.store import TimeSeriesStore
+from cariflex_pipeline_tests.s2.helpers import SITE_ID
 from cariflex_pipeline_tests.s2.simulators import Storage, StorageControl
 
 NOW = datetime(2026, 11, 28, 16, 7, tzinfo=UTC)
@@ -25,7 +26,7 @@ NOW = datetime(2026, 11, 28, 16, 7, tzinfo=UTC)
 
 def _rm(store: TimeSeriesStore, device: str, status: str, fill: float, capacity: float, max_kw: float) -> None:
     description = StorageControl(Storage(capacity, max_kw, max_kw, fill), NOW).system_description()
-    state.save_resource(store.engine, f"rm-{device}", NOW, name=device, device=device, status=status,
+    state.save_resource(store.engine, f"rm-{device}", NOW, name=device, device=device, site_id=SITE_ID, status=status,
                         control_type="FILL_RATE_BASED_CONTROL", system_description=description.to_json(),
                         fill_level=fill, fill_level_at=NOW,
                         status_reason="" if status == "connected" else "connection closed")
@@ -80,7 +81,7 @@ def _car(store: TimeSeriesStore, device: str, status: str, fill: float, capacity
         message_id=uuid.uuid4(), start_time=NOW, elements=[FRBCFillLevelTargetProfileElement(
             duration=Duration.from_timedelta(departure - NOW),
             fill_level_range=NumberRange(start_of_range=target, end_of_range=capacity))])
-    state.save_resource(store.engine, f"rm-{device}", NOW, name=device, device=device, status=status,
+    state.save_resource(store.engine, f"rm-{device}", NOW, name=device, device=device, site_id=SITE_ID, status=status,
                         control_type="FILL_RATE_BASED_CONTROL",
                         system_description=control.system_description().to_json(), fill_level=fill,
                         fill_level_at=NOW, fill_level_target=profile.to_json(), status_reason="")

@@ -192,10 +192,11 @@ def test_a_schedule_failing_the_verifier_is_not_written_and_blocks(store_url, mo
 
 def test_live_sessions_from_the_bus_replace_the_template(store_url, site):
     """Once the bus has brought a session, the plan serves exactly the EVs that are plugged in."""
-    from cariflex_pipeline.dispatch import SessionBook, SessionDefaults, stations_from_site
+    from cariflex_pipeline.dispatch import SessionBook, SessionDefaults, stations_from_portfolio
     from cariflex_pipeline.dispatch.envelope import BusMessage
+    from cariflex_pipeline.site_model import Portfolio
 
-    book = SessionBook(TimeSeriesStore(store_url).engine, stations_from_site(site),
+    book = SessionBook(TimeSeriesStore(store_url).engine, stations_from_portfolio(Portfolio.from_site(site)),
                        SessionDefaults(dwell=timedelta(hours=4), energy_kwh=15.0))
     plugged_in = START - timedelta(minutes=20)
     started = {"eventType": "Started", "timestamp": plugged_in.isoformat(), "triggerReason": "CablePluggedIn",

@@ -165,6 +165,12 @@ ARMES = "site 'place-d-armes'"
         (set_at(["sites", 1, "pv_installations", 0, "sensor_id"], 84),
          "site 'pointe-simon', the portfolio's signals, field consumption_price: sensor 84 is a device sensor of site "
          "'place-d-armes' (pv_installations entry 'pv_06', field sensor_id)"),
+        (set_at(["sites", 1, "batteries", 0, "name"], "battery_01"),
+         f"{ARMES}, batteries entry 'battery_01', field name: device name 'battery_01' is already used by site "
+         "'pointe-simon' (batteries entry 'battery_01'); an S2 resource manager names its device by it"),
+        (set_at(["sites", 1, "v2g_chargers", 0, "name"], "battery_06"),
+         f"{ARMES}, v2g_chargers entry 'battery_06', field name: device name 'battery_06' is already used by site "
+         "'place-d-armes' (batteries entry 'battery_06')"),
         (set_at(["sites", 1, "batteries", 2, "sensor_id"], 53),
          f"{ARMES}, batteries entry 'battery_08', field sensor_id: sensor 53 belongs to site 'pointe-simon'"),
         (set_at(["openadr", "signals", 1, "sites"], ["pointe-simon", "le-robert"]),
@@ -264,3 +270,20 @@ def test_derived_sensor_ranges_that_overlap_or_take_a_sensor_are_refused() -> No
     del raw["sites"][1]["derived_sensors_from"]  # both on the default 101-105
     with pytest.raises(PortfolioError, match=r"derived sensors 101-105 overlap site 'pointe-simon''s"):
         parse_portfolio(raw)
+
+
+def test_the_portfolio_places_every_sensor_station_and_device_in_its_site() -> None:
+    portfolio = load_portfolio(BUNDLED)
+    owners = portfolio.sensor_sites()
+    assert owners[61] == "pointe-simon" and owners[70] == "place-d-armes" and owners[84] is None
+    assert sorted(owners) == sorted(sensor.id for sensor in portfolio.all_sensors())
+    stations = portfolio.station_sites()
+    assert stations["CP005"] == "pointe-simon" and stations["CP006"] == "place-d-armes" and len(stations) == 10
+    devices = portfolio.device_sites()
+    assert devices["battery_05"] == "pointe-simon" and devices["v2g_06"] == "place-d-armes" and len(devices) == 20
+
+
+def test_a_plain_site_file_places_everything_in_its_one_site(site: Site) -> None:
+    portfolio = Portfolio.from_site(site)
+    assert set(portfolio.sensor_sites().values()) == {"cariflex-martinique"}
+    assert set(portfolio.station_sites().values()) == set(portfolio.device_sites().values()) == {"cariflex-martinique"}

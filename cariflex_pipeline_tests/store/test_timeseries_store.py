@@ -186,7 +186,8 @@ def test_the_sensor_table_keeps_its_columns_when_empty(tmp_path) -> None:
     store = TimeSeriesStore(f"sqlite:///{tmp_path / 'empty.sqlite'}")
     store.migrate()
     empty = store.sensor_table()
-    assert (len(empty), list(empty.columns)) == (0, ["id", "name", "unit", "resolution_seconds", "description"])
+    assert (len(empty), list(empty.columns)) == (0, ["id", "name", "unit", "resolution_seconds", "description",
+                                                  "site_id"])
 
 
 def test_the_sensor_table_is_ordered_by_id_whatever_the_order_of_registration(store: TimeSeriesStore) -> None:

@@ -52,7 +52,7 @@ def _days(context: dg.AssetExecutionContext, site: SiteResource, store: TimeSeri
     site_model = run_site.model
     series = store.open(site_model)
     sensors = derived.derived_sensors(site_model)
-    series.register_sensors(sensors.sensors)
+    series.register_sensors(sensors.sensors, owners=dict.fromkeys((s.id for s in sensors.sensors), run_site.id))
     return [_Day(key, site_model, series, sensors, Grid.of(site_model, start - LOOKBACK, start, end),
                  run_site.devices_elsewhere)
            for key, start, end in partition_day_windows(context, site_model.tz)]

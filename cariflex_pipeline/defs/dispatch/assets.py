@@ -173,12 +173,12 @@ def ocpp_dispatch(
     transport = dispatch_broker.make_transport(answer_book=outbox, tenant_id=run_site.entry.citrineos_tenant)
     policy = config.policy()
     try:
-        report = dispatch_profiles(outbox, transport, ocpp_charging_profiles, run_id=context.run.run_id,
+        report = dispatch_profiles(outbox, transport, ocpp_charging_profiles, site_id=run_site.id,
+                                   run_id=context.run.run_id,
                                    force=config.force, answer_timeout=config.answer_timeout_seconds,
                                    uncertain_grace=config.uncertain_grace_seconds,
                                    min_validity_ahead=timedelta(hours=config.min_validity_ahead_hours),
-                                   policy=policy, read_back=config.read_back,
-                                   station_ids=[cp.id for cp in site_model.charge_points])
+                                   policy=policy, read_back=config.read_back)
     finally:
         transport.close()
     planned = {p.station_id: p for p in ocpp_charging_profiles}

@@ -26,7 +26,7 @@ from cariflex_pipeline.dispatch import (
     SessionBook,
     SessionDefaults,
     record_answers,
-    stations_from_site,
+    stations_from_portfolio,
 )
 
 
@@ -47,7 +47,7 @@ def ev_session_sensor(
         return dg.SkipReason("no CARIFLEX_AMQP_URL configured: no session bus to follow")
     site_model = site.load()
     series = store.open(site_model)
-    book = SessionBook(series.engine, stations_from_site(site_model), SessionDefaults())
+    book = SessionBook(series.engine, stations_from_portfolio(site.portfolio()), SessionDefaults())
     consumer = dispatch_broker.session_consumer(
         book, lambda frame: series.write_beliefs(frame, source=METER_SOURCE, source_type="meter"),
         lambda ids, start, end: series.read_latest(ids, start, end, sources=[METER_SOURCE]))

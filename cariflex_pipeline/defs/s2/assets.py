@@ -41,12 +41,13 @@ class S2InstructionsConfig(dg.Config):
 def s2_instructions(context: dg.AssetExecutionContext, config: S2InstructionsConfig, site: SiteResource,
                     store: TimeSeriesStoreResource) -> dg.MaterializeResult:
     """The battery and V2G part of the plan as FRBC instructions, per connected RM, stored for the CEM."""
-    site_model = site.for_run(context).model
+    run_site = site.for_run(context)
+    site_model = run_site.model
     series = store.open(site_model)
-    devices = site_devices(site_model)
+    devices = site_devices(site_model, run_site.id)
     now = datetime.fromisoformat(config.now) if config.now else datetime.now(UTC)
     staging = stage_plan(series, devices, SCHEDULER_SOURCE, current_slot(now, site_model.resolution),
-                         timedelta(hours=config.horizon_hours), context.run.run_id, now)
+                         timedelta(hours=config.horizon_hours), context.run.run_id, now, site_id=run_site.id)
     deadline = time.monotonic() + config.confirm_seconds
     while awaiting_answers(series, devices, now) and time.monotonic() < deadline:
         time.sleep(0.2)  # the CEM polls the store each second; the RMs answer within their processing delay

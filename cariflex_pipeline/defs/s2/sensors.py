@@ -10,7 +10,7 @@ import dagster as dg
 
 from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.defs.scheduling.schedules import ev_schedule_and_dispatch_job
-from cariflex_pipeline.s2.devices import site_devices
+from cariflex_pipeline.s2.devices import portfolio_devices
 from cariflex_pipeline.s2.report import replan_reasons
 
 MARGIN_ENV = "CARIFLEX_S2_FILL_MARGIN_KWH"
@@ -38,7 +38,7 @@ def s2_replan_sensor(context: dg.SensorEvaluationContext, site: SiteResource,
                      store: TimeSeriesStoreResource) -> dg.SensorResult:
     site_model = site.load()
     seen = json.loads(context.cursor) if context.cursor else {}
-    reasons, keys, now_seen = replan_reasons(store.open(site_model), site_devices(site_model), seen,
+    reasons, keys, now_seen = replan_reasons(store.open(site_model), portfolio_devices(site.portfolio()), seen,
                                              fill_margin_kwh())
     cursor = json.dumps(now_seen, sort_keys=True)
     if not reasons:

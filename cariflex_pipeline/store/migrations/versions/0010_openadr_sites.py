@@ -16,7 +16,7 @@ file, one site `cariflex-martinique`), loaded only when there are rows to carry 
   a site of another VEN name registers on first use.
 
 Revision ID: 0010_openadr_sites
-Revises: 0008_s2
+Revises: 0009_site_keys
 """
 
 from collections.abc import Iterable
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_openadr_sites"
-down_revision = "0008_s2"  # rechained after 0009_site_keys by the integration
+down_revision = "0009_site_keys"
 branch_labels = None
 depends_on = None
 
