@@ -317,14 +317,21 @@ def solve(problem: ResolvedProblem, solver: SolverName = "auto", time_limit_s: f
     started = time.perf_counter()
     built = build_model(problem, one_way)
     built_at = time.perf_counter()
+    name = solve_built(built, solver, time_limit_s, msg)
+    return _extract(problem, built, name, built_at - started, time.perf_counter() - built_at)
+
+
+def solve_built(built: BuiltModel, solver: SolverName = "auto", time_limit_s: float | None = 60.0,
+                msg: bool = False) -> str:
+    """Solve a built model in place with the project's solver settings (MIP_REL_GAP) and return the solver's
+    name; SolverError / SolverTimeLimitError as `solve`."""
     name, backend = _solver(solver, time_limit_s, msg)
     try:
         built.prob.solve(backend)
     except pulp.PulpSolverError as error:
         raise SolverError(f"{name} failed: {error}; no schedule") from error
-    solved_at = time.perf_counter()
     _check_status(built.prob, name, time_limit_s)
-    return _extract(problem, built, name, built_at - started, solved_at - built_at)
+    return name
 
 
 def _value(var: pulp.LpVariable | None) -> float:
