@@ -153,3 +153,24 @@ def test_s2_with_one_site_keeps_the_flat_cursor() -> None:
     requests, cursor = s2_run_requests(portfolio, None, {"rm-1": "connected"},
                                        lambda site, seen: ([], [], {"rm-1": "disconnected"}), LOG, TICK)
     assert (requests.run_requests, cursor) == ([], {"rm-1": "disconnected"})
+
+
+def test_the_first_command_runs_each_site_of_a_fleet_and_says_which_failed(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "CARIFLEX_PORTFOLIO_FILE": str(FLEET_FILE),
+           "CARIFLEX_DATABASE_URL": f"sqlite:///{tmp_path / 'store.sqlite'}"}
+    done = subprocess.run([sys.executable, "-m", "cariflex_pipeline"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert [line for line in done.stdout.splitlines() if line.startswith("== site")] == [
+        "== site pointe-simon (Cariflex Pointe Simon, Fort-de-France)",
+        "== site place-d-armes (Cariflex Place d'Armes, Le Lamentin)"]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_dynamic_partitions("sites") == SITES
+        runs = list(reversed(instance.get_runs()))  # newest first: in the order they ran
+        assert [run.tags["cariflex/site"] for run in runs] == SITES  # the second site ran whatever the first did
+        assert [run.tags["dagster/partition/site"] for run in runs] == SITES
+        failed = [run.tags["cariflex/site"] for run in runs if run.status != dg.DagsterRunStatus.SUCCESS]
+    assert done.returncode == (1 if failed else 0), done.stdout
+    assert (f"failed: {', '.join(failed)}" in done.stdout) == bool(failed)
