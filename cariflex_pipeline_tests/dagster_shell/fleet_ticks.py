@@ -3,6 +3,8 @@
 The fleet shape (IS_FLEET, the site x day partitions) is decided when defs/partitions.py is imported, so this runs
 in a process of its own: `python -m cariflex_pipeline_tests.dagster_shell.fleet_ticks` with CARIFLEX_PORTFOLIO_FILE
 naming a copy of a two-site portfolio file that it may edit. It prints one JSON object: what each tick asked for.
+With the argument `sessions` it ticks ev_session_sensor on the real bus instead: FLEET_AMQP_URL, FLEET_EXCHANGE
+(declared by the caller) and FLEET_SESSION_QUEUE name it, CARIFLEX_DATABASE_URL the store.
 """
 
 import json
@@ -14,15 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pika
 import yaml
 
 from cariflex_pipeline.definitions import defs
-from cariflex_pipeline.defs.dispatch.sensors import session_run_requests
+from cariflex_pipeline.defs.dispatch import BrokerResource
+from cariflex_pipeline.defs.dispatch.sensors import ev_session_sensor, session_run_requests
 from cariflex_pipeline.defs.partitions import IS_FLEET, SITES_PARTITIONS_NAME
-from cariflex_pipeline.defs.resources import SiteResource
+from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResource
 from cariflex_pipeline.defs.s2.sensors import s2_run_requests
 from cariflex_pipeline.defs.scheduling.schedules import every_15_minutes
 from cariflex_pipeline.defs.site.sensors import portfolio_sites_sensor
+from cariflex_pipeline.dispatch import station_message
 from cariflex_pipeline.dispatch.sessions import SessionChange
 from cariflex_pipeline.site_model import load_portfolio
 
@@ -99,5 +104,36 @@ def main() -> None:
     json.dump(out, sys.stdout, default=str)
 
 
+def sessions_main() -> None:
+    """EVs plug in at a station of each site and at a second one of the first: one run per site."""
+    amqp_url, exchange = os.environ["FLEET_AMQP_URL"], os.environ["FLEET_EXCHANGE"]
+    broker = BrokerResource(transport="amqp", amqp_url=amqp_url, exchange=exchange,
+                            session_queue=os.environ["FLEET_SESSION_QUEUE"])
+    resources = {"site": SiteResource(), "store": TimeSeriesStoreResource(), "dispatch_broker": broker}
+    at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(SITES_PARTITIONS_NAME, load_portfolio().site_ids)
+
+        def tick() -> dg.SensorResult:
+            with dg.build_sensor_context(instance=instance, resources=resources) as context:
+                return ev_session_sensor(context)
+
+        out: dict[str, Any] = {"first": _requests(tick().run_requests)}  # declares and binds the queue
+        connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        for n, station in enumerate(["CP001", "CP007", "CP002"]):
+            started = {"eventType": "Started", "timestamp": at, "triggerReason": "CablePluggedIn", "seqNo": 0,
+                       "transactionInfo": {"transactionId": f"tx-{n}"}, "evse": {"id": 1}}
+            headers, body = station_message(station_id=station, tenant_id="1", action="TransactionEvent", state=1,
+                                            payload=started, correlation_id=f"s{n}")
+            connection.channel().basic_publish(exchange, "", body, pika.BasicProperties(headers=headers))
+        connection.close()
+        out["plugged_in"] = _requests(tick().run_requests)
+        out["again"] = _requests(tick().run_requests)
+    json.dump(out, sys.stdout, default=str)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["sessions"]:
+        sessions_main()
+    else:
+        main()
