@@ -9,7 +9,9 @@ change never reruns twice. In a fleet the one queue carries every site's station
 the portfolio): the changes are grouped by the site of their station, one run per site with changes, for that
 site's partition of its today, keyed `ev-sessions:<site>:<digest of its changes>` (one site: `ev-sessions:<digest>`).
 Draining the queue is one step for the fleet, so its failure fails the tick (the messages stay queued for the next
-one); a site whose run request cannot be made is logged and skipped while the others' runs go ahead.
+one); a site whose run request cannot be made is logged and skipped while the others' runs go ahead. A change at a
+site not yet in the dynamic partition `sites` is recorded in the sessions table but requests no run (skipped with
+the reason): its first 15-minute tick after `portfolio_sites_sensor` added it plans with it.
 
 `ocpp_answer_sensor` collects station answers (Accepted/Rejected) into the outbox and shows them in the UI as
 observations of `ocpp_dispatch`; in a fleet each on the partition of its station's site for that site's today.
@@ -59,10 +61,11 @@ def portfolio_stations(portfolio: Portfolio) -> dict[str, StationInfo]:
 
 
 def open_portfolio_store(store: TimeSeriesStoreResource, portfolio: Portfolio) -> TimeSeriesStore:
-    """The store with every site's sensors registered (one database for the fleet: any site's handle writes the
-    power of any station)."""
-    handles = [store.open(portfolio.site(site_id)) for site_id in portfolio.site_ids]
-    return handles[0]
+    """The store with every site's sensors registered: opening it for a site registers that site's sensors, and the
+    fleet has one database, so the handle of any site writes the power of any station."""
+    for site_id in portfolio.site_ids[1:]:
+        store.open(portfolio.site(site_id))
+    return store.open(portfolio.site(portfolio.site_ids[0]))
 
 
 def session_run_requests(portfolio: Portfolio, changes: Sequence[SessionChange], partitioned: Collection[str] | None,
