@@ -69,14 +69,13 @@ def _run_sites(site_ids: list[str], portfolio: Path, store_url: str, home: Path,
 
 
 def _outbox_status(store_url: str) -> dict[str, str]:
-    """The latest outbox entry's status per station."""
+    """The latest outbox entry's status per station, as "site/status" (the site the entry is keyed by)."""
     engine = TimeSeriesStore(store_url).engine
     with engine.connect() as connection:
-        rows = connection.execute(select(ocpp_outbox.c.station_id, ocpp_outbox.c.status)
+        rows = connection.execute(select(ocpp_outbox.c.station_id, ocpp_outbox.c.site_id, ocpp_outbox.c.status)
                                   .order_by(ocpp_outbox.c.id)).all()
-
     engine.dispose()
-    return {station: status for station, status in rows}
+    return {station: f"{site_id}/{status}" for station, site_id, status in rows}
 
 
 def test_two_sites_plan_and_dispatch_each_to_its_tenant_and_a_new_site_fails_alone(

@@ -8,7 +8,9 @@ from cariflex_pipeline.defs.dispatch.resources import BrokerResource, broker_res
 from cariflex_pipeline.defs.dispatch.sensors import ev_session_sensor, ocpp_answer_sensor
 from cariflex_pipeline.defs.dispatch.sync import citrineos_asset_sync
 
-# Evaluates FOLLOW_THE_PLAN: a plan materialized on its own is dispatched within this interval.
+# Evaluates FOLLOW_THE_PLAN: a plan materialized on its own is dispatched within this interval. Automation conditions
+# are evaluated per asset partition, so in a fleet this is already per site x day: one site's new plan requests the
+# dispatch of that site's partition only, and a site whose plan failed its blocking checks holds back only its own.
 replan_dispatch_sensor = dg.AutomationConditionSensorDefinition(
     "replan_dispatch_sensor", target=[ocpp_charging_profiles, ocpp_dispatch],
     default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=15,

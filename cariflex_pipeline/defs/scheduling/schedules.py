@@ -1,15 +1,35 @@
 """Re-plan EV charging and act on the plan every 15 minutes, in one process by default (no per-step subprocess
-start-up; `CARIFLEX_EXECUTOR` in `defs/executor.py`)."""
+start-up; `CARIFLEX_EXECUTOR` in `defs/executor.py`).
 
+One site: one run per tick for today's day partition, without a run key, as before the fleet. A fleet: one run per
+site for its partition of its today (the site's time zone), keyed `ev-charging-every-15-minutes:<site>:<tick>`. The
+portfolio file is re-read at each tick, so a site appended to it is planned once `portfolio_sites_sensor` has added
+its partitions; until then it is skipped, with the reason in the log (the schedule does not add partitions itself:
+one place, the sensor, decides which sites exist). A site that cannot be evaluated is logged and skipped, the
+others' runs go ahead.
+"""
+
+import logging
+from collections.abc import Collection
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 
 from cariflex_pipeline.defs.executor import job_executor
 from cariflex_pipeline.defs.groups import DERIVED_GROUP
 from cariflex_pipeline.defs.partitions import TIMEZONE
+from cariflex_pipeline.defs.resources import SiteResource
 from cariflex_pipeline.defs.scheduling.assets import ev_charging_schedule
+from cariflex_pipeline.defs.sites import (
+    SiteRequests,
+    partitioned_site_ids,
+    requests_per_site,
+    site_run_key,
+    site_run_request,
+)
+from cariflex_pipeline.site_model import Portfolio
+
+SCHEDULE_RUN_KEY = "ev-charging-every-15-minutes"
 
 # Derived series (grid impact, flexibility, SoC) are for the dashboard: refreshed at every tick, never in the way.
 _PLAN_AND_AFTER = dg.AssetSelection.assets(ev_charging_schedule).downstream()
@@ -33,9 +53,18 @@ ev_replan_and_refresh_job = dg.define_asset_job(
     executor_def=job_executor(),
 )
 
-def today_partition(moment: datetime | None = None) -> str:
-    """The day partition that a re-plan at `moment` (default: now) refreshes: the day in progress, site time."""
-    return (moment or datetime.now(UTC)).astimezone(ZoneInfo(TIMEZONE)).date().isoformat()
+
+def tick_requests(portfolio: Portfolio, partitioned: Collection[str] | None, tick: datetime,
+                  log: logging.Logger) -> SiteRequests:
+    """The tick's run per site: the day in progress at the site, refreshed (the schedule's job has days)."""
+
+    def request(site_id: str) -> list[dg.RunRequest]:
+        # One site (nothing partitioned by site): no run key, as before the fleet; the tick itself runs once.
+        run_key = None if partitioned is None else site_run_key(SCHEDULE_RUN_KEY, site_id, tick.isoformat())
+        return [site_run_request(site_id, portfolio.site(site_id), tick, run_key=run_key,
+                                 one_site_day_partitioned=True)]
+
+    return requests_per_site(portfolio.site_ids, partitioned, request, log)
 
 
 @dg.schedule(
@@ -47,5 +76,14 @@ def today_partition(moment: datetime | None = None) -> str:
     description="Rolling-horizon re-optimization and dispatch at each slot boundary; refreshes today's derived "
     "series.",
 )
-def every_15_minutes(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    return dg.RunRequest(partition_key=today_partition(context.scheduled_execution_time))
+def every_15_minutes(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | list[dg.RunRequest] | dg.SkipReason:
+    # The portfolio as SiteResource reads it by default (a schedule takes no resources in its direct invocation).
+    partitioned = partitioned_site_ids(context)
+    requests = tick_requests(SiteResource().portfolio(), partitioned, context.scheduled_execution_time or
+                             datetime.now(UTC), context.log)
+    reason = requests.skip_reason()
+    if reason:
+        return dg.SkipReason(reason)
+    if partitioned is None:
+        return requests.run_requests[0]  # one site: the one request, as before the fleet
+    return requests.run_requests
