@@ -33,7 +33,7 @@ from cariflex_pipeline.site_model import load_portfolio
 
 TICK = datetime(2026, 11, 28, 2, 30, tzinfo=UTC)  # still the 27th in Martinique
 NEW_SITE = {  # docs/fleet.md, "Adding a site"
-    "id": "le-robert", "name": "Le Robert depot", "citrineos_tenant": "7",
+    "id": "le-robert", "name": "Le Robert depot", "citrineos_tenant": "7", "derived_sensors_from": 121,
     "grid_connection": {"import_capacity_kw": 30, "export_capacity_kw": 10},
     "sensors": [{"id": 201, "name": "cp011_power", "unit": "kW"}],
     "charge_points": [{"id": "CP011", "max_power_kw": 11, "sensor_id": 201,
