@@ -172,5 +172,5 @@ def test_the_first_command_runs_each_site_of_a_fleet_and_says_which_failed(tmp_p
         assert [run.tags["cariflex/site"] for run in runs] == SITES  # the second site ran whatever the first did
         assert [run.tags["dagster/partition/site"] for run in runs] == SITES
         failed = [run.tags["cariflex/site"] for run in runs if run.status != dg.DagsterRunStatus.SUCCESS]
-    assert done.returncode == (1 if failed else 0), done.stdout
-    assert (f"failed: {', '.join(failed)}" in done.stdout) == bool(failed)
+    assert failed == [], done.stdout[-3000:]  # the whole graph of each site, on the embedded defaults
+    assert done.returncode == 0 and "sites: 2 of 2 succeeded" in done.stdout, done.stdout[-3000:]
