@@ -16,11 +16,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from alembic import command
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
 
 from cariflex_pipeline.defs.resources import forget_ready_stores
 from cariflex_pipeline.site_model import Site, load_site
 from cariflex_pipeline.store import TimeSeriesStore
+from cariflex_pipeline.store.migrate import alembic_config
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "CARIFLEX_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -104,14 +107,29 @@ def _fresh_postgres_schema(url: str) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path, site: Site) -> Iterator[TimeSeriesStore]:
-    """A migrated store with the site's sensors, empty of beliefs, on SQLite and on the real PostgreSQL."""
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database, on SQLite and on the real PostgreSQL (a fresh schema of the session's)."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        _fresh_postgres_schema(url)
-    timeseries_store = TimeSeriesStore(url)
+        return f"sqlite:///{tmp_path / 'store.sqlite'}"
+    url = request.getfixturevalue("postgres_url")
+    _fresh_postgres_schema(url)
+    return url
+
+
+def migrated_to(url: str, revision: str) -> Engine:
+    """An engine on `url` with the store's migrations applied up to `revision` only (a store as older code left it)."""
+    engine = TimeSeriesStore(url).engine
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    return engine
+
+
+@pytest.fixture
+def store(empty_database_url: str, site: Site) -> Iterator[TimeSeriesStore]:
+    """A migrated store with the site's sensors, empty of beliefs, on SQLite and on the real PostgreSQL."""
+    timeseries_store = TimeSeriesStore(empty_database_url)
     timeseries_store.migrate()
     timeseries_store.register_sensors(site.sensors)
     yield timeseries_store

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from cariflex_pipeline.openadr.repository import AbsenceLog, EventLog, VenStateStore
 from cariflex_pipeline.store.migrate import alembic_config, upgrade_to_head
-from cariflex_pipeline_tests.conftest import _fresh_postgres_schema
+from cariflex_pipeline_tests.conftest import migrated_to
 from cariflex_pipeline_tests.store.test_migrations_match_metadata import differences
 
 import cariflex_pipeline.site_model as site_model  # isort: skip
@@ -26,18 +26,9 @@ FLEET = Path(site_model.__file__).with_name("martinique_portfolio.yaml")
 VTN_URL = "http://vtn.example/OpenADR2/Simple/2.0b"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def engine_at_0008(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        _fresh_postgres_schema(url)
-    engine = create_engine(url)
-    config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0008_s2")
+@pytest.fixture
+def engine_at_0008(empty_database_url: str) -> Iterator[Engine]:
+    engine = migrated_to(empty_database_url, "0008_s2")
     with engine.begin() as connection:  # as the one-site code wrote them
         for event_id, modification, sensors, status in (("price-1", 2, "84", "active"),
                                                          ("mixed-1", 0, "61,84", "active"),

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from alembic import command
 from sqlalchemy import Engine, text
 
 from cariflex_pipeline.site_model import Sensor, default_site_file, load_portfolio
 from cariflex_pipeline.site_model.portfolio import PORTFOLIO_FILE_ENV
 from cariflex_pipeline.store import TimeSeriesStore
-from cariflex_pipeline.store.migrate import alembic_config, upgrade_to_head
-from cariflex_pipeline_tests.conftest import _fresh_postgres_schema
+from cariflex_pipeline.store.migrate import upgrade_to_head
+from cariflex_pipeline_tests.conftest import migrated_to
 
 PORTFOLIO = Path(default_site_file()).with_name("martinique_portfolio.yaml")
 SIMON, ARMES, ONE = "pointe-simon", "place-d-armes", "cariflex-martinique"
@@ -46,19 +45,10 @@ def test_a_site_selects_its_series(store: TimeSeriesStore) -> None:
     assert store.read_latest(store.site_sensor_ids(ARMES))["sensor_id"].tolist() == [66, 84]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def at_0008(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+@pytest.fixture
+def at_0008(empty_database_url: str) -> Iterator[Engine]:
     """An engine on an empty database migrated to 0008_s2 only, on SQLite and on the real PostgreSQL."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        _fresh_postgres_schema(url)
-    engine = TimeSeriesStore(url).engine
-    config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0008_s2")
+    engine = migrated_to(empty_database_url, "0008_s2")
     yield engine
     engine.dispose()
 
