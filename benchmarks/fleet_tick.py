@@ -56,7 +56,7 @@ from cariflex_pipeline.store import TimeSeriesStore
 
 RESOLUTION = timedelta(minutes=15)
 PRICE, DEMAND_RESPONSE, IRRADIANCE, TEMPERATURE, DSO_PRICE = 1, 2, 3, 4, 5  # shared sensors
-SITE_SENSORS = 1000  # site i's sensors: 1000·(i+1) (load control), then one per charge point
+SITE_SENSORS = 1000  # site i's sensors: 1000·(i+1) (load control), then one per charge point; +900: derived
 STAGES = ("signals", "plan", "profiles", "dispatch")
 
 
@@ -73,6 +73,7 @@ def synthetic_portfolio(n_sites: int, points: int, tenants: int) -> dict:
         sites.append({
             "id": f"site-{i:04d}", "name": f"Site {i}", "citrineos_tenant": str(i % tenants + 1),
             "grid_connection": {"import_capacity_kw": 3.0 * points, "export_capacity_kw": 1.0 * points},
+            "derived_sensors_from": base + 900,  # its derived series in its own block, after its charge points
             "openadr": {"targets": [{"type": "GROUP", "values": [f"site-{i:04d}"]}]},
             "signals": {"consumption_price": PRICE, "dso_price": DSO_PRICE, "load_control": base,
                         "demand_response": DEMAND_RESPONSE, "irradiance": IRRADIANCE, "temperature": TEMPERATURE},
