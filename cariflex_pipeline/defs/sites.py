@@ -1,4 +1,5 @@
-"""Which site of the portfolio a run works on, in one place for every stage.
+"""Which site of the portfolio a run works on, and which sites a sensor or the schedule runs, in one place for
+every stage.
 
 One site: always that site, whatever the run (partition keys and the UI are the one-site ones). A fleet: the site
 dimension of the run's partition (defs/partitions.py), else the run's `cariflex/site` tag (a run of an
@@ -25,10 +26,11 @@ class RunSite:
     id: str
     model: Site
     entry: PortfolioSite
-    devices_elsewhere: frozenset[str] = frozenset()  # the other sites' charge points and V2G chargers
+    devices_elsewhere: frozenset[str]  # the other sites' charge points and V2G chargers
 
 
 def run_site_id(context: dg.AssetExecutionContext | dg.OpExecutionContext, portfolio: Portfolio) -> str:
+    """The id of the one site the run works on (module docstring); dg.Failure naming what the run gives else."""
     if len(portfolio.sites) == 1 and not IS_FLEET:
         return portfolio.site_ids[0]
     site_ids = set()
