@@ -158,7 +158,9 @@ def test_the_fleet_sensor_polls_each_ven_once_and_runs_each_site(eager_vtn: InPr
 
     first = tick(None)
     assert first.run_requests == [] and len(vtn.registrations) == 1
-    start = partitions.day_partitions.get_last_partition_window().start + 12 * H  # midday of the last day
+    # tomorrow's prices, which today's partition (the last) ingests: an event of today would be over, and never
+    # requested, once the test runs after its intervals
+    start = next_day_start()
     price = vtn.add_event("ven_1", "ELECTRICITY_PRICE", "price", PRICE_CONTEXT, [(start, 2 * Q, 90.0)])
     day = partitions.day_partitions.get_last_partition_key()
 
