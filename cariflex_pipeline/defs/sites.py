@@ -6,6 +6,7 @@ dimension of the run's partition (defs/partitions.py), else the run's `cariflex/
 unpartitioned asset, such as a sensor's), else an error naming the sites: a fleet run never guesses its site.
 """
 
+import hashlib
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -115,6 +116,11 @@ def requests_per_site(site_ids: Sequence[str], partitioned: Collection[str] | No
     if evaluated and len(failures) == len(evaluated):
         raise SitesFailed("every site failed: " + "; ".join(failures))
     return SiteRequests(run_requests, skipped + failures)
+
+
+def changes_digest(keys: Collection[str]) -> str:
+    """A short, order-free digest of a tick's change keys: the same changes make the same run key."""
+    return hashlib.sha256("|".join(sorted(keys)).encode()).hexdigest()[:16]
 
 
 def site_run_key(prefix: str, site_id: str, change: str) -> str:

@@ -19,7 +19,6 @@ observations of `ocpp_dispatch`; in a fleet each on the partition of its station
 With no AMQP URL configured (the embedded default) both skip with a reason.
 """
 
-import hashlib
 import logging
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResour
 from cariflex_pipeline.defs.scheduling.schedules import ev_schedule_and_dispatch_job
 from cariflex_pipeline.defs.sites import (
     SiteRequests,
+    changes_digest,
     partitioned_site_ids,
     requests_per_site,
     site_run_key,
@@ -69,7 +69,7 @@ def session_run_requests(portfolio: Portfolio, changes: Sequence[SessionChange],
 
     def request(site_id: str) -> list[dg.RunRequest]:
         site_changes = by_site[site_id]
-        digest = hashlib.sha256("|".join(sorted(change.key for change in site_changes)).encode()).hexdigest()[:16]
+        digest = changes_digest([change.key for change in site_changes])
         kinds = ",".join(sorted({change.kind for change in site_changes}))
         stations = ",".join(sorted({change.station_id for change in site_changes}))
         return [site_run_request(site_id, portfolio.site(site_id), now,

@@ -7,7 +7,6 @@ that site's partition of its today, keyed `s2:<site>:<digest>` (one site: `s2:<d
 site's statuses under its id (one site: the statuses themselves, as before). A site whose store cannot be read is
 logged and skipped, keeping its statuses in the cursor for the next tick, while the other sites' runs go ahead."""
 
-import hashlib
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from cariflex_pipeline.defs.resources import SiteResource, TimeSeriesStoreResour
 from cariflex_pipeline.defs.scheduling.schedules import ev_schedule_and_dispatch_job
 from cariflex_pipeline.defs.sites import (
     SiteRequests,
+    changes_digest,
     partitioned_site_ids,
     requests_per_site,
     site_run_key,
@@ -64,7 +64,7 @@ def s2_run_requests(portfolio: Portfolio, partitioned: Collection[str] | None, c
         if not reasons:
             return []
         log.info("re-plan%s: %s", "" if partitioned is None else f" of site {site_id!r}", "; ".join(reasons))
-        digest = hashlib.sha256("|".join(sorted(keys)).encode()).hexdigest()[:16]
+        digest = changes_digest(keys)
         return [site_run_request(site_id, portfolio.site(site_id), now,
                                  run_key=site_run_key(S2_RUN_KEY, site_id, digest),
                                  tags={"cariflex/s2_reasons": "; ".join(reasons)[:200]},

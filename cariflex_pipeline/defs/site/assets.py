@@ -15,10 +15,9 @@ def sensor_registry(
     units, resolutions)."""
     portfolio = site.portfolio()
     models = [portfolio.site(site_id) for site_id in portfolio.site_ids]
-    registered = 0
-    for model in models:
-        time_series = store.open(model)
-        registered += time_series.register_sensors(model.sensors)
+    # the resource's portfolio (its configured file), each sensor with its site: once, not once per site
+    time_series = store.open(models[0])
+    registered = time_series.register_portfolio(portfolio)
     context.log.info("registered %d sensors of %s in %s", registered, portfolio.name, time_series.describe())
     if len(models) == 1:
         return dg.MaterializeResult(metadata={"store": time_series.describe(), "sensors_registered": registered,
