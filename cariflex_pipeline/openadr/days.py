@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent
+from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, RegularIntervals
 
 
 def days_between(start: date, end: date) -> list[date]:
@@ -46,10 +46,9 @@ def event_days(event: OpenAdrEvent, tz: ZoneInfo) -> tuple[date, ...]:
 def _spans(signal: EventSignal) -> Iterator[tuple[datetime, datetime]]:
     """[start, end) of each interval with an aware start; one span for a back-to-back signal."""
     intervals = signal.intervals
-    if signal.back_to_back and intervals:
-        first = intervals[0]
-        if isinstance(first.start, datetime) and first.start.utcoffset() is not None:
-            yield first.start, first.start + first.duration * len(intervals)
+    if isinstance(intervals, RegularIntervals):
+        if intervals.start.utcoffset() is not None:
+            yield intervals.start, intervals.end()
         return
     for interval in intervals:
         if isinstance(interval.start, datetime) and interval.start.utcoffset() is not None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, overload
+
+from cariflex_pipeline.openadr.limits import shown
 
 Protocol = Literal["2.0b", "3.0.1"]
 
@@ -22,21 +25,73 @@ class SignalInterval:
     uid: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class RegularIntervals(Sequence[SignalInterval]):
+    """Intervals back to back from `start`, each `duration` long, held as columns: how a 3.0.1 event's intervals
+    without a period of their own are laid out. A listing holds hundreds of thousands of intervals; building an
+    object (and a start time) for each was most of the time its parse and normalization took, so normalization
+    and the day count read `start`, `duration` and `values` directly, and an interval is built only for whoever
+    asks for one (the reader of a message, the 2.0b VEN's end-of-event check)."""
+
+    start: datetime
+    duration: timedelta
+    values: tuple[Any, ...]
+    ids: tuple[Any, ...]  # each interval's own `id` as the VTN sent it (named in messages)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @overload
+    def __getitem__(self, index: int) -> SignalInterval: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[SignalInterval, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> SignalInterval | tuple[SignalInterval, ...]:
+        if isinstance(index, slice):
+            return tuple(self[position] for position in range(len(self))[index])
+        position = range(len(self))[index]  # IndexError, and negative indices, as a tuple has them
+        return SignalInterval(self.start + position * self.duration, self.duration, self.values[position],
+                              interval_uid(self.ids[position]))
+
+    def __iter__(self) -> Iterator[SignalInterval]:
+        return (self[position] for position in range(len(self)))
+
+    def end(self) -> datetime:
+        return self.start + len(self) * self.duration
+
+
+def interval_uid(own_id: Any) -> str:
+    """How an interval is named in messages: its `id` (a VTN may send anything there, shown cut short)."""
+    return str(own_id) if type(own_id) is int else shown(own_id, 40)
+
+
+def interval_values(intervals: Sequence[SignalInterval]) -> list[Any]:
+    """The values of `intervals` in order, without building an interval each for `RegularIntervals`."""
+    if isinstance(intervals, RegularIntervals):
+        return list(intervals.values)
+    return [interval.value for interval in intervals]
+
+
+Intervals = tuple[SignalInterval, ...] | RegularIntervals
+
+
 @dataclass(frozen=True)
 class EventSignal:
     """A 2.0b eiEventSignal (name + type) or a 3.0.1 payload type, with the unit the event states, if any."""
 
-    intervals: tuple[SignalInterval, ...]
+    intervals: Intervals
     signal_name: str | None = None
     signal_type: str | None = None
     payload_type: str | None = None
     unit: str | None = None
     currency: str | None = None
-    # The producer's promise that interval k starts at intervals[0].start + k x intervals[0].duration and lasts
-    # that duration (the 3.0.1 parser knows it of intervals that follow the event's intervalPeriod): then
-    # normalization and the day count take the times from the first interval alone, where a listing of
-    # thousands of events would otherwise spend most of its time on datetime arithmetic.
-    back_to_back: bool = False
+
+    @property
+    def back_to_back(self) -> bool:
+        """The producer's promise that interval k starts at the first's start + k x its duration and lasts that
+        duration: then normalization and the day count take the times from `RegularIntervals` alone."""
+        return isinstance(self.intervals, RegularIntervals)
 
     @property
     def label(self) -> str:
@@ -78,13 +133,12 @@ class OpenAdrEvent:
         def move(moment: Any) -> Any:
             return moment + delta if isinstance(moment, datetime) else moment
 
-        signals = tuple(
-            replace(
-                signal,
-                intervals=tuple(replace(interval, start=move(interval.start)) for interval in signal.intervals),
-            )
-            for signal in self.signals
-        )
+        def moved(intervals: Intervals) -> Intervals:
+            if isinstance(intervals, RegularIntervals):
+                return replace(intervals, start=move(intervals.start))
+            return tuple(replace(interval, start=move(interval.start)) for interval in intervals)
+
+        signals = tuple(replace(signal, intervals=moved(signal.intervals)) for signal in self.signals)
         return replace(
             self,
             event_id=event_id,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import compress, pairwise
@@ -27,7 +27,13 @@ import pandas as pd
 
 from cariflex_pipeline.openadr.errors import EventRejected
 from cariflex_pipeline.openadr.limits import shown
-from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, SignalInterval
+from cariflex_pipeline.openadr.model import (
+    EventSignal,
+    OpenAdrEvent,
+    RegularIntervals,
+    SignalInterval,
+    interval_values,
+)
 from cariflex_pipeline.site_model import Site
 from cariflex_pipeline.site_model.model import OpenAdrSignal
 
@@ -175,7 +181,7 @@ def _signal_values(signal: EventSignal, mapping: OpenAdrSignal, site: Site) -> _
     def label(position: int) -> str:  # built only for a message: a listing holds hundreds of thousands
         return f"{where}, interval {intervals[position].uid or position}"
 
-    if signal.back_to_back and intervals:  # the others are the first one moved on by its duration
+    if isinstance(intervals, RegularIntervals):  # the others are the first one moved on by its duration
         first, end = _span(intervals[0], label, 0)
         step = end - first
         interval_starts = range(first, first + step * len(intervals), step)
@@ -221,12 +227,12 @@ def _bounds(where: str, mapping: OpenAdrSignal, sensor_unit: str, site: Site) ->
                  for bound in (mapping.min_value, mapping.max_value))
 
 
-def _signal_numbers(intervals: tuple[SignalInterval, ...], label: Callable[[int], str],
+def _signal_numbers(intervals: Sequence[SignalInterval], label: Callable[[int], str],
                     factor: float, bounds: tuple[float | None, float | None], unit: str) -> list[float]:
     """The intervals' values in the sensor's unit, or Refusal for the first that is not a finite number
     within the bounds once converted. The common case (every value an int or float, every one fine) is checked a
     list at a time, as a listing holds hundreds of thousands; the first bad one is then found value by value."""
-    values = [interval.value for interval in intervals]
+    values = interval_values(intervals)
     if {type(value) for value in values} <= {int, float}:
         try:
             converted = [value * factor for value in values]

@@ -29,20 +29,32 @@ from cariflex_pipeline.openadr.limits import (
     shown,
     text_problem,
 )
-from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, SignalInterval
+from cariflex_pipeline.openadr.model import (
+    EventSignal,
+    Intervals,
+    OpenAdrEvent,
+    RegularIntervals,
+    SignalInterval,
+    interval_uid,
+)
 
 _UNIT_NAMES = {"KWH": "kWh", "MWH": "MWh", "PERCENT": "%", "KW": "kW", "MW": "MW"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_events_json(data: bytes | str, vtn_id: str) -> list[OpenAdrEvent]:
-    """Parse a JSON array of 3.0.1 events (e.g. a saved GET /events answer)."""
-    items = load_json(data, f"OpenADR 3.0.1 events of VTN {vtn_id!r}")
-    if not isinstance(items, list):
-        raise MalformedMessageError(f"OpenADR 3.0.1 events of VTN {vtn_id!r}: expected a JSON array, "
-                                    f"got {type(items).__name__}")
+    """Parse a JSON array of 3.0.1 events (e.g. a saved GET /events answer).
+
+    Read and parsed in one pause of the garbage collector, the JSON dropped before it resumes: the collection
+    that follows a pause then walks the events only, not the millions of objects a large listing reads into."""
     with gc_paused():
-        return [parse_event(item, vtn_id, index) for index, item in enumerate(items)]
+        items = load_json(data, f"OpenADR 3.0.1 events of VTN {vtn_id!r}")
+        if not isinstance(items, list):
+            raise MalformedMessageError(f"OpenADR 3.0.1 events of VTN {vtn_id!r}: expected a JSON array, "
+                                        f"got {type(items).__name__}")
+        events = [parse_event(item, vtn_id, index) for index, item in enumerate(items)]
+        del items
+    return events
 
 
 def parse_event(item: Any, vtn_id: str, index: int = 0) -> OpenAdrEvent:
@@ -107,25 +119,72 @@ def _signals(item: dict[str, Any], descriptors: dict[str, dict[str, Any]],
     default_start, default_duration = _period(item.get("intervalPeriod"), None, None, "event intervalPeriod",
                                               problems)
     intervals = item.get("intervals")
-    by_type: dict[str, list[SignalInterval]] = {}
-    positions: dict[str, list[int]] = {}  # of the intervals that hold each payload type
     if not isinstance(intervals, list):
         problems.append("intervals is not a list")
         intervals = []
-    # intervals without an intervalPeriod of their own follow each other from the event's: back to back
-    follows_event = isinstance(default_start, datetime)
+    columns = _regular_columns(intervals, default_start, default_duration)
+    if columns is not None:
+        by_type: dict[str, Intervals] = columns
+    else:
+        by_type = _each_interval(intervals, default_start, default_duration, problems)
+    signals = []
+    for payload_type, signal_intervals in by_type.items():
+        unit, currency = _unit(descriptors.get(payload_type, {}))
+        signals.append(EventSignal(intervals=signal_intervals, payload_type=payload_type, unit=unit,
+                                   currency=currency))
+    return tuple(signals)
+
+
+def _regular_columns(intervals: list[Any], start: datetime | None,
+                     duration: timedelta | None) -> dict[str, RegularIntervals] | None:
+    """The common shape, read as columns: every interval an object without a period of its own, holding one
+    payload, of the first one's type, with exactly one value. None when any interval differs (several payload
+    types too: rarer, and the loop for them took twice as long), or the intervals would run past the year
+    9999: `_each_interval` then reads them one by one and names what is wrong."""
+    if not isinstance(start, datetime) or not intervals or type(intervals[0]) is not dict:
+        return None
+    duration = timedelta(0) if duration is None else duration
+    first = intervals[0].get("payloads")
+    if type(first) is not list or len(first) != 1 or type(first[0]) is not dict or type(
+            first[0].get("type")) is not str:
+        return None
+    kind = first[0]["type"]
+    values: list[Any] = []
+    ids: list[Any] = []
+    add_value, add_id = values.append, ids.append  # bound once: this loop runs for every interval of a listing
+    for position, interval in enumerate(intervals):
+        if type(interval) is not dict or interval.get("intervalPeriod") is not None:
+            return None
+        payloads = interval.get("payloads")
+        if type(payloads) is not list or len(payloads) != 1:
+            return None
+        payload = payloads[0]
+        value = payload.get("values") if type(payload) is dict and payload.get("type") == kind else None
+        if type(value) is not list or len(value) != 1:
+            return None
+        add_value(value[0])
+        add_id(interval.get("id", position))
+    try:
+        start + duration * len(intervals)
+    except OverflowError:
+        return None
+    return {kind: RegularIntervals(start, duration, tuple(values), tuple(ids))}
+
+
+def _each_interval(intervals: list[Any], default_start: datetime | None, default_duration: timedelta | None,
+                   problems: list[str]) -> dict[str, tuple[SignalInterval, ...]]:
+    """The intervals of each payload type, read one by one: any shape, every problem named."""
+    by_type: dict[str, list[SignalInterval]] = {}
     cursor = default_start
     for position, interval in enumerate(intervals):
         if not isinstance(interval, dict):
             problems.append(f"interval #{position} is not an object")
             continue
-        own_id = interval.get("id", position)
-        uid = str(own_id) if type(own_id) is int else shown(own_id, 40)
+        uid = interval_uid(interval.get("id", position))
         period = interval.get("intervalPeriod")
-        if period is None:  # the common case, kept cheap: a listing holds hundreds of thousands of intervals
+        if period is None:  # intervals without a period of their own follow each other from the event's
             start, duration = cursor, default_duration
         else:
-            follows_event = False
             start, duration = _period(period, cursor, default_duration, f"interval {uid} intervalPeriod", problems)
         if start is None:
             problems.append(f"interval {uid} has no start (neither its own nor the event's intervalPeriod)")
@@ -135,7 +194,7 @@ def _signals(item: dict[str, Any], descriptors: dict[str, dict[str, Any]],
             cursor = start + duration if isinstance(start, datetime) else None
         except OverflowError:  # thousands of long intervals run past the year 9999
             problems.append(f"interval {uid} ends after the year {datetime.max.year}")
-            cursor, follows_event = None, False
+            cursor = None
         payloads = interval.get("payloads")
         if not isinstance(payloads, list):
             problems.append(f"interval {uid}: payloads is not a list")
@@ -149,19 +208,8 @@ def _signals(item: dict[str, Any], descriptors: dict[str, dict[str, Any]],
                 problems.append(f"interval {uid}: payload {shown(payload['type'])} needs exactly one value, "
                                 f"got {shown(values)}")
                 continue
-            kind = payload["type"]
-            if kind not in by_type:
-                by_type[kind], positions[kind] = [], []
-            by_type[kind].append(SignalInterval(start, duration, values[0], uid))  # positional: twice as fast
-            positions[kind].append(position)
-    every_interval = list(range(len(intervals)))
-    signals = []
-    for payload_type, signal_intervals in by_type.items():
-        unit, currency = _unit(descriptors.get(payload_type, {}))
-        signals.append(EventSignal(intervals=tuple(signal_intervals), payload_type=payload_type, unit=unit,
-                                   currency=currency,
-                                   back_to_back=follows_event and positions[payload_type] == every_interval))
-    return tuple(signals)
+            by_type.setdefault(payload["type"], []).append(SignalInterval(start, duration, values[0], uid))
+    return {kind: tuple(signal_intervals) for kind, signal_intervals in by_type.items()}
 
 
 def _unit(descriptor: dict[str, Any]) -> tuple[str | None, str | None]:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from cariflex_pipeline.openadr.days import event_days
 from cariflex_pipeline.openadr.errors import EventRejected
 from cariflex_pipeline.openadr.limits import shown
-from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, SignalInterval
+from cariflex_pipeline.openadr.model import EventSignal, OpenAdrEvent, RegularIntervals, SignalInterval
 from cariflex_pipeline.openadr.normalize import (
     Refusal,
     conversion_factor,
@@ -166,7 +166,9 @@ def test_a_back_to_back_signal_normalizes_as_its_intervals_one_by_one(offset_min
         item["intervals"][own_period_at]["intervalPeriod"] = {"start": "2027-01-02T04:00:00Z"}
     event = parse_events_json(json.dumps([item]), "vtn")[0]
     assert event.signals[0].back_to_back == (own_period_at is None or own_period_at >= len(values))
-    one_by_one = replace(event, signals=tuple(replace(signal, back_to_back=False) for signal in event.signals))
+    one_by_one = replace(event, signals=tuple(replace(signal, intervals=tuple(signal.intervals))
+                                              for signal in event.signals))
+    assert not one_by_one.signals[0].back_to_back
     assert event_days(event, site.tz) == event_days(one_by_one, site.tz)
     assert _outcome(event, site) == _outcome(one_by_one, site)
 
@@ -406,8 +408,7 @@ def test_back_to_back_intervals_off_the_grid_are_spread_onto_its_slots(site):
     slots start at T0 + 2, + 9, + 16 min). Each slot takes the value of the interval its start lies in."""
     seven = _with_seven_minute_prices(site)
     step, start = timedelta(minutes=7), T0 + timedelta(minutes=3)
-    signal = EventSignal(intervals=(SignalInterval(start, step, 0.1), SignalInterval(start + step, step, 0.2)),
-                         payload_type="PRICE", back_to_back=True)
+    signal = EventSignal(intervals=RegularIntervals(start, step, (0.1, 0.2), (0, 1)), payload_type="PRICE")
     normalized = normalize_event(replace(_event([]), signals=(signal,)), seven)
     assert [from_microseconds(slot) for slot in normalized.starts_us] == [T0 + timedelta(minutes=9),
                                                                            T0 + timedelta(minutes=16)]
