@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, RowMapping, and_, dele
 
 from cariflex_pipeline.openadr.model import OpenAdrEvent
 from cariflex_pipeline.openadr.tables import openadr_absences, openadr_events, openadr_ven_state
+from cariflex_pipeline.store.bulk import insert_rows
 from cariflex_pipeline.store.times import from_db_time, to_db_time
 
 _LOOKUP_CHUNK = 500  # event ids per IN (...) lookup
@@ -74,11 +75,9 @@ class EventLog:
         self.record_all([LoggedVersion(event, covered, tuple(sensor_ids), values_written)], received_at, connection)
 
     def record_all(self, versions: list[LoggedVersion], received_at: datetime, connection: Connection) -> None:
-        """`record` for many versions in one statement."""
-        if not versions:
-            return
+        """`record` for many versions in one bulk insert."""
         received = to_db_time(self.engine, received_at)
-        connection.execute(insert(openadr_events), [
+        insert_rows(connection, openadr_events, [
             {
                 "site_id": self.site_id,
                 "vtn_id": version.event.vtn_id,

@@ -233,9 +233,25 @@ class TimeSeriesStore:
             return {sensor_id: timedelta(seconds=seconds) for sensor_id, seconds in result}
 
     def _source_ids(self, connection: Connection, names: list[str], source_type: str) -> dict[str, int]:
-        """The id of each data source, registering those that are new (a source keeps its first type)."""
-        statement = self._insert(connection, data_sources).on_conflict_do_nothing(index_elements=["name"])
-        connection.execute(statement, [{"name": name, "type": source_type} for name in names])
+        """The id of each data source, registering those that are new (a source keeps its first type).
+
+        Looked up first, and only the missing ones inserted, RETURNING their ids, which SQLAlchemy sends as
+        batches of rows per statement: an OpenADR listing names thousands of sources, and the plain executemany
+        (one INSERT per row) took longer than writing all their values. A name a concurrent writer registered
+        first is skipped (ON CONFLICT DO NOTHING), then read."""
+        ids = self._known_source_ids(connection, names)
+        missing = [name for name in dict.fromkeys(names) if name not in ids]
+        if missing:
+            registered = connection.execute(
+                self._insert(connection, data_sources).on_conflict_do_nothing(index_elements=["name"])
+                .returning(data_sources.c.name, data_sources.c.id),
+                [{"name": name, "type": source_type} for name in missing])
+            ids.update((name, source_id) for name, source_id in registered)
+        ids.update(self._known_source_ids(connection, [name for name in missing if name not in ids]))
+        return ids
+
+    @staticmethod
+    def _known_source_ids(connection: Connection, names: list[str]) -> dict[str, int]:
         ids: dict[str, int] = {}
         for first in range(0, len(names), _LOOKUP_CHUNK):
             chunk = names[first:first + _LOOKUP_CHUNK]
