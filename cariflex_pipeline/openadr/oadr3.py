@@ -43,17 +43,24 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_events_json(data: bytes | str, vtn_id: str) -> list[OpenAdrEvent]:
-    """Parse a JSON array of 3.0.1 events (e.g. a saved GET /events answer).
-
-    Read and parsed in one pause of the garbage collector, the JSON dropped before it resumes: the collection
-    that follows a pause then walks the events only, not the millions of objects a large listing reads into."""
+    """Parse a JSON array of 3.0.1 events (e.g. a saved GET /events answer); read and parsed in one pause of
+    the garbage collector (see `parse_items`)."""
     with gc_paused():
         items = load_json(data, f"OpenADR 3.0.1 events of VTN {vtn_id!r}")
         if not isinstance(items, list):
             raise MalformedMessageError(f"OpenADR 3.0.1 events of VTN {vtn_id!r}: expected a JSON array, "
                                         f"got {type(items).__name__}")
+        return parse_items(items, vtn_id)
+
+
+def parse_items(items: list[Any], vtn_id: str) -> list[OpenAdrEvent]:
+    """The events of a listing's items, which are emptied (`items` is left an empty list): parsed in one pause of
+    the garbage collector and the JSON let go before it resumes, so that the collection after the pause walks
+    the events only, not the millions of objects a large listing is read into (that walk took half as long as
+    the parse)."""
+    with gc_paused():
         events = [parse_event(item, vtn_id, index) for index, item in enumerate(items)]
-        del items
+        items.clear()
     return events
 
 

@@ -32,7 +32,7 @@ from cariflex_pipeline.openadr.http import RetryPolicy, describe_failure, proble
 from cariflex_pipeline.openadr.ingest import IngestReport, ingest_events, withdraw_deleted
 from cariflex_pipeline.openadr.limits import MAX_DURATION, MAX_ID, load_json, shown, text_problem
 from cariflex_pipeline.openadr.model import OpenAdrEvent
-from cariflex_pipeline.openadr.oadr3 import parse_event
+from cariflex_pipeline.openadr.oadr3 import parse_items
 from cariflex_pipeline.openadr.repository import AbsenceLog, EventLog, EventRecord
 from cariflex_pipeline.site_model import Site
 from cariflex_pipeline.store import TimeSeriesStore
@@ -207,8 +207,8 @@ class Ven301:
 
     def listing(self) -> Listing:
         items = self.fetch_event_objects()
-        events = [parse_event(item, self.vtn_id, index) for index, item in enumerate(items)]
-        return Listing(events, complete=all(_valid_id(item) for item in items))
+        complete = all(_valid_id(item) for item in items)
+        return Listing(parse_items(items, self.vtn_id), complete=complete)
 
     def events(self) -> list[OpenAdrEvent]:
         return self.listing().events

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from cariflex_pipeline.openadr import oadr3
 from cariflex_pipeline.openadr.limits import shown
 from cariflex_pipeline.openadr.model import RegularIntervals, SignalInterval, interval_values
-from cariflex_pipeline.openadr.oadr3 import parse_event
+from cariflex_pipeline.openadr.oadr3 import parse_event, parse_items
 from cariflex_pipeline_tests.openadr.messages import event_301
 
 T0 = datetime(2027, 1, 2, 4, tzinfo=UTC)
@@ -90,3 +90,11 @@ def test_regular_intervals_behave_as_the_tuple_of_their_intervals():
 def monkeypatch_module():
     with pytest.MonkeyPatch.context() as patch:
         yield patch
+
+
+def test_a_listing_is_parsed_item_by_item_and_its_json_let_go():
+    items = [event_301("e", T0, [0.1], duration="PT15M"), 5]
+    events = parse_items(items, "vtn")
+    assert [(event.event_id, event.problems) for event in events] == [
+        ("e", ()), ("#1", ("event #1 is not a JSON object",))]
+    assert items == []  # nothing keeps the listing's objects alive for the collector to walk when its pause ends
