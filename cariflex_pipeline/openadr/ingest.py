@@ -295,15 +295,16 @@ def _write_all(writes: list[_Write], context: _Context, report: IngestReport) ->
 
 
 def _write_together(writes: list[_Write], context: _Context) -> list[dict[date, int]]:
-    """Withdraw the priors, write the values, log the versions: one transaction. Returns what each withdrew."""
+    """Log the versions, withdraw the priors, write the values: one transaction. Returns what each withdrew."""
     store, tz = context.store, context.site.tz
     valued = [write for write in writes if write.normalized is not None and len(write.normalized)]
     with store.transaction() as connection:
+        # the log first: a version a concurrent run logged already fails here, before the values are written
+        context.event_log.record_all([_logged(write) for write in writes if not write.restoring],
+                                     context.received_at, connection)
         withdrawn = [_withdraw(write.prior, store, connection, tz) for write in writes]
         if valued:
             store.write_beliefs_of_sources(_values_frame(valued), source_type=SOURCE_TYPE, connection=connection)
-        context.event_log.record_all([_logged(write) for write in writes if not write.restoring],
-                                     context.received_at, connection)
         restored: dict[str, list[str]] = {}
         for write in writes:
             if write.restoring:
