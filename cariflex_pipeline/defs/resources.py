@@ -38,32 +38,29 @@ class SiteResource(dg.ConfigurableResource):
 
 
 class TimeSeriesStoreResource(dg.ConfigurableResource):
-    """The time-series store, migrated and holding the portfolio's sensors (each with its site) and the run's site's
-    before any asset writes to it."""
+    """The time-series store, migrated and holding the portfolio's sensors (each with its site) before any asset
+    writes to it."""
 
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL; default: $CARIFLEX_DATABASE_URL, else SQLite under $DAGSTER_HOME.",
     )
 
-    def open(self, site: Site) -> TimeSeriesStore:
-        """The store, migrated, holding every sensor of the deployment's portfolio with its site (`load_portfolio`,
-        as SiteResource's default) and `site`'s sensors (those the portfolio has keep their site)."""
-        portfolio = load_portfolio()
+    def open(self, portfolio: Portfolio) -> TimeSeriesStore:
+        """The store, migrated, holding every sensor of `portfolio` (SiteResource's: the file the run is
+        configured with) with its site."""
         owners = portfolio.sensor_sites()
         owned = tuple((sensor, owners[sensor.id]) for sensor in portfolio.all_sensors())
-        return _ready_store(self.database_url or default_database_url(), owned, tuple(site.sensors))
+        return _ready_store(self.database_url or default_database_url(), owned)
 
 
 @lru_cache(maxsize=8)
-def _ready_store(database_url: str, owned: tuple[tuple[Sensor, str | None], ...],
-                 sensors: tuple[Sensor, ...]) -> TimeSeriesStore:
+def _ready_store(database_url: str, owned: tuple[tuple[Sensor, str | None], ...]) -> TimeSeriesStore:
     # Migrating and registering once per process keeps every later asset in a run cheap. The portfolio's sensors
     # come as (sensor, site) pairs: a Portfolio is not hashable, the pairs are the cache key.
     store = TimeSeriesStore(database_url)
     store.migrate()
     store.register_sensors([sensor for sensor, _ in owned], owners={sensor.id: site for sensor, site in owned})
-    store.register_sensors(sensors)
     return store
 
 

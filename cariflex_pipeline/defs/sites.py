@@ -22,12 +22,14 @@ SITE_TAG = "cariflex/site"
 
 @dataclass(frozen=True)
 class RunSite:
-    """The run's site: its id (partition, run keys, store rows), its model, and its portfolio entry (tenant)."""
+    """The run's site: its id (partition, run keys, store rows), its model, and its portfolio entry (tenant), with
+    the portfolio it is read from (the store registers all of its sensors)."""
 
     id: str
     model: Site
     entry: PortfolioSite
     devices_elsewhere: frozenset[str]  # the other sites' charge points and V2G chargers
+    portfolio: Portfolio
 
 
 def run_site_id(context: dg.AssetExecutionContext | dg.OpExecutionContext, portfolio: Portfolio) -> str:
@@ -50,7 +52,8 @@ def run_site_id(context: dg.AssetExecutionContext | dg.OpExecutionContext, portf
 
 def run_site(context: dg.AssetExecutionContext | dg.OpExecutionContext, portfolio: Portfolio) -> RunSite:
     site_id = run_site_id(context, portfolio)
-    return RunSite(site_id, portfolio.site(site_id), portfolio.entry(site_id), portfolio.devices_elsewhere(site_id))
+    return RunSite(site_id, portfolio.site(site_id), portfolio.entry(site_id), portfolio.devices_elsewhere(site_id),
+                   portfolio)
 
 
 # Which sites a sensor or the schedule requests runs for, in one place for all of them. A fleet run's partition is

@@ -121,7 +121,7 @@ def day_after_main_job(postgres_url: str, site: Site, tmp_path: Path, monkeypatc
     sessions_file.write_text(json.dumps(template), encoding="utf-8")
     start = datetime.combine(datetime.now(site.tz).date(), time(), site.tz)
     end = start + timedelta(days=1)
-    store = defs.resources["store"].open(site)
+    store = defs.resources["store"].open(defs.resources["site"].portfolio())
     dso = pd.DataFrame({"sensor_id": site.signals.dso_price, "value": 60.0, "belief_time": start,
                         "event_start": pd.date_range(start, end, freq="15min", inclusive="left")})
     store.write_beliefs(dso, source=FILE_SOURCE, source_type="measurement")

@@ -205,7 +205,7 @@ def test_sensor_run_request_executes_the_ingestion(database_url):
         # values from a real VTN are labelled with their source, not as sample
         event_id = request.tags["cariflex/openadr_events"].split("@")[0]
         assert _metadata(result, "consumption_price")["data"] == f"from openadr:{VTN_ID}/{event_id}"
-        store = resources["store"].open(resources["site"].load())
+        store = resources["store"].open(resources["site"].portfolio())
         frame = store.read_latest([84])
         assert list(frame["value"]) == [99.0, 99.0] and frame["event_start"].iloc[0].to_pydatetime() == start
     finally:
@@ -230,14 +230,14 @@ def test_sensor_sees_a_deleted_301_event_as_cancelled(database_url, vtn3):
     assert [r.tags["cariflex/openadr_changes"] for r in cancelled.run_requests] == ["cancelled"]
     result = dg.materialize(ASSETS, partition_key=cancelled.run_requests[0].partition_key, resources=resources)
     assert _metadata(result, "openadr_events")["events_cancelled"] == 1.0
-    assert resources["store"].open(resources["site"].load()).read_latest([84]).empty
+    assert resources["store"].open(resources["site"].portfolio()).read_latest([84]).empty
 
 
 def test_the_vtn_hears_optin_only_once_the_values_are_committed(database_url, monkeypatch):
     vtn = InProcessVtn(poll_freq=timedelta(0))
     try:
         resources = _resources(database_url, VtnResource(url=vtn.url, protocol="2.0b"))
-        store = resources["store"].open(resources["site"].load())
+        store = resources["store"].open(resources["site"].portfolio())
         stored_when_answered: list[int] = []
         respond = Ven20b.respond
 
@@ -287,7 +287,7 @@ def test_a_tick_that_dies_after_the_poll_costs_one_tick_not_the_change(database_
         [request] = _tick(resources, first.cursor).run_requests  # the next tick, from the last committed cursor
         assert request.run_key.endswith(f":{event_id}@0")
         assert dg.materialize(ASSETS, partition_key=request.partition_key, resources=resources).success
-        assert list(resources["store"].open(resources["site"].load()).read_latest([84])["value"]) == [99.0, 99.0]
+        assert list(resources["store"].open(resources["site"].portfolio()).read_latest([84])["value"]) == [99.0, 99.0]
     finally:
         vtn.stop()
 
@@ -303,7 +303,7 @@ def test_sensor_runs_an_event_published_days_ahead_as_the_last_partition(databas
         last_partition = daily_partitions.get_partition_keys()[-1]
         assert [request.partition_key for request in requests] == [last_partition]
         assert dg.materialize(ASSETS, partition_key=last_partition, resources=resources).success
-        frame = resources["store"].open(resources["site"].load()).read_latest([84])
+        frame = resources["store"].open(resources["site"].portfolio()).read_latest([84])
         assert list(frame["value"]) == [120.0] * 4 and frame["event_start"].iloc[0].to_pydatetime() == start
     finally:
         vtn.stop()

@@ -50,7 +50,7 @@ def _days(context: dg.AssetExecutionContext, site: SiteResource, store: TimeSeri
     """The run's days, in order, with the store ready to take the derived sensors."""
     run_site = site.for_run(context)
     site_model = run_site.model
-    series = store.open(site_model)
+    series = store.open(run_site.portfolio)
     sensors = derived.derived_sensors(site_model)
     series.register_sensors(sensors.sensors, owners=dict.fromkeys((s.id for s in sensors.sensors), run_site.id))
     return [_Day(key, site_model, series, sensors, Grid.of(site_model, start - LOOKBACK, start, end),

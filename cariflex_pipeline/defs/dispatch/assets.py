@@ -107,8 +107,9 @@ def ocpp_charging_profiles(
     store: TimeSeriesStoreResource,
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """One validated OCPP 2.0.1 SetChargingProfileRequest per charge point, from the schedule's planned power."""
-    site_model = site.for_run(context).model
-    series = store.open(site_model)
+    run_site = site.for_run(context)
+    site_model = run_site.model
+    series = store.open(run_site.portfolio)
     now = datetime.fromisoformat(config.now) if config.now else datetime.now(UTC)
     start = floor_to_grid(now, site_model.resolution)
     end = start + timedelta(hours=config.horizon_hours)
@@ -168,7 +169,7 @@ def ocpp_dispatch(
     """Profiles stored in the outbox and sent to CitrineOS; per station what was sent and what it answered."""
     run_site = site.for_run(context)
     site_model = run_site.model
-    series = store.open(site_model)
+    series = store.open(run_site.portfolio)
     outbox = Outbox(series.engine)
     transport = dispatch_broker.make_transport(answer_book=outbox, tenant_id=run_site.entry.citrineos_tenant)
     policy = config.policy()

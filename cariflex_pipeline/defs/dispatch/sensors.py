@@ -48,15 +48,8 @@ from cariflex_pipeline.dispatch import (
 )
 from cariflex_pipeline.dispatch.sessions import SessionChange
 from cariflex_pipeline.site_model import Portfolio
-from cariflex_pipeline.store import TimeSeriesStore
 
 SESSION_RUN_KEY = "ev-sessions"
-
-
-def open_portfolio_store(store: TimeSeriesStoreResource, portfolio: Portfolio) -> TimeSeriesStore:
-    """The fleet's one store: opening it for any site registers every site's sensors (TimeSeriesStoreResource),
-    so its handle writes the power of any station."""
-    return store.open(portfolio.site(portfolio.site_ids[0]))
 
 
 def session_run_requests(portfolio: Portfolio, changes: Sequence[SessionChange], partitioned: Collection[str] | None,
@@ -97,7 +90,7 @@ def ev_session_sensor(
     if not dispatch_broker.has_bus():
         return dg.SkipReason("no CARIFLEX_AMQP_URL configured: no session bus to follow")
     portfolio = site.portfolio()
-    series = open_portfolio_store(store, portfolio)
+    series = store.open(portfolio)
     book = SessionBook(series.engine, stations_from_portfolio(portfolio), SessionDefaults())
     consumer = dispatch_broker.session_consumer(
         book, lambda frame: series.write_beliefs(frame, source=METER_SOURCE, source_type="meter"),
@@ -127,7 +120,7 @@ def ocpp_answer_sensor(
     if not dispatch_broker.has_bus() or dispatch_broker.settings().transport != "amqp":
         return dg.SkipReason("answers are read from the bus only with the amqp transport")
     portfolio = site.portfolio()
-    outbox = Outbox(open_portfolio_store(store, portfolio).engine)
+    outbox = Outbox(store.open(portfolio).engine)
     transport = dispatch_broker.make_transport()
     answers = record_answers(outbox, transport)
     if not answers:

@@ -34,8 +34,9 @@ def site_measurements(
     measurements: MeasurementsResource,
 ) -> dg.MaterializeResult:
     """PV, battery, V2G, weather and DSO-price readings of the day(s), or the bundled sample day."""
-    site_model = site.for_run(context).model
-    series = store.open(site_model)
+    run_site = site.for_run(context)
+    site_model = run_site.model
+    series = store.open(run_site.portfolio)
     windows = partition_day_windows(context, site_model.tz)
     files = measurements.files()
     if files:

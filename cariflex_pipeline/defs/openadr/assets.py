@@ -128,7 +128,7 @@ def openadr_events(
     """
     run_site = site.for_run(context)
     site_model = run_site.model
-    series = store.open(site_model)
+    series = store.open(run_site.portfolio)
     config = vtn.config()
     days, start, end = partition_days(context, site_model)
     # the run's site only: its mappings, its sensors (own and shared), its audit rows (a fleet run is one site)
@@ -178,8 +178,9 @@ def _signal_asset(name: str, field: str, prefix: str, description: str) -> dg.As
     )
     def _signal(context: dg.AssetExecutionContext, site: SiteResource,
                 store: TimeSeriesStoreResource) -> dg.MaterializeResult:
-        site_model = site.for_run(context).model
-        series = store.open(site_model)
+        run_site = site.for_run(context)
+        site_model = run_site.model
+        series = store.open(run_site.portfolio)
         sensor_id = getattr(site_model.signals, field)
         sensor = site_model.sensor(sensor_id)
         _days, start, end = partition_days(context, site_model)

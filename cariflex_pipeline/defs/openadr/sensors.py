@@ -269,8 +269,7 @@ def openadr_vtn_sensor(
     context: dg.SensorEvaluationContext, site: SiteResource, store: TimeSeriesStoreResource, vtn: VtnResource
 ) -> dg.SensorResult:
     portfolio = site.portfolio()
-    # the sensor reads and writes only the OpenADR tables: any site's store handle will do
-    series = store.open(portfolio.site(portfolio.site_ids[0]))
+    series = store.open(portfolio)
     return vtn_tick(context, portfolio, series, vtn.config(), vtn.run_retry_policy(), IS_FLEET)
 
 

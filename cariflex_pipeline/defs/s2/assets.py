@@ -43,7 +43,7 @@ def s2_instructions(context: dg.AssetExecutionContext, config: S2InstructionsCon
     """The battery and V2G part of the plan as FRBC instructions, per connected RM, stored for the CEM."""
     run_site = site.for_run(context)
     site_model = run_site.model
-    series = store.open(site_model)
+    series = store.open(run_site.portfolio)
     devices = site_devices(site_model, run_site.id)
     now = datetime.fromisoformat(config.now) if config.now else datetime.now(UTC)
     staging = stage_plan(series, devices, SCHEDULER_SOURCE, current_slot(now, site_model.resolution),

@@ -88,7 +88,7 @@ def s2_replan_sensor(context: dg.SensorEvaluationContext, site: SiteResource,
 
     def reasons_for(site_id: str, seen: dict[str, str]) -> tuple[list[str], list[str], dict[str, str]]:
         site_model = portfolio.site(site_id)
-        return replan_reasons(store.open(site_model), site_devices(site_model, site_id), seen, margin)
+        return replan_reasons(store.open(portfolio), site_devices(site_model, site_id), seen, margin)
 
     requests, cursor = s2_run_requests(portfolio, partitioned_site_ids(context),
                                        json.loads(context.cursor) if context.cursor else {}, reasons_for,

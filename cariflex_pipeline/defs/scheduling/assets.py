@@ -128,7 +128,7 @@ def ev_charging_schedule(
     """Least-cost EV charging plan (PuLP + HiGHS) over a rolling horizon, written as planned power of 61-70."""
     run_site = site.for_run(context)
     site_model = run_site.model
-    series = store.open(site_model)
+    series = store.open(run_site.portfolio)
     now = datetime.fromisoformat(config.now) if config.now else datetime.now(UTC)
     require_plan_day(context, now, site_model.tz)
     start = current_slot(now, site_model.resolution)

@@ -16,7 +16,7 @@ def sensor_registry(
     portfolio = site.portfolio()
     models = [portfolio.site(site_id) for site_id in portfolio.site_ids]
     # the resource's portfolio (its configured file), each sensor with its site: once, not once per site
-    time_series = store.open(models[0])
+    time_series = store.open(portfolio)
     registered = time_series.register_portfolio(portfolio)
     context.log.info("registered %d sensors of %s in %s", registered, portfolio.name, time_series.describe())
     if len(models) == 1:
