@@ -4,8 +4,9 @@
     python -m cariflex_pipeline.grafana --check    # exit 1 with a diff when the committed file differs
 
 A fleet's portfolio (--site or $CARIFLEX_PORTFOLIO_FILE) gets one dashboard per site, `cariflex-<site id>.json`
-beside --output with the uid `cariflex-<site id>`, each on its site's own sensors and derived range; --site-id
-writes one of them.
+beside --output with the uid `cariflex-site-<site id>`, each on its site's own sensors and derived range, and the
+fleet's overview `cariflex-fleet.json` (uid `cariflex-fleet`: one series per site, links to each site's);
+--site-id writes one site's only.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import difflib
 import sys
 from pathlib import Path
 
-from cariflex_pipeline.grafana.dashboard import DASHBOARD_UID, dashboard_json
+from cariflex_pipeline.grafana.dashboard import DASHBOARD_UID, dashboard_json, fleet_dashboard_json
 from cariflex_pipeline.site_model import load_portfolio
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards" / "cariflex.json"
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     for site_id in [args.site_id] if args.site_id else portfolio.site_ids:
         generated = dashboard_json(portfolio.site(site_id), uid=f"{DASHBOARD_UID}-{site_id}")
         failed |= _write_or_check(generated, args.output.with_name(f"cariflex-{site_id}.json"), args.check)
+    if args.site_id is None:
+        failed |= _write_or_check(fleet_dashboard_json(portfolio), args.output.with_name("cariflex-fleet.json"),
+                                  args.check)
     return failed
 
 

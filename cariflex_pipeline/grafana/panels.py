@@ -14,7 +14,7 @@ from typing import Literal
 from cariflex_pipeline.derived.sensors import DERIVED_SOURCE, SOC_OFFSET, DerivedSensors, derived_sensors
 from cariflex_pipeline.dispatch.sessions import METER_SOURCE
 from cariflex_pipeline.scheduling.signals import SCHEDULER_SOURCE
-from cariflex_pipeline.site_model import Site
+from cariflex_pipeline.site_model import Portfolio, Site
 
 EUR_PER_MWH = "suffix: EUR/MWh"  # Grafana has no EUR/MWh unit: a custom suffix
 
@@ -29,6 +29,7 @@ class PanelSpec:
     description: str = ""
     stacked: bool = False
     unit_overrides: dict[str, tuple[str, str]] = field(default_factory=dict)  # series -> (unit, axis label)
+    limit: float | None = None  # drawn as a red line: the value no series should cross
 
 
 def latest_sql(sensor_ids: list[int], series: Literal["per_sensor", "one"] = "one", sources: list[str] | None = None,
@@ -127,4 +128,47 @@ def seed_panels(site: Site) -> list[PanelSpec]:
         PanelSpec("EV Flexibility Potential (kWh)", latest_sql([derived.ev_flexibility_potential]), "kwatth", "kWh",
                   description="Energy the connected EVs could take beyond their needs before leaving (derived, "
                               f"{derived.ev_flexibility_potential})"),
+    ]
+
+
+def by_site_sql(series: list[tuple[str, list[int], float]]) -> str:
+    """One series per site (`metric` = its label): the latest beliefs of its sensors summed per slot (`latest_sql`),
+    times its scale (100 / capacity for a share of the connection, 1 for the value itself)."""
+    parts = [f"SELECT time, '{label.replace(chr(39), chr(39) * 2)}' AS metric, value * {scale!r} AS value FROM (\n"
+             f"{latest_sql(sensor_ids)}\n) site_{number}"
+             for number, (label, sensor_ids, scale) in enumerate(series)]
+    return "SELECT time, metric, value FROM (\n" + "\nUNION ALL\n".join(parts) + "\n) sites\nORDER BY time, metric"
+
+
+def fleet_panels(portfolio: Portfolio) -> list[PanelSpec]:
+    """The fleet at a glance, one series per site: how close each site is to its import limit, what it exchanges
+    with the grid, what its EVs draw, how many EVs it holds and the flexibility they offer. Each site's own
+    dashboard has the rest."""
+    sites = [portfolio.site(site_id) for site_id in portfolio.site_ids]
+    derived = [derived_sensors(site) for site in sites]
+    points = [[cp.sensor_id for cp in site.charge_points] for site in sites]
+
+    def by_site(sensor_ids: list[list[int]], scales: list[float] | None = None) -> str:
+        return by_site_sql([(site.name, ids, scale) for site, ids, scale in zip(
+            sites, sensor_ids, scales or [1.0] * len(sites), strict=True)])
+
+    capacities = ", ".join(f"{site.name} {site.grid_connection.import_capacity_kw:g} kW" for site in sites)
+    return [
+        PanelSpec("Grid import by site (% of its connection)",
+                  by_site([[ids.grid_impact] for ids in derived],
+                          [100 / site.grid_connection.import_capacity_kw for site in sites]),
+                  "percent", "% of import capacity", limit=100,
+                  description=f"Each site's exchange with the grid as a share of its import capacity ({capacities});"
+                              " above the red line a site draws more than its connection allows, below 0 it exports"),
+        PanelSpec("Grid impact by site (kW)", by_site([[ids.grid_impact] for ids in derived]), "kwatt", "kW",
+                  description="Each site's exchange with the grid, import > 0 (derived, "
+                              f"{', '.join(str(ids.grid_impact) for ids in derived)})"),
+        PanelSpec("EV charging power by site (kW)", by_site(points), "kwatt", "kW", stacked=True,
+                  description="All charge points of each site, stacked: the fleet's total EV load "
+                              "(CitrineOS meter values where reported, else the plan)"),
+        PanelSpec("Active charging sessions by site", by_site([[ids.active_sessions] for ids in derived]), "none",
+                  "EVs", kind="stat", description="EVs connected per site at the latest slot (derived)"),
+        PanelSpec("EV flexibility potential by site (kWh)",
+                  by_site([[ids.ev_flexibility_potential] for ids in derived]), "kwatth", "kWh", stacked=True,
+                  description="Energy the connected EVs of each site could take beyond their needs (derived)"),
     ]

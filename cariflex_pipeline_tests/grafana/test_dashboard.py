@@ -15,14 +15,17 @@ from cariflex_pipeline import site_model
 from cariflex_pipeline.definitions import MAIN_JOB_NAME, defs
 from cariflex_pipeline.defs.derived import DERIVED_ASSETS
 from cariflex_pipeline.defs.measurements.assets import FILE_SOURCE
+from cariflex_pipeline.derived.sensors import derived_sensors
 from cariflex_pipeline.grafana.__main__ import DEFAULT_OUTPUT, main
 from cariflex_pipeline.grafana.dashboard import DATASOURCE, dashboard_json
-from cariflex_pipeline.grafana.panels import seed_panels
+from cariflex_pipeline.grafana.panels import fleet_panels, seed_panels
 from cariflex_pipeline.scheduling.sessions import BUNDLED_DAY
 from cariflex_pipeline.site_model import Site
+from cariflex_pipeline.store import TimeSeriesStore
 from cariflex_pipeline_tests.conftest import _fresh_postgres_schema
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+PORTFOLIO_FILE = Path(site_model.__file__).with_name("martinique_portfolio.yaml")
 # shared/seed/INFRASTRUCTURE.md, "Grafana Dashboard (17 panels)", in its order
 SEED_TITLES = [
     "Production PV (kW)", "Consommation VE (kW)", "SOC Batteries (kWh)", "SOC V2G (kWh)",
@@ -161,7 +164,7 @@ def test_every_panel_query_returns_the_days_series_on_postgres(day_after_main_jo
 def test_a_fleet_gets_one_dashboard_per_site_on_its_own_sensors(tmp_path: Path) -> None:
     portfolio_file = Path(site_model.__file__).with_name("martinique_portfolio.yaml")
     assert main(["--site", str(portfolio_file), "--output", str(tmp_path / "cariflex.json")]) == 0
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["cariflex-place-d-armes.json",
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cariflex-fleet.json", "cariflex-place-d-armes.json",
                                                                  "cariflex-pointe-simon.json"]
     armes = json.loads((tmp_path / "cariflex-place-d-armes.json").read_text(encoding="utf-8"))
     assert armes["uid"] == "cariflex-site-place-d-armes"
@@ -176,3 +179,64 @@ def test_a_fleet_gets_one_dashboard_per_site_on_its_own_sensors(tmp_path: Path) 
     assert by_title["EV Power (kW)"]["description"].startswith("Planned power per charge point (66-70)")
     assert main(["--check", "--site", str(portfolio_file), "--site-id", "pointe-simon",
                  "--output", str(tmp_path / "cariflex.json")]) == 0
+
+
+def test_a_fleet_gets_an_overview_linking_each_sites_dashboard(tmp_path: Path) -> None:
+    assert main(["--site", str(PORTFOLIO_FILE), "--output", str(tmp_path / "cariflex.json")]) == 0
+    fleet = json.loads((tmp_path / "cariflex-fleet.json").read_text(encoding="utf-8"))
+    assert (fleet["uid"], fleet["title"], fleet["timezone"]) == ("cariflex-fleet", "Cariflex Martinique: fleet",
+                                                                 "America/Martinique")
+    site_uids = {json.loads(path.read_text(encoding="utf-8"))["uid"] for path in tmp_path.glob("cariflex-*-*.json")}
+    assert {link["url"] for link in fleet["links"]} == {f"/d/{uid}" for uid in site_uids}
+    share = fleet["panels"][0]
+    assert share["fieldConfig"]["defaults"]["thresholds"]["steps"][-1] == {"color": "red", "value": 100}
+    assert share["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"] == {"mode": "line"}
+    assert main(["--check", "--site", str(PORTFOLIO_FILE), "--output", str(tmp_path / "cariflex.json")]) == 0
+
+
+@pytest.mark.postgres
+def test_the_fleet_panels_give_one_series_per_site_on_postgres(postgres_url: str) -> None:
+    """Two sites' grid impact and charge points in the store: each panel returns each site's series under its name
+    (an apostrophe in it included), the share of its own connection, and nothing of the other site."""
+    _fresh_postgres_schema(postgres_url)
+    portfolio = site_model.load_portfolio(PORTFOLIO_FILE)
+    store = TimeSeriesStore(postgres_url)
+    store.migrate()
+    store.register_portfolio(portfolio)
+    for site_id in portfolio.site_ids:  # the derived assets register their range on first use
+        store.register_sensors(derived_sensors(portfolio.site(site_id)).sensors)
+    start = datetime(2027, 1, 4, 4, tzinfo=UTC)
+    slots = pd.date_range(start, periods=4, freq="15min")
+    imports = {"pointe-simon": 40.0, "place-d-armes": 30.0}  # kW
+    frames = []
+    for site_id, kw in imports.items():
+        site = portfolio.site(site_id)
+        frames.append(pd.DataFrame({"sensor_id": derived_sensors(site).grid_impact, "event_start": slots,
+                                    "value": kw, "belief_time": start}))
+        frames.extend(pd.DataFrame({"sensor_id": cp.sensor_id, "event_start": slots, "value": 2.0,
+                                    "belief_time": start}) for cp in site.charge_points)
+    store.write_beliefs(pd.concat(frames, ignore_index=True), source="test")
+    engine = create_engine(postgres_url)
+    try:
+        with engine.connect() as connection:
+            results = {spec.title: connection.exec_driver_sql(_grafana_sql(spec.sql, start, start + timedelta(
+                hours=1) - timedelta(milliseconds=1))).all() for spec in fleet_panels(portfolio)}
+    finally:
+        engine.dispose()
+    names = {site_id: portfolio.site(site_id).name for site_id in imports}
+    assert "Cariflex Place d'Armes, Le Lamentin" in names.values()
+
+    def per_site(title: str) -> dict[str, set[float]]:
+        series: dict[str, set[float]] = {}
+        for _time, metric, value in results[title]:
+            series.setdefault(metric, set()).add(round(value, 6))
+        return series
+
+    assert per_site("Grid impact by site (kW)") == {names[site_id]: {kw} for site_id, kw in imports.items()}
+    assert per_site("Grid import by site (% of its connection)") == {
+        names[site_id]: {round(100 * kw / portfolio.site(site_id).grid_connection.import_capacity_kw, 6)}
+        for site_id, kw in imports.items()}
+    assert per_site("EV charging power by site (kW)") == {
+        names[site_id]: {2.0 * len(portfolio.site(site_id).charge_points)} for site_id in imports}
+    assert all(len(rows) == 4 * len(imports) for title, rows in results.items()
+               if title != "Active charging sessions by site" and title != "EV flexibility potential by site (kWh)")
