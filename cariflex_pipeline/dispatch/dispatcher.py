@@ -24,7 +24,7 @@ in the outbox and the next run sends the current plan in their place.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -92,9 +92,18 @@ def dispatch_profiles(
     min_validity_ahead: timedelta = DEFAULT_MIN_VALIDITY_AHEAD,
     policy: DeliveryPolicy | None = None,
     read_back: bool = True,
+    clock: Callable[[], datetime] | None = None,
 ) -> DispatchReport:
-    """Dispatch the profiles of `site_id`'s plan (its outbox entries carry that site) in the order above."""
-    now = now or datetime.now(UTC)
+    """Dispatch the profiles of `site_id`'s plan (its outbox entries carry that site) in the order above.
+
+    `now` is the moment the run decides at (what has expired, what is still valid); `clock` stamps what happens
+    later in the run, each when it happens: the send, a transport's outcome, the read-back request and its
+    handover. The answer deadline counts from the send, so stamping it with the run's start would shorten it by
+    however long the sending took. Default: the wall clock, or `now` itself when only `now` is given (a test's
+    fixed time)."""
+    if clock is None:
+        clock = _utc_now if now is None else _frozen(now)
+    now = now or clock()
     policy = policy or DeliveryPolicy()
     report = DispatchReport(run_id=run_id, transport=transport.name)
     uncertain = outbox.uncertain_correlation_ids()
@@ -116,18 +125,26 @@ def dispatch_profiles(
         raise AssertionError(f"a station was selected twice in run {run_id}")
     if to_send:
         report.sent = _send(transport, to_send, run_id)
-        outbox.mark_sent([r.correlation_id for r in report.sent if r.status == "sent"], now=now)
+        outbox.mark_sent([r.correlation_id for r in report.sent if r.status == "sent"], now=clock())
         for result in report.sent:
             if result.status != "sent":
                 outbox.mark(result.correlation_id, result.status, result.reason, uncertain=result.uncertain,
-                            now=now, policy=policy)
+                            now=clock(), policy=policy)
         waiting = {r.correlation_id for r in report.sent if r.status == "sent"}
         _collect(report, outbox, transport, waiting, answer_timeout)
     if read_back and to_send:
-        _read_back(report, outbox, transport, [e.id for e in to_send], answer_timeout, now)
+        _read_back(report, outbox, transport, [e.id for e in to_send], answer_timeout, clock)
     for entry in outbox.entries(ids=[e.id for e in to_send]):
         report.entries[entry.station_id] = entry
     return report
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _frozen(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
 
 
 def _send(transport: Transport, entries: Sequence[OutboxEntry], run_id: str) -> list[SendResult]:
@@ -149,12 +166,13 @@ def _collect(report: DispatchReport, outbox: Outbox, transport: Transport, waiti
 
 
 def _read_back(report: DispatchReport, outbox: Outbox, transport: Transport, entry_ids: list[int],
-               timeout: float, now: datetime) -> None:
+               timeout: float, clock: Callable[[], datetime]) -> None:
     """Ask each station that accepted its profile in this run for its composite schedule (K08)."""
     accepted = [e for e in outbox.entries(ids=entry_ids) if e.status == "accepted"]
     if not accepted:
         return
     calls = []
+    now = clock()
     for entry in outbox.request_readbacks(accepted, now=now):
         assert entry.readback_correlation_id is not None  # just stored
         duration = max(1, int(min(entry.valid_to - now, READBACK_HORIZON).total_seconds()))
@@ -165,5 +183,5 @@ def _read_back(report: DispatchReport, outbox: Outbox, transport: Transport, ent
     except ConnectionError as error:
         results = [SendResult(c.correlation_id, c.station_id, "failed", str(error)) for c in calls]
     for result in results:
-        outbox.mark_readback(result.correlation_id, result.status, result.reason, now=now)
+        outbox.mark_readback(result.correlation_id, result.status, result.reason, now=clock())
     _collect(report, outbox, transport, {r.correlation_id for r in results if r.status == "sent"}, timeout)

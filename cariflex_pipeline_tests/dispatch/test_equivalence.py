@@ -512,3 +512,18 @@ def test_the_payload_hash_ignores_valid_from_and_key_order_and_is_stable_across_
     # the digest the outbox stores for this payload today (compact JSON, sorted keys): a change shows here
     assert payload_hash(payload) == "50b4f63ca68dd9a718c6a122b490da90890065f8190d8799de0681d30c588d89"
     assert payload_hash({"evseId": 1}) != payload_hash({"evseId": 2})  # no chargingProfile at all: hashed as is
+
+
+def test_each_step_of_a_run_is_stamped_when_it_happens(store) -> None:
+    """Found on a real CitrineOS 1.8.3: the send and the read-back request carried the run's start, so the answer
+    deadline (which counts from the send) shrank by however long sending took, and the event log put the read-back
+    request before the accept it follows. A clock ticking a second per reading shows each stamp is its own."""
+    readings = iter(at(0) + timedelta(seconds=second) for second in range(1, 100))
+    outbox = Outbox(store.engine)
+    report = dispatch_profiles(outbox, StationsTransport(), [replan("CP001", 0)], site_id=SITE_ID, run_id="r0",
+                               now=at(0), clock=lambda: next(readings))
+    entry = report.entries["CP001"]
+    assert entry.created_at == at(0) and entry.sent_at == at(0) + timedelta(seconds=1)
+    stamps = {event: moment for moment, event, _reason in outbox.events(entry.id)}
+    assert stamps["sent"] == at(0) + timedelta(seconds=1)
+    assert stamps["readback_pending"] >= at(0) + timedelta(seconds=2)  # asked after the accept came
