@@ -8,13 +8,16 @@ committed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from cariflex_pipeline.dispatch import DeliveryPolicy, Outbox
+from cariflex_pipeline.dispatch import DeliveryPolicy, Outbox, dispatch_profiles
+from cariflex_pipeline.dispatch.outbox import OutboxEntry
+from cariflex_pipeline.dispatch.transports import SendResult
 from cariflex_pipeline_tests.dispatch.conftest import NOW, SITE_ID, profile_for, sent_entry
 
 POLICY = DeliveryPolicy(answer_deadline=timedelta(minutes=2))
@@ -105,3 +108,78 @@ def test_an_entry_superseded_while_its_run_was_sending_it_stays_superseded(store
     outbox.mark(first.correlation_id, "failed", "nack", now=NOW)
     assert outbox.get(first.correlation_id).status == "superseded"
     assert outbox.get(second.correlation_id).status == "pending"
+
+
+class _Wire:
+    """A transport that keeps what reached each station, in order; run A's send holds until run B is done or a
+    second has passed, which lets B overtake A wherever nothing stops it."""
+
+    name = "amqp"
+
+    def __init__(self, received: list[tuple[str, float]], hold: threading.Event | None = None,
+                 sending: threading.Event | None = None) -> None:
+        self.received, self.hold, self.sending = received, hold, sending
+
+    def send(self, entries: Sequence[OutboxEntry]) -> list[SendResult]:
+        if self.sending is not None:
+            self.sending.set()
+            self.hold.wait(timeout=1.0)
+        self.received += [(entry.station_id, entry.limits[0][1]) for entry in entries]
+        return [SendResult(entry.correlation_id, entry.station_id, "sent") for entry in entries]
+
+    def send_calls(self, calls: Sequence[Any]) -> list[SendResult]:
+        raise AssertionError("no read-back in these runs")
+
+    def collect_answers(self, record: Callable[..., bool], *, expected: set[str] | None = None,
+                        timeout: float = 0.0) -> list[Any]:
+        return []
+
+    def close(self) -> None:
+        return None
+
+
+def _overlapping_runs(store, kw_a: float, kw_b: float) -> list[tuple[str, float]]:
+    """Run A dispatches CP001's plan at `kw_a`; while it is sending, run B (a newer plan, `kw_b`) starts. What
+    reached the station, in order."""
+    received: list[tuple[str, float]] = []
+    a_sending, b_done = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def run(run_id: str, kw: float, transport: _Wire, done: threading.Event | None = None) -> None:
+        try:
+            dispatch_profiles(Outbox(store.engine), transport, [profile_for("CP001", kw)], site_id=SITE_ID,
+                              run_id=run_id, answer_timeout=0, uncertain_grace=0, now=NOW, read_back=False)
+        except BaseException as error:  # the thread hands it to the test
+            errors.append(error)
+        finally:
+            if done is not None:
+                done.set()
+
+    first = threading.Thread(target=run, args=("run-a", kw_a, _Wire(received, hold=b_done, sending=a_sending)))
+    first.start()
+    assert a_sending.wait(timeout=10)
+    second = threading.Thread(target=run, args=("run-b", kw_b, _Wire(received), b_done))
+    second.start()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    assert not errors
+    return received
+
+
+def test_a_newer_plan_overlapping_a_run_of_the_same_site_reaches_the_station_last(store) -> None:
+    """A tick's run is sending 5 kW to CP001 when a session change's run plans 7 kW: the station must end up on
+    the newer 7 kW, and the outbox's newest entry for it must be that one."""
+    received = _overlapping_runs(store, 5.0, 7.0)
+    assert received == [("CP001", 5000.0), ("CP001", 7000.0)]
+    entries = Outbox(store.engine).entries(["CP001"])
+    assert [(entry.run_id, entry.status, entry.limits[0][1]) for entry in entries] == [
+        ("run-a", "sent", 5000.0), ("run-b", "sent", 7000.0)]
+
+
+def test_two_overlapping_runs_with_the_same_plan_send_it_once(store) -> None:
+    """Both runs plan 5 kW for CP001: the second must find the first one's profile awaiting its answer and send
+    nothing, not supersede the entry the first one is sending and send it again."""
+    received = _overlapping_runs(store, 5.0, 5.0)
+    assert received == [("CP001", 5000.0)]
+    [entry] = Outbox(store.engine).entries(["CP001"])
+    assert (entry.run_id, entry.status) == ("run-a", "sent")
