@@ -9,7 +9,9 @@ Order matters for "nothing lost, nothing twice in effect":
    the station did receive is not sent again;
 2. entries sent longer than the policy's `answer_deadline` ago without an answer become `unanswered` (dropped by
    CitrineOS's schema check, lost with a broker restart, a station that never answered);
-3. the run's profiles are stored as pending (ones identical in effect to the last accepted, to a rejected one the
+3. holding the site's dispatch lease (`lease.site_lease`: one run per site at a time, so two runs never send to a
+   station out of order or supersede what the other is sending) through step 4, the run's profiles are stored as
+   pending (ones identical in effect to the last accepted, to a rejected one the
    station has not since replaced, or to one awaiting its answer, skipped unless forced; see `equivalence`);
    a station's undelivered entries are superseded by its new profile, built from the current plan, after the
    policy's backoff - never re-sent stale;
@@ -31,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from cariflex_pipeline.dispatch.composite import composite_request
 from cariflex_pipeline.dispatch.delivery import DeliveryPolicy
 from cariflex_pipeline.dispatch.equivalence import DEFAULT_MIN_VALIDITY_AHEAD
+from cariflex_pipeline.dispatch.lease import site_lease
 from cariflex_pipeline.dispatch.outbox import Outbox, OutboxEntry
 from cariflex_pipeline.dispatch.profiles import BuiltProfile
 from cariflex_pipeline.dispatch.transports import Answer, Call, SendResult, Transport
@@ -114,22 +117,24 @@ def dispatch_profiles(
         # the broker is down: store the profiles anyway (below), they are retried by the next run
         LOG.warning("could not collect station answers: %s", error)
     report.unanswered = outbox.expire_unanswered(now, policy)
-    prepared = outbox.prepare(profiles, site_id=site_id, run_id=run_id, transport=transport.name, force=force, now=now,
-                              min_validity_ahead=min_validity_ahead, policy=policy)
+    with site_lease(outbox.engine, site_id, run_id):
+        prepared = outbox.prepare(profiles, site_id=site_id, run_id=run_id, transport=transport.name, force=force,
+                                  now=now, min_validity_ahead=min_validity_ahead, policy=policy)
+        to_send = prepared.to_send
+        if len({e.station_id for e in to_send}) != len(to_send):  # guaranteed by prepare(); a guard costs nothing
+            raise AssertionError(f"a station was selected twice in run {run_id}")
+        if to_send:
+            report.sent = _send(transport, to_send, run_id)
+            outbox.mark_sent([r.correlation_id for r in report.sent if r.status == "sent"], now=clock())
+            for result in report.sent:
+                if result.status != "sent":
+                    outbox.mark(result.correlation_id, result.status, result.reason, uncertain=result.uncertain,
+                                now=clock(), policy=policy)
     report.skipped = prepared.skipped
     report.unchanged = prepared.unchanged
     report.repeat_rejected = prepared.repeat_rejected
     report.backing_off = prepared.backing_off
-    to_send = prepared.to_send
-    if len({e.station_id for e in to_send}) != len(to_send):  # guaranteed by prepare(); a guard costs nothing
-        raise AssertionError(f"a station was selected twice in run {run_id}")
     if to_send:
-        report.sent = _send(transport, to_send, run_id)
-        outbox.mark_sent([r.correlation_id for r in report.sent if r.status == "sent"], now=clock())
-        for result in report.sent:
-            if result.status != "sent":
-                outbox.mark(result.correlation_id, result.status, result.reason, uncertain=result.uncertain,
-                            now=clock(), policy=policy)
         waiting = {r.correlation_id for r in report.sent if r.status == "sent"}
         _collect(report, outbox, transport, waiting, answer_timeout)
     if read_back and to_send:

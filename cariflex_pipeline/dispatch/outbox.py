@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
 from cariflex_pipeline.dispatch.composite import compare_composite
 from cariflex_pipeline.dispatch.delivery import DeliveryPolicy, StationDelivery, station_delivery
@@ -47,6 +47,17 @@ from cariflex_pipeline.store.times import from_db_time, to_db_time
 
 # statuses of an entry the station may hold (it reached CitrineOS and was not refused)
 _MAY_BE_HELD = ("accepted", "sent", "unanswered", "superseded")
+# statuses the transport's report of a hand-over may replace: an answer, a successor or the end of validity wins
+_BEFORE_HANDOVER = ("pending", "failed", "unroutable")
+# how often a transaction is redone when another writer changed an entry it read (each time, one writer progressed)
+_CONFLICT_RETRIES = 10
+
+T = TypeVar("T")
+
+
+class _Conflict(Exception):
+    """An entry changed between this transaction's read and its write: the transaction is rolled back and redone
+    from what the store holds now."""
 
 
 @dataclass(frozen=True)
@@ -126,12 +137,30 @@ class Outbox:
         return to_db_time(self.engine, moment)
 
     # --- status changes, each with its event ---------------------------------------------------------------
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        """`work` in one transaction, redone from a fresh read when it met a changed entry (`_Conflict`)."""
+        for _ in range(_CONFLICT_RETRIES):
+            try:
+                with self.engine.begin() as connection:
+                    return work(connection)
+            except _Conflict:
+                continue
+        raise RuntimeError(f"outbox entries kept changing under {_CONFLICT_RETRIES} attempts of one transaction")
+
     def _change(self, connection: Any, row: Any, event: str, reason: str, now: datetime, **values: Any) -> None:
-        """Update one entry and record the event (a status, or a clear/read-back step) with its time and reason."""
+        """Update one entry and record the event (a status, or a clear/read-back step) with its time and reason,
+        only while the entry is as `row` read it: its status, and the clear or read-back status this change sets.
+        Another writer (an answer, a run, a timeout) may have committed since the read; then nothing is written and
+        `_Conflict` redoes the transaction, so no decision is ever taken on a stale read (compare-and-set)."""
         if "status" in values:
             values.setdefault("status_reason", reason)
-        connection.execute(update(ocpp_outbox).where(ocpp_outbox.c.id == row.id)
-                           .values(updated_at=self._t(now), **values))
+        guard = [ocpp_outbox.c.id == row.id, ocpp_outbox.c.status == row.status]
+        guard += [ocpp_outbox.c[column] == getattr(row, column)  # None compares as IS NULL
+                  for column in ("clear_status", "readback_status") if column in values]
+        changed = connection.execute(update(ocpp_outbox).where(and_(*guard))
+                                     .values(updated_at=self._t(now), **values)).rowcount
+        if changed != 1:
+            raise _Conflict
         connection.execute(insert(ocpp_outbox_events).values(
             outbox_id=row.id, site_id=row.site_id, station_id=row.station_id, at=self._t(now), event=event,
             reason=reason[:2000]))
@@ -145,7 +174,8 @@ class Outbox:
         """Sent entries (and composite read-backs) without an answer within the deadline become `unanswered`;
         entries that were never delivered and whose validTo passed become `expired`."""
         cutoff = self._t(now - policy.answer_deadline)
-        with self.engine.begin() as connection:
+
+        def expire(connection: Connection) -> list[Any]:
             late = connection.execute(select(ocpp_outbox).where(and_(
                 ocpp_outbox.c.status == "sent", ocpp_outbox.c.sent_at <= cutoff))).all()
             for row in late:
@@ -163,7 +193,9 @@ class Outbox:
                 ocpp_outbox.c.status.in_(UNDELIVERED_STATUSES), ocpp_outbox.c.valid_to <= self._t(now)))).all()
             for row in stale:
                 self._change(connection, row, "expired", "validTo passed before delivery", now, status="expired")
-        return self.entries(ids=[row.id for row in late])
+            return late
+
+        return self.entries(ids=[row.id for row in self._transaction(expire)])
 
     # --- choosing what to send --------------------------------------------------------------------------------
     def prepare(
@@ -186,8 +218,9 @@ class Outbox:
         duplicates = {s for s in stations if stations.count(s) > 1}
         if duplicates:
             raise ValueError(f"more than one profile for station(s) {sorted(duplicates)} in one run")
-        prepared = PreparedRun()
-        with self.engine.begin() as connection:
+
+        def choose(connection: Connection) -> PreparedRun:
+            prepared = PreparedRun()
             open_rows = connection.execute(
                 select(ocpp_outbox).where(and_(ocpp_outbox.c.site_id == site_id,
                                                ocpp_outbox.c.status.in_((*UNDELIVERED_STATUSES, "sent"))))
@@ -208,7 +241,9 @@ class Outbox:
                                                          "(nothing planned): not re-sent stale", now)
                 if len(undelivered) < len(rows):
                     prepared.skipped[station_id] = "awaiting the station's answer"
-        return prepared
+            return prepared
+
+        return self._transaction(choose)
 
     def _prepare_one(self, connection: Any, profile: BuiltProfile, open_rows: list[Any], *, site_id: str, run_id: str,
                      transport: str, force: bool, now: datetime, min_validity_ahead: timedelta,
@@ -312,34 +347,45 @@ class Outbox:
     def mark_sent(self, correlation_ids: Sequence[str], now: datetime | None = None) -> None:
         """Record that the transport handed these entries over: status `sent` with its time (what the answer
         deadline counts from) and the event, in one transaction of a few statements for any number of entries. An
-        entry already answered keeps its answer, and the time sent its answer stamped (`record_answer`)."""
+        entry already answered keeps its answer, and the time sent its answer stamped (`record_answer`); one a newer
+        run superseded meanwhile stays superseded (its successor is what counts) and keeps the time it went out,
+        since the station may hold it (`valid_to_to_outlast`)."""
         at = self._t(now or datetime.now(UTC))
         ids = list(correlation_ids)
         with self.engine.begin() as connection:
             for start in range(0, len(ids), 500):
                 chunk = ocpp_outbox.c.correlation_id.in_(ids[start:start + 500])
                 changed = connection.execute(
-                    update(ocpp_outbox).where(and_(chunk, ocpp_outbox.c.status.not_in(("accepted", "rejected"))))
+                    update(ocpp_outbox).where(and_(chunk, ocpp_outbox.c.status.in_(_BEFORE_HANDOVER)))
                     .values(status="sent", status_reason="", delivery_uncertain=False, sent_at=at, updated_at=at)
                     .returning(ocpp_outbox.c.id, ocpp_outbox.c.site_id, ocpp_outbox.c.station_id)).all()
-                if changed:
+                overtaken = connection.execute(
+                    update(ocpp_outbox).where(and_(chunk, ocpp_outbox.c.status == "superseded",
+                                                   ocpp_outbox.c.sent_at.is_(None)))
+                    .values(sent_at=at, updated_at=at)
+                    .returning(ocpp_outbox.c.id, ocpp_outbox.c.site_id, ocpp_outbox.c.station_id)).all()
+                events = [(row, "") for row in changed]
+                events += [(row, "after it was superseded: the station may hold it") for row in overtaken]
+                if events:
                     connection.execute(insert(ocpp_outbox_events), [
                         {"outbox_id": row.id, "site_id": row.site_id, "station_id": row.station_id, "at": at,
-                         "event": "sent", "reason": ""}
-                        for row in changed])
+                         "event": "sent", "reason": reason}
+                        for row, reason in events])
 
     def mark(self, correlation_id: str, status: str, reason: str = "", *, uncertain: bool = False,
              now: datetime | None = None, policy: DeliveryPolicy | None = None) -> None:
         """Record the transport's outcome for one entry (sent, unroutable, failed, pending)."""
         now = now or datetime.now(UTC)
         policy = policy or DeliveryPolicy()
-        with self.engine.begin() as connection:
+
+        def record(connection: Connection) -> None:
             row = connection.execute(select(ocpp_outbox).where(ocpp_outbox.c.correlation_id == correlation_id)).first()
             if row is None:
                 return
-            if row.status in ("accepted", "rejected"):
+            if row.status not in (*_BEFORE_HANDOVER, "sent"):
                 # the answer came first (a fast station, a REST callback): it is never overwritten, and it stamped
-                # the time sent already (what was sent counts for the validity a re-plan must outlast)
+                # the time sent already (what was sent counts for the validity a re-plan must outlast); a newer
+                # entry superseded it, or its validity ran out: a failure to deliver it changes nothing
                 return
             values: dict[str, Any] = {"status": status, "delivery_uncertain": uncertain}
             if status == "sent":
@@ -347,6 +393,8 @@ class Outbox:
             if status in ("failed", "unroutable"):
                 values["retry_after"] = self._t(now + policy.retry_delay(row.attempts))
             self._change(connection, row, status, reason, now, **values)
+
+        self._transaction(record)
 
     def mark_clear(self, correlation_id: str, status: str, reason: str = "", now: datetime | None = None) -> None:
         """Record what became of the ClearChargingProfile sent before a TxProfile update (sent, failed); an answer
@@ -369,13 +417,16 @@ class Outbox:
         `column` belongs to (clear or read-back) is one of those. False when no entry has that id."""
         now = now or datetime.now(UTC)
         status_column = {"clear_correlation_id": "clear_status", "readback_correlation_id": "readback_status"}[column]
-        with self.engine.begin() as connection:
+
+        def change(connection: Connection) -> bool:
             row = connection.execute(select(ocpp_outbox).where(ocpp_outbox.c[column] == correlation_id)).first()
             if row is None:
                 return False
             if only_from is None or getattr(row, status_column) in only_from:
                 self._change(connection, row, event, reason, now, **values)
             return True
+
+        return self._transaction(change)
 
     def apply_answer(self, answer: Answer, now: datetime | None = None) -> bool:
         """Record a station's answer to any of our calls; False when the correlation id is not ours."""
@@ -395,7 +446,8 @@ class Outbox:
         status = {"Accepted": "accepted", "Rejected": "rejected"}.get(station_status)
         if status is None:
             status, reason = "failed", f"station answered {station_status!r} {reason}".strip()
-        with self.engine.begin() as connection:
+
+        def record(connection: Connection) -> bool:
             row = connection.execute(select(ocpp_outbox).where(ocpp_outbox.c.correlation_id == correlation_id)).first()
             if row is None:
                 return False
@@ -407,8 +459,10 @@ class Outbox:
                              answered_at=self._t(now), sent_at=row.sent_at or self._t(now))
             return True
 
+        return self._transaction(record)
+
     def _record_readback(self, answer: Answer, now: datetime) -> bool:
-        with self.engine.begin() as connection:
+        def record(connection: Connection) -> bool:
             row = connection.execute(select(ocpp_outbox).where(
                 ocpp_outbox.c.readback_correlation_id == answer.correlation_id)).first()
             if row is None:
@@ -421,18 +475,21 @@ class Outbox:
                          readback_detail=detail)
             return True
 
+        return self._transaction(record)
+
     def request_readbacks(self, entries: Sequence[OutboxEntry], now: datetime | None = None) -> list[OutboxEntry]:
         """Give each accepted entry a stored GetCompositeSchedule correlation id before it is asked for."""
         now = now or datetime.now(UTC)
-        ids = []
-        with self.engine.begin() as connection:
+
+        def request(connection: Connection) -> None:
             for entry in entries:
                 row = connection.execute(select(ocpp_outbox).where(ocpp_outbox.c.id == entry.id)).one()
                 self._change(connection, row, "readback_pending", "GetCompositeSchedule to be asked", now,
                              readback_correlation_id=str(uuid.uuid4()), readback_status="pending",
                              readback_at=self._t(now), readback_detail="")
-                ids.append(entry.id)
-        return self.entries(ids=ids)
+
+        self._transaction(request)
+        return self.entries(ids=[entry.id for entry in entries])
 
     def answered(self, correlation_ids: set[str]) -> list[Answer]:
         """The answers already recorded for these correlation ids (Set, Clear or read-back): what a transport whose

@@ -148,3 +148,13 @@ ev_charging_needs = Table(
     Index("ix_ev_charging_needs_station_status", "station_id", "status"),
     Index("ix_ev_charging_needs_site", "site_id"),
 )
+
+# One dispatch run per site at a time (Alembic revision `0012_dispatch_leases`, `dispatch.lease`): the run holding
+# its site's row until `expires_at` stores, sends and marks; another waits for the row.
+ocpp_dispatch_leases = Table(
+    "ocpp_dispatch_leases",
+    metadata,
+    Column("site_id", String(SITE_ID_LENGTH), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
