@@ -36,7 +36,7 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
-from sqlalchemy import Engine, Select, Table, and_, insert, select, update
+from sqlalchemy import Engine, Select, Table, and_, insert, or_, select, update
 
 from cariflex_pipeline.dispatch.envelope import BusMessage
 from cariflex_pipeline.dispatch.peer_schemas import violations as peer_violations
@@ -278,21 +278,27 @@ class SessionBook:
                 stopped_reason=payload["transactionInfo"].get("stoppedReason"), updated_at=self._t(now)))
             changes.append(SessionChange("ended" if ended else "started", station.station_id, transaction_id, at))
             return changes
-        values: dict[str, Any] = {"updated_at": self._t(now), "last_seq_no": payload["seqNo"]}
+        this_session = and_(ev_sessions.c.station_id == station.station_id,
+                            ev_sessions.c.transaction_id == transaction_id)
+        metered: dict[str, Any] = {"updated_at": self._t(now), "last_seq_no": payload["seqNo"]}
         if register is not None:
             if row.meter_start_wh is None:
-                values["meter_start_wh"] = register
+                metered["meter_start_wh"] = register
             else:
-                values["energy_delivered_kwh"] = max(0.0, (register - row.meter_start_wh) / 1000.0)
+                metered["energy_delivered_kwh"] = max(0.0, (register - row.meter_start_wh) / 1000.0)
         if samples:
-            values["last_power_kw"] = samples[-1][2]
-        if event_type == "Ended" and row.status != "ended":
-            values.update(status="ended", ended_at=self._t(at),
-                          stopped_reason=payload["transactionInfo"].get("stoppedReason"))
-            changes.append(SessionChange("ended", station.station_id, transaction_id, at))
-        connection.execute(update(ev_sessions).where(and_(
-            ev_sessions.c.station_id == station.station_id, ev_sessions.c.transaction_id == transaction_id)
-        ).values(**values))
+            metered["last_power_kw"] = samples[-1][2]
+        # An older event of the transaction (requeued behind newer ones, or taken by a second consumer) must not
+        # put an older meter reading back: the meter columns change only for a higher seqNo (compare-and-set in
+        # the UPDATE itself, so two consumers cannot both pass a check made on their own reads).
+        connection.execute(update(ev_sessions).where(and_(this_session, or_(
+            ev_sessions.c.last_seq_no.is_(None), ev_sessions.c.last_seq_no < payload["seqNo"]))).values(**metered))
+        if event_type == "Ended":  # ends the session whatever its seqNo; reported once, by whoever ends it
+            ended = connection.execute(update(ev_sessions).where(and_(this_session, ev_sessions.c.status != "ended"))
+                                       .values(status="ended", ended_at=self._t(at), updated_at=self._t(now),
+                                               stopped_reason=payload["transactionInfo"].get("stoppedReason")))
+            if ended.rowcount == 1:
+                changes.append(SessionChange("ended", station.station_id, transaction_id, at))
         return changes
 
     def _close_superseded(self, connection: Any, station_id: str, evse_id: int, transaction_id: str,

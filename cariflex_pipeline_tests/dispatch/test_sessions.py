@@ -536,3 +536,32 @@ def test_the_schedule_metadata_names_needs_rejected_by_citrineos_and_awaiting_it
     rows = metadata["ev_needs_not_applied"].value.splitlines()
     assert rows[2:] == ["| CP001 | 1 | rejected | Rejected | NoProfile | 2026-11-28 12:02 | 30.0 | 2026-11-28 09:02 |",
                         "| CP002 | 1 | awaiting | - | - | 2026-11-28 12:02 | 30.0 | 2026-11-28 09:02 |"]
+
+
+def test_an_older_transaction_event_never_puts_an_older_meter_reading_back(store, site) -> None:
+    """A message requeued behind newer ones (or taken by a second consumer) arrives late: the session keeps the
+    newest reading by seqNo, and a late Ended still ends it, reported once."""
+    book = SessionBook(store.engine, stations_from_portfolio(Portfolio.from_site(site)))
+
+    def event(event_type: str, seq: int, register_wh: float, minutes: int) -> list[tuple[str, str]]:
+        at = T0 + timedelta(minutes=minutes)
+        message = BusMessage(station_id="CP003", tenant_id="1", action="TransactionEvent", state=1, origin="cs",
+                             correlation_id=f"c-{seq}-{event_type}", payload=transaction_event(
+                                 event_type, "tx-a", at, seq, meterValue=_meter(at, 7000, register_wh)))
+        changes, _ = book.apply(message, now=at)
+        return [(change.kind, change.transaction_id) for change in changes]
+
+    def delivered_kwh() -> float:
+        [session] = [s for s in active_sessions(store.engine) if s["transaction_id"] == "tx-a"]
+        return session["energy_delivered_kwh"]
+
+    assert event("Started", 0, 1000, 0) == [("started", "tx-a")]
+    assert event("Updated", 2, 6000, 30) == []
+    assert delivered_kwh() == 5.0
+    assert event("Updated", 1, 3000, 15) == []  # late: older than seqNo 2
+    assert delivered_kwh() == 5.0
+    assert event("Updated", 2, 6000, 30) == []  # the same again (at-least-once delivery): nothing changes
+    assert delivered_kwh() == 5.0
+    assert event("Ended", 4, 9000, 60) == [("ended", "tx-a")]
+    assert event("Ended", 4, 9000, 60) == []  # redelivered: already ended, not reported twice
+    assert "tx-a" not in {s["transaction_id"] for s in active_sessions(store.engine)}
