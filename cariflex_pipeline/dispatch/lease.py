@@ -21,10 +21,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, and_, delete, select
-from sqlalchemy.dialects.postgresql import insert as postgres_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from cariflex_pipeline.dispatch.tables import ocpp_dispatch_leases
+from cariflex_pipeline.store.bulk import dialect_insert
 from cariflex_pipeline.store.times import from_db_time, to_db_time
 
 LOG = logging.getLogger(__name__)
@@ -43,9 +42,8 @@ def _try_acquire(engine: Engine, site_id: str, run_id: str, ttl: timedelta) -> b
     """Take the site's lease if it is free or has run out: one INSERT ... ON CONFLICT DO UPDATE ... WHERE, so two
     runs trying at once cannot both succeed (the row is the unit both stores serialize)."""
     now = datetime.now(UTC)
-    insert = postgres_insert if engine.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(ocpp_dispatch_leases).values(site_id=site_id, run_id=run_id,
-                                                    expires_at=to_db_time(engine, now + ttl))
+    statement = dialect_insert(engine.dialect.name, ocpp_dispatch_leases).values(
+        site_id=site_id, run_id=run_id, expires_at=to_db_time(engine, now + ttl))
     statement = statement.on_conflict_do_update(
         index_elements=[ocpp_dispatch_leases.c.site_id],
         set_={"run_id": statement.excluded.run_id, "expires_at": statement.excluded.expires_at},

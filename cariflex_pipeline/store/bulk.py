@@ -18,6 +18,9 @@ import pandas as pd
 import psycopg2
 import psycopg2.errors
 from sqlalchemy import Connection, Table, insert
+from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
@@ -99,6 +102,11 @@ def _copy_binary(rows: pd.DataFrame) -> bytes:
 
 def _pg_microseconds(times: pd.Series) -> np.ndarray:
     return ((times - _PG_EPOCH) // pd.Timedelta(microseconds=1)).to_numpy(dtype="int64")
+
+
+def dialect_insert(dialect_name: str, table: Table) -> PostgresInsert | SqliteInsert:
+    """An INSERT into `table` that takes ON CONFLICT clauses, in the store's dialect (PostgreSQL or SQLite)."""
+    return postgres_insert(table) if dialect_name == "postgresql" else sqlite_insert(table)
 
 
 _COPY_CHUNK = 1 << 20  # bytes per read of a COPY buffer (psycopg2's default, 8 KiB, reads megabytes in thousands)

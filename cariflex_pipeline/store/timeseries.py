@@ -10,8 +10,6 @@ from functools import cached_property
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, and_, delete, func, or_, select
-from sqlalchemy.dialects.postgresql import insert as postgres_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from cariflex_pipeline.site_model import Portfolio, Sensor
 from cariflex_pipeline.store import bulk
@@ -75,7 +73,7 @@ class TimeSeriesStore:
             return 0
         updated = [column for column in rows[0] if column != "id" and (column != "site_id" or owners is not None)]
         with self.engine.begin() as connection:
-            statement = self._insert(connection, sensors)
+            statement = bulk.dialect_insert(connection.dialect.name, sensors)
             statement = statement.on_conflict_do_update(
                 index_elements=["id"], set_={column: statement.excluded[column] for column in updated},
             )
@@ -243,8 +241,8 @@ class TimeSeriesStore:
         missing = [name for name in dict.fromkeys(names) if name not in ids]
         if missing:
             registered = connection.execute(
-                self._insert(connection, data_sources).on_conflict_do_nothing(index_elements=["name"])
-                .returning(data_sources.c.name, data_sources.c.id),
+                bulk.dialect_insert(connection.dialect.name, data_sources)
+                .on_conflict_do_nothing(index_elements=["name"]).returning(data_sources.c.name, data_sources.c.id),
                 [{"name": name, "type": source_type} for name in missing])
             ids.update((name, source_id) for name, source_id in registered)
         ids.update(self._known_source_ids(connection, [name for name in missing if name not in ids]))
@@ -260,9 +258,6 @@ class TimeSeriesStore:
             ids.update((name, source_id) for name, source_id in rows)
         return ids
 
-    @staticmethod
-    def _insert(connection: Connection, table):
-        return postgres_insert(table) if connection.dialect.name == "postgresql" else sqlite_insert(table)
 
 
 def _belief_frame(records: Sequence) -> pd.DataFrame:
